@@ -1,0 +1,121 @@
+/* A loaded transformer: its configuration (the numbers), its architecture row (the shape of the
+ * math), and its weights (views into memory-mapped checkpoint files, or float32 copies where the
+ * file holds F16/BF16 or misaligned data).
+ *
+ * Families differ only through nn_arch (a row of a table) and a map of Hugging Face tensor names;
+ * there is one forward pass for all of them. */
+#ifndef NN_MODEL_H
+#define NN_MODEL_H
+
+#include "nn_base.h"
+#include "safetensors.h"
+
+typedef enum { NN_NORM_LAYERNORM, NN_NORM_RMSNORM } nn_norm_kind;
+typedef enum { NN_ACT_GELU_TANH, NN_ACT_GELU, NN_ACT_SILU, NN_ACT_RELU } nn_activation;
+typedef enum { NN_POS_LEARNED, NN_POS_ROPE } nn_pos_kind;
+typedef enum {
+    NN_ROPE_SCALING_NONE,
+    NN_ROPE_SCALING_LINEAR,
+    NN_ROPE_SCALING_LLAMA3
+} nn_rope_scaling;
+
+/* One family's architecture: what is fixed by the family, not by its config. */
+typedef struct nn_arch {
+    const char *model_type; /* config.json "model_type" */
+    const char *family;     /* human name */
+    nn_norm_kind norm;
+    nn_pos_kind pos;
+    bool gated_mlp;        /* act(gate(x)) * up(x) */
+    bool rope_interleaved; /* rotate adjacent pairs (2k, 2k+1) instead of halves */
+    bool linear_in_major;  /* weights stored [in, out] (GPT-2 Conv1D) */
+    bool fused_qkv;        /* one [q|k|v] projection */
+    bool qkv_bias, o_bias, mlp_bias, norm_bias; /* defaults; config may turn on more */
+    const char *notes; /* deviations from the standard pre-norm block, for `nnterp inspect` */
+    /* Tensor names: "%d" stands for the layer; the loader appends ".weight" / ".bias". */
+    const char *prefix; /* tried with and without (GPT-2 hub checkpoints omit "transformer.") */
+    const char *tok_emb, *pos_emb, *final_norm, *head;
+    const char *attn_norm, *mlp_norm;
+    const char *qkv, *q, *k, *v, *o;
+    const char *gate, *up, *down;
+} nn_arch;
+
+typedef struct nn_config {
+    const nn_arch *arch;
+    int n_layers;
+    int d_model;
+    int n_heads;
+    int n_kv_heads;
+    int head_dim;
+    int d_ff;
+    int vocab_size;
+    int max_positions; /* the context */
+    float norm_eps;
+    nn_activation act;
+    /* Rotary embedding. */
+    double rope_theta;
+    int rotary_dim; /* dims of each head that rotate (= head_dim unless partial) */
+    nn_rope_scaling rope_scaling;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_positions;
+    int sliding_window; /* 0: none */
+    bool tie_embeddings;
+    bool qkv_bias, o_bias, mlp_bias;
+    int bos_token_id, eos_token_id; /* -1 when unknown */
+} nn_config;
+
+/* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld
+ * (or [n_in][n_out] when in_major), so a slice of a fused matrix is a view, not a copy. */
+typedef struct nn_linear {
+    const float *w;
+    const float *b; /* [n_out] or NULL */
+    int n_in, n_out;
+    size_t ld;
+    bool in_major;
+} nn_linear;
+
+typedef struct nn_norm {
+    const float *w; /* [d] */
+    const float *b; /* [d] or NULL */
+} nn_norm;
+
+typedef struct nn_layer {
+    nn_norm attn_norm, mlp_norm;
+    nn_linear q, k, v, o;
+    nn_linear gate, up, down;
+} nn_layer;
+
+typedef struct nn_model {
+    nn_config cfg;
+    char *source;         /* the directory or file it came from */
+    const float *tok_emb; /* [vocab, d] */
+    const float *pos_emb; /* [max_positions, d] or NULL */
+    nn_norm final_norm;
+    nn_linear head;   /* [vocab, d] */
+    nn_layer *layers; /* [n_layers] */
+    /* Ownership: the mapped checkpoint and the float32 copies made of non-F32 tensors. */
+    nn_st_archive archive;
+    nn_mapped_file bin; /* llama2.c checkpoint */
+    float **owned;
+    size_t n_owned;
+    char *config_json; /* config.json text, stored with results */
+} nn_model;
+
+/* Architecture rows, looked up by config.json's model_type. NULL when unsupported. */
+const nn_arch *nn_arch_find(const char *model_type);
+/* Comma-separated list of supported model_type values, for error messages. */
+const char *nn_arch_supported(void);
+
+/* Parses a Hugging Face config.json (already loaded) into cfg. */
+int nn_config_from_hf(const char *json_text, const char *path, nn_config *cfg, nn_err *err);
+
+/* Resolves MODEL as SPEC §1 says: a directory, a llama2.c .bin file, or a Hugging Face id found
+ * in the local hub cache. Returns a new string the caller frees. */
+char *nn_model_resolve(const char *model, nn_err *err);
+
+/* Loads MODEL (see nn_model_resolve). On failure nothing is left allocated. */
+int nn_model_load(const char *model, nn_model **out, nn_err *err);
+int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err);
+int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err);
+void nn_model_free(nn_model *model);
+
+#endif
