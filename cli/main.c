@@ -1,0 +1,408 @@
+/* nnterp: the command line. A thin layer over the libraries: parse arguments, call, print.
+ * Results a person reads go to stdout; diagnostics to stderr. Exit codes: 0 success, 1 failure,
+ * 2 usage error. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "generate.h"
+#include "h5_sink.h"
+#include "trace.h"
+
+#ifndef NNTERP_VERSION
+#define NNTERP_VERSION "dev"
+#endif
+
+#define EXIT_USAGE 2
+
+static const char *usage_main =
+    "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
+    "\n"
+    "commands:\n"
+    "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
+    "  generate  -m MODEL --ids \"1 2 3\" [-n N] [--temperature T] [--top-p P] [--seed S] "
+    "[--print-ids]\n"
+    "  trace     -m MODEL --ids \"1 2 3\" [--ids ...] --save HOOKS [--layers SPEC] -o OUT.h5\n"
+    "\n"
+    "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
+    "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file.\n";
+
+static const char *usage_inspect =
+    "usage: nnterp inspect -m MODEL\n"
+    "Prints the model's family, sizes, positional scheme, norms, hook points with their shapes,\n"
+    "and how the family deviates from the standard pre-norm block.\n";
+
+static const char *usage_generate =
+    "usage: nnterp generate -m MODEL --ids \"1 2 3\" [-n N] [--temperature T] [--top-p P]\n"
+    "                       [--seed S] [--print-ids] [--no-eos]\n"
+    "  --ids IDS        the prompt as token ids (space- or comma-separated)\n"
+    "  -n N             tokens to generate (default 32); stops early at EOS or the context end\n"
+    "  --temperature T  0 (default) is greedy; > 0 samples\n"
+    "  --top-p P        nucleus sampling mass (default 1: off)\n"
+    "  --seed S         sampling seed (default 42)\n"
+    "  --print-ids      print the generated ids, space-separated, on stdout\n"
+    "  --no-eos         do not stop at the end-of-sequence token\n"
+    "Text prompts (-p TEXT) arrive with tokenizer support; until then give --ids.\n";
+
+static const char *usage_trace =
+    "usage: nnterp trace -m MODEL --ids \"1 2 3\" [--ids ...] --save HOOKS [--layers SPEC] -o "
+    "OUT.h5\n"
+    "  --ids IDS      one prompt as token ids; repeat for several prompts (run as one packed "
+    "batch)\n"
+    "  --save HOOKS   comma-separated hook points: token_embeddings, layers_input,\n"
+    "                 attentions_input, attention_probabilities, attentions_output, mlps_input,\n"
+    "                 mlps_output, layers_output, ln_final, logits, next_token_probs;\n"
+    "                 a per-layer point may name its layer (layers_output.3)\n"
+    "  --layers SPEC  layers for points given without one: all (default), 5, 0,3,7, -1, 0:12:2\n"
+    "  -o OUT.h5      the HDF5 file (written as OUT.h5.partial, renamed when complete);\n"
+    "                 layout in docs/trace-format.md\n";
+
+typedef struct args {
+    const char *model, *save, *layers, *output;
+    const char *ids[256];
+    int n_ids;
+    bool has_text;
+    int n_new;
+    float temperature, top_p;
+    unsigned long long seed;
+    bool print_ids, no_eos, help;
+} args;
+
+static int usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "nnterp: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static int parse_number(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || v < lo || v > hi)
+        return NN_ERR;
+    *out = v;
+    return NN_OK;
+}
+
+/* Returns 0, or an exit code. */
+static int parse_args(int argc, char **argv, const char *usage, args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->n_new = 32;
+    a->top_p = 1.0f;
+    a->seed = 42;
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        double x;
+        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
+            a->help = true;
+            continue;
+        }
+        if (!strcmp(k, "--print-ids")) {
+            a->print_ids = true;
+            continue;
+        }
+        if (!strcmp(k, "--no-eos")) {
+            a->no_eos = true;
+            continue;
+        }
+        if (!v)
+            return usage_error(usage, "option '%s' needs a value", k);
+        i++;
+        if (!strcmp(k, "-m") || !strcmp(k, "--model"))
+            a->model = v;
+        else if (!strcmp(k, "--ids")) {
+            if (a->n_ids == 256)
+                return usage_error(usage, "at most 256 prompts (%s)", k);
+            a->ids[a->n_ids++] = v;
+        } else if (!strcmp(k, "-p") || !strcmp(k, "--prompt"))
+            a->has_text = true;
+        else if (!strcmp(k, "--save"))
+            a->save = v;
+        else if (!strcmp(k, "--layers"))
+            a->layers = v;
+        else if (!strcmp(k, "-o") || !strcmp(k, "--output"))
+            a->output = v;
+        else if (!strcmp(k, "-n")) {
+            if (parse_number(v, 0, 1e9, &x) || x != (int)x)
+                return usage_error(usage, "-n takes a non-negative integer, not '%s'", v);
+            a->n_new = (int)x;
+        } else if (!strcmp(k, "--temperature")) {
+            if (parse_number(v, 0, 1e6, &x))
+                return usage_error(usage, "--temperature takes a number >= 0, not '%s'", v);
+            a->temperature = (float)x;
+        } else if (!strcmp(k, "--top-p")) {
+            if (parse_number(v, 0, 1, &x) || x == 0)
+                return usage_error(usage, "--top-p takes a number in (0, 1], not '%s'", v);
+            a->top_p = (float)x;
+        } else if (!strcmp(k, "--seed")) {
+            if (parse_number(v, 0, 1.8e19, &x))
+                return usage_error(usage, "--seed takes a non-negative integer, not '%s'", v);
+            a->seed = (unsigned long long)x;
+        } else
+            return usage_error(usage, "unknown option '%s'", k);
+    }
+    if (a->help) {
+        printf("%s", usage);
+        return -1;
+    }
+    if (!a->model)
+        return usage_error(usage, "%s", "-m MODEL is required");
+    if (a->has_text)
+        return usage_error(usage, "%s",
+                           "text prompts (-p) need tokenizer support, which is not built yet; give "
+                           "the prompt as token ids with --ids");
+    return 0;
+}
+
+/* "1 2 3" or "1,2,3" into a new array. */
+static int parse_ids(const char *s, int32_t **out, int *n, nn_err *err)
+{
+    size_t cap = strlen(s) / 2 + 1;
+    int32_t *ids = nn_malloc(cap * sizeof *ids, err);
+    if (!ids)
+        return NN_ERR;
+    int count = 0;
+    const char *p = s;
+    while (*p) {
+        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n') ||
+            v < 0 || v > INT32_MAX) {
+            nn_free(ids);
+            return nn_fail(err, "--ids '%s': '%.*s' is not a token id", s, (int)strcspn(p, " ,"),
+                           p);
+        }
+        ids[count++] = (int32_t)v;
+        p = end;
+    }
+    if (count == 0) {
+        nn_free(ids);
+        return nn_fail(err, "--ids '%s': no token ids", s);
+    }
+    *out = ids;
+    *n = count;
+    return NN_OK;
+}
+
+static int fail(const nn_err *err)
+{
+    fprintf(stderr, "nnterp: error: %s\n", err->msg);
+    return EXIT_FAILURE;
+}
+
+static const char *act_name(nn_activation a)
+{
+    static const char *names[] = {"gelu (tanh approximation)", "gelu (exact erf)", "silu", "relu"};
+    return names[a];
+}
+
+static int cmd_inspect(int argc, char **argv)
+{
+    args a;
+    int rc = parse_args(argc, argv, usage_inspect, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    nn_err err = {{0}};
+    nn_model *m;
+    if (nn_model_load(a.model, &m, &err))
+        return fail(&err);
+    const nn_config *c = &m->cfg;
+    printf("model            %s\n", m->source);
+    printf("family           %s (model_type %s)\n", c->arch->family, c->arch->model_type);
+    printf("layers           %d\n", c->n_layers);
+    printf("d_model          %d\n", c->d_model);
+    printf("attention        %d query heads, %d key/value heads, head_dim %d%s\n", c->n_heads,
+           c->n_kv_heads, c->head_dim,
+           c->n_kv_heads == c->n_heads
+               ? ""
+               : (c->n_kv_heads == 1 ? " (multi-query)" : " (grouped-query)"));
+    if (c->sliding_window)
+        printf("sliding window   %d (query i attends to keys i-%d < j <= i)\n", c->sliding_window,
+               c->sliding_window);
+    printf("mlp              %d, %s%s\n", c->d_ff, act_name(c->act),
+           c->arch->gated_mlp ? ", gated (act(gate) * up)" : "");
+    printf("vocabulary       %d\n", c->vocab_size);
+    printf("context          %d positions\n", c->max_positions);
+    if (c->arch->pos == NN_POS_LEARNED)
+        printf("positions        learned absolute embeddings\n");
+    else
+        printf("positions        RoPE theta %g, %d of %d dims, %s%s\n", c->rope_theta,
+               c->rotary_dim, c->head_dim,
+               c->arch->rope_interleaved ? "adjacent pairs" : "half-split",
+               c->rope_scaling == NN_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
+               : c->rope_scaling == NN_ROPE_SCALING_LINEAR ? ", linear scaling"
+                                                           : "");
+    printf("norm             %s, eps %g\n",
+           c->arch->norm == NN_NORM_RMSNORM ? "RMSNorm" : "LayerNorm", (double)c->norm_eps);
+    printf("biases           qkv %s, output %s, mlp %s\n", c->qkv_bias ? "yes" : "no",
+           c->o_bias ? "yes" : "no", c->mlp_bias ? "yes" : "no");
+    printf("output head      %s\n",
+           c->tie_embeddings ? "tied to the token embeddings" : "own lm_head");
+    printf("bos / eos        %d / %d\n", c->bos_token_id, c->eos_token_id);
+    printf("\nhook points (per prompt of T tokens; i = 0..%d)\n", c->n_layers - 1);
+    for (int hp = 0; hp < NN_HP_COUNT; hp++) {
+        char name[64], shape[64];
+        snprintf(name, sizeof name, "%s%s", nn_hook_point_name(hp),
+                 nn_hook_point_per_layer(hp) ? ".i" : "");
+        if (hp == NN_HP_ATTENTION_PROBABILITIES)
+            snprintf(shape, sizeof shape, "[%d, T, T]", c->n_heads);
+        else if (hp == NN_HP_LOGITS)
+            snprintf(shape, sizeof shape, "[T, %d]", c->vocab_size);
+        else if (hp == NN_HP_NEXT_TOKEN_PROBS)
+            snprintf(shape, sizeof shape, "[%d]", c->vocab_size);
+        else
+            snprintf(shape, sizeof shape, "[T, %d]", c->d_model);
+        printf("  %-28s %s\n", name, shape);
+    }
+    printf("\nfamily notes     %s\n", c->arch->notes);
+    printf("invariants       layers_output.i == layers_input.(i+1); logit lens at the last layer "
+           "== next_token_probs\n");
+    nn_model_free(m);
+    return 0;
+}
+
+static int print_token(int32_t token, void *user, nn_err *err)
+{
+    printf("%s%d", *(int *)user ? " " : "", token);
+    *(int *)user = 1;
+    fflush(stdout);
+    return NN_OK;
+}
+
+static int cmd_generate(int argc, char **argv)
+{
+    args a;
+    int rc = parse_args(argc, argv, usage_generate, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (a.n_ids != 1)
+        return usage_error(usage_generate, "%s", "give the prompt once, with --ids");
+    nn_err err = {{0}};
+    nn_model *m = NULL;
+    int32_t *prompt = NULL, *out = NULL;
+    int n_prompt, n_out, printed = 0;
+    rc = EXIT_FAILURE;
+    if (parse_ids(a.ids[0], &prompt, &n_prompt, &err) || nn_model_load(a.model, &m, &err) ||
+        !(out = nn_malloc((size_t)(a.n_new ? a.n_new : 1) * sizeof *out, &err))) {
+        fail(&err);
+        goto done;
+    }
+    nn_generate_params gp = nn_generate_default_params();
+    gp.max_new_tokens = a.n_new;
+    gp.temperature = a.temperature;
+    gp.top_p = a.top_p;
+    gp.seed = a.seed;
+    gp.stop_at_eos = !a.no_eos;
+    /* Without a tokenizer the ids are the output, streamed as they come. */
+    gp.on_token = print_token;
+    gp.user = &printed;
+    if (nn_generate(m, prompt, n_prompt, &gp, out, &n_out, &err)) {
+        if (printed)
+            printf("\n");
+        fail(&err);
+        goto done;
+    }
+    printf("\n");
+    rc = 0;
+done:
+    nn_free(prompt);
+    nn_free(out);
+    nn_model_free(m);
+    return rc;
+}
+
+static int cmd_trace(int argc, char **argv)
+{
+    args a;
+    int rc = parse_args(argc, argv, usage_trace, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (a.n_ids < 1)
+        return usage_error(usage_trace, "%s", "give at least one prompt with --ids");
+    if (!a.save)
+        return usage_error(usage_trace, "%s", "--save HOOKS is required");
+    if (!a.output)
+        return usage_error(usage_trace, "%s", "-o OUT.h5 is required");
+    nn_err err = {{0}};
+    nn_model *m = NULL;
+    nn_h5file *f = NULL;
+    int32_t *tokens = NULL;
+    int offsets[257] = {0};
+    rc = EXIT_FAILURE;
+    for (int p = 0; p < a.n_ids; p++) {
+        int32_t *ids;
+        int n;
+        if (parse_ids(a.ids[p], &ids, &n, &err)) {
+            fail(&err);
+            goto done;
+        }
+        int32_t *grown = nn_realloc(tokens, (size_t)(offsets[p] + n) * sizeof *tokens, &err);
+        if (!grown) {
+            nn_free(ids);
+            fail(&err);
+            goto done;
+        }
+        tokens = grown;
+        memcpy(tokens + offsets[p], ids, (size_t)n * sizeof *ids);
+        offsets[p + 1] = offsets[p] + n;
+        nn_free(ids);
+    }
+    if (nn_model_load(a.model, &m, &err) || nn_h5_create(a.output, &f, &err)) {
+        fail(&err);
+        goto done;
+    }
+    nn_sink sink = nn_h5_sink(f);
+    nn_trace_params tp = {.hooks = a.save, .layers = a.layers};
+    if (nn_trace_run(m, tokens, offsets, a.n_ids, &tp, &sink, &err) ||
+        nn_h5_attr_string(f, "/", "format", "nnterp-trace", &err) ||
+        nn_h5_attr_i64(f, "/", "format_version", 1, &err) ||
+        nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, &err) ||
+        nn_h5_attr_string(f, "/", "model", m->source, &err) ||
+        nn_h5_attr_string(f, "/", "model_config", m->config_json, &err)) {
+        fail(&err);
+        goto done;
+    }
+    nn_h5file *done_file = f;
+    f = NULL;
+    if (nn_h5_commit(done_file, &err)) {
+        fail(&err);
+        goto done;
+    }
+    fprintf(stderr, "nnterp: wrote %s (%d prompts, %d tokens)\n", a.output, a.n_ids,
+            offsets[a.n_ids]);
+    rc = 0;
+done:
+    nn_h5_free(f); /* removes the .partial file of a failed run */
+    nn_free(tokens);
+    nn_model_free(m);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "help")) {
+        printf("%s", usage_main);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("nnterp %s\n", NNTERP_VERSION);
+        return 0;
+    }
+    if (!strcmp(argv[1], "inspect"))
+        return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "generate"))
+        return cmd_generate(argc, argv);
+    if (!strcmp(argv[1], "trace"))
+        return cmd_trace(argc, argv);
+    fprintf(stderr, "nnterp: unknown command '%s'\n\n%s", argv[1], usage_main);
+    return EXIT_USAGE;
+}
