@@ -1,0 +1,39 @@
+/* Helpers shared by the C tests: checks that count failures, and the loud skip. */
+#ifndef NN_TEST_H
+#define NN_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "nn_base.h"
+
+#define NN_TEST_SKIP 77 /* CTest's SKIP_RETURN_CODE */
+
+extern int nn_test_failures;
+extern int nn_test_checks;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        nn_test_checks++;                                                                          \
+        if (!(cond)) {                                                                             \
+            nn_test_failures++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_OK(call, err)                                                                        \
+    do {                                                                                           \
+        nn_test_checks++;                                                                          \
+        if ((call) != NN_OK) {                                                                     \
+            nn_test_failures++;                                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: %s\n", __FILE__, __LINE__, #call, (err)->msg);        \
+        }                                                                                          \
+    } while (0)
+
+/* The shared test data directory (../shared beside the checkout), or exits with a loud skip. */
+const char *nn_test_shared_dir(const char *what);
+int nn_test_finish(const char *name);
+
+#endif

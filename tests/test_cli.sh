@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The command line end to end: inspect, generate, trace (read back with h5py, as a user would, and
+# compared with the Hugging Face reference dump), and the exit codes of bad input.
+set -u
+NNTERP=$1
+S=${NNTERP_SHARED:-}
+if [ -z "$S" ] || [ ! -d "$S/reference" ]; then
+  echo "SKIPPED: test_cli needs the shared test data (NNTERP_SHARED='$S')"
+  exit 77
+fi
+if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
+  echo "SKIPPED: test_cli needs python3-h5py and python3-numpy (tools/setup.sh installs them)"
+  exit 77
+fi
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+expect() { # name, expected exit code, stderr needle, command...
+  local name=$1 code=$2 needle=$3
+  shift 3
+  "$@" >"$T/out" 2>"$T/err"
+  local rc=$?
+  if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" "$T/err" "$T/out"; then ok "$name"; else
+    bad "$name (exit $rc, wanted $code; output: $(cat "$T/out" "$T/err" | head -3))"
+  fi
+}
+
+GPT2=$S/reference/tiny/gpt2/model-f32
+LLAMA=$S/reference/tiny/llama_gqa/model-f32
+STORIES=$S/models/stories260K
+
+expect "inspect gpt2" 0 "GPT-2 (model_type gpt2)" "$NNTERP" inspect -m "$GPT2"
+expect "inspect lists hook points" 0 "attention_probabilities.i" "$NNTERP" inspect -m "$LLAMA"
+expect "inspect llama2.c bin" 0 "adjacent pairs" "$NNTERP" inspect -m "$STORIES/stories260K.bin"
+expect "--help" 0 "usage: nnterp trace" "$NNTERP" trace --help
+
+# Greedy generation from BOS reproduces the published story's first 32 ids.
+"$NNTERP" generate -m "$STORIES/stories260K.bin" --ids 1 -n 32 --no-eos >"$T/gen" 2>"$T/err"
+want=$(tr -s ' \n' ' ' <"$STORIES/greedy_256_ids.txt" | cut -d' ' -f1-32)
+if [ "$(tr -d '\n' <"$T/gen")" = "$want" ]; then ok "generate greedy 32 ids"; else bad "generate: $(cat "$T/gen" "$T/err")"; fi
+"$NNTERP" generate -m "$STORIES/hf" --ids 1 -n 20 --temperature 0.8 --top-p 0.9 --seed 7 >"$T/s1" 2>/dev/null
+"$NNTERP" generate -m "$STORIES/hf" --ids 1 -n 20 --temperature 0.8 --top-p 0.9 --seed 7 >"$T/s2" 2>/dev/null
+if [ -s "$T/s1" ] && cmp -s "$T/s1" "$T/s2"; then ok "sampling is reproducible with a seed"; else bad "sampling with a seed"; fi
+
+# trace: the batch case of the reference, every hook point, read back with h5py.
+REF=$S/reference/tiny/llama_gqa/ref-f32
+"$NNTERP" trace -m "$LLAMA" --ids "$(/usr/bin/python3 -c "
+import json; c=[c for c in json.load(open('$REF/manifest.json'))['cases'] if c['name']=='batch3_len13_24_1'][0]
+print(' '.join(map(str, c['input_ids'][0][:c['lengths'][0]])))")" \
+  --ids "$(/usr/bin/python3 -c "
+import json; c=[c for c in json.load(open('$REF/manifest.json'))['cases'] if c['name']=='batch3_len13_24_1'][0]
+print(' '.join(map(str, c['input_ids'][1][:c['lengths'][1]])))")" \
+  --save token_embeddings,layers_input,attentions_input,attention_probabilities,attentions_output,mlps_input,mlps_output,layers_output,ln_final,logits,next_token_probs \
+  -o "$T/trace.h5" 2>"$T/err"
+if [ $? -eq 0 ] && [ -f "$T/trace.h5" ] && [ ! -e "$T/trace.h5.partial" ]; then ok "trace writes the store"; else bad "trace: $(cat "$T/err")"; fi
+if /usr/bin/python3 - "$T/trace.h5" "$REF" <<'PY'
+import json, sys, h5py, numpy as np
+path, ref = sys.argv[1], sys.argv[2]
+man = json.load(open(ref + "/manifest.json"))
+case = [c for c in man["cases"] if c["name"] == "batch3_len13_24_1"][0]
+f = h5py.File(path, "r")
+offs = f["prompts/token_offsets"][:]
+assert list(offs) == [0, 13, 37], offs
+assert f.attrs["format"] == "nnterp-trace"
+assert json.loads(f.attrs["model_config"])["model_type"] == "llama"
+worst = 0.0
+for name, t in case["tensors"].items():
+    if name.startswith("logit_lens"):
+        continue
+    r = np.fromfile(ref + "/" + t["file"], dtype="<f4").reshape(t["shape"])
+    hook, _, layer = name.partition(".")
+    for b in range(2):
+        n = case["lengths"][b]
+        if hook == "attention_probabilities":
+            ours, want = f[f"activations/{hook}/{layer}/{b}"][:], r[b, :, :n, :n]
+        else:
+            key = f"activations/{hook}/{layer}" if layer else f"activations/{hook}"
+            ours, want = f[key][offs[b]:offs[b + 1]], r[b, :n]
+        d = float(np.abs(ours - want).max())
+        worst = max(worst, d)
+        assert d < 1e-4, (name, b, d)
+# layers_output.i == layers_input.(i+1) in the store too
+assert np.array_equal(f["activations/layers_output/0"][:], f["activations/layers_input/1"][:])
+p = f["activations/next_token_probs"][:]
+assert p.shape == (2, 512) and abs(p.sum(axis=1) - 1).max() < 1e-5
+print("trace store matches the reference, max abs diff %.3g" % worst)
+PY
+then ok "trace store equals the reference (h5py)"; else bad "trace store vs reference"; fi
+
+# Early exit: only layer 0 requested; the store holds exactly that.
+"$NNTERP" trace -m "$GPT2" --ids "5 6 7" --save layers_output --layers 0 -o "$T/early.h5" 2>/dev/null
+if /usr/bin/python3 -c "
+import h5py,sys; f=h5py.File('$T/early.h5','r'); k=list(f['activations/layers_output'].keys())
+sys.exit(0 if k==['0'] and f['activations/layers_output/0'].shape==(3,64) else 1)"; then ok "trace --layers 0"; else bad "trace --layers 0"; fi
+
+# Bad input: clear errors, non-zero exits, no output file left behind.
+expect "unknown command" 2 "unknown command 'trce'" "$NNTERP" trce
+expect "missing -m" 2 "-m MODEL is required" "$NNTERP" inspect
+expect "missing model" 1 "no such file or directory" "$NNTERP" inspect -m "$T/nope"
+expect "token id out of range" 1 "token id 999 at position 1" "$NNTERP" trace -m "$GPT2" --ids "1 999" --save logits -o "$T/x.h5"
+[ ! -e "$T/x.h5" ] && [ ! -e "$T/x.h5.partial" ] && ok "failed trace leaves no file" || bad "failed trace left a file"
+expect "layer out of range" 1 "layer 7 is out of range" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save layers_output.7 -o "$T/x.h5"
+expect "bad layer spec" 1 "layer spec '0:99'" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save layers_output --layers 0:99 -o "$T/x.h5"
+expect "unknown hook" 1 "unknown hook point 'layer_output'" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save layer_output -o "$T/x.h5"
+expect "bad ids" 1 "'x' is not a token id" "$NNTERP" generate -m "$GPT2" --ids "1 x"
+expect "prompt longer than the context" 1 "exceeds the model's context of 64" "$NNTERP" generate -m "$GPT2" --ids "$(seq -s ' ' 1 65)"
+expect "bad -n" 2 "-n takes a non-negative integer" "$NNTERP" generate -m "$GPT2" --ids 1 -n x
+expect "unwritable output" 1 "cannot create the output file" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save logits -o /nonexistent/x.h5
+expect "text prompt before tokenizers" 2 "need tokenizer support" "$NNTERP" generate -m "$GPT2" -p "hello"
+
+echo "test_cli: $pass passed, $fail failed"
+[ $fail -eq 0 ]

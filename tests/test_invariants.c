@@ -1,0 +1,280 @@
+/* Invariants that hold exactly where the math allows (brief: "Correctness is the product"):
+ * - layers_output.i == layers_input.(i+1), bit for bit;
+ * - a prompt alone and inside a packed batch agree (<= 1e-6);
+ * - 1 and 2 BLAS threads agree (<= 1e-6);
+ * - a hook that writes back what it read leaves the logits bit for bit unchanged;
+ * - stopping early after layer k gives the same layers_output.k;
+ * - a sequence continued through the KV cache equals the whole sequence in one call;
+ * - an edit made by a hook flows downstream (zeroed mlps_output: layers_output = mid residual). */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "forward.h"
+#include "nn_test.h"
+
+#define MAX_L 16
+
+static int stop_hook(const nn_hook_view *v, void *user, nn_err *err);
+static int write_back_hook(const nn_hook_view *v, void *user, nn_err *err);
+static int zero_hook(const nn_hook_view *v, void *user, nn_err *err);
+
+typedef struct capture {
+    float *data[NN_HP_COUNT][MAX_L];
+    size_t size[NN_HP_COUNT][MAX_L];
+} capture;
+
+static int capture_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    capture *c = user;
+    int l = v->layer < 0 ? 0 : v->layer;
+    size_t n = v->rows * v->cols;
+    nn_free(c->data[v->point][l]);
+    if (!(c->data[v->point][l] = nn_malloc(n * sizeof(float), err)))
+        return NN_ERR;
+    memcpy(c->data[v->point][l], v->data, n * sizeof(float));
+    c->size[v->point][l] = n;
+    return NN_HOOK_CONTINUE;
+}
+
+static void capture_free(capture *c)
+{
+    for (int p = 0; p < NN_HP_COUNT; p++)
+        for (int l = 0; l < MAX_L; l++)
+            nn_free(c->data[p][l]);
+    memset(c, 0, sizeof *c);
+}
+
+/* Runs the batch with capture hooks on every per-token point; logits of the last rows out. */
+static int run(const nn_model *m, const nn_batch *b, capture *cap, float *logits, nn_err *err)
+{
+    nn_hookset hs;
+    nn_state *st = NULL;
+    int rc = NN_ERR;
+    if (nn_hookset_init(&hs, m->cfg.n_layers, err))
+        return NN_ERR;
+    for (int p = 0; p < NN_HP_COUNT; p++)
+        if (p != NN_HP_ATTENTION_PROBABILITIES && p != NN_HP_NEXT_TOKEN_PROBS &&
+            nn_hookset_add(&hs, p, nn_hook_point_per_layer(p) ? NN_ALL_LAYERS : -1, capture_hook,
+                           cap, err))
+            goto done;
+    nn_state_params sp = {.max_tokens = b->n_tokens, .max_seqs = b->n_seqs};
+    nn_forward_params fp = {.hooks = &hs, .want_logits = true};
+    if (nn_state_init(&st, m, &sp, err) || nn_forward(m, st, b, &fp, err))
+        goto done;
+    memcpy(logits, nn_state_logits(st), (size_t)b->n_seqs * m->cfg.vocab_size * sizeof(float));
+    rc = NN_OK;
+done:
+    nn_state_free(st);
+    nn_hookset_free(&hs);
+    return rc;
+}
+
+static double max_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+static int32_t tokens[3][40];
+static const int lens[3] = {17, 40, 3};
+
+static void check_model(const char *dir)
+{
+    nn_err err = {{0}};
+    nn_model *m;
+    if (nn_model_load(dir, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    const nn_config *c = &m->cfg;
+    size_t D = (size_t)c->d_model, V = (size_t)c->vocab_size;
+    int L = c->n_layers;
+    printf("%s (%s, %d layers)\n", dir, c->arch->family, L);
+
+    /* Packed batch of three prompts. */
+    int32_t packed[80];
+    int offsets[4] = {0};
+    for (int q = 0; q < 3; q++) {
+        memcpy(packed + offsets[q], tokens[q], (size_t)lens[q] * sizeof(int32_t));
+        offsets[q + 1] = offsets[q] + lens[q];
+    }
+    nn_batch batch = {.tokens = packed, .n_tokens = offsets[3], .n_seqs = 3, .offsets = offsets};
+    capture all = {0};
+    float *logits = nn_malloc(3 * V * sizeof(float), &err);
+    CHECK_OK(run(m, &batch, &all, logits, &err), &err);
+
+    /* layers_output.i == layers_input.(i+1) bitwise */
+    for (int l = 0; l + 1 < L; l++)
+        CHECK(memcmp(all.data[NN_HP_LAYERS_OUTPUT][l], all.data[NN_HP_LAYERS_INPUT][l + 1],
+                     all.size[NN_HP_LAYERS_OUTPUT][l] * sizeof(float)) == 0,
+              "layers_output.%d != layers_input.%d", l, l + 1);
+
+    /* Each prompt alone equals its rows of the packed batch. */
+    double worst = 0;
+    for (int q = 0; q < 3; q++) {
+        int off0[2] = {0, lens[q]};
+        nn_batch alone = {.tokens = tokens[q], .n_tokens = lens[q], .n_seqs = 1, .offsets = off0};
+        capture one = {0};
+        float *lg = nn_malloc(V * sizeof(float), &err);
+        CHECK_OK(run(m, &alone, &one, lg, &err), &err);
+        for (int l = 0; l < L; l++)
+            worst = fmax(worst, max_diff(one.data[NN_HP_LAYERS_OUTPUT][l],
+                                         all.data[NN_HP_LAYERS_OUTPUT][l] + (size_t)offsets[q] * D,
+                                         (size_t)lens[q] * D));
+        worst = fmax(worst, max_diff(one.data[NN_HP_LOGITS][0],
+                                     all.data[NN_HP_LOGITS][0] + (size_t)offsets[q] * V,
+                                     (size_t)lens[q] * V));
+        worst = fmax(worst, max_diff(lg, logits + (size_t)q * V, V));
+        capture_free(&one);
+        nn_free(lg);
+    }
+    printf("  alone vs packed batch: max abs diff %.3g\n", worst);
+    CHECK(worst <= 1e-6, "prompt alone vs in a batch differ by %.3g", worst);
+
+    /* 2 BLAS threads vs 1. */
+    openblas_set_num_threads(2);
+    capture two = {0};
+    float *lg2 = nn_malloc(3 * V * sizeof(float), &err);
+    CHECK_OK(run(m, &batch, &two, lg2, &err), &err);
+    openblas_set_num_threads(1);
+    worst = max_diff(lg2, logits, 3 * V);
+    for (int l = 0; l < L; l++)
+        worst = fmax(worst, max_diff(two.data[NN_HP_LAYERS_OUTPUT][l],
+                                     all.data[NN_HP_LAYERS_OUTPUT][l], (size_t)offsets[3] * D));
+    printf("  1 vs 2 threads: max abs diff %.3g\n", worst);
+    CHECK(worst <= 1e-6, "1 and 2 threads differ by %.3g", worst);
+    capture_free(&two);
+    nn_free(lg2);
+
+    nn_state *st = NULL;
+    nn_state_params sp = {.max_tokens = 80, .max_seqs = 3, .n_slots = 3, .slot_capacity = 64};
+    CHECK_OK(nn_state_init(&st, m, &sp, &err), &err);
+
+    /* Early stop after layer k: NN_STOPPED, and layers_output.k unchanged. */
+    for (int k = 0; k < L; k++) {
+        nn_hookset hs;
+        capture cap = {0};
+        CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+        CHECK_OK(nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, k, capture_hook, &cap, &err), &err);
+        CHECK_OK(nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, k, stop_hook, NULL, &err), &err);
+        nn_forward_params fp = {.hooks = &hs, .want_logits = true};
+        int rc = nn_forward(m, st, &batch, &fp, &err);
+        CHECK(rc == NN_STOPPED, "early stop at layer %d returned %d", k, rc);
+        CHECK(memcmp(cap.data[NN_HP_LAYERS_OUTPUT][k], all.data[NN_HP_LAYERS_OUTPUT][k],
+                     (size_t)offsets[3] * D * sizeof(float)) == 0,
+              "stopping after layer %d changed layers_output.%d", k, k);
+        capture_free(&cap);
+        nn_hookset_free(&hs);
+    }
+
+    /* A hook on every point that writes back what it read leaves the logits bitwise unchanged. */
+    {
+        nn_hookset hs;
+        CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+        for (int p = 0; p < NN_HP_COUNT; p++)
+            CHECK_OK(nn_hookset_add(&hs, p, nn_hook_point_per_layer(p) ? NN_ALL_LAYERS : -1,
+                                    write_back_hook, NULL, &err),
+                     &err);
+        nn_forward_params fp = {.hooks = &hs, .want_logits = true};
+        CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
+        CHECK(memcmp(nn_state_logits(st), logits, 3 * V * sizeof(float)) == 0,
+              "write-back hooks changed the logits");
+        nn_hookset_free(&hs);
+    }
+
+    /* KV cache: prompt 1 fed as 25 + 15 tokens in two calls equals one call. */
+    {
+        int slot = 1, pos0 = 0, off[2] = {0, 25};
+        nn_batch first = {.tokens = tokens[1],
+                          .n_tokens = 25,
+                          .n_seqs = 1,
+                          .offsets = off,
+                          .pos0 = &pos0,
+                          .slot = &slot};
+        nn_forward_params fp = {.want_logits = true};
+        CHECK_OK(nn_forward(m, st, &first, &fp, &err), &err);
+        int pos1 = 25, off2[2] = {0, 15};
+        nn_batch second = {.tokens = tokens[1] + 25,
+                           .n_tokens = 15,
+                           .n_seqs = 1,
+                           .offsets = off2,
+                           .pos0 = &pos1,
+                           .slot = &slot};
+        CHECK_OK(nn_forward(m, st, &second, &fp, &err), &err);
+        double d = max_diff(nn_state_logits(st), logits + V, V);
+        printf("  KV-cache continuation vs one pass: max abs diff %.3g\n", d);
+        CHECK(d <= 1e-5, "KV-cache continuation differs by %.3g", d);
+    }
+
+    /* Zeroing mlps_output.0 makes layers_output.0 the residual after attention. */
+    {
+        nn_hookset hs;
+        capture cap = {0};
+        CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+        CHECK_OK(nn_hookset_add_name(&hs, "mlps_output.0", zero_hook, NULL, &err), &err);
+        CHECK_OK(nn_hookset_add_name(&hs, "layers_output.0", capture_hook, &cap, &err), &err);
+        nn_forward_params fp = {.hooks = &hs};
+        CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
+        size_t n = (size_t)offsets[3] * D;
+        float *mid = nn_malloc(n * sizeof(float), &err);
+        for (size_t i = 0; i < n; i++)
+            mid[i] = all.data[NN_HP_LAYERS_INPUT][0][i] + all.data[NN_HP_ATTENTIONS_OUTPUT][0][i];
+        CHECK(memcmp(mid, cap.data[NN_HP_LAYERS_OUTPUT][0], n * sizeof(float)) == 0,
+              "zeroed mlps_output.0 did not leave layers_output.0 = input + attention");
+        nn_free(mid);
+        capture_free(&cap);
+        nn_hookset_free(&hs);
+    }
+
+    nn_state_free(st);
+    capture_free(&all);
+    nn_free(logits);
+    nn_model_free(m);
+}
+
+static int stop_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    return NN_HOOK_STOP;
+}
+
+static int write_back_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    size_t n = v->rows * v->cols;
+    float *copy = nn_malloc(n * sizeof(float), err);
+    if (!copy)
+        return NN_ERR;
+    memcpy(copy, v->data, n * sizeof(float));
+    memcpy(v->data, copy, n * sizeof(float));
+    nn_free(copy);
+    return NN_HOOK_CONTINUE;
+}
+
+static int zero_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    memset(v->data, 0, v->rows * v->cols * sizeof(float));
+    return NN_HOOK_CONTINUE;
+}
+
+int main(void)
+{
+    const char *shared = nn_test_shared_dir("test_invariants");
+    uint32_t seed = 12345;
+    for (int q = 0; q < 3; q++)
+        for (int t = 0; t < 40; t++) {
+            seed = seed * 1664525u + 1013904223u;
+            tokens[q][t] = (int32_t)(3 + (seed >> 8) % 290);
+        }
+    openblas_set_num_threads(1);
+    const char *models[] = {"reference/tiny/gpt2/model-f32", "reference/tiny/llama_gqa/model-f32",
+                            "reference/tiny/mistral_swa8/model-f32", "models/stories260K/hf"};
+    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+        nn_err err;
+        char *dir = nn_path_join(shared, models[i], &err);
+        check_model(dir);
+        nn_free(dir);
+    }
+    return nn_test_finish("test_invariants");
+}

@@ -1,0 +1,250 @@
+/* Compares every hook point of the engine with reference activations dumped from Hugging Face
+ * transformers' own modeling code (../shared/reference, see its README).
+ *
+ *   test_reference REF_DIR [--model PATH] [--tol-act X] [--tol-prob X]
+ *
+ * Every case of REF_DIR/manifest.json is run as one packed batch (padding stripped); every tensor
+ * is compared at valid positions and its max abs error printed. Exits 1 on any failure. */
+#include <math.h>
+#include <string.h>
+
+#include "forward.h"
+#include "generate.h"
+#include "nn_json.h"
+#include "nn_test.h"
+
+typedef struct capture {
+    float *data[NN_HP_COUNT][64]; /* per point and layer: (N, cols) */
+    float **probs[64];            /* per layer: per sequence (H, n, n) */
+    size_t cols[NN_HP_COUNT];
+    int n_seqs;
+} capture;
+
+static int capture_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    capture *cap = user;
+    int layer = v->layer < 0 ? 0 : v->layer;
+    size_t n = v->rows * v->cols;
+    if (v->point == NN_HP_ATTENTION_PROBABILITIES) {
+        if (!cap->probs[layer] &&
+            !(cap->probs[layer] = nn_calloc((size_t)cap->n_seqs, sizeof(float *), err)))
+            return NN_ERR;
+        float **slot = &cap->probs[layer][v->seq];
+        if (!(*slot = nn_malloc(n * sizeof(float), err)))
+            return NN_ERR;
+        memcpy(*slot, v->data, n * sizeof(float));
+        return NN_HOOK_CONTINUE;
+    }
+    float **slot = &cap->data[v->point][layer];
+    if (!(*slot = nn_malloc(n * sizeof(float), err)))
+        return NN_ERR;
+    memcpy(*slot, v->data, n * sizeof(float));
+    cap->cols[v->point] = v->cols;
+    return NN_HOOK_CONTINUE;
+}
+
+static void capture_free(capture *cap)
+{
+    for (int p = 0; p < NN_HP_COUNT; p++)
+        for (int l = 0; l < 64; l++)
+            nn_free(cap->data[p][l]);
+    for (int l = 0; l < 64; l++) {
+        if (cap->probs[l])
+            for (int s = 0; s < cap->n_seqs; s++)
+                nn_free(cap->probs[l][s]);
+        nn_free(cap->probs[l]);
+    }
+}
+
+static float *read_f32(const char *dir, const char *file, size_t count, nn_err *err)
+{
+    char *path = nn_path_join(dir, file, err);
+    if (!path)
+        return NULL;
+    char *buf = NULL;
+    size_t size = 0;
+    int rc = nn_file_read(path, (size_t)1 << 31, &buf, &size, err);
+    nn_free(path);
+    if (rc)
+        return NULL;
+    if (size != count * sizeof(float)) {
+        nn_fail(err, "%s: %zu bytes, expected %zu", file, size, count * sizeof(float));
+        nn_free(buf);
+        return NULL;
+    }
+    return (float *)buf;
+}
+
+typedef struct tolerances {
+    double act, prob;
+} tolerances;
+
+static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tolerances tol)
+{
+    nn_err err = {{0}};
+    const nn_config *c = &m->cfg;
+    const char *name = cJSON_GetObjectItemCaseSensitive(cs, "name")->valuestring;
+    const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cs, "input_ids");
+    const cJSON *lengths = cJSON_GetObjectItemCaseSensitive(cs, "lengths");
+    int B = cJSON_GetArraySize(ids), T = cJSON_GetArraySize(cJSON_GetArrayItem(ids, 0));
+    int offsets[65] = {0}, n_tokens = 0;
+    int32_t tokens[64 * 64];
+    for (int b = 0; b < B; b++) {
+        int len = cJSON_GetArrayItem(lengths, b)->valueint;
+        for (int t = 0; t < len; t++)
+            tokens[n_tokens++] = cJSON_GetArrayItem(cJSON_GetArrayItem(ids, b), t)->valueint;
+        offsets[b + 1] = n_tokens;
+    }
+    nn_batch batch = {.tokens = tokens, .n_tokens = n_tokens, .n_seqs = B, .offsets = offsets};
+    capture cap = {.n_seqs = B};
+    nn_hookset hs;
+    nn_state *st = NULL;
+    int failures_before = nn_test_failures;
+    nn_state_params sp = {.max_tokens = n_tokens, .max_seqs = B};
+    CHECK_OK(nn_hookset_init(&hs, c->n_layers, &err), &err);
+    for (int p = 0; p < NN_HP_COUNT; p++)
+        CHECK_OK(nn_hookset_add(&hs, (nn_hook_point)p,
+                                nn_hook_point_per_layer(p) ? NN_ALL_LAYERS : -1, capture_hook, &cap,
+                                &err),
+                 &err);
+    CHECK_OK(nn_state_init(&st, m, &sp, &err), &err);
+    nn_forward_params fp = {.hooks = &hs, .want_logits = true};
+    CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
+    if (nn_test_failures != failures_before)
+        goto done;
+
+    const cJSON *tensors = cJSON_GetObjectItemCaseSensitive(cs, "tensors"), *t;
+    size_t V = (size_t)c->vocab_size, D = (size_t)c->d_model;
+    cJSON_ArrayForEach (t, tensors) {
+        const char *tname = t->string;
+        const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
+        size_t count = 1;
+        const cJSON *dim;
+        cJSON_ArrayForEach (dim, shape)
+            count *= (size_t)dim->valueint;
+        float *ref = read_f32(ref_dir, cJSON_GetObjectItemCaseSensitive(t, "file")->valuestring,
+                              count, &err);
+        if (!ref) {
+            CHECK(0, "%s", err.msg);
+            continue;
+        }
+        double max_diff = 0.0, tolerance = tol.act;
+        int argmax_mismatch = 0;
+        bool lens = strncmp(tname, "logit_lens.", 11) == 0;
+        nn_hook_point hp = NN_HP_COUNT;
+        int layer = -1;
+        if (lens) {
+            layer = atoi(tname + 11);
+            tolerance = tol.prob;
+        } else {
+            CHECK_OK(nn_hook_name_parse(tname, c->n_layers, &hp, &layer, &err), &err);
+        }
+        if (hp == NN_HP_ATTENTION_PROBABILITIES) {
+            tolerance = tol.prob;
+            int H = c->n_heads;
+            for (int b = 0; b < B; b++) {
+                int n = offsets[b + 1] - offsets[b];
+                const float *ours = cap.probs[layer][b]; /* (H, n, n) */
+                for (int h = 0; h < H; h++)
+                    for (int i = 0; i < n; i++)
+                        for (int j = 0; j < n; j++) {
+                            double r = ref[(((size_t)b * H + h) * T + i) * T + j];
+                            double o = ours[((size_t)h * n + i) * n + j];
+                            max_diff = fmax(max_diff, fabs(r - o));
+                        }
+            }
+        } else {
+            const float *ours;
+            size_t cols;
+            float *lens_rows = NULL;
+            if (lens) {
+                /* softmax(head(final_norm(layers_output.i))) at every position */
+                cols = V;
+                float *normed = malloc((size_t)n_tokens * D * sizeof(float));
+                lens_rows = malloc((size_t)n_tokens * V * sizeof(float));
+                nn_unembed(m, st, cap.data[NN_HP_LAYERS_OUTPUT][layer], n_tokens, normed,
+                           lens_rows);
+                for (int r = 0; r < n_tokens; r++)
+                    nn_softmax(lens_rows + (size_t)r * V, V);
+                free(normed);
+                ours = lens_rows;
+            } else {
+                ours = cap.data[hp][layer < 0 ? 0 : layer];
+                cols = cap.cols[hp];
+            }
+            for (int b = 0; b < B; b++)
+                for (int i = 0; i < offsets[b + 1] - offsets[b]; i++) {
+                    const float *o = ours + (size_t)(offsets[b] + i) * cols;
+                    const float *r = ref + ((size_t)b * T + i) * cols;
+                    for (size_t k = 0; k < cols; k++)
+                        max_diff = fmax(max_diff, fabs((double)o[k] - r[k]));
+                    if (hp == NN_HP_LOGITS)
+                        argmax_mismatch += nn_argmax(o, (int)cols) != nn_argmax(r, (int)cols);
+                }
+            free(lens_rows);
+        }
+        bool ok = max_diff <= tolerance && !argmax_mismatch;
+        CHECK(ok, "%s %s: max abs diff %.3g > %.1g or argmax differs (%d rows)", name, tname,
+              max_diff, tolerance, argmax_mismatch);
+        printf("  %-24s %-28s max abs diff %.3e %s\n", name, tname, max_diff, ok ? "ok" : "FAIL");
+        free(ref);
+    }
+done:
+    capture_free(&cap);
+    nn_state_free(st);
+    nn_hookset_free(&hs);
+    return NN_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr,
+                "usage: test_reference REF_DIR [--model PATH] [--tol-act X] [--tol-prob X]\n");
+        return 2;
+    }
+    const char *ref_dir = argv[1], *model_path = NULL;
+    tolerances tol = {1e-4, 1e-5};
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--model"))
+            model_path = argv[i + 1];
+        else if (!strcmp(argv[i], "--tol-act"))
+            tol.act = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--tol-prob"))
+            tol.prob = atof(argv[i + 1]);
+    }
+    if (!nn_path_is_dir(ref_dir)) {
+        fprintf(stderr,
+                "SKIPPED: reference directory %s is absent (../shared not beside the checkout?)\n",
+                ref_dir);
+        return NN_TEST_SKIP;
+    }
+    nn_err err = {{0}};
+    char *manifest_path = nn_path_join(ref_dir, "manifest.json", &err);
+    cJSON *man = nn_json_parse_file(manifest_path, 64 << 20, &err);
+    if (!man) {
+        fprintf(stderr, "FAIL: %s\n", err.msg);
+        return 1;
+    }
+    char *default_model = NULL;
+    if (!model_path) {
+        default_model = nn_path_join(
+            ref_dir, cJSON_GetObjectItemCaseSensitive(man, "model_dir")->valuestring, &err);
+        model_path = default_model;
+    }
+    nn_model *m = NULL;
+    if (nn_model_load(model_path, &m, &err) != NN_OK) {
+        fprintf(stderr, "FAIL: loading %s: %s\n", model_path, err.msg);
+        return 1;
+    }
+    printf("%s with %s (%s, %d layers, d %d)\n", ref_dir, model_path, m->cfg.arch->family,
+           m->cfg.n_layers, m->cfg.d_model);
+    const cJSON *cs;
+    cJSON_ArrayForEach (cs, cJSON_GetObjectItemCaseSensitive(man, "cases"))
+        run_case(m, cs, ref_dir, tol);
+    nn_model_free(m);
+    cJSON_Delete(man);
+    nn_free(manifest_path);
+    nn_free(default_model);
+    return nn_test_finish("test_reference");
+}

@@ -1,0 +1,47 @@
+# Tests. Test data comes from ../shared beside the checkout (NNTERP_SHARED to override); a test
+# whose data is absent exits 77 and CTest reports it skipped, loudly.
+set(NNTERP_SHARED "${CMAKE_SOURCE_DIR}/../shared" CACHE PATH "shared test data directory")
+set(REF "${NNTERP_SHARED}/reference")
+
+add_library(nn_test STATIC tests/nn_test.c)
+target_include_directories(nn_test PUBLIC tests)
+target_link_libraries(nn_test PUBLIC nn_base)
+
+function(nn_test name)
+  add_executable(${name} tests/${name}.c)
+  target_link_libraries(${name} PRIVATE nn_test ${ARGN})
+endfunction()
+
+nn_test(test_reference nn_engine)
+nn_test(test_invariants nn_engine)
+nn_test(test_stories nn_engine)
+nn_test(test_loading nn_engine)
+nn_test(test_io nn_io)
+
+function(nn_add_test name)
+  add_test(NAME ${name} COMMAND ${ARGN})
+  set_tests_properties(${name} PROPERTIES SKIP_RETURN_CODE 77
+                       ENVIRONMENT "NNTERP_SHARED=${NNTERP_SHARED}")
+endfunction()
+
+# Every hook point of every supported family against Hugging Face's reference dumps.
+foreach(arch gpt2 llama llama_gqa llama31_rope mistral mistral_swa8 qwen2)
+  nn_add_test(reference_${arch} test_reference ${REF}/tiny/${arch}/ref-f32)
+endforeach()
+# BF16 weights (reference computed in float32 from the bf16 weights) and sharded F32 checkpoints.
+foreach(arch gpt2 llama_gqa qwen2)
+  nn_add_test(reference_${arch}_bf16 test_reference ${REF}/tiny/${arch}/ref-bf16)
+  nn_add_test(reference_${arch}_sharded test_reference ${REF}/tiny/${arch}/ref-f32
+              --model ${REF}/tiny/${arch}/model-f32-sharded)
+endforeach()
+# The trained stories260K: its HF copy, and the llama2.c .bin against the same references.
+nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5)
+nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5
+            --model ${NNTERP_SHARED}/models/stories260K/stories260K.bin)
+
+nn_add_test(invariants test_invariants)
+nn_add_test(stories260K_greedy test_stories)
+nn_add_test(loading test_loading)
+nn_add_test(io test_io)
+nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
+nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
