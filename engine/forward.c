@@ -257,8 +257,12 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
 static float activate(nn_activation act, float x)
 {
     switch (act) {
-    case NN_ACT_GELU_TANH:
-        return 0.5f * x * (1.0f + tanhf(0.7978845608028654f * (x + 0.044715f * x * x * x)));
+    case NN_ACT_GELU_TANH: {
+        /* 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): the same function, a third of the cost of
+         * tanhf; exp overflowing to inf for very negative x still gives -0. */
+        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        return x / (1.0f + expf(-2.0f * u));
+    }
     case NN_ACT_GELU:
         return (float)(0.5 * x * (1.0 + erf(x * 0.7071067811865476)));
     case NN_ACT_SILU:
