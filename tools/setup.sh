@@ -10,6 +10,8 @@ packages=(
   libopenmpi-dev openmpi-bin           # coordinator and ranks
   libhdf5-openmpi-dev hdf5-tools       # the parallel HDF5 store (h5dump for debugging)
   libcjson-dev                         # config.json, job files
+  libpcre2-dev                         # Unicode regex for tokenizer pre-tokenizers (UTF + UCP)
+  libutf8proc-dev                      # Unicode normalization (NFC/NFKC) for tokenizers
   clang                                # AddressSanitizer/UBSan and libFuzzer builds
   python3-numpy python3-h5py           # tests read stores back the way users do
   python3-torch                        # benchmark baseline (PyTorch on the same machine)
