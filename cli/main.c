@@ -7,6 +7,7 @@
 
 #include "generate.h"
 #include "h5_sink.h"
+#include "tokenizer.h"
 #include "trace.h"
 
 #ifndef NNTERP_VERSION
@@ -20,12 +21,21 @@ static const char *usage_main =
     "\n"
     "commands:\n"
     "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
-    "  generate  -m MODEL --ids \"1 2 3\" [-n N] [--temperature T] [--top-p P] [--seed S] "
-    "[--print-ids]\n"
-    "  trace     -m MODEL --ids \"1 2 3\" [--ids ...] --save HOOKS [--layers SPEC] -o OUT.h5\n"
+    "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
+    "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
+    "[--seed S] [--print-ids]\n"
+    "  trace     -m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o OUT.h5\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
-    "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file.\n";
+    "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
+    "(its tokenizer: --tokenizer FILE, else tokenizer.bin or tok<vocab>.bin beside it).\n"
+    "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
+    "--no-special turns that off.\n";
+
+static const char *usage_tokenize =
+    "usage: nnterp tokenize -m MODEL [--tokenizer FILE] [--ids] [--no-special] [--] TEXT\n"
+    "Prints each token's id and piece (whitespace shown as in the vocabulary); --ids prints the\n"
+    "ids only, space-separated. MODEL may also be a tokenizer.json or tokenizer.bin by itself.\n";
 
 static const char *usage_inspect =
     "usage: nnterp inspect -m MODEL\n"
@@ -33,16 +43,18 @@ static const char *usage_inspect =
     "and how the family deviates from the standard pre-norm block.\n";
 
 static const char *usage_generate =
-    "usage: nnterp generate -m MODEL --ids \"1 2 3\" [-n N] [--temperature T] [--top-p P]\n"
-    "                       [--seed S] [--print-ids] [--no-eos]\n"
+    "usage: nnterp generate -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T]\n"
+    "                       [--top-p P] [--seed S] [--print-ids] [--no-eos] [--no-special]\n"
+    "  -p TEXT          the prompt as text\n"
     "  --ids IDS        the prompt as token ids (space- or comma-separated)\n"
     "  -n N             tokens to generate (default 32); stops early at EOS or the context end\n"
     "  --temperature T  0 (default) is greedy; > 0 samples\n"
     "  --top-p P        nucleus sampling mass (default 1: off)\n"
     "  --seed S         sampling seed (default 42)\n"
-    "  --print-ids      print the generated ids, space-separated, on stdout\n"
+    "  --print-ids      print the generated ids, space-separated, after the text\n"
     "  --no-eos         do not stop at the end-of-sequence token\n"
-    "Text prompts (-p TEXT) arrive with tokenizer support; until then give --ids.\n";
+    "The text streams to stdout as it is generated (whole characters only); without a\n"
+    "tokenizer the ids are printed instead.\n";
 
 static const char *usage_trace =
     "usage: nnterp trace -m MODEL --ids \"1 2 3\" [--ids ...] --save HOOKS [--layers SPEC] -o "
@@ -57,15 +69,18 @@ static const char *usage_trace =
     "  -o OUT.h5      the HDF5 file (written as OUT.h5.partial, renamed when complete);\n"
     "                 layout in docs/trace-format.md\n";
 
+#define MAX_PROMPTS 256
+
 typedef struct args {
-    const char *model, *save, *layers, *output;
-    const char *ids[256];
-    int n_ids;
-    bool has_text;
+    const char *model, *tokenizer, *save, *layers, *output;
+    const char *prompt[MAX_PROMPTS]; /* in the order given */
+    bool prompt_is_text[MAX_PROMPTS];
+    int n_prompts;
+    const char *positional; /* tokenize's TEXT */
     int n_new;
     float temperature, top_p;
     unsigned long long seed;
-    bool print_ids, no_eos, help;
+    bool print_ids, ids_only, no_eos, no_special, help;
 } args;
 
 static int usage_error(const char *usage, const char *fmt, const char *arg)
@@ -89,6 +104,7 @@ static int parse_number(const char *s, double lo, double hi, double *out)
 /* Returns 0, or an exit code. */
 static int parse_args(int argc, char **argv, const char *usage, args *a)
 {
+    bool tokenize_mode = usage == usage_tokenize;
     memset(a, 0, sizeof *a);
     a->n_new = 32;
     a->top_p = 1.0f;
@@ -109,18 +125,39 @@ static int parse_args(int argc, char **argv, const char *usage, args *a)
             a->no_eos = true;
             continue;
         }
+        if (!strcmp(k, "--no-special")) {
+            a->no_special = true;
+            continue;
+        }
+        if (tokenize_mode && !strcmp(k, "--ids")) {
+            a->ids_only = true;
+            continue;
+        }
+        if (tokenize_mode && (!strcmp(k, "--") || k[0] != '-')) {
+            if (!strcmp(k, "--"))
+                k = v;
+            if (!k)
+                return usage_error(usage, "%s", "TEXT is missing after --");
+            if (a->positional)
+                return usage_error(usage, "unexpected argument '%s' (quote TEXT)", k);
+            a->positional = k;
+            if (k == v)
+                i++;
+            continue;
+        }
         if (!v)
             return usage_error(usage, "option '%s' needs a value", k);
         i++;
         if (!strcmp(k, "-m") || !strcmp(k, "--model"))
             a->model = v;
-        else if (!strcmp(k, "--ids")) {
-            if (a->n_ids == 256)
+        else if (!strcmp(k, "--tokenizer"))
+            a->tokenizer = v;
+        else if (!strcmp(k, "--ids") || !strcmp(k, "-p") || !strcmp(k, "--prompt")) {
+            if (a->n_prompts == MAX_PROMPTS)
                 return usage_error(usage, "at most 256 prompts (%s)", k);
-            a->ids[a->n_ids++] = v;
-        } else if (!strcmp(k, "-p") || !strcmp(k, "--prompt"))
-            a->has_text = true;
-        else if (!strcmp(k, "--save"))
+            a->prompt_is_text[a->n_prompts] = strcmp(k, "--ids") != 0;
+            a->prompt[a->n_prompts++] = v;
+        } else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))
             a->layers = v;
@@ -151,10 +188,6 @@ static int parse_args(int argc, char **argv, const char *usage, args *a)
     }
     if (!a->model)
         return usage_error(usage, "%s", "-m MODEL is required");
-    if (a->has_text)
-        return usage_error(usage, "%s",
-                           "text prompts (-p) need tokenizer support, which is not built yet; give "
-                           "the prompt as token ids with --ids");
     return 0;
 }
 
@@ -269,10 +302,146 @@ static int cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-static int print_token(int32_t token, void *user, nn_err *err)
+/* The tokenizer for MODEL: --tokenizer, tokenizer.json in a checkpoint directory, or for a
+ * llama2.c .bin, tokenizer.bin or tok<vocab>.bin beside it. *out stays NULL (no error) when none
+ * exists and required is false. */
+static int open_tokenizer(const args *a, const char *model_path, int vocab, bool required,
+                          nn_tokenizer **out, nn_err *err)
 {
-    printf("%s%d", *(int *)user ? " " : "", token);
-    *(int *)user = 1;
+    *out = NULL;
+    if (a->tokenizer)
+        return nn_tokenizer_load(a->tokenizer, out, err);
+    char candidate[4096];
+    if (nn_path_is_dir(model_path)) {
+        snprintf(candidate, sizeof candidate, "%s/tokenizer.json", model_path);
+        if (nn_path_is_file(candidate))
+            return nn_tokenizer_load(model_path, out, err);
+        return required ? nn_fail(err,
+                                  "%s: no tokenizer.json (give the prompt with --ids, or "
+                                  "--tokenizer FILE)",
+                                  model_path)
+                        : NN_OK;
+    }
+    const char *slash = strrchr(model_path, '/');
+    int dir = slash ? (int)(slash - model_path) + 1 : 0;
+    snprintf(candidate, sizeof candidate, "%.*stokenizer.bin", dir, model_path);
+    if (!nn_path_is_file(candidate))
+        snprintf(candidate, sizeof candidate, "%.*stok%d.bin", dir, model_path, vocab);
+    if (nn_path_is_file(candidate))
+        return nn_tokenizer_load(candidate, out, err);
+    return required ? nn_fail(err,
+                              "%s: no tokenizer.bin or tok%d.bin beside this llama2.c "
+                              "checkpoint (give --tokenizer FILE, or --ids)",
+                              model_path, vocab)
+                    : NN_OK;
+}
+
+/* Prompt i as token ids (a new array): text through the tokenizer, or --ids parsed. */
+static int prompt_ids(const args *a, int i, nn_tokenizer *tok, int32_t **ids, int *n, nn_err *err)
+{
+    if (!a->prompt_is_text[i])
+        return parse_ids(a->prompt[i], ids, n, err);
+    nn_ids v = {0};
+    if (nn_tokenizer_encode(tok, a->prompt[i], strlen(a->prompt[i]), !a->no_special, &v, err)) {
+        nn_ids_free(&v);
+        return nn_err_prefix(err, "-p '%.40s'", a->prompt[i]);
+    }
+    if (v.n == 0) {
+        nn_ids_free(&v);
+        return nn_fail(err, "-p '%s': the text encodes to no tokens", a->prompt[i]);
+    }
+    *ids = v.ids;
+    *n = (int)v.n;
+    return NN_OK;
+}
+
+static bool any_text(const args *a)
+{
+    for (int i = 0; i < a->n_prompts; i++)
+        if (a->prompt_is_text[i])
+            return true;
+    return false;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    args a;
+    int rc = parse_args(argc, argv, usage_tokenize, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.positional)
+        return usage_error(usage_tokenize, "%s", "TEXT is required");
+    nn_err err = {{0}};
+    nn_tokenizer *tok = NULL;
+    nn_model *m = NULL;
+    char *path = nn_model_resolve(a.model, &err);
+    nn_ids ids = {0};
+    rc = EXIT_FAILURE;
+    if (!path) {
+        fail(&err);
+        goto done;
+    }
+    /* MODEL may be a tokenizer file itself, or a model whose tokenizer we find. */
+    size_t len = strlen(path);
+    bool tokenizer_file = !nn_path_is_dir(path) && ((len > 5 && !strcmp(path + len - 5, ".json")) ||
+                                                    nn_model_load_llama2c(path, &m, &err) != NN_OK);
+    if (tokenizer_file ? nn_tokenizer_load(path, &tok, &err)
+                       : open_tokenizer(&a, path, m ? m->cfg.vocab_size : 0, true, &tok, &err)) {
+        fail(&err);
+        goto done;
+    }
+    if (nn_tokenizer_encode(tok, a.positional, strlen(a.positional), !a.no_special, &ids, &err)) {
+        fail(&err);
+        goto done;
+    }
+    if (a.ids_only) {
+        for (size_t i = 0; i < ids.n; i++)
+            printf("%s%d", i ? " " : "", ids.ids[i]);
+        printf("\n");
+    } else {
+        printf("%zu tokens\n", ids.n);
+        for (size_t i = 0; i < ids.n; i++) {
+            size_t plen;
+            const char *piece = nn_tokenizer_piece(tok, ids.ids[i], &plen);
+            printf("%8d  ", ids.ids[i]);
+            /* control bytes made visible so one token stays on one line */
+            for (size_t k = 0; k < plen; k++) {
+                unsigned char c = (unsigned char)piece[k];
+                if (c < 0x20 || c == 0x7f)
+                    printf("\\x%02x", c);
+                else
+                    putchar(c);
+            }
+            printf("\n");
+        }
+    }
+    rc = 0;
+done:
+    nn_ids_free(&ids);
+    nn_tokenizer_free(tok);
+    nn_model_free(m);
+    nn_free(path);
+    return rc;
+}
+
+typedef struct stream_ctx {
+    nn_detokenizer detok; /* NULL tok: print ids */
+    int printed;
+} stream_ctx;
+
+static int stream_token(int32_t token, void *user, nn_err *err)
+{
+    stream_ctx *s = user;
+    if (!s->detok.tok) {
+        printf("%s%d", s->printed ? " " : "", token);
+        s->printed = 1;
+    } else {
+        char *text = NULL;
+        if (nn_detokenizer_push(&s->detok, token, &text, err))
+            return NN_ERR;
+        fputs(text, stdout);
+        nn_free(text);
+    }
     fflush(stdout);
     return NN_OK;
 }
@@ -283,17 +452,28 @@ static int cmd_generate(int argc, char **argv)
     int rc = parse_args(argc, argv, usage_generate, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (a.n_ids != 1)
-        return usage_error(usage_generate, "%s", "give the prompt once, with --ids");
+    if (a.n_prompts != 1)
+        return usage_error(usage_generate, "%s", "give one prompt, with -p TEXT or --ids");
     nn_err err = {{0}};
     nn_model *m = NULL;
+    nn_tokenizer *tok = NULL;
     int32_t *prompt = NULL, *out = NULL;
-    int n_prompt, n_out, printed = 0;
+    int n_prompt, n_out;
+    stream_ctx stream = {0};
     rc = EXIT_FAILURE;
-    if (parse_ids(a.ids[0], &prompt, &n_prompt, &err) || nn_model_load(a.model, &m, &err) ||
+    if (nn_model_load(a.model, &m, &err) ||
+        open_tokenizer(&a, m->source, m->cfg.vocab_size, any_text(&a), &tok, &err) ||
+        prompt_ids(&a, 0, tok, &prompt, &n_prompt, &err) ||
         !(out = nn_malloc((size_t)(a.n_new ? a.n_new : 1) * sizeof *out, &err))) {
         fail(&err);
         goto done;
+    }
+    if (tok) {
+        nn_detokenizer_init(&stream.detok, tok, true);
+        if (nn_detokenizer_prime(&stream.detok, prompt, (size_t)n_prompt, &err)) {
+            fail(&err);
+            goto done;
+        }
     }
     nn_generate_params gp = nn_generate_default_params();
     gp.max_new_tokens = a.n_new;
@@ -301,20 +481,26 @@ static int cmd_generate(int argc, char **argv)
     gp.top_p = a.top_p;
     gp.seed = a.seed;
     gp.stop_at_eos = !a.no_eos;
-    /* Without a tokenizer the ids are the output, streamed as they come. */
-    gp.on_token = print_token;
-    gp.user = &printed;
+    gp.on_token = stream_token;
+    gp.user = &stream;
     if (nn_generate(m, prompt, n_prompt, &gp, out, &n_out, &err)) {
-        if (printed)
-            printf("\n");
+        printf("\n");
         fail(&err);
         goto done;
     }
     printf("\n");
+    if (a.print_ids && tok) {
+        for (int i = 0; i < n_out; i++)
+            printf("%s%d", i ? " " : "", out[i]);
+        printf("\n");
+    }
     rc = 0;
 done:
+    if (stream.detok.tok)
+        nn_detokenizer_free(&stream.detok);
     nn_free(prompt);
     nn_free(out);
+    nn_tokenizer_free(tok);
     nn_model_free(m);
     return rc;
 }
@@ -325,22 +511,28 @@ static int cmd_trace(int argc, char **argv)
     int rc = parse_args(argc, argv, usage_trace, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
-    if (a.n_ids < 1)
-        return usage_error(usage_trace, "%s", "give at least one prompt with --ids");
+    if (a.n_prompts < 1)
+        return usage_error(usage_trace, "%s", "give at least one prompt with -p TEXT or --ids");
     if (!a.save)
         return usage_error(usage_trace, "%s", "--save HOOKS is required");
     if (!a.output)
         return usage_error(usage_trace, "%s", "-o OUT.h5 is required");
     nn_err err = {{0}};
     nn_model *m = NULL;
+    nn_tokenizer *tok = NULL;
     nn_h5file *f = NULL;
     int32_t *tokens = NULL;
-    int offsets[257] = {0};
+    int offsets[MAX_PROMPTS + 1] = {0};
     rc = EXIT_FAILURE;
-    for (int p = 0; p < a.n_ids; p++) {
+    if (nn_model_load(a.model, &m, &err) ||
+        open_tokenizer(&a, m->source, m->cfg.vocab_size, any_text(&a), &tok, &err)) {
+        fail(&err);
+        goto done;
+    }
+    for (int p = 0; p < a.n_prompts; p++) {
         int32_t *ids;
         int n;
-        if (parse_ids(a.ids[p], &ids, &n, &err)) {
+        if (prompt_ids(&a, p, tok, &ids, &n, &err)) {
             fail(&err);
             goto done;
         }
@@ -355,13 +547,13 @@ static int cmd_trace(int argc, char **argv)
         offsets[p + 1] = offsets[p] + n;
         nn_free(ids);
     }
-    if (nn_model_load(a.model, &m, &err) || nn_h5_create(a.output, &f, &err)) {
+    if (nn_h5_create(a.output, &f, &err)) {
         fail(&err);
         goto done;
     }
     nn_sink sink = nn_h5_sink(f);
     nn_trace_params tp = {.hooks = a.save, .layers = a.layers};
-    if (nn_trace_run(m, tokens, offsets, a.n_ids, &tp, &sink, &err) ||
+    if (nn_trace_run(m, tokens, offsets, a.n_prompts, &tp, &sink, &err) ||
         nn_h5_attr_string(f, "/", "format", "nnterp-trace", &err) ||
         nn_h5_attr_i64(f, "/", "format_version", 1, &err) ||
         nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, &err) ||
@@ -376,12 +568,13 @@ static int cmd_trace(int argc, char **argv)
         fail(&err);
         goto done;
     }
-    fprintf(stderr, "nnterp: wrote %s (%d prompts, %d tokens)\n", a.output, a.n_ids,
-            offsets[a.n_ids]);
+    fprintf(stderr, "nnterp: wrote %s (%d prompts, %d tokens)\n", a.output, a.n_prompts,
+            offsets[a.n_prompts]);
     rc = 0;
 done:
     nn_h5_free(f); /* removes the .partial file of a failed run */
     nn_free(tokens);
+    nn_tokenizer_free(tok);
     nn_model_free(m);
     return rc;
 }
@@ -399,6 +592,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "inspect"))
         return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "tokenize"))
+        return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "generate"))
         return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "trace"))

@@ -38,12 +38,34 @@ expect "inspect llama2.c bin" 0 "adjacent pairs" "$NNTERP" inspect -m "$STORIES/
 expect "--help" 0 "usage: nnterp trace" "$NNTERP" trace --help
 
 # Greedy generation from BOS reproduces the published story's first 32 ids.
-"$NNTERP" generate -m "$STORIES/stories260K.bin" --ids 1 -n 32 --no-eos >"$T/gen" 2>"$T/err"
+"$NNTERP" generate -m "$STORIES/stories260K.bin" --ids 1 -n 32 --no-eos --print-ids >"$T/gen" 2>"$T/err"
 want=$(tr -s ' \n' ' ' <"$STORIES/greedy_256_ids.txt" | cut -d' ' -f1-32)
-if [ "$(tr -d '\n' <"$T/gen")" = "$want" ]; then ok "generate greedy 32 ids"; else bad "generate: $(cat "$T/gen" "$T/err")"; fi
+if [ "$(sed -n 2p "$T/gen")" = "$want" ] && [ "$(head -c 15 "$T/gen")" = "Once upon a tim" ]; then ok "generate greedy 32 ids"; else bad "generate: $(cat "$T/gen" "$T/err")"; fi
 "$NNTERP" generate -m "$STORIES/hf" --ids 1 -n 20 --temperature 0.8 --top-p 0.9 --seed 7 >"$T/s1" 2>/dev/null
 "$NNTERP" generate -m "$STORIES/hf" --ids 1 -n 20 --temperature 0.8 --top-p 0.9 --seed 7 >"$T/s2" 2>/dev/null
 if [ -s "$T/s1" ] && cmp -s "$T/s1" "$T/s2"; then ok "sampling is reproducible with a seed"; else bad "sampling with a seed"; fi
+
+# Text: tokenize matches the Hugging Face test vectors; both forms of stories260K agree on text.
+TOK=$S/tokenizers
+out=$("$NNTERP" tokenize -m "$TOK/llama2" --ids "Hello world" 2>&1)
+[ "$out" = "1 15043 3186" ] && ok "tokenize --ids (Llama 2, BOS added)" || bad "tokenize llama2: $out"
+out=$("$NNTERP" tokenize -m "$TOK/llama2" --ids --no-special "Hello world" 2>&1)
+[ "$out" = "15043 3186" ] && ok "tokenize --no-special" || bad "tokenize --no-special: $out"
+out=$("$NNTERP" tokenize -m "$TOK/gpt2" --ids -- "Hello, world!" 2>&1)
+[ "$out" = "15496 11 995 0" ] && ok "tokenize GPT-2" || bad "tokenize gpt2: $out"
+expect "tokenize shows pieces" 0 "▁Hello" "$NNTERP" tokenize -m "$TOK/llama2" "Hello"
+out=$("$NNTERP" tokenize -m "$STORIES/stories260K.bin" --ids "Once upon a time" 2>&1)
+[ "$out" = "1 403 407 261 378" ] && ok "tokenize finds tok512.bin beside a llama2.c checkpoint" || bad "tokenize .bin: $out"
+"$NNTERP" generate -m "$STORIES/stories260K.bin" -p "Once upon a time" -n 40 >"$T/g1" 2>"$T/err"
+"$NNTERP" generate -m "$STORIES/hf" -p "Once upon a time" -n 40 >"$T/g2" 2>>"$T/err"
+if grep -q "there was a little girl named Lily" "$T/g1" && cmp -s "$T/g1" "$T/g2"; then ok "generate -p: .bin and HF tell the same story"; else bad "generate -p: $(cat "$T/g1" "$T/g2" "$T/err")"; fi
+"$NNTERP" generate -m "$STORIES/hf" -p "Once upon a time" -n 12 --print-ids >"$T/g3" 2>/dev/null
+[ "$(sed -n 2p "$T/g3")" = "$(tr -s ' \n' ' ' <"$STORIES/greedy_256_ids.txt" | cut -d' ' -f5-16)" ] && ok "generate --print-ids" || bad "generate --print-ids: $(cat "$T/g3")"
+"$NNTERP" trace -m "$STORIES/hf" -p "Once upon a time" -p "Lily" --save layers_output --layers -1 -o "$T/text.h5" 2>/dev/null
+/usr/bin/python3 -c "
+import h5py,sys; f=h5py.File('$T/text.h5','r')
+sys.exit(0 if list(f['prompts/token_offsets'][:])==[0,5,7] and list(f['tokens/ids'][:5])==[1,403,407,261,378] else 1)" \
+  && ok "trace -p text prompts (BOS added)" || bad "trace -p"
 
 # trace: the batch case of the reference, every hook point, read back with h5py.
 REF=$S/reference/tiny/llama_gqa/ref-f32
@@ -109,7 +131,8 @@ expect "bad ids" 1 "'x' is not a token id" "$NNTERP" generate -m "$GPT2" --ids "
 expect "prompt longer than the context" 1 "exceeds the model's context of 64" "$NNTERP" generate -m "$GPT2" --ids "$(seq -s ' ' 1 65)"
 expect "bad -n" 2 "-n takes a non-negative integer" "$NNTERP" generate -m "$GPT2" --ids 1 -n x
 expect "unwritable output" 1 "cannot create the output file" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save logits -o /nonexistent/x.h5
-expect "text prompt before tokenizers" 2 "need tokenizer support" "$NNTERP" generate -m "$GPT2" -p "hello"
+expect "text prompt without a tokenizer" 1 "no tokenizer.json" "$NNTERP" generate -m "$GPT2" -p "hello"
+expect "tokenize without TEXT" 2 "TEXT is required" "$NNTERP" tokenize -m "$S/tokenizers/gpt2"
 
 echo "test_cli: $pass passed, $fail failed"
 [ $fail -eq 0 ]
