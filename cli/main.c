@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli.h"
 #include "generate.h"
 #include "h5_sink.h"
 #include "tokenizer.h"
@@ -13,8 +14,6 @@
 #ifndef NNTERP_VERSION
 #define NNTERP_VERSION "dev"
 #endif
-
-#define EXIT_USAGE 2
 
 static const char *usage_main =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
@@ -25,6 +24,11 @@ static const char *usage_main =
     "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
     "[--seed S] [--print-ids]\n"
     "  trace     -m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o OUT.h5\n"
+    "  lens      -m MODEL -p TEXT [-k K] [--layers SPEC] [--positions P] [--inverse] [-o OUT.h5]\n"
+    "  patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC] [--generate N]\n"
+    "  steer     -m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F "
+    "[-n N]\n"
+    "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
@@ -69,168 +73,6 @@ static const char *usage_trace =
     "  -o OUT.h5      the HDF5 file (written as OUT.h5.partial, renamed when complete);\n"
     "                 layout in docs/trace-format.md\n";
 
-#define MAX_PROMPTS 256
-
-typedef struct args {
-    const char *model, *tokenizer, *save, *layers, *output;
-    const char *prompt[MAX_PROMPTS]; /* in the order given */
-    bool prompt_is_text[MAX_PROMPTS];
-    int n_prompts;
-    const char *positional; /* tokenize's TEXT */
-    int n_new;
-    float temperature, top_p;
-    unsigned long long seed;
-    bool print_ids, ids_only, no_eos, no_special, help;
-} args;
-
-static int usage_error(const char *usage, const char *fmt, const char *arg)
-{
-    fprintf(stderr, "nnterp: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage);
-    return EXIT_USAGE;
-}
-
-static int parse_number(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || v < lo || v > hi)
-        return NN_ERR;
-    *out = v;
-    return NN_OK;
-}
-
-/* Returns 0, or an exit code. */
-static int parse_args(int argc, char **argv, const char *usage, args *a)
-{
-    bool tokenize_mode = usage == usage_tokenize;
-    memset(a, 0, sizeof *a);
-    a->n_new = 32;
-    a->top_p = 1.0f;
-    a->seed = 42;
-    for (int i = 2; i < argc; i++) {
-        const char *k = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        double x;
-        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            a->help = true;
-            continue;
-        }
-        if (!strcmp(k, "--print-ids")) {
-            a->print_ids = true;
-            continue;
-        }
-        if (!strcmp(k, "--no-eos")) {
-            a->no_eos = true;
-            continue;
-        }
-        if (!strcmp(k, "--no-special")) {
-            a->no_special = true;
-            continue;
-        }
-        if (tokenize_mode && !strcmp(k, "--ids")) {
-            a->ids_only = true;
-            continue;
-        }
-        if (tokenize_mode && (!strcmp(k, "--") || k[0] != '-')) {
-            if (!strcmp(k, "--"))
-                k = v;
-            if (!k)
-                return usage_error(usage, "%s", "TEXT is missing after --");
-            if (a->positional)
-                return usage_error(usage, "unexpected argument '%s' (quote TEXT)", k);
-            a->positional = k;
-            if (k == v)
-                i++;
-            continue;
-        }
-        if (!v)
-            return usage_error(usage, "option '%s' needs a value", k);
-        i++;
-        if (!strcmp(k, "-m") || !strcmp(k, "--model"))
-            a->model = v;
-        else if (!strcmp(k, "--tokenizer"))
-            a->tokenizer = v;
-        else if (!strcmp(k, "--ids") || !strcmp(k, "-p") || !strcmp(k, "--prompt")) {
-            if (a->n_prompts == MAX_PROMPTS)
-                return usage_error(usage, "at most 256 prompts (%s)", k);
-            a->prompt_is_text[a->n_prompts] = strcmp(k, "--ids") != 0;
-            a->prompt[a->n_prompts++] = v;
-        } else if (!strcmp(k, "--save"))
-            a->save = v;
-        else if (!strcmp(k, "--layers"))
-            a->layers = v;
-        else if (!strcmp(k, "-o") || !strcmp(k, "--output"))
-            a->output = v;
-        else if (!strcmp(k, "-n")) {
-            if (parse_number(v, 0, 1e9, &x) || x != (int)x)
-                return usage_error(usage, "-n takes a non-negative integer, not '%s'", v);
-            a->n_new = (int)x;
-        } else if (!strcmp(k, "--temperature")) {
-            if (parse_number(v, 0, 1e6, &x))
-                return usage_error(usage, "--temperature takes a number >= 0, not '%s'", v);
-            a->temperature = (float)x;
-        } else if (!strcmp(k, "--top-p")) {
-            if (parse_number(v, 0, 1, &x) || x == 0)
-                return usage_error(usage, "--top-p takes a number in (0, 1], not '%s'", v);
-            a->top_p = (float)x;
-        } else if (!strcmp(k, "--seed")) {
-            if (parse_number(v, 0, 1.8e19, &x))
-                return usage_error(usage, "--seed takes a non-negative integer, not '%s'", v);
-            a->seed = (unsigned long long)x;
-        } else
-            return usage_error(usage, "unknown option '%s'", k);
-    }
-    if (a->help) {
-        printf("%s", usage);
-        return -1;
-    }
-    if (!a->model)
-        return usage_error(usage, "%s", "-m MODEL is required");
-    return 0;
-}
-
-/* "1 2 3" or "1,2,3" into a new array. */
-static int parse_ids(const char *s, int32_t **out, int *n, nn_err *err)
-{
-    size_t cap = strlen(s) / 2 + 1;
-    int32_t *ids = nn_malloc(cap * sizeof *ids, err);
-    if (!ids)
-        return NN_ERR;
-    int count = 0;
-    const char *p = s;
-    while (*p) {
-        while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n')
-            p++;
-        if (!*p)
-            break;
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ' ' && *end != ',' && *end != '\t' && *end != '\n') ||
-            v < 0 || v > INT32_MAX) {
-            nn_free(ids);
-            return nn_fail(err, "--ids '%s': '%.*s' is not a token id", s, (int)strcspn(p, " ,"),
-                           p);
-        }
-        ids[count++] = (int32_t)v;
-        p = end;
-    }
-    if (count == 0) {
-        nn_free(ids);
-        return nn_fail(err, "--ids '%s': no token ids", s);
-    }
-    *out = ids;
-    *n = count;
-    return NN_OK;
-}
-
-static int fail(const nn_err *err)
-{
-    fprintf(stderr, "nnterp: error: %s\n", err->msg);
-    return EXIT_FAILURE;
-}
-
 static const char *act_name(nn_activation a)
 {
     static const char *names[] = {"gelu (tanh approximation)", "gelu (exact erf)", "silu", "relu"};
@@ -240,13 +82,13 @@ static const char *act_name(nn_activation a)
 static int cmd_inspect(int argc, char **argv)
 {
     args a;
-    int rc = parse_args(argc, argv, usage_inspect, &a);
+    int rc = cli_parse_args(argc, argv, usage_inspect, false, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
     nn_err err = {{0}};
     nn_model *m;
     if (nn_model_load(a.model, &m, &err))
-        return fail(&err);
+        return cli_fail(&err);
     const nn_config *c = &m->cfg;
     printf("model            %s\n", m->source);
     printf("family           %s (model_type %s)\n", c->arch->family, c->arch->model_type);
@@ -302,75 +144,14 @@ static int cmd_inspect(int argc, char **argv)
     return 0;
 }
 
-/* The tokenizer for MODEL: --tokenizer, tokenizer.json in a checkpoint directory, or for a
- * llama2.c .bin, tokenizer.bin or tok<vocab>.bin beside it. *out stays NULL (no error) when none
- * exists and required is false. */
-static int open_tokenizer(const args *a, const char *model_path, int vocab, bool required,
-                          nn_tokenizer **out, nn_err *err)
-{
-    *out = NULL;
-    if (a->tokenizer)
-        return nn_tokenizer_load(a->tokenizer, out, err);
-    char candidate[4096];
-    if (nn_path_is_dir(model_path)) {
-        snprintf(candidate, sizeof candidate, "%s/tokenizer.json", model_path);
-        if (nn_path_is_file(candidate))
-            return nn_tokenizer_load(model_path, out, err);
-        return required ? nn_fail(err,
-                                  "%s: no tokenizer.json (give the prompt with --ids, or "
-                                  "--tokenizer FILE)",
-                                  model_path)
-                        : NN_OK;
-    }
-    const char *slash = strrchr(model_path, '/');
-    int dir = slash ? (int)(slash - model_path) + 1 : 0;
-    snprintf(candidate, sizeof candidate, "%.*stokenizer.bin", dir, model_path);
-    if (!nn_path_is_file(candidate))
-        snprintf(candidate, sizeof candidate, "%.*stok%d.bin", dir, model_path, vocab);
-    if (nn_path_is_file(candidate))
-        return nn_tokenizer_load(candidate, out, err);
-    return required ? nn_fail(err,
-                              "%s: no tokenizer.bin or tok%d.bin beside this llama2.c "
-                              "checkpoint (give --tokenizer FILE, or --ids)",
-                              model_path, vocab)
-                    : NN_OK;
-}
-
-/* Prompt i as token ids (a new array): text through the tokenizer, or --ids parsed. */
-static int prompt_ids(const args *a, int i, nn_tokenizer *tok, int32_t **ids, int *n, nn_err *err)
-{
-    if (!a->prompt_is_text[i])
-        return parse_ids(a->prompt[i], ids, n, err);
-    nn_ids v = {0};
-    if (nn_tokenizer_encode(tok, a->prompt[i], strlen(a->prompt[i]), !a->no_special, &v, err)) {
-        nn_ids_free(&v);
-        return nn_err_prefix(err, "-p '%.40s'", a->prompt[i]);
-    }
-    if (v.n == 0) {
-        nn_ids_free(&v);
-        return nn_fail(err, "-p '%s': the text encodes to no tokens", a->prompt[i]);
-    }
-    *ids = v.ids;
-    *n = (int)v.n;
-    return NN_OK;
-}
-
-static bool any_text(const args *a)
-{
-    for (int i = 0; i < a->n_prompts; i++)
-        if (a->prompt_is_text[i])
-            return true;
-    return false;
-}
-
 static int cmd_tokenize(int argc, char **argv)
 {
     args a;
-    int rc = parse_args(argc, argv, usage_tokenize, &a);
+    int rc = cli_parse_args(argc, argv, usage_tokenize, true, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (!a.positional)
-        return usage_error(usage_tokenize, "%s", "TEXT is required");
+        return cli_usage_error(usage_tokenize, "%s", "TEXT is required");
     nn_err err = {{0}};
     nn_tokenizer *tok = NULL;
     nn_model *m = NULL;
@@ -378,20 +159,21 @@ static int cmd_tokenize(int argc, char **argv)
     nn_ids ids = {0};
     rc = EXIT_FAILURE;
     if (!path) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     /* MODEL may be a tokenizer file itself, or a model whose tokenizer we find. */
     size_t len = strlen(path);
     bool tokenizer_file = !nn_path_is_dir(path) && ((len > 5 && !strcmp(path + len - 5, ".json")) ||
                                                     nn_model_load_llama2c(path, &m, &err) != NN_OK);
-    if (tokenizer_file ? nn_tokenizer_load(path, &tok, &err)
-                       : open_tokenizer(&a, path, m ? m->cfg.vocab_size : 0, true, &tok, &err)) {
-        fail(&err);
+    if (tokenizer_file
+            ? nn_tokenizer_load(path, &tok, &err)
+            : cli_open_tokenizer(&a, path, m ? m->cfg.vocab_size : 0, true, &tok, &err)) {
+        cli_fail(&err);
         goto done;
     }
     if (nn_tokenizer_encode(tok, a.positional, strlen(a.positional), !a.no_special, &ids, &err)) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     if (a.ids_only) {
@@ -449,11 +231,11 @@ static int stream_token(int32_t token, void *user, nn_err *err)
 static int cmd_generate(int argc, char **argv)
 {
     args a;
-    int rc = parse_args(argc, argv, usage_generate, &a);
+    int rc = cli_parse_args(argc, argv, usage_generate, false, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (a.n_prompts != 1)
-        return usage_error(usage_generate, "%s", "give one prompt, with -p TEXT or --ids");
+        return cli_usage_error(usage_generate, "%s", "give one prompt, with -p TEXT or --ids");
     nn_err err = {{0}};
     nn_model *m = NULL;
     nn_tokenizer *tok = NULL;
@@ -462,16 +244,16 @@ static int cmd_generate(int argc, char **argv)
     stream_ctx stream = {0};
     rc = EXIT_FAILURE;
     if (nn_model_load(a.model, &m, &err) ||
-        open_tokenizer(&a, m->source, m->cfg.vocab_size, any_text(&a), &tok, &err) ||
-        prompt_ids(&a, 0, tok, &prompt, &n_prompt, &err) ||
+        cli_open_tokenizer(&a, m->source, m->cfg.vocab_size, cli_any_text(&a), &tok, &err) ||
+        cli_prompt_ids(&a, 0, tok, &prompt, &n_prompt, &err) ||
         !(out = nn_malloc((size_t)(a.n_new ? a.n_new : 1) * sizeof *out, &err))) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     if (tok) {
         nn_detokenizer_init(&stream.detok, tok, true);
         if (nn_detokenizer_prime(&stream.detok, prompt, (size_t)n_prompt, &err)) {
-            fail(&err);
+            cli_fail(&err);
             goto done;
         }
     }
@@ -485,7 +267,7 @@ static int cmd_generate(int argc, char **argv)
     gp.user = &stream;
     if (nn_generate(m, prompt, n_prompt, &gp, out, &n_out, &err)) {
         printf("\n");
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     printf("\n");
@@ -508,15 +290,15 @@ done:
 static int cmd_trace(int argc, char **argv)
 {
     args a;
-    int rc = parse_args(argc, argv, usage_trace, &a);
+    int rc = cli_parse_args(argc, argv, usage_trace, false, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
     if (a.n_prompts < 1)
-        return usage_error(usage_trace, "%s", "give at least one prompt with -p TEXT or --ids");
+        return cli_usage_error(usage_trace, "%s", "give at least one prompt with -p TEXT or --ids");
     if (!a.save)
-        return usage_error(usage_trace, "%s", "--save HOOKS is required");
+        return cli_usage_error(usage_trace, "%s", "--save HOOKS is required");
     if (!a.output)
-        return usage_error(usage_trace, "%s", "-o OUT.h5 is required");
+        return cli_usage_error(usage_trace, "%s", "-o OUT.h5 is required");
     nn_err err = {{0}};
     nn_model *m = NULL;
     nn_tokenizer *tok = NULL;
@@ -525,21 +307,21 @@ static int cmd_trace(int argc, char **argv)
     int offsets[MAX_PROMPTS + 1] = {0};
     rc = EXIT_FAILURE;
     if (nn_model_load(a.model, &m, &err) ||
-        open_tokenizer(&a, m->source, m->cfg.vocab_size, any_text(&a), &tok, &err)) {
-        fail(&err);
+        cli_open_tokenizer(&a, m->source, m->cfg.vocab_size, cli_any_text(&a), &tok, &err)) {
+        cli_fail(&err);
         goto done;
     }
     for (int p = 0; p < a.n_prompts; p++) {
         int32_t *ids;
         int n;
-        if (prompt_ids(&a, p, tok, &ids, &n, &err)) {
-            fail(&err);
+        if (cli_prompt_ids(&a, p, tok, &ids, &n, &err)) {
+            cli_fail(&err);
             goto done;
         }
         int32_t *grown = nn_realloc(tokens, (size_t)(offsets[p] + n) * sizeof *tokens, &err);
         if (!grown) {
             nn_free(ids);
-            fail(&err);
+            cli_fail(&err);
             goto done;
         }
         tokens = grown;
@@ -548,7 +330,7 @@ static int cmd_trace(int argc, char **argv)
         nn_free(ids);
     }
     if (nn_h5_create(a.output, &f, &err)) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     nn_sink sink = nn_h5_sink(f);
@@ -559,13 +341,13 @@ static int cmd_trace(int argc, char **argv)
         nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, &err) ||
         nn_h5_attr_string(f, "/", "model", m->source, &err) ||
         nn_h5_attr_string(f, "/", "model_config", m->config_json, &err)) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     nn_h5file *done_file = f;
     f = NULL;
     if (nn_h5_commit(done_file, &err)) {
-        fail(&err);
+        cli_fail(&err);
         goto done;
     }
     fprintf(stderr, "nnterp: wrote %s (%d prompts, %d tokens)\n", a.output, a.n_prompts,
@@ -592,6 +374,14 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "inspect"))
         return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "lens"))
+        return cmd_lens(argc, argv);
+    if (!strcmp(argv[1], "patchscope"))
+        return cmd_patchscope(argc, argv);
+    if (!strcmp(argv[1], "steer"))
+        return cmd_steer(argc, argv);
+    if (!strcmp(argv[1], "probs"))
+        return cmd_probs(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "generate"))

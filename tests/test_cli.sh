@@ -118,6 +118,33 @@ if /usr/bin/python3 -c "
 import h5py,sys; f=h5py.File('$T/early.h5','r'); k=list(f['activations/layers_output'].keys())
 sys.exit(0 if k==['0'] and f['activations/layers_output/0'].shape==(3,64) else 1)"; then ok "trace --layers 0"; else bad "trace --layers 0"; fi
 
+# The toolkit commands on the trained stories260K.
+Q="Once upon a time, there was a little girl named"
+"$NNTERP" lens -m "$STORIES/hf" -p "$Q" -k 3 -o "$T/lens.h5" >"$T/lens" 2>"$T/err"
+if [ $? -eq 0 ] && grep -q "layer   4  ' Lily'" "$T/lens"; then ok "lens: the answer is top-1 at the last layer"; else bad "lens: $(cat "$T/lens" "$T/err")"; fi
+/usr/bin/python3 -c "
+import h5py,sys; f=h5py.File('$T/lens.h5','r'); sys.exit(0 if f['lens/top_ids'].shape==(5,1,3) and f['lens/top_ids'][4,0,0]==317 else 1)" \
+  && ok "lens -o stores ids and probabilities" || bad "lens -o"
+expect "patchscope" 0 "layer   4" "$NNTERP" patchscope -m "$STORIES/hf" --source "Lily" --layers 3:5 -k 2 --generate 4
+printf '%s\n' '{"prompt": "'"$Q"'", "targets": {"lily": ["Lily"], "tom": "Tom"}}' >"$T/p.jsonl"
+out=$("$NNTERP" probs -m "$STORIES/hf" -f "$T/p.jsonl" 2>&1)
+echo "$out" | /usr/bin/python3 -c "
+import json,sys; r=json.loads(sys.stdin.readline()); sys.exit(0 if r['probs']['lily']>0.9 and r['tokens']['lily']==[438,317] else 1)" \
+  && ok "probs: P(Lily) > 0.9 over the first tokens of 'Lily' and ' Lily'" || bad "probs: $out"
+expect "steer --contrast" 0 "steered:" "$NNTERP" steer -m "$STORIES/hf" -p "Once upon a time" --contrast "The dog barked." "The girl sang." --layers 3 --factor 2 -n 8
+/usr/bin/python3 -c "import numpy as np; np.save('$T/v.npy', np.zeros(64, np.float32)); np.save('$T/v3.npy', np.zeros(3, np.float32)); np.save('$T/vi.npy', np.zeros(64, np.int32))"
+"$NNTERP" steer -m "$STORIES/hf" -p "Once upon a time" --vector "$T/v.npy" --layers all --factor 5 -n 12 >"$T/st" 2>&1
+[ "$(sed -n 1p "$T/st" | cut -c11-)" = "$(sed -n 2p "$T/st" | cut -c11-)" ] && ok "steering with a zero vector changes nothing" || bad "zero steer: $(cat "$T/st")"
+expect "steer: wrong vector length" 1 "the vector has 3 values, the model's d_model is 64" "$NNTERP" steer -m "$STORIES/hf" -p "x" --vector "$T/v3.npy" --layers 1 --factor 1
+expect "steer: wrong dtype" 1 "dtype '<i4' is not supported" "$NNTERP" steer -m "$STORIES/hf" -p "x" --vector "$T/vi.npy" --layers 1 --factor 1
+printf 'not numpy' >"$T/bad.npy"
+expect "steer: malformed npy" 1 "bad magic" "$NNTERP" steer -m "$STORIES/hf" -p "x" --vector "$T/bad.npy" --layers 1 --factor 1
+expect "lens: layer out of range" 1 "layer 9 is out of range" "$NNTERP" lens -m "$STORIES/hf" -p "x" --layers 9
+expect "patchscope: index outside the target" 1 "index_to_patch 40 is outside the target" "$NNTERP" patchscope -m "$STORIES/hf" --source "Lily" --index 40
+expect "lens: empty prompt" 1 "encodes to no tokens" "$NNTERP" lens -m "$STORIES/hf" -p "" --no-special
+printf '{"prompt": 3}\n' >"$T/bad.jsonl"
+expect "probs: bad line" 1 "bad.jsonl:1: field 'prompt' missing or not a string" "$NNTERP" probs -m "$STORIES/hf" -f "$T/bad.jsonl"
+
 # Bad input: clear errors, non-zero exits, no output file left behind.
 expect "unknown command" 2 "unknown command 'trce'" "$NNTERP" trce
 expect "missing -m" 2 "-m MODEL is required" "$NNTERP" inspect

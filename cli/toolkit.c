@@ -1,0 +1,521 @@
+/* nnterp lens, patchscope, steer, probs: the toolkit from the command line. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "cli.h"
+#include "h5file.h"
+#include "hooks.h"
+#include "nn_json.h"
+#include "toolkit.h"
+
+static const char *usage_lens =
+    "usage: nnterp lens -m MODEL (-p TEXT | --ids IDS) [-k K] [--layers SPEC] [--positions P,..]\n"
+    "                   [--inverse] [-o OUT.h5]\n"
+    "For each layer, the model's own final norm and head applied to layers_output (the logit\n"
+    "lens), at the last position unless --positions lists others (negative counts from the\n"
+    "end). Prints a layer x top-k table; -o also stores ids and probabilities in HDF5.\n"
+    "  --inverse   the head applied to -ln_final(h) (nnterp's inverse lens)\n";
+
+static const char *usage_patchscope =
+    "usage: nnterp patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC]\n"
+    "                         [-k K] [--generate N]\n"
+    "For each layer l, runs the target with layers_output.l at --index replaced by the source's\n"
+    "last-token layers_output.l, and prints the patched next-token distribution (and N generated\n"
+    "tokens with --generate). The default target is nnterp's repeat_prompt():\n"
+    "\"king king\\n1135 1135\\nhello hello\\n?\", index -1.\n";
+
+static const char *usage_steer =
+    "usage: nnterp steer -m MODEL -p TEXT (--vector FILE.npy | --contrast TEXT_A TEXT_B)\n"
+    "                    --layers SPEC --factor F [-n N] [-k K] [--temperature T] [--seed S]\n"
+    "Adds F * vector to layers_output at the given layers, at every position (the prompt's and\n"
+    "the generated ones), and prints the baseline and the steered generation (-n 0: the "
+    "next-token\n"
+    "top-k before and after). --vector reads a float32 .npy of d_model values; --contrast uses\n"
+    "mean(layers_output | TEXT_A) - mean(layers_output | TEXT_B) at each steered layer.\n";
+
+static const char *usage_probs =
+    "usage: nnterp probs -m MODEL -f PROMPTS.jsonl\n"
+    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}}. For each "
+    "prompt\n"
+    "and target, the next-token probability summed over the first token of \"word\" and of\n"
+    "\" word\" (nnterp's run_prompts). Prints one JSON object a line.\n";
+
+/* Model, tokenizer, and one prompt's ids: what every command here starts with. */
+typedef struct session {
+    nn_model *m;
+    nn_tokenizer *tok;
+    int32_t *ids;
+    int n;
+} session;
+
+static void session_free(session *s)
+{
+    nn_model_free(s->m);
+    nn_tokenizer_free(s->tok);
+    nn_free(s->ids);
+    memset(s, 0, sizeof *s);
+}
+
+static int session_open(const args *a, bool need_tokenizer, bool need_prompt, session *s,
+                        nn_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (nn_model_load(a->model, &s->m, err) ||
+        cli_open_tokenizer(a, s->m->source, s->m->cfg.vocab_size, need_tokenizer || cli_any_text(a),
+                           &s->tok, err))
+        return NN_ERR;
+    if (need_prompt) {
+        if (a->n_prompts != 1)
+            return nn_fail(err, "give one prompt, with -p TEXT or --ids");
+        return cli_prompt_ids(a, 0, s->tok, &s->ids, &s->n, err);
+    }
+    return NN_OK;
+}
+
+static int parse_int_list(const char *s, int **out, int *n, nn_err *err)
+{
+    size_t cap = strlen(s) / 2 + 1;
+    int *v = nn_malloc(cap * sizeof *v, err);
+    if (!v)
+        return NN_ERR;
+    int count = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ',') || x < -1000000000L || x > 1000000000L) {
+            nn_free(v);
+            return nn_fail(err, "'%s' is not a comma-separated list of integers", s);
+        }
+        v[count++] = (int)x;
+        p = *end ? end + 1 : end;
+    }
+    *out = v;
+    *n = count;
+    return NN_OK;
+}
+
+int cmd_lens(int argc, char **argv)
+{
+    args a;
+    int rc = cli_parse_args(argc, argv, usage_lens, false, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    nn_err err = {{0}};
+    session s;
+    int *layers = NULL, n_layers = 0, *positions = NULL, n_positions = 0;
+    nn_lens_result r = {0};
+    nn_h5file *f = NULL;
+    rc = EXIT_FAILURE;
+    if (session_open(&a, false, true, &s, &err) ||
+        nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err) ||
+        (a.positions && parse_int_list(a.positions, &positions, &n_positions, &err))) {
+        cli_fail(&err);
+        goto done;
+    }
+    nn_prompt p = {s.ids, s.n};
+    nn_lens_params lp = {.layers = layers,
+                         .n_layers = n_layers,
+                         .positions = positions,
+                         .n_positions = n_positions,
+                         .top_k = a.top_k,
+                         .inverse = a.inverse};
+    if (nn_logit_lens(s.m, &p, 1, &lp, &r, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
+    for (int j = 0; j < r.n_positions; j++) {
+        int pos = r.positions[j];
+        printf("%slogit lens at position %d of %d (after ", a.inverse ? "inverse " : "", pos, s.n);
+        cli_print_token(stdout, s.tok, s.ids[pos], 0);
+        printf("), top %d\n", r.top_k);
+        for (int l = 0; l < r.n_layers; l++) {
+            printf("  layer %3d ", r.layers[l]);
+            for (int k = 0; k < r.top_k; k++) {
+                size_t at = ((size_t)l * r.n_positions + j) * r.top_k + k;
+                printf(" ");
+                cli_print_token(stdout, s.tok, r.top_ids[at], 12);
+                printf("%.3f", r.top_probs[at]);
+            }
+            printf("\n");
+        }
+    }
+    if (a.output) {
+        uint64_t dims[3] = {(uint64_t)r.n_layers, (uint64_t)r.n_positions, (uint64_t)r.top_k};
+        uint64_t nl = (uint64_t)r.n_layers, np = (uint64_t)r.n_positions, nt = (uint64_t)s.n;
+        nn_h5file *done_file;
+        if (nn_h5_create(a.output, &f, &err) ||
+            nn_h5_write(f, "/lens/top_ids", NN_H5_I32, 3, dims, r.top_ids, &err) ||
+            nn_h5_write(f, "/lens/top_probs", NN_H5_F32, 3, dims, r.top_probs, &err) ||
+            nn_h5_write(f, "/lens/layers", NN_H5_I32, 1, &nl, r.layers, &err) ||
+            nn_h5_write(f, "/lens/positions", NN_H5_I32, 1, &np, r.positions, &err) ||
+            nn_h5_write(f, "/tokens/ids", NN_H5_I32, 1, &nt, s.ids, &err) ||
+            nn_h5_attr_string(f, "/", "format", "nnterp-lens", &err) ||
+            nn_h5_attr_string(f, "/", "model", s.m->source, &err) ||
+            nn_h5_attr_string(f, "/lens", "variant", a.inverse ? "inverse" : "logit lens", &err) ||
+            nn_h5_attr_string(f, "/", "prompt", a.prompt_is_text[0] ? a.prompt[0] : "", &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+        done_file = f;
+        f = NULL;
+        if (nn_h5_commit(done_file, &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+    }
+    rc = 0;
+done:
+    nn_h5_free(f);
+    nn_lens_result_free(&r);
+    nn_free(layers);
+    nn_free(positions);
+    session_free(&s);
+    return rc;
+}
+
+static void print_text(const nn_tokenizer *tok, const int32_t *ids, int n)
+{
+    int count = 0;
+    while (count < n && ids[count] >= 0)
+        count++;
+    char *text = NULL;
+    nn_err err;
+    if (tok && nn_tokenizer_decode(tok, ids, (size_t)count, true, &text, &err) == NN_OK) {
+        printf("'");
+        for (const char *c = text; *c; c++)
+            fputs(*c == '\n' ? "\\n" : (char[]){*c, 0}, stdout);
+        printf("'");
+        nn_free(text);
+    } else {
+        for (int i = 0; i < count; i++)
+            printf("%s%d", i ? " " : "", ids[i]);
+    }
+}
+
+int cmd_patchscope(int argc, char **argv)
+{
+    args a;
+    int rc = cli_parse_args(argc, argv, usage_patchscope, false, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.source)
+        return cli_usage_error(usage_patchscope, "%s", "--source TEXT is required");
+    nn_err err = {{0}};
+    session s;
+    int32_t *src = NULL, *dst = NULL;
+    int n_src, n_dst, *layers = NULL, n_layers;
+    char *target = NULL;
+    nn_patchscope_result r = {0};
+    rc = EXIT_FAILURE;
+    if (session_open(&a, true, false, &s, &err) ||
+        !(target = a.target ? nn_strdup(a.target, &err)
+                            : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, &err)) ||
+        cli_text_ids(&a, s.tok, a.source, &src, &n_src, &err) ||
+        cli_text_ids(&a, s.tok, target, &dst, &n_dst, &err) ||
+        nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
+    nn_patchscope_params pp = nn_patchscope_default_params();
+    pp.layers = layers;
+    pp.n_layers = n_layers;
+    pp.index_to_patch = a.index;
+    pp.top_k = a.top_k;
+    pp.generate = a.generate;
+    pp.gen.temperature = a.temperature;
+    pp.gen.top_p = a.top_p;
+    pp.gen.seed = a.seed;
+    if (nn_patchscope(s.m, (nn_prompt){src, n_src}, (nn_prompt){dst, n_dst}, &pp, &r, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
+    printf("patchscope: source ");
+    print_text(s.tok, src, n_src);
+    printf(" (last token) -> target ");
+    print_text(s.tok, dst, n_dst);
+    printf(" at index %d, top %d\n", a.index, r.top_k);
+    for (int l = 0; l < r.n_layers; l++) {
+        printf("  layer %3d ", r.layers[l]);
+        for (int k = 0; k < r.top_k; k++) {
+            printf(" ");
+            cli_print_token(stdout, s.tok, r.top_ids[(size_t)l * r.top_k + k], 12);
+            printf("%.3f", r.top_probs[(size_t)l * r.top_k + k]);
+        }
+        if (r.generated) {
+            printf("  -> ");
+            print_text(s.tok, r.tokens + (size_t)l * r.generated, r.generated);
+        }
+        printf("\n");
+    }
+    rc = 0;
+done:
+    nn_patchscope_result_free(&r);
+    nn_free(src);
+    nn_free(dst);
+    nn_free(target);
+    nn_free(layers);
+    session_free(&s);
+    return rc;
+}
+
+static int generate_text(const session *s, const args *a, const nn_hookset *hooks, nn_err *err)
+{
+    int32_t *out = nn_malloc((size_t)(a->n_new ? a->n_new : 1) * sizeof *out, err);
+    if (!out)
+        return NN_ERR;
+    nn_generate_params gp = nn_generate_default_params();
+    gp.max_new_tokens = a->n_new;
+    gp.temperature = a->temperature;
+    gp.top_p = a->top_p;
+    gp.seed = a->seed;
+    gp.stop_at_eos = !a->no_eos;
+    gp.hooks = hooks;
+    int n_out = 0, rc = nn_generate(s->m, s->ids, s->n, &gp, out, &n_out, err);
+    if (rc == NN_OK)
+        print_text(s->tok, out, n_out);
+    nn_free(out);
+    return rc;
+}
+
+static int print_top(const session *s, const nn_hookset *hooks, int k, nn_err *err)
+{
+    size_t V = (size_t)s->m->cfg.vocab_size;
+    float *probs = nn_malloc(V * sizeof *probs, err), vals[64];
+    int32_t ids[64];
+    if (!probs)
+        return NN_ERR;
+    nn_prompt p = {s->ids, s->n};
+    int rc = nn_next_token_probs(s->m, &p, 1, hooks, probs, err);
+    if (rc == NN_OK) {
+        k = k > 64 ? 64 : k;
+        nn_top_k(probs, V, k, ids, vals);
+        for (int i = 0; i < k; i++) {
+            printf(" ");
+            cli_print_token(stdout, s->tok, ids[i], 12);
+            printf("%.3f", vals[i]);
+        }
+    }
+    nn_free(probs);
+    return rc;
+}
+
+int cmd_steer(int argc, char **argv)
+{
+    args a;
+    int rc = cli_parse_args(argc, argv, usage_steer, false, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.vector == !a.contrast_a)
+        return cli_usage_error(usage_steer, "%s",
+                               "give exactly one of --vector FILE.npy and --contrast A B");
+    if (!a.layers || !a.factor_given)
+        return cli_usage_error(usage_steer, "%s", "--layers SPEC and --factor F are required");
+    nn_err err = {{0}};
+    session s;
+    int *layers = NULL, n_layers = 0;
+    float *vectors = NULL;
+    nn_steer *steers = NULL;
+    nn_hookset hs = {0};
+    int32_t *ca = NULL, *cb = NULL;
+    int n_ca, n_cb;
+    rc = EXIT_FAILURE;
+    if (session_open(&a, a.contrast_a != NULL, true, &s, &err) ||
+        nn_layers_parse(a.layers, s.m->cfg.n_layers, &layers, &n_layers, &err) ||
+        nn_hookset_init(&hs, s.m->cfg.n_layers, &err) ||
+        !(steers = nn_calloc((size_t)n_layers, sizeof *steers, &err))) {
+        cli_fail(&err);
+        goto done;
+    }
+    size_t D = (size_t)s.m->cfg.d_model;
+    if (a.vector) {
+        size_t n;
+        if (nn_npy_read_vector(a.vector, &vectors, &n, &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+        if (n != D) {
+            nn_fail(&err, "%s: the vector has %zu values, the model's d_model is %zu", a.vector, n,
+                    D);
+            cli_fail(&err);
+            goto done;
+        }
+        steers[0] = (nn_steer){
+            .vector = vectors, .factor = a.factor, .layers = layers, .n_layers = n_layers};
+        if (nn_steer_add(&hs, s.m, &steers[0], &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+    } else {
+        if (!(vectors = nn_malloc((size_t)n_layers * D * sizeof *vectors, &err)) ||
+            cli_text_ids(&a, s.tok, a.contrast_a, &ca, &n_ca, &err) ||
+            cli_text_ids(&a, s.tok, a.contrast_b, &cb, &n_cb, &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+        for (int i = 0; i < n_layers; i++) {
+            float *v = vectors + (size_t)i * D;
+            steers[i] =
+                (nn_steer){.vector = v, .factor = a.factor, .layers = &layers[i], .n_layers = 1};
+            if (nn_contrast_vector(s.m, &(nn_prompt){ca, n_ca}, 1, &(nn_prompt){cb, n_cb}, 1,
+                                   layers[i], nn_tokenizer_bos(s.tok), v, &err) ||
+                nn_steer_add(&hs, s.m, &steers[i], &err)) {
+                cli_fail(&err);
+                goto done;
+            }
+        }
+    }
+    printf("baseline: ");
+    if ((a.n_new > 0 ? generate_text(&s, &a, NULL, &err) : print_top(&s, NULL, a.top_k, &err))) {
+        printf("\n");
+        cli_fail(&err);
+        goto done;
+    }
+    printf("\nsteered:  ");
+    if ((a.n_new > 0 ? generate_text(&s, &a, &hs, &err) : print_top(&s, &hs, a.top_k, &err))) {
+        printf("\n");
+        cli_fail(&err);
+        goto done;
+    }
+    printf("\n");
+    rc = 0;
+done:
+    nn_hookset_free(&hs);
+    nn_free(steers);
+    nn_free(vectors);
+    nn_free(layers);
+    nn_free(ca);
+    nn_free(cb);
+    session_free(&s);
+    return rc;
+}
+
+/* One line of a probs file: the prompt and its targets' first tokens. */
+typedef struct probs_line {
+    cJSON *json;
+    int32_t *ids;
+    int n;
+    int n_targets;
+    const char **names;
+    nn_ids *tokens; /* [n_targets] */
+} probs_line;
+
+static void probs_line_free(probs_line *l)
+{
+    for (int t = 0; t < l->n_targets; t++)
+        nn_ids_free(&l->tokens[t]);
+    nn_free(l->tokens);
+    nn_free(l->names);
+    nn_free(l->ids);
+    cJSON_Delete(l->json);
+    memset(l, 0, sizeof *l);
+}
+
+static int probs_parse_line(const args *a, nn_tokenizer *tok, const char *text, const char *file,
+                            int line_no, probs_line *l, nn_err *err)
+{
+    memset(l, 0, sizeof *l);
+    if (!(l->json = cJSON_Parse(text)) || !cJSON_IsObject(l->json))
+        return nn_fail(err, "%s:%d: not a JSON object", file, line_no);
+    const cJSON *prompt = nn_json_get(l->json, "prompt"),
+                *targets = nn_json_get(l->json, "targets");
+    if (!cJSON_IsString(prompt))
+        return nn_fail(err, "%s:%d: field 'prompt' missing or not a string", file, line_no);
+    if (!cJSON_IsObject(targets) || !cJSON_GetArraySize(targets))
+        return nn_fail(err, "%s:%d: field 'targets' must be an object {\"name\": [\"word\", ...]}",
+                       file, line_no);
+    if (cli_text_ids(a, tok, prompt->valuestring, &l->ids, &l->n, err))
+        return nn_err_prefix(err, "%s:%d", file, line_no);
+    int nt = cJSON_GetArraySize(targets);
+    if (!(l->names = nn_calloc((size_t)nt, sizeof *l->names, err)) ||
+        !(l->tokens = nn_calloc((size_t)nt, sizeof *l->tokens, err)))
+        return NN_ERR;
+    const cJSON *t;
+    cJSON_ArrayForEach (t, targets) {
+        const char *words[64];
+        int n_words = 0;
+        if (cJSON_IsString(t)) {
+            words[n_words++] = t->valuestring;
+        } else if (cJSON_IsArray(t)) {
+            const cJSON *w;
+            cJSON_ArrayForEach (w, t) {
+                if (!cJSON_IsString(w) || n_words == 64)
+                    return nn_fail(err, "%s:%d: targets.%s must be a list of at most 64 words",
+                                   file, line_no, t->string);
+                words[n_words++] = w->valuestring;
+            }
+        } else {
+            return nn_fail(err, "%s:%d: targets.%s must be a word or a list of words", file,
+                           line_no, t->string);
+        }
+        l->names[l->n_targets] = t->string;
+        if (nn_first_tokens(tok, words, n_words, &l->tokens[l->n_targets++], err))
+            return nn_err_prefix(err, "%s:%d: targets.%s", file, line_no, t->string);
+    }
+    return NN_OK;
+}
+
+int cmd_probs(int argc, char **argv)
+{
+    args a;
+    int rc = cli_parse_args(argc, argv, usage_probs, false, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.file)
+        return cli_usage_error(usage_probs, "%s", "-f PROMPTS.jsonl is required");
+    nn_err err = {{0}};
+    session s;
+    char *text = NULL;
+    float *probs = NULL;
+    rc = EXIT_FAILURE;
+    if (session_open(&a, true, false, &s, &err) ||
+        nn_file_read(a.file, (size_t)1 << 30, &text, NULL, &err) ||
+        !(probs = nn_malloc((size_t)s.m->cfg.vocab_size * sizeof *probs, &err))) {
+        cli_fail(&err);
+        goto done;
+    }
+    int line_no = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        line_no++;
+        if (!line[strspn(line, " \t\r")])
+            continue;
+        probs_line l;
+        if (probs_parse_line(&a, s.tok, line, a.file, line_no, &l, &err) ||
+            nn_next_token_probs(s.m, &(nn_prompt){l.ids, l.n}, 1, NULL, probs, &err)) {
+            probs_line_free(&l);
+            cli_fail(&err);
+            goto done;
+        }
+        cJSON *out = cJSON_CreateObject(), *p = cJSON_CreateObject(), *toks = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "prompt", nn_json_get(l.json, "prompt")->valuestring);
+        for (int t = 0; t < l.n_targets; t++) {
+            double sum = 0;
+            cJSON *ids = cJSON_CreateArray();
+            for (size_t i = 0; i < l.tokens[t].n; i++) {
+                sum += probs[l.tokens[t].ids[i]];
+                cJSON_AddItemToArray(ids, cJSON_CreateNumber(l.tokens[t].ids[i]));
+            }
+            cJSON_AddNumberToObject(p, l.names[t], sum);
+            cJSON_AddItemToObject(toks, l.names[t], ids);
+        }
+        cJSON_AddItemToObject(out, "probs", p);
+        cJSON_AddItemToObject(out, "tokens", toks);
+        char *json = cJSON_PrintUnformatted(out);
+        if (json)
+            puts(json);
+        cJSON_free(json);
+        cJSON_Delete(out);
+        probs_line_free(&l);
+    }
+    rc = 0;
+done:
+    nn_free(probs);
+    nn_free(text);
+    session_free(&s);
+    return rc;
+}
