@@ -29,6 +29,16 @@ struct nn_state {
     float *all_logits; /* grown on demand: (N, V) when logits are hooked */
     size_t all_logits_cap;
     float *pad_in, *pad_out; /* row padding for short GEMMs, see gemm_min_rows */
+    float *branch2;          /* (N, D) MLP output of a parallel block */
+    float *alibi;            /* (H) ALiBi slopes */
+    /* Mixture of experts. */
+    float *router;  /* (N, X) router probabilities, X experts */
+    int *route_idx; /* (N, K) chosen experts, K per token */
+    float *route_w; /* (N, K) their weights */
+    int *rows;      /* (N) rows routed to one expert */
+    float *moe_in;  /* (N, D) those rows gathered */
+    float *moe_out; /* (N, D) an expert's (or the shared expert's) output */
+    float *gate1;   /* (N) shared-expert gate */
 };
 
 static int gemm_min_rows(const nn_linear *W);
@@ -79,6 +89,45 @@ static void rope_tables(const nn_config *c, float *cos_t, float *sin_t)
     }
 }
 
+/* ALiBi slopes as Hugging Face's build_alibi_tensor computes them in float32. */
+static void alibi_slopes(int H, float *slopes)
+{
+    int closest = 1;
+    while (closest * 2 <= H)
+        closest *= 2;
+    float base = (float)pow(2.0, -pow(2.0, -(log2((double)closest) - 3.0)));
+    for (int i = 0; i < closest; i++)
+        slopes[i] = (float)pow((double)base, (double)(i + 1));
+    if (closest != H) {
+        float extra = (float)pow(2.0, -pow(2.0, -(log2(2.0 * closest) - 3.0)));
+        for (int i = 0; i < H - closest; i++)
+            slopes[closest + i] = (float)pow((double)extra, (double)(2 * i + 1));
+    }
+}
+
+/* The widest MLP hidden layer: dense, expert or shared expert. */
+static size_t widest_mlp(const nn_model *m)
+{
+    const nn_config *c = &m->cfg;
+    size_t F = (size_t)c->d_ff;
+    if ((size_t)c->moe_d_ff > F)
+        F = (size_t)c->moe_d_ff;
+    if ((size_t)c->shared_d_ff > F)
+        F = (size_t)c->shared_d_ff;
+    return F;
+}
+
+static void pad_size(const nn_linear *W, size_t *pad_in, size_t *pad_out)
+{
+    if (!W->w)
+        return;
+    size_t rows = (size_t)gemm_min_rows(W);
+    if (rows * (size_t)W->n_in > *pad_in)
+        *pad_in = rows * (size_t)W->n_in;
+    if (rows * (size_t)W->n_out > *pad_out)
+        *pad_out = rows * (size_t)W->n_out;
+}
+
 void nn_state_free(nn_state *s)
 {
     if (!s)
@@ -89,6 +138,11 @@ void nn_state_free(nn_state *s)
                      s->v_cache, s->scores, s->all_logits, s->pad_in,   s->pad_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nn_free(bufs[i]);
+    float *more[] = {s->branch2, s->alibi, s->router, s->route_w, s->moe_in, s->moe_out, s->gate1};
+    for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+        nn_free(more[i]);
+    nn_free(s->route_idx);
+    nn_free(s->rows);
     nn_free(s);
 }
 
@@ -106,8 +160,9 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
     s->p = *p;
     size_t N = (size_t)p->max_tokens, S = (size_t)p->max_seqs, D = (size_t)c->d_model,
            QD = (size_t)c->n_heads * (size_t)c->head_dim,
-           KVD = (size_t)c->n_kv_heads * (size_t)c->head_dim, F = (size_t)c->d_ff,
-           V = (size_t)c->vocab_size;
+           KVD = (size_t)c->n_kv_heads * (size_t)c->head_dim, F = widest_mlp(m),
+           V = (size_t)c->vocab_size, X = (size_t)c->n_experts,
+           K = (size_t)(c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1);
     s->max_ctx =
         p->n_slots > 0 && p->slot_capacity > p->max_tokens ? p->slot_capacity : p->max_tokens;
     if (!(s->x = nn_calloc(N * D, sizeof(float), err)) ||
@@ -123,19 +178,40 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
         !(s->logits = nn_calloc(S * V, sizeof(float), err)) ||
         !(s->probs = nn_calloc(S * V, sizeof(float), err)))
         goto fail;
+    if (c->parallel && !(s->branch2 = nn_calloc(N * D, sizeof(float), err)))
+        goto fail;
+    if (X > 0 && (!(s->router = nn_calloc(N * X, sizeof(float), err)) ||
+                  !(s->route_idx = nn_calloc(N * K, sizeof(int), err)) ||
+                  !(s->route_w = nn_calloc(N * K, sizeof(float), err)) ||
+                  !(s->rows = nn_calloc(N, sizeof(int), err)) ||
+                  !(s->moe_in = nn_calloc(N * D, sizeof(float), err)) ||
+                  !(s->moe_out = nn_calloc(N * D, sizeof(float), err)) ||
+                  !(s->gate1 = nn_calloc(N, sizeof(float), err))))
+        goto fail;
     size_t pad_in = 0, pad_out = 0;
-    const nn_linear *shapes[] = {&m->head,        &m->layers[0].q,  &m->layers[0].k,
-                                 &m->layers[0].o, &m->layers[0].up, &m->layers[0].down};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        size_t rows = (size_t)gemm_min_rows(shapes[i]);
-        if (rows * (size_t)shapes[i]->n_in > pad_in)
-            pad_in = rows * (size_t)shapes[i]->n_in;
-        if (rows * (size_t)shapes[i]->n_out > pad_out)
-            pad_out = rows * (size_t)shapes[i]->n_out;
+    pad_size(&m->head, &pad_in, &pad_out);
+    for (int l = 0; l < c->n_layers; l++) {
+        const nn_layer *L = &m->layers[l];
+        const nn_linear *ws[] = {&L->q,    &L->k,      &L->v,
+                                 &L->o,    &L->gate,   &L->up,
+                                 &L->down, &L->router, &L->shared_expert_gate};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            pad_size(ws[i], &pad_in, &pad_out);
+        if (L->moe)
+            for (int e = 0; e < c->n_experts; e++) {
+                pad_size(&L->experts[e].gate, &pad_in, &pad_out);
+                pad_size(&L->experts[e].up, &pad_in, &pad_out);
+                pad_size(&L->experts[e].down, &pad_in, &pad_out);
+            }
     }
     if (!(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
         !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)))
         goto fail;
+    if (c->arch->pos == NN_POS_ALIBI) {
+        if (!(s->alibi = nn_calloc((size_t)c->n_heads, sizeof(float), err)))
+            goto fail;
+        alibi_slopes(c->n_heads, s->alibi);
+    }
     if (c->arch->pos == NN_POS_ROPE) {
         size_t n = (size_t)c->max_positions * (size_t)(c->rotary_dim / 2);
         if (!(s->rope_cos = nn_calloc(n, sizeof(float), err)) ||
@@ -226,6 +302,7 @@ static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t
 static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, float *y, int n)
 {
     size_t D = (size_t)c->d_model;
+    bool unit_offset = c->arch->norm_unit_offset;
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * D;
         float *yr = y + (size_t)t * D;
@@ -234,8 +311,9 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
             for (size_t i = 0; i < D; i++)
                 ss += (double)xr[i] * xr[i];
             float inv = (float)(1.0 / sqrt(ss / (double)D + (double)c->norm_eps));
+            /* Gemma: (x * inv) * (1 + w), the scale rounded to float32 first, as HF does */
             for (size_t i = 0; i < D; i++)
-                yr[i] = nm->w[i] * (xr[i] * inv);
+                yr[i] = (unit_offset ? 1.0f + nm->w[i] : nm->w[i]) * (xr[i] * inv);
         } else {
             double mean = 0.0, var = 0.0;
             for (size_t i = 0; i < D; i++)
@@ -247,7 +325,9 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
             float inv = (float)(1.0 / sqrt(var + (double)c->norm_eps));
             float mu = (float)mean;
             for (size_t i = 0; i < D; i++) {
-                float v = (xr[i] - mu) * inv * nm->w[i];
+                float v = (xr[i] - mu) * inv;
+                if (nm->w)
+                    v *= nm->w[i];
                 yr[i] = nm->b ? v + nm->b[i] : v;
             }
         }
@@ -377,7 +457,12 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
     const nn_config *c = &m->cfg;
     int H = c->n_heads, G = c->n_kv_heads, E = c->head_dim, group = H / G;
     size_t QD = (size_t)H * E, KVD = (size_t)G * E;
-    float scale = (float)(1.0 / sqrt((double)E));
+    float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)E));
+    float cap = c->attn_softcap;
+    int window = c->sliding_window > 0 && (c->sliding_window_pattern == 0 ||
+                                           (layer + 1) % c->sliding_window_pattern != 0)
+                     ? c->sliding_window
+                     : 0;
     bool want_probs = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer) != NULL;
     for (int q = 0; q < b->n_seqs; q++) {
         int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
@@ -403,15 +488,23 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
         for (int h = 0; h < H; h++) {
             int g = h / group;
             float *S = s->scores + (want_probs ? (size_t)h * block : 0); /* (n, C) */
+            float beta = 0.0f;
+            if (s->alibi) { /* scores = slope_h * key position + scale * q.k (baddbmm) */
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < C; j++)
+                        S[(size_t)i * C + j] = s->alibi[h] * (float)j;
+                beta = 1.0f;
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, E, scale,
                         s->q + (size_t)off * QD + (size_t)h * E, (int)QD, K + (size_t)g * E,
-                        (int)KVD, 0.0f, S, C);
+                        (int)KVD, beta, S, C);
             for (int i = 0; i < n; i++) {
                 int pos = p0 + i;
-                int lo = c->sliding_window > 0 && pos - c->sliding_window + 1 > 0
-                             ? pos - c->sliding_window + 1
-                             : 0;
+                int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
                 float *row = S + (size_t)i * C;
+                if (cap > 0)
+                    for (int j = lo; j <= pos; j++)
+                        row[j] = tanhf(row[j] / cap) * cap;
                 nn_softmax(row + lo, (size_t)(pos - lo + 1));
                 for (int j = 0; j < lo; j++)
                     row[j] = 0.0f;
@@ -451,14 +544,136 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
     return NN_OK;
 }
 
+/* A dense MLP on n rows of in (n, D): down(act(gate(x)) * up(x)), or down(act(up(x))). Its width
+ * is the layer's own (dense MLP or shared expert). */
+static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *gate,
+                      const nn_linear *up, const nn_linear *down, const float *in, float *out,
+                      int n)
+{
+    size_t D = (size_t)c->d_model, F = (size_t)up->n_out, NF = (size_t)n * F;
+    linear(s, up, in, D, s->up, F, n);
+    if (gate->w) {
+        linear(s, gate, in, D, s->gate, F, n);
+        for (size_t i = 0; i < NF; i++)
+            s->up[i] *= activate(c->act, s->gate[i]);
+    } else {
+        for (size_t i = 0; i < NF; i++)
+            s->up[i] = activate(c->act, s->up[i]);
+    }
+    linear(s, down, s->up, F, out, D, n);
+}
+
+/* A sparse MoE block (Mixtral, Qwen2-MoE) on xn (N, D) into out (N, D), as Hugging Face computes
+ * it: router softmax (the router_probabilities hook sees it and may edit it), top-k, weights
+ * optionally renormalised, then experts in index order each adding w * expert(x) to its rows, then
+ * the shared expert scaled by sigmoid(gate(x)). Rows routed to an expert are gathered into one
+ * GEMM (linear() pads short ones, so a row's result does not depend on the others). */
+static int moe_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
+                     const nn_hookset *hooks, const float *xn, float *out, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_layer *L = &m->layers[l];
+    int N = b->n_tokens, X = c->n_experts, K = c->n_experts_per_tok;
+    size_t D = (size_t)c->d_model;
+    linear(s, &L->router, xn, D, s->router, (size_t)X, N);
+    for (int t = 0; t < N; t++)
+        nn_softmax(s->router + (size_t)t * X, (size_t)X);
+    HOOK(NN_HP_ROUTER_PROBABILITIES, l, s->router, (size_t)N, (size_t)X, -1);
+    for (int t = 0; t < N; t++) {
+        const float *p = s->router + (size_t)t * X;
+        int *idx = s->route_idx + (size_t)t * K;
+        float *w = s->route_w + (size_t)t * K, sum = 0.0f;
+        for (int k = 0; k < K; k++) { /* the k-th largest; ties to the lower index */
+            int best = -1;
+            for (int e = 0; e < X; e++) {
+                bool taken = false;
+                for (int j = 0; j < k; j++)
+                    taken |= idx[j] == e;
+                if (!taken && (best < 0 || p[e] > p[best]))
+                    best = e;
+            }
+            idx[k] = best;
+            w[k] = p[best];
+            sum += w[k];
+        }
+        if (c->norm_topk_prob)
+            for (int k = 0; k < K; k++)
+                w[k] /= sum;
+    }
+    memset(out, 0, (size_t)N * D * sizeof(float));
+    for (int e = 0; e < X; e++) {
+        int n = 0;
+        for (int t = 0; t < N; t++)
+            for (int k = 0; k < K; k++)
+                if (s->route_idx[(size_t)t * K + k] == e) {
+                    s->rows[n] = t;
+                    memcpy(s->moe_in + (size_t)n * D, xn + (size_t)t * D, D * sizeof(float));
+                    n++;
+                }
+        if (n == 0)
+            continue;
+        const nn_expert *x = &L->experts[e];
+        dense_mlp(c, s, &x->gate, &x->up, &x->down, s->moe_in, s->moe_out, n);
+        for (int r = 0; r < n; r++) {
+            int t = s->rows[r];
+            float w = 0.0f;
+            for (int k = 0; k < K; k++)
+                if (s->route_idx[(size_t)t * K + k] == e)
+                    w = s->route_w[(size_t)t * K + k];
+            const float *y = s->moe_out + (size_t)r * D;
+            float *o = out + (size_t)t * D;
+            for (size_t i = 0; i < D; i++)
+                o[i] += y[i] * w;
+        }
+    }
+    if (L->up.w) { /* shared expert */
+        dense_mlp(c, s, &L->gate, &L->up, &L->down, xn, s->moe_out, N);
+        if (L->shared_expert_gate.w)
+            linear(s, &L->shared_expert_gate, xn, D, s->gate1, 1, N);
+        for (int t = 0; t < N; t++) {
+            float g = L->shared_expert_gate.w ? 1.0f / (1.0f + expf(-s->gate1[t])) : 1.0f;
+            const float *y = s->moe_out + (size_t)t * D;
+            float *o = out + (size_t)t * D;
+            for (size_t i = 0; i < D; i++)
+                o[i] += g * y[i];
+        }
+    }
+    return NN_OK;
+}
+
+/* The MLP (or MoE block) of layer l on xn into out. */
+static int mlp_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
+                     const nn_hookset *hooks, const float *xn, float *out, nn_err *err)
+{
+    const nn_layer *L = &m->layers[l];
+    if (L->moe)
+        return moe_block(m, s, b, l, hooks, xn, out, err);
+    dense_mlp(&m->cfg, s, &L->gate, &L->up, &L->down, xn, out, b->n_tokens);
+    return NN_OK;
+}
+
+static void add_rows(float *x, const float *y, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
+}
+
+/* One block. The hook points see what Hugging Face's modules output for the family:
+ * - sequential (pre-norm): x += attn(norm(x)); x += mlp(norm'(x));
+ * - sandwich norms (Gemma-2): the residual adds post_norm(branch); the hooks see the branch
+ *   before its post norm;
+ * - parallel: x + attn(norm(x)) + mlp(norm'(x)) (norm' = norm for one shared norm);
+ * - residual in modules (Bloom): the attention and MLP outputs include the residual, so their
+ *   hooks see the residual stream itself. */
 static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int l,
                          const nn_hookset *hooks, nn_err *err)
 {
     const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
     const nn_layer *L = &m->layers[l];
     int N = b->n_tokens;
     size_t D = (size_t)c->d_model, QD = (size_t)c->n_heads * c->head_dim,
-           KVD = (size_t)c->n_kv_heads * c->head_dim, F = (size_t)c->d_ff;
+           KVD = (size_t)c->n_kv_heads * c->head_dim, ND = (size_t)N * D;
 
     HOOK(NN_HP_LAYERS_INPUT, l, s->x, (size_t)N, D, -1);
 
@@ -467,7 +682,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     linear(s, &L->q, s->xn, D, s->q, QD, N);
     linear(s, &L->k, s->xn, D, s->k, KVD, N);
     linear(s, &L->v, s->xn, D, s->v, KVD, N);
-    if (c->arch->pos == NN_POS_ROPE)
+    if (a->pos == NN_POS_ROPE)
         for (int q = 0; q < b->n_seqs; q++) {
             int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
             rope(c, s, s->q + (size_t)off * QD, QD, n, c->n_heads, p0);
@@ -477,27 +692,59 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     if (rc)
         return rc;
     linear(s, &L->o, s->att, QD, s->branch, D, N);
-    HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        s->x[i] += s->branch[i];
+
+    if (c->parallel) {
+        HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
+        if (!c->shared_norm)
+            norm_rows(c, &L->mlp_norm, s->x, s->xn, N);
+        HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
+        rc = mlp_block(m, s, b, l, hooks, s->xn, s->branch2, err);
+        if (rc)
+            return rc;
+        HOOK(NN_HP_MLPS_OUTPUT, l, s->branch2, (size_t)N, D, -1);
+        add_rows(s->x, s->branch, ND);
+        add_rows(s->x, s->branch2, ND);
+        HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
+        return NN_OK;
+    }
+
+    if (a->residual_in_modules) {
+        add_rows(s->x, s->branch, ND);
+        HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->x, (size_t)N, D, -1);
+    } else {
+        HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
+        if (a->post_attn_norm)
+            norm_rows(c, &L->post_attn_norm, s->branch, s->branch, N);
+        add_rows(s->x, s->branch, ND);
+    }
 
     norm_rows(c, &L->mlp_norm, s->x, s->xn, N);
     HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
-    linear(s, &L->up, s->xn, D, s->up, F, N);
-    if (c->arch->gated_mlp) {
-        linear(s, &L->gate, s->xn, D, s->gate, F, N);
-        for (size_t i = 0; i < (size_t)N * F; i++)
-            s->up[i] *= activate(c->act, s->gate[i]);
+    rc = mlp_block(m, s, b, l, hooks, s->xn, s->branch, err);
+    if (rc)
+        return rc;
+    if (a->residual_in_modules) {
+        add_rows(s->x, s->branch, ND);
+        HOOK(NN_HP_MLPS_OUTPUT, l, s->x, (size_t)N, D, -1);
     } else {
-        for (size_t i = 0; i < (size_t)N * F; i++)
-            s->up[i] = activate(c->act, s->up[i]);
+        HOOK(NN_HP_MLPS_OUTPUT, l, s->branch, (size_t)N, D, -1);
+        if (a->post_mlp_norm)
+            norm_rows(c, &L->post_mlp_norm, s->branch, s->branch, N);
+        add_rows(s->x, s->branch, ND);
     }
-    linear(s, &L->down, s->up, F, s->branch, D, N);
-    HOOK(NN_HP_MLPS_OUTPUT, l, s->branch, (size_t)N, D, -1);
-    for (size_t i = 0; i < (size_t)N * D; i++)
-        s->x[i] += s->branch[i];
     HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
     return NN_OK;
+}
+
+/* What the family does after lm_head: Cohere's logit_scale, Gemma-2's final soft-capping. */
+static void post_logits(const nn_config *c, float *x, size_t n)
+{
+    if (c->logit_scale != 0.0f)
+        for (size_t i = 0; i < n; i++)
+            x[i] *= c->logit_scale;
+    if (c->final_softcap > 0.0f)
+        for (size_t i = 0; i < n; i++)
+            x[i] = tanhf(x[i] / c->final_softcap) * c->final_softcap;
 }
 
 int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forward_params *fp,
@@ -520,12 +767,17 @@ int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forwa
     if (m->pos_emb)
         for (int q = 0; q < S; q++)
             for (int t = b->offsets[q]; t < b->offsets[q + 1]; t++) {
-                int pos = (b->pos0 ? b->pos0[q] : 0) + t - b->offsets[q];
+                int pos = (b->pos0 ? b->pos0[q] : 0) + t - b->offsets[q] + c->arch->pos_offset;
                 const float *pe = m->pos_emb + (size_t)pos * D;
                 float *xr = s->x + (size_t)t * D;
                 for (size_t i = 0; i < D; i++)
                     xr[i] += pe[i];
             }
+    if (c->emb_scale != 0.0f)
+        for (size_t i = 0; i < (size_t)N * D; i++)
+            s->x[i] *= c->emb_scale;
+    if (c->arch->emb_norm)
+        norm_rows(c, &m->emb_norm, s->x, s->x, N);
 
     for (int l = 0; l < c->n_layers; l++) {
         int rc = layer_forward(m, s, b, l, hooks, err);
@@ -546,6 +798,7 @@ int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forwa
         if (grow(&s->all_logits, &s->all_logits_cap, (size_t)N * V, err))
             return NN_ERR;
         linear(s, &m->head, s->xn, D, s->all_logits, V, N);
+        post_logits(c, s->all_logits, (size_t)N * V);
         HOOK(NN_HP_LOGITS, -1, s->all_logits, (size_t)N, V, -1);
         for (int q = 0; q < S; q++)
             memcpy(s->logits + (size_t)q * V, s->all_logits + (size_t)(b->offsets[q + 1] - 1) * V,
@@ -558,6 +811,7 @@ int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forwa
         if (!hook_ln)
             norm_rows(c, &m->final_norm, s->last, s->last, S);
         linear(s, &m->head, s->last, D, s->logits, V, S);
+        post_logits(c, s->logits, (size_t)S * V);
     }
     if (hook_probs) {
         memcpy(s->probs, s->logits, (size_t)S * V * sizeof(float));
@@ -573,4 +827,21 @@ void nn_unembed(const nn_model *m, nn_state *s, const float *x, int n, float *no
     const nn_config *c = &m->cfg;
     norm_rows(c, &m->final_norm, x, normed, n);
     linear(s, &m->head, normed, (size_t)c->d_model, logits, (size_t)c->vocab_size, n);
+    post_logits(c, logits, (size_t)n * (size_t)c->vocab_size);
+}
+
+size_t nn_hook_point_width(const nn_model *m, nn_hook_point hp)
+{
+    const nn_config *c = &m->cfg;
+    switch (hp) {
+    case NN_HP_ATTENTION_PROBABILITIES:
+        return 0;
+    case NN_HP_LOGITS:
+    case NN_HP_NEXT_TOKEN_PROBS:
+        return (size_t)c->vocab_size;
+    case NN_HP_ROUTER_PROBABILITIES:
+        return (size_t)c->n_experts;
+    default:
+        return (size_t)c->d_model;
+    }
 }

@@ -52,9 +52,15 @@ const float *nn_state_logits(const nn_state *state);
 /* Softmax over n values, in place, computed as Hugging Face does in float32 (max subtracted). */
 void nn_softmax(float *x, size_t n);
 
-/* The model's own output head on arbitrary residual rows: logits (n, V) = head(final_norm(x)).
- * This is the logit lens's unembedding; the last layer's rows give the model's logits. state
- * lends scratch space; normed_scratch holds (n, D). */
+/* Columns of a per-token hook view of hp for this model: d_model for the residual-stream points,
+ * vocab_size for logits and next_token_probs, n_experts for router_probabilities (0 on a dense
+ * model), 0 for attention_probabilities (its width is each sequence's context). */
+size_t nn_hook_point_width(const nn_model *model, nn_hook_point hp);
+
+/* The model's own output head on arbitrary residual rows: logits (n, V) = post(head(final_norm(x)))
+ * with head's bias and post the family's logit post-processing (Cohere's logit_scale, Gemma-2's
+ * final soft-capping). This is the logit lens's unembedding; the last layer's rows give the
+ * model's logits. state lends scratch space; normed_scratch holds (n, D). */
 void nn_unembed(const nn_model *model, nn_state *state, const float *x, int n,
                 float *normed_scratch, float *logits);
 #endif

@@ -7,7 +7,7 @@
 static const char *names[NN_HP_COUNT] = {
     "token_embeddings",  "layers_input", "attentions_input", "attention_probabilities",
     "attentions_output", "mlps_input",   "mlps_output",      "layers_output",
-    "ln_final",          "logits",       "next_token_probs",
+    "ln_final",          "logits",       "next_token_probs", "router_probabilities",
 };
 
 const char *nn_hook_point_name(nn_hook_point hp)
@@ -17,7 +17,8 @@ const char *nn_hook_point_name(nn_hook_point hp)
 
 bool nn_hook_point_per_layer(nn_hook_point hp)
 {
-    return hp >= NN_HP_LAYERS_INPUT && hp <= NN_HP_LAYERS_OUTPUT;
+    return (hp >= NN_HP_LAYERS_INPUT && hp <= NN_HP_LAYERS_OUTPUT) ||
+           hp == NN_HP_ROUTER_PROBABILITIES;
 }
 
 static int parse_int(const char *s, const char *end, long *out)
@@ -79,7 +80,7 @@ int nn_hook_name_parse(const char *name, int n_layers, nn_hook_point *hp, int *l
     return nn_fail(err,
                    "unknown hook point '%s' (token_embeddings, layers_input.i, attentions_input.i, "
                    "attention_probabilities.i, attentions_output.i, mlps_input.i, mlps_output.i, "
-                   "layers_output.i, ln_final, logits, next_token_probs)",
+                   "layers_output.i, ln_final, logits, next_token_probs, router_probabilities.i)",
                    name);
 }
 

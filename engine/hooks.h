@@ -22,6 +22,10 @@ typedef enum {
     NN_HP_LN_FINAL,
     NN_HP_LOGITS,
     NN_HP_NEXT_TOKEN_PROBS,
+    /* Appended later; per layer. MoE layers only: [N, n_experts], the router softmax of each token
+     * before top-k selection (an edit changes the routing: top-k and weights use what the hooks
+     * leave). Never called on dense layers. */
+    NN_HP_ROUTER_PROBABILITIES,
     NN_HP_COUNT
 } nn_hook_point;
 
@@ -45,7 +49,8 @@ struct nn_batch;
  * - attention_probabilities: one sequence at a time (seq >= 0): [n_heads * n, ctx] where n is the
  *   sequence's new tokens in this call and ctx = pos0 + n its keys; head h is rows [h*n, (h+1)*n).
  * - next_token_probs: rows = n_seqs, cols = vocab; each row is the softmax of that sequence's last
- *   logits row. Writing to it changes nothing downstream. */
+ *   logits row. Writing to it changes nothing downstream.
+ * - router_probabilities: rows = batch->n_tokens, cols = n_experts (MoE layers only). */
 typedef struct nn_hook_view {
     nn_hook_point point;
     int layer; /* -1 for points that are not per layer */

@@ -11,6 +11,19 @@
 
 /* ---- The architecture table ------------------------------------------------------------------ */
 
+/* Hugging Face Llama-style names, shared by most families that came after it. */
+#define HF_EMB_NAMES                                                                               \
+    .prefix = "", .tok_emb = "model.embed_tokens", .final_norm = "model.norm", .head = "lm_head"
+#define HF_ATTN_NAMES                                                                              \
+    .attn_norm = "model.layers.%d.input_layernorm", .q = "model.layers.%d.self_attn.q_proj",       \
+    .k = "model.layers.%d.self_attn.k_proj", .v = "model.layers.%d.self_attn.v_proj",              \
+    .o = "model.layers.%d.self_attn.o_proj"
+#define HF_MLP_NAMES                                                                               \
+    .mlp_norm = "model.layers.%d.post_attention_layernorm",                                        \
+    .gate = "model.layers.%d.mlp.gate_proj", .up = "model.layers.%d.mlp.up_proj",                  \
+    .down = "model.layers.%d.mlp.down_proj"
+#define LLAMA_NAMES HF_EMB_NAMES, HF_ATTN_NAMES, HF_MLP_NAMES
+
 static const nn_arch arch_table[] = {
     {
         .model_type = "gpt2",
@@ -23,6 +36,8 @@ static const nn_arch arch_table[] = {
         .o_bias = true,
         .mlp_bias = true,
         .norm_bias = true,
+        .tie_default = true,
+        .default_act = "gelu_new",
         .notes = "learned absolute positions: layers_input.0 = token_embeddings + wpe[position]; "
                  "Conv1D weights stored [in, out]; fused c_attn [q|k|v]; tied head",
         .prefix = "transformer.",
@@ -36,20 +51,13 @@ static const nn_arch arch_table[] = {
         .up = "h.%d.mlp.c_fc",
         .down = "h.%d.mlp.c_proj",
     },
-#define LLAMA_NAMES                                                                                \
-    .prefix = "", .tok_emb = "model.embed_tokens", .final_norm = "model.norm", .head = "lm_head",  \
-    .attn_norm = "model.layers.%d.input_layernorm",                                                \
-    .mlp_norm = "model.layers.%d.post_attention_layernorm",                                        \
-    .q = "model.layers.%d.self_attn.q_proj", .k = "model.layers.%d.self_attn.k_proj",              \
-    .v = "model.layers.%d.self_attn.v_proj", .o = "model.layers.%d.self_attn.o_proj",              \
-    .gate = "model.layers.%d.mlp.gate_proj", .up = "model.layers.%d.mlp.up_proj",                  \
-    .down = "model.layers.%d.mlp.down_proj"
     {
         .model_type = "llama",
         .family = "Llama",
         .norm = NN_NORM_RMSNORM,
         .pos = NN_POS_ROPE,
         .gated_mlp = true,
+        .default_act = "silu",
         .notes = "standard pre-norm block (RMSNorm, RoPE, SiLU-gated MLP)",
         LLAMA_NAMES,
     },
@@ -59,6 +67,7 @@ static const nn_arch arch_table[] = {
         .norm = NN_NORM_RMSNORM,
         .pos = NN_POS_ROPE,
         .gated_mlp = true,
+        .default_act = "silu",
         .notes = "standard pre-norm block; sliding-window attention when the config sets "
                  "sliding_window (attention_probabilities are zero outside the window)",
         LLAMA_NAMES,
@@ -70,8 +79,380 @@ static const nn_arch arch_table[] = {
         .pos = NN_POS_ROPE,
         .gated_mlp = true,
         .qkv_bias = true,
+        .default_act = "silu",
         .notes = "standard pre-norm block with q/k/v biases",
         LLAMA_NAMES,
+    },
+    {
+        .model_type = "gemma",
+        .family = "Gemma",
+        .norm = NN_NORM_RMSNORM,
+        .norm_unit_offset = true,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .emb_scale_sqrt_d = true,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .act_is_hidden_activation = true,
+        .notes = "RMSNorm scales by (1 + w); layers_input.0 = token_embeddings * sqrt(d) "
+                 "(token_embeddings is the unscaled lookup); GeGLU MLP (gelu tanh, from "
+                 "hidden_activation); tied head",
+        LLAMA_NAMES,
+    },
+    {
+        .model_type = "gemma2",
+        .family = "Gemma-2",
+        .sliding_window_pattern = 2,
+        .norm = NN_NORM_RMSNORM,
+        .norm_unit_offset = true,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .emb_scale_sqrt_d = true,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .act_is_hidden_activation = true,
+        .notes = "sandwich norms: attentions_output.i is the attention output BEFORE "
+                 "post_attention_layernorm, mlps_input.i is pre_feedforward_layernorm's output, "
+                 "mlps_output.i is the MLP output BEFORE post_feedforward_layernorm; the residual "
+                 "adds the post-normed values, so layers_output.i != layers_input.i + "
+                 "attentions_output.i + mlps_output.i. RMSNorm (1 + w); layers_input.0 = "
+                 "token_embeddings * sqrt(d); scores scaled by query_pre_attn_scalar^-0.5 and "
+                 "soft-capped tanh(s/c)*c before masking; sliding window on even layers only; "
+                 "logits (and the logit lens) soft-capped tanh(x/c)*c; tied head",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .post_attn_norm = "model.layers.%d.post_attention_layernorm",
+        .mlp_norm = "model.layers.%d.pre_feedforward_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_feedforward_layernorm",
+        .gate = "model.layers.%d.mlp.gate_proj",
+        .up = "model.layers.%d.mlp.up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
+    {
+        .model_type = "gpt_neox",
+        .family = "GPT-NeoX",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .fused_qkv = true,
+        .qkv_layout = NN_QKV_PER_HEAD,
+        .qkv_bias = true,
+        .o_bias = true,
+        .mlp_bias = true,
+        .parallel = true,
+        .default_act = "gelu",
+        .notes = "parallel block (use_parallel_residual): layers_output.i = layers_input.i + "
+                 "attentions_output.i + mlps_output.i, and mlps_input.i = "
+                 "post_attention_layernorm(layers_input.i), not of the residual after attention; "
+                 "rotary on the first rotary_pct of each head's dims (half-split inside them); "
+                 "fused query_key_value laid out per head [q|k|v]",
+        .prefix = "gpt_neox.",
+        .tok_emb = "embed_in",
+        .final_norm = "final_layer_norm",
+        .head = "embed_out",
+        .attn_norm = "layers.%d.input_layernorm",
+        .mlp_norm = "layers.%d.post_attention_layernorm",
+        .qkv = "layers.%d.attention.query_key_value",
+        .o = "layers.%d.attention.dense",
+        .up = "layers.%d.mlp.dense_h_to_4h",
+        .down = "layers.%d.mlp.dense_4h_to_h",
+    },
+    {
+        .model_type = "gptj",
+        .family = "GPT-J",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .rope_interleaved = true,
+        .mlp_bias = true,
+        .parallel = true,
+        .shared_norm = true,
+        .head_bias = true,
+        .default_act = "gelu_new",
+        .notes = "parallel block on one LayerNorm: mlps_input.i = attentions_input.i, "
+                 "layers_output.i = layers_input.i + attentions_output.i + mlps_output.i; rotary "
+                 "on the first rotary_dim dims, interleaved (adjacent pairs 2k, 2k+1); lm_head "
+                 "has a bias (in the logits and the logit lens)",
+        .prefix = "transformer.",
+        .tok_emb = "wte",
+        .final_norm = "ln_f",
+        .head = "lm_head",
+        .attn_norm = "h.%d.ln_1",
+        .q = "h.%d.attn.q_proj",
+        .k = "h.%d.attn.k_proj",
+        .v = "h.%d.attn.v_proj",
+        .o = "h.%d.attn.out_proj",
+        .up = "h.%d.mlp.fc_in",
+        .down = "h.%d.mlp.fc_out",
+    },
+    {
+        .model_type = "opt",
+        .family = "OPT",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_LEARNED,
+        .pos_offset = 2,
+        .qkv_bias = true,
+        .o_bias = true,
+        .mlp_bias = true,
+        .tie_default = true,
+        .default_act = "relu",
+        .notes = "learned positions with offset 2: layers_input.0 = token_embeddings + "
+                 "embed_positions[position + 2]; mlps_input.i is the layer's final_layer_norm, "
+                 "mlps_output.i is fc2's output (OPT has no MLP module); tied head",
+        .prefix = "model.decoder.",
+        .tok_emb = "embed_tokens",
+        .pos_emb = "embed_positions",
+        .final_norm = "final_layer_norm",
+        .head = "lm_head",
+        .attn_norm = "layers.%d.self_attn_layer_norm",
+        .mlp_norm = "layers.%d.final_layer_norm",
+        .q = "layers.%d.self_attn.q_proj",
+        .k = "layers.%d.self_attn.k_proj",
+        .v = "layers.%d.self_attn.v_proj",
+        .o = "layers.%d.self_attn.out_proj",
+        .up = "layers.%d.fc1",
+        .down = "layers.%d.fc2",
+    },
+    {
+        .model_type = "phi",
+        .family = "Phi",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .qkv_bias = true,
+        .o_bias = true,
+        .mlp_bias = true,
+        .parallel = true,
+        .shared_norm = true,
+        .head_bias = true,
+        .default_act = "gelu_new",
+        .notes = "parallel block on one LayerNorm: mlps_input.i = attentions_input.i, "
+                 "layers_output.i = layers_input.i + attentions_output.i + mlps_output.i; rotary "
+                 "on the first partial_rotary_factor of each head's dims; lm_head has a bias",
+        .prefix = "model.",
+        .tok_emb = "embed_tokens",
+        .final_norm = "final_layernorm",
+        .head = "lm_head",
+        .attn_norm = "layers.%d.input_layernorm",
+        .q = "layers.%d.self_attn.q_proj",
+        .k = "layers.%d.self_attn.k_proj",
+        .v = "layers.%d.self_attn.v_proj",
+        .o = "layers.%d.self_attn.dense",
+        .up = "layers.%d.mlp.fc1",
+        .down = "layers.%d.mlp.fc2",
+    },
+    {
+        .model_type = "phi3",
+        .family = "Phi-3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .fused_qkv = true,
+        .default_act = "silu",
+        .notes = "standard pre-norm block; fused qkv_proj [q|k|v] and gate_up_proj [gate|up]",
+        HF_EMB_NAMES,
+        .attn_norm = "model.layers.%d.input_layernorm",
+        .qkv = "model.layers.%d.self_attn.qkv_proj",
+        .o = "model.layers.%d.self_attn.o_proj",
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .gate_up = "model.layers.%d.mlp.gate_up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
+    {
+        .model_type = "stablelm",
+        .family = "StableLM",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .shared_norm = true,
+        .default_act = "silu",
+        .notes = "LayerNorm with bias; rotary on the first partial_rotary_factor of each head's "
+                 "dims (half-split inside them); q/k/v biases with use_qkv_bias; a parallel block "
+                 "on one norm with use_parallel_residual",
+        LLAMA_NAMES,
+    },
+    {
+        .model_type = "olmo",
+        .family = "OLMo",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_no_weight = true,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "every norm (the final one included) is a LayerNorm without weight or bias, "
+                 "eps 1e-5; otherwise a standard pre-norm block",
+        LLAMA_NAMES,
+    },
+    {
+        .model_type = "starcoder2",
+        .family = "StarCoder2",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .notes = "LayerNorm with bias; biases on q/k/v/o and the MLP (use_bias); plain MLP "
+                 "c_fc -> act -> c_proj",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .up = "model.layers.%d.mlp.c_fc",
+        .down = "model.layers.%d.mlp.c_proj",
+    },
+    {
+        .model_type = "mixtral",
+        .family = "Mixtral",
+        .moe_renormalize = true,
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "sparse MoE: mlps_output.i is the MoE block's output (router softmax over the "
+                 "experts, top-k, the k weights renormalised to sum 1, sum of w * SiLU-GLU "
+                 "expert); router_probabilities.i [T, n_experts] is the router softmax before "
+                 "top-k (a hook may edit it: routing uses what it leaves)",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .router = "model.layers.%d.block_sparse_moe.gate",
+        .expert_gate = "model.layers.%d.block_sparse_moe.experts.%d.w1",
+        .expert_up = "model.layers.%d.block_sparse_moe.experts.%d.w3",
+        .expert_down = "model.layers.%d.block_sparse_moe.experts.%d.w2",
+    },
+    {
+        .model_type = "qwen2_moe",
+        .family = "Qwen2-MoE",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .qkv_bias = true,
+        .default_act = "silu",
+        .notes = "sparse MoE: mlps_output.i is the MoE block's output (router softmax, top-k, "
+                 "NOT renormalised unless norm_topk_prob, sum of w * expert, plus the shared "
+                 "expert scaled by sigmoid(shared_expert_gate(x))); router_probabilities.i "
+                 "[T, n_experts] is the router softmax before top-k (a hook may edit it: routing "
+                 "uses what it leaves); q/k/v biases",
+        LLAMA_NAMES,
+        .router = "model.layers.%d.mlp.gate",
+        .expert_gate = "model.layers.%d.mlp.experts.%d.gate_proj",
+        .expert_up = "model.layers.%d.mlp.experts.%d.up_proj",
+        .expert_down = "model.layers.%d.mlp.experts.%d.down_proj",
+        .shared_gate = "model.layers.%d.mlp.shared_expert.gate_proj",
+        .shared_up = "model.layers.%d.mlp.shared_expert.up_proj",
+        .shared_down = "model.layers.%d.mlp.shared_expert.down_proj",
+        .shared_expert_gate = "model.layers.%d.mlp.shared_expert_gate",
+    },
+    {
+        .model_type = "gpt_bigcode",
+        .family = "GPT-BigCode",
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_LEARNED,
+        .fused_qkv = true,
+        .qkv_bias = true,
+        .o_bias = true,
+        .mlp_bias = true,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .notes = "learned absolute positions (layers_input.0 = token_embeddings + wpe[position]); "
+                 "multi-query: fused c_attn [q | k (one head) | v (one head)] (per head [q|k|v] "
+                 "without multi_query); nn.Linear weights [out, in]; tied head",
+        .prefix = "transformer.",
+        .tok_emb = "wte",
+        .pos_emb = "wpe",
+        .final_norm = "ln_f",
+        .head = "lm_head",
+        .attn_norm = "h.%d.ln_1",
+        .mlp_norm = "h.%d.ln_2",
+        .qkv = "h.%d.attn.c_attn",
+        .o = "h.%d.attn.c_proj",
+        .up = "h.%d.mlp.c_fc",
+        .down = "h.%d.mlp.c_proj",
+    },
+    {
+        .model_type = "falcon",
+        .family = "Falcon",
+        .default_context = 2048,
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ROPE,
+        .fused_qkv = true,
+        .qkv_layout = NN_QKV_GROUPED,
+        .parallel = true,
+        .tie_default = true,
+        .default_act = "gelu",
+        .notes = "parallel block: layers_output.i = layers_input.i + attentions_output.i + "
+                 "mlps_output.i; new_decoder_architecture: attentions_input.i = ln_attn(x), "
+                 "mlps_input.i = ln_mlp(x) (one shared input_layernorm otherwise); fused "
+                 "query_key_value grouped per kv head [q..q|k|v]",
+        .prefix = "transformer.",
+        .tok_emb = "word_embeddings",
+        .final_norm = "ln_f",
+        .head = "lm_head",
+        .attn_norm = "h.%d.ln_attn|h.%d.input_layernorm",
+        .mlp_norm = "h.%d.ln_mlp|h.%d.post_attention_layernorm",
+        .qkv = "h.%d.self_attention.query_key_value",
+        .o = "h.%d.self_attention.dense",
+        .up = "h.%d.mlp.dense_h_to_4h",
+        .down = "h.%d.mlp.dense_4h_to_h",
+    },
+    {
+        .model_type = "bloom",
+        .family = "BLOOM",
+        .default_context = 2048,
+        .norm = NN_NORM_LAYERNORM,
+        .norm_bias = true,
+        .pos = NN_POS_ALIBI,
+        .fused_qkv = true,
+        .qkv_layout = NN_QKV_PER_HEAD,
+        .qkv_bias = true,
+        .o_bias = true,
+        .mlp_bias = true,
+        .residual_in_modules = true,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .notes = "ALiBi (no position embeddings; score bias slope_h * key position); "
+                 "layers_input.0 = word_embeddings_layernorm(token_embeddings). The attention "
+                 "and MLP modules add the residual themselves: attentions_output.i = "
+                 "layers_input.i + attention, mlps_input.i = "
+                 "post_attention_layernorm(attentions_output.i), and mlps_output.i = "
+                 "attentions_output.i + MLP is layers_output.i (the same buffer: an edit to "
+                 "either is an edit to the residual stream); fused query_key_value per head "
+                 "[q|k|v]; tied head",
+        .prefix = "transformer.",
+        .tok_emb = "word_embeddings",
+        .emb_norm = "word_embeddings_layernorm",
+        .final_norm = "ln_f",
+        .attn_norm = "h.%d.input_layernorm",
+        .mlp_norm = "h.%d.post_attention_layernorm",
+        .qkv = "h.%d.self_attention.query_key_value",
+        .o = "h.%d.self_attention.dense",
+        .up = "h.%d.mlp.dense_h_to_4h",
+        .down = "h.%d.mlp.dense_4h_to_h",
+    },
+    {
+        .model_type = "cohere",
+        .family = "Cohere",
+        .norm = NN_NORM_LAYERNORM,
+        .pos = NN_POS_ROPE,
+        .rope_interleaved = true,
+        .gated_mlp = true,
+        .parallel = true,
+        .shared_norm = true,
+        .tie_default = true,
+        .default_act = "silu",
+        .notes = "parallel block on one norm: mlps_input.i = attentions_input.i, "
+                 "layers_output.i = layers_input.i + attentions_output.i + mlps_output.i; the "
+                 "norm is a mean-centred LayerNorm with weight and no bias; rotary interleaved "
+                 "(adjacent pairs); logits = lm_head(x) * logit_scale, and the logit lens applies "
+                 "the same scale; tied head",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .gate = "model.layers.%d.mlp.gate_proj",
+        .up = "model.layers.%d.mlp.up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
     },
 };
 
@@ -85,7 +466,8 @@ const nn_arch *nn_arch_find(const char *model_type)
 
 const char *nn_arch_supported(void)
 {
-    return "gpt2, llama, mistral, qwen2";
+    return "gpt2, llama, mistral, qwen2, gemma, gemma2, gpt_neox, gptj, opt, phi, phi3, stablelm, "
+           "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere";
 }
 
 /* ---- config.json ------------------------------------------------------------------------------
@@ -171,107 +553,118 @@ static int parse_rope_scaling(const cJSON *root, const char *path, nn_config *c,
                    path, type);
 }
 
-static int parse_gpt2(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+/* Families name the same quantity differently (hidden_size, n_embd, n_embed); the first key of a
+ * list that is present and not null is used, and errors name that key. */
+static const char *first_key(const cJSON *root, const char *const *keys)
 {
-    long d, h, l, pos, vocab, inner;
-    double eps;
-    const char *act = NULL;
+    for (; *keys; keys++) {
+        const cJSON *v = nn_json_get(root, *keys);
+        if (v && !cJSON_IsNull(v))
+            return *keys;
+    }
+    return NULL;
+}
+
+static int get_int(const cJSON *root, const char *const *keys, bool required, long fallback,
+                   long min, long max, const char *path, long *out, const char **used, nn_err *err)
+{
+    const char *k = first_key(root, keys);
+    if (used)
+        *used = k ? k : keys[0];
+    return nn_json_int(root, k ? k : keys[0], required, fallback, min, max, path, out, err);
+}
+
+static int get_double(const cJSON *root, const char *const *keys, double fallback, const char *path,
+                      double *out, nn_err *err)
+{
+    const char *k = first_key(root, keys);
+    return nn_json_double(root, k ? k : keys[0], false, fallback, path, out, err);
+}
+
+/* Options whose other value changes the math in a way no row expresses: refused, not ignored. */
+static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
+{
+    static const char *const must_be_false[] = {"scale_attn_by_inverse_layer_idx",
+                                                "apply_residual_connection_post_layernorm",
+                                                "qk_layernorm",
+                                                "use_qk_norm",
+                                                "alibi",
+                                                "_remove_final_layer_norm"};
+    static const char *const must_be_true[] = {"scale_attn_weights", "do_layer_norm_before",
+                                               "layer_norm_elementwise_affine"};
+    static const char *const must_be_null[] = {"clip_qkv"};
     bool b;
-    if (nn_json_int(root, "n_embd", true, 0, 1, 1 << 20, path, &d, err) ||
-        nn_json_int(root, "n_head", true, 0, 1, 1 << 16, path, &h, err) ||
-        nn_json_int(root, "n_layer", true, 0, 1, 1 << 16, path, &l, err) ||
-        nn_json_int(root, "n_positions", true, 0, 1, 1 << 26, path, &pos, err) ||
-        nn_json_int(root, "vocab_size", true, 0, 1, 1 << 26, path, &vocab, err) ||
-        nn_json_int(root, "n_inner", false, 4 * d, 1, 1 << 24, path, &inner, err) ||
-        nn_json_double(root, "layer_norm_epsilon", false, 1e-5, path, &eps, err) ||
-        nn_json_string(root, "activation_function", false, path, &act, err))
-        return NN_ERR;
-    if (parse_activation(act ? act : "gelu_new", path, "activation_function", &c->act, err))
-        return NN_ERR;
-    if (nn_json_bool(root, "scale_attn_by_inverse_layer_idx", false, false, path, &b, err))
-        return NN_ERR;
-    if (b)
-        return nn_fail(err, "%s: field 'scale_attn_by_inverse_layer_idx' = true is not supported",
-                       path);
-    if (nn_json_bool(root, "scale_attn_weights", false, true, path, &b, err))
-        return NN_ERR;
-    if (!b)
-        return nn_fail(err, "%s: field 'scale_attn_weights' = false is not supported", path);
-    if (d % h)
-        return nn_fail(err, "%s: n_embd %ld is not a multiple of n_head %ld", path, d, h);
-    c->d_model = (int)d;
-    c->n_heads = c->n_kv_heads = (int)h;
-    c->head_dim = (int)(d / h);
-    c->n_layers = (int)l;
-    c->max_positions = (int)pos;
-    c->vocab_size = (int)vocab;
-    c->d_ff = (int)inner;
-    c->norm_eps = (float)eps;
-    c->qkv_bias = c->o_bias = c->mlp_bias = true;
+    for (size_t i = 0; i < sizeof must_be_false / sizeof *must_be_false; i++) {
+        if (nn_json_bool(root, must_be_false[i], false, false, path, &b, err))
+            return NN_ERR;
+        if (b)
+            return nn_fail(err, "%s: field '%s' = true is not supported", path, must_be_false[i]);
+    }
+    for (size_t i = 0; i < sizeof must_be_true / sizeof *must_be_true; i++) {
+        if (nn_json_bool(root, must_be_true[i], false, true, path, &b, err))
+            return NN_ERR;
+        if (!b)
+            return nn_fail(err, "%s: field '%s' = false is not supported", path, must_be_true[i]);
+    }
+    for (size_t i = 0; i < sizeof must_be_null / sizeof *must_be_null; i++) {
+        const cJSON *v = nn_json_get(root, must_be_null[i]);
+        if (v && !cJSON_IsNull(v))
+            return nn_fail(err, "%s: field '%s' other than null is not supported", path,
+                           must_be_null[i]);
+    }
+    const cJSON *v = nn_json_get(root, "mlp_only_layers");
+    if (v && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0)
+        return nn_fail(err, "%s: field 'mlp_only_layers' other than [] is not supported", path);
     return NN_OK;
 }
 
-static int parse_llama_like(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+/* Falcon's block shape and qkv layout depend on its config (Falcon-7B, -40B, RW). */
+static int configure_falcon(const cJSON *root, const char *path, nn_config *c, nn_err *err)
 {
-    long d, h, kv, l, pos, vocab, ff, hd, window = 0;
-    double eps;
-    const char *act = NULL;
-    bool b;
-    if (nn_json_int(root, "hidden_size", true, 0, 1, 1 << 20, path, &d, err) ||
-        nn_json_int(root, "num_attention_heads", true, 0, 1, 1 << 16, path, &h, err) ||
-        nn_json_int(root, "num_key_value_heads", false, h, 1, 1 << 16, path, &kv, err) ||
-        nn_json_int(root, "num_hidden_layers", true, 0, 1, 1 << 16, path, &l, err) ||
-        nn_json_int(root, "max_position_embeddings", true, 0, 1, 1 << 26, path, &pos, err) ||
-        nn_json_int(root, "vocab_size", true, 0, 1, 1 << 26, path, &vocab, err) ||
-        nn_json_int(root, "intermediate_size", true, 0, 1, 1 << 24, path, &ff, err) ||
-        nn_json_int(root, "head_dim", false, d / h, 1, 1 << 16, path, &hd, err) ||
-        nn_json_double(root, "rms_norm_eps", false, 1e-6, path, &eps, err) ||
-        nn_json_double(root, "rope_theta", false, 10000.0, path, &c->rope_theta, err) ||
-        nn_json_string(root, "hidden_act", false, path, &act, err) ||
-        nn_json_bool(root, "attention_bias", false, c->qkv_bias, path, &b, err))
+    bool new_arch, multi_query, parallel;
+    long kv, n_ln;
+    if (nn_json_bool(root, "new_decoder_architecture", false, false, path, &new_arch, err) ||
+        nn_json_bool(root, "multi_query", false, true, path, &multi_query, err) ||
+        nn_json_bool(root, "parallel_attn", false, true, path, &parallel, err) ||
+        nn_json_int(root, "num_kv_heads", false, c->n_heads, 1, 1 << 16, path, &kv, err) ||
+        nn_json_int(root, "num_ln_in_parallel_attn", false, 2, 1, 2, path, &n_ln, err))
         return NN_ERR;
-    if (h % kv)
-        return nn_fail(err,
-                       "%s: num_attention_heads %ld is not a multiple of num_key_value_heads %ld",
-                       path, h, kv);
-    if (hd % 2)
-        return nn_fail(err, "%s: head_dim %ld must be even for rotary embeddings", path, hd);
-    if (!(c->rope_theta > 0))
-        return nn_fail(err, "%s: field 'rope_theta' must be positive", path);
-    c->qkv_bias = b;
-    c->o_bias = b && strcmp(c->arch->model_type, "qwen2") != 0;
-    if (nn_json_bool(root, "mlp_bias", false, false, path, &c->mlp_bias, err))
-        return NN_ERR;
-    if (parse_activation(act ? act : "silu", path, "hidden_act", &c->act, err))
-        return NN_ERR;
-    if (!strcmp(c->arch->model_type, "mistral")) {
-        if (nn_json_int(root, "sliding_window", false, 0, 1, 1L << 30, path, &window, err))
-            return NN_ERR;
-    } else if (!strcmp(c->arch->model_type, "qwen2")) {
-        bool use_swa;
-        if (nn_json_bool(root, "use_sliding_window", false, false, path, &use_swa, err))
-            return NN_ERR;
-        if (use_swa)
-            return nn_fail(err, "%s: field 'use_sliding_window' = true is not supported yet", path);
+    if (new_arch) {
+        c->n_kv_heads = (int)kv;
+        c->qkv_layout = NN_QKV_GROUPED;
+        c->parallel = true;
+        c->shared_norm = n_ln == 1;
+    } else {
+        c->n_kv_heads = multi_query ? 1 : c->n_heads;
+        c->qkv_layout = multi_query ? NN_QKV_GROUPED : NN_QKV_PER_HEAD;
+        c->parallel = parallel;
+        c->shared_norm = parallel;
     }
-    if (parse_rope_scaling(root, path, c, err))
-        return NN_ERR;
-    c->d_model = (int)d;
-    c->n_heads = (int)h;
-    c->n_kv_heads = (int)kv;
-    c->head_dim = (int)hd;
-    c->rotary_dim = (int)hd;
-    c->n_layers = (int)l;
-    c->max_positions = (int)pos;
-    c->vocab_size = (int)vocab;
-    c->d_ff = (int)ff;
-    c->norm_eps = (float)eps;
-    c->sliding_window = (int)window;
     return NN_OK;
 }
 
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_err *err)
 {
+    static const char *const K_D[] = {"hidden_size", "n_embd", "n_embed", NULL};
+    static const char *const K_H[] = {"num_attention_heads", "n_head", NULL};
+    static const char *const K_L[] = {"num_hidden_layers", "n_layer", NULL};
+    static const char *const K_KV[] = {"num_key_value_heads", NULL};
+    static const char *const K_V[] = {"vocab_size", NULL};
+    static const char *const K_POS[] = {"max_position_embeddings", "n_positions", "seq_length",
+                                        NULL};
+    static const char *const K_FF[] = {"intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size",
+                                       NULL};
+    static const char *const K_HD[] = {"head_dim", NULL};
+    static const char *const K_EPS[] = {"rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon",
+                                        "norm_epsilon", NULL};
+    static const char *const K_ACT[] = {"hidden_act", "activation_function", "activation", NULL};
+    static const char *const K_ACT_GEMMA[] = {"hidden_activation", NULL};
+    static const char *const K_THETA[] = {"rope_theta", "rotary_emb_base", NULL};
+    static const char *const K_PARTIAL[] = {"partial_rotary_factor", "rotary_pct", NULL};
+    static const char *const K_ROTARY_DIM[] = {"rotary_dim", NULL};
+    static const char *const K_PARALLEL[] = {"use_parallel_residual", "parallel_attn", NULL};
+    static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", NULL};
+
     memset(c, 0, sizeof *c);
     c->bos_token_id = c->eos_token_id = -1;
     cJSON *root = cJSON_Parse(json_text);
@@ -283,23 +676,193 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     const char *model_type = NULL;
     if (nn_json_string(root, "model_type", true, path, &model_type, err))
         goto done;
-    c->arch = nn_arch_find(model_type);
-    if (!c->arch) {
+    const nn_arch *a = c->arch = nn_arch_find(model_type);
+    if (!a) {
         nn_fail(err, "%s: model_type '%s' is not supported (supported: %s)", path, model_type,
                 nn_arch_supported());
         goto done;
     }
-    c->qkv_bias = c->arch->qkv_bias;
-    if ((c->arch->pos == NN_POS_LEARNED ? parse_gpt2 : parse_llama_like)(root, path, c, err))
+
+    /* Sizes. */
+    long d, h, kv, l, pos, vocab, ff, hd;
+    const char *kd, *kh, *kkv;
+    if (get_int(root, K_D, true, 0, 1, 1 << 20, path, &d, &kd, err) ||
+        get_int(root, K_H, true, 0, 1, 1 << 16, path, &h, &kh, err) ||
+        get_int(root, K_L, true, 0, 1, 1 << 16, path, &l, NULL, err) ||
+        get_int(root, K_KV, false, h, 1, 1 << 16, path, &kv, &kkv, err) ||
+        get_int(root, K_POS, a->default_context == 0, a->default_context, 1, 1 << 26, path, &pos,
+                NULL, err) ||
+        get_int(root, K_V, true, 0, 1, 1 << 26, path, &vocab, NULL, err) ||
+        get_int(root, K_FF, a->gated_mlp, 4 * d, 1, 1 << 24, path, &ff, NULL, err))
         goto done;
-    bool tie_default = c->arch->pos == NN_POS_LEARNED; /* GPT-2 ties; Llama-style configs do not */
-    if (nn_json_bool(root, "tie_word_embeddings", false, tie_default, path, &c->tie_embeddings,
+    if (!first_key(root, K_HD) && d % h) {
+        nn_fail(err, "%s: %s %ld is not a multiple of %s %ld", path, kd, d, kh, h);
+        goto done;
+    }
+    if (get_int(root, K_HD, false, d / h, 1, 1 << 16, path, &hd, NULL, err))
+        goto done;
+    if (h % kv) {
+        nn_fail(err, "%s: %s %ld is not a multiple of %s %ld", path, kh, h, kkv, kv);
+        goto done;
+    }
+    c->d_model = (int)d;
+    c->n_heads = (int)h;
+    c->n_kv_heads = (int)kv;
+    c->head_dim = (int)hd;
+    c->n_layers = (int)l;
+    c->max_positions = (int)pos;
+    c->vocab_size = (int)vocab;
+    c->d_ff = (int)ff;
+
+    /* Norms, activation. */
+    double eps;
+    if (get_double(root, K_EPS, a->norm == NN_NORM_RMSNORM ? 1e-6 : 1e-5, path, &eps, err))
+        goto done;
+    c->norm_eps = a->norm_no_weight ? 1e-5f : (float)eps; /* OLMo's LayerNorm fixes eps */
+    /* Gemma ignores hidden_act: hidden_activation, else gelu tanh (transformers PR 29402) */
+    const char *const *act_keys = a->act_is_hidden_activation ? K_ACT_GEMMA : K_ACT;
+    const char *act_key = first_key(root, act_keys), *act = NULL;
+    if (act_key && nn_json_string(root, act_key, false, path, &act, err))
+        goto done;
+    if (parse_activation(act ? act : a->default_act, path, act_key ? act_key : act_keys[0], &c->act,
+                         err))
+        goto done;
+
+    /* Biases: the family's defaults, then whatever the config says. */
+    bool b;
+    c->qkv_bias = a->qkv_bias;
+    c->o_bias = a->o_bias;
+    c->mlp_bias = a->mlp_bias;
+    c->head_bias = a->head_bias;
+    static const char *const all_bias_keys[] = {"use_bias", "enable_bias", "bias"};
+    for (size_t i = 0; i < sizeof all_bias_keys / sizeof *all_bias_keys; i++)
+        if (first_key(root, (const char *const[]){all_bias_keys[i], NULL})) {
+            if (nn_json_bool(root, all_bias_keys[i], false, false, path, &b, err))
+                goto done;
+            c->qkv_bias = c->o_bias = c->mlp_bias = b;
+        }
+    if (nn_json_bool(root, "attention_bias", false, c->qkv_bias, path, &b, err))
+        goto done;
+    if (first_key(root, (const char *const[]){"attention_bias", NULL}))
+        c->qkv_bias = c->o_bias = b;
+    if (nn_json_bool(root, "use_qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
+        nn_json_bool(root, "mlp_bias", false, c->mlp_bias, path, &c->mlp_bias, err))
+        goto done;
+
+    /* Block shape. */
+    c->qkv_layout = a->qkv_layout;
+    c->shared_norm = a->shared_norm;
+    const char *kp = first_key(root, K_PARALLEL);
+    if (nn_json_bool(root, kp ? kp : K_PARALLEL[0], false, a->parallel, path, &c->parallel, err))
+        goto done;
+    if (!strcmp(a->model_type, "gpt_bigcode")) {
+        bool mq;
+        if (nn_json_bool(root, "multi_query", false, true, path, &mq, err))
+            goto done;
+        c->n_kv_heads = mq ? 1 : c->n_heads;
+        c->qkv_layout = mq ? NN_QKV_BLOCKS : NN_QKV_PER_HEAD;
+    } else if (!strcmp(a->model_type, "falcon")) {
+        if (configure_falcon(root, path, c, err))
+            goto done;
+    }
+    if (c->n_heads % c->n_kv_heads) {
+        nn_fail(err, "%s: %d attention heads are not a multiple of %d key/value heads", path,
+                c->n_heads, c->n_kv_heads);
+        goto done;
+    }
+    if (c->qkv_layout != NN_QKV_BLOCKS && a->linear_in_major) {
+        nn_fail(err, "%s: internal: an interleaved qkv layout needs [out, in] weights", path);
+        goto done;
+    }
+    if (!strcmp(a->model_type, "opt")) {
+        long proj;
+        if (nn_json_int(root, "word_embed_proj_dim", false, d, 1, 1 << 20, path, &proj, err))
+            goto done;
+        if (proj != d) {
+            nn_fail(err, "%s: field 'word_embed_proj_dim' != hidden_size is not supported", path);
+            goto done;
+        }
+    }
+    if (refuse_unsupported(root, path, err))
+        goto done;
+
+    /* Positions and attention. */
+    c->rope_theta = 10000.0;
+    c->rotary_dim = c->head_dim;
+    if (a->pos == NN_POS_ROPE) {
+        double partial;
+        long rdim;
+        if (get_double(root, K_THETA, 10000.0, path, &c->rope_theta, err) ||
+            get_double(root, K_PARTIAL, 1.0, path, &partial, err) ||
+            get_int(root, K_ROTARY_DIM, false, (long)(c->head_dim * partial), 0, c->head_dim, path,
+                    &rdim, NULL, err) ||
+            parse_rope_scaling(root, path, c, err))
+            goto done;
+        if (!(c->rope_theta > 0)) {
+            nn_fail(err, "%s: field 'rope_theta' must be positive", path);
+            goto done;
+        }
+        if (c->head_dim % 2 || rdim % 2 || rdim < 2) {
+            nn_fail(err, "%s: head_dim %d with %ld rotary dims: rotary dims must be even and > 0",
+                    path, c->head_dim, rdim);
+            goto done;
+        }
+        c->rotary_dim = (int)rdim;
+    } else {
+        c->rotary_dim = 0;
+    }
+    long window = 0;
+    bool use_window = true;
+    if (nn_json_int(root, "sliding_window", false, 0, 1, 1L << 30, path, &window, err) ||
+        nn_json_bool(root, "use_sliding_window", false, true, path, &use_window, err))
+        goto done;
+    if (first_key(root, (const char *const[]){"use_sliding_window", NULL}) && use_window) {
+        nn_fail(err, "%s: field 'use_sliding_window' = true is not supported yet", path);
+        goto done;
+    }
+    c->sliding_window = use_window ? (int)window : 0;
+    c->sliding_window_pattern = a->sliding_window_pattern;
+    double scalar, softcap, final_softcap, logit_scale;
+    if (nn_json_double(root, "query_pre_attn_scalar", false, 0, path, &scalar, err) ||
+        nn_json_double(root, "attn_logit_softcapping", false, 0, path, &softcap, err) ||
+        nn_json_double(root, "final_logit_softcapping", false, 0, path, &final_softcap, err) ||
+        nn_json_double(root, "logit_scale", false, 0, path, &logit_scale, err))
+        goto done;
+    if (scalar < 0 || softcap < 0 || final_softcap < 0) {
+        nn_fail(err, "%s: query_pre_attn_scalar and soft-capping values must be positive", path);
+        goto done;
+    }
+    c->attn_scale = scalar > 0 ? (float)pow(scalar, -0.5) : 0.0f;
+    c->attn_softcap = (float)softcap;
+    c->final_softcap = (float)final_softcap;
+    c->logit_scale = (float)logit_scale;
+    c->emb_scale = a->emb_scale_sqrt_d ? (float)sqrt((double)d) : 0.0f;
+
+    /* Mixture of experts. */
+    if (a->router) {
+        long n_exp, k, moe_ff, shared_ff = 0, step;
+        if (get_int(root, K_EXPERTS, false, 0, 0, 1 << 16, path, &n_exp, NULL, err) ||
+            nn_json_int(root, "num_experts_per_tok", n_exp > 0, 0, 1, n_exp > 0 ? n_exp : 1, path,
+                        &k, err) ||
+            nn_json_int(root, "moe_intermediate_size", false, ff, 1, 1 << 24, path, &moe_ff, err) ||
+            (a->shared_up && nn_json_int(root, "shared_expert_intermediate_size", false, 0, 0,
+                                         1 << 24, path, &shared_ff, err)) ||
+            nn_json_int(root, "decoder_sparse_step", false, 1, 1, 1 << 16, path, &step, err) ||
+            nn_json_bool(root, "norm_topk_prob", false, a->moe_renormalize, path,
+                         &c->norm_topk_prob, err))
+            goto done;
+        c->n_experts = (int)n_exp;
+        c->n_experts_per_tok = (int)k;
+        c->moe_d_ff = (int)moe_ff;
+        c->shared_d_ff = (int)shared_ff;
+        c->moe_layer_step = (int)step;
+    }
+
+    if (nn_json_bool(root, "tie_word_embeddings", false, a->tie_default, path, &c->tie_embeddings,
                      err) ||
         parse_token_id(root, "bos_token_id", path, &c->bos_token_id, err) ||
         parse_token_id(root, "eos_token_id", path, &c->eos_token_id, err))
         goto done;
-    if (c->arch->pos == NN_POS_LEARNED)
-        c->rotary_dim = 0;
     rc = NN_OK;
 done:
     cJSON_Delete(root);
@@ -378,6 +941,9 @@ void nn_model_free(nn_model *m)
     for (size_t i = 0; i < m->n_owned; i++)
         nn_free(m->owned[i]);
     nn_free(m->owned);
+    if (m->layers)
+        for (int i = 0; i < m->cfg.n_layers; i++)
+            nn_free(m->layers[i].experts);
     nn_free(m->layers);
     nn_st_close(&m->archive);
     nn_file_unmap(&m->bin);
@@ -396,6 +962,15 @@ static int keep_owned(nn_model *m, float *buf, nn_err *err)
     m->owned = grown;
     m->owned[m->n_owned++] = buf;
     return NN_OK;
+}
+
+/* A float32 buffer owned by the model (freed with it). */
+static float *owned_floats(nn_model *m, size_t n, nn_err *err)
+{
+    float *buf = nn_malloc((n ? n : 1) * sizeof(float), err);
+    if (!buf || keep_owned(m, buf, err) != NN_OK)
+        return NULL;
+    return buf;
 }
 
 /* The float32 data of a tensor: the mapped bytes themselves when they are aligned F32 (so a
@@ -417,23 +992,37 @@ static const float *tensor_f32(nn_model *m, const nn_st_tensor *t, nn_err *err)
     return buf;
 }
 
-/* Looks up "<prefix><name % layer>.<suffix>" (also without the prefix) and checks its shape. */
-static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, const char *suffix,
-                                int d0, int d1, bool required, nn_err *err)
+/* Looks up "<prefix><name>.<suffix>" (also without the prefix), where name is name_fmt with the
+ * layer (and expert) filled in; name_fmt may list alternatives "a|b", tried in order. Checks the
+ * shape. */
+static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                const char *suffix, int d0, int d1, bool required, nn_err *err)
 {
-    char name[512], full[600];
-    snprintf(name, sizeof name, name_fmt, layer);
+    char alt[512], name[512], first[512] = "", full[600];
     const nn_arch *a = m->cfg.arch;
-    snprintf(full, sizeof full, "%s%s.%s", a->prefix, name, suffix);
-    const nn_st_tensor *t = nn_st_find(&m->archive, full);
-    if (!t && *a->prefix) {
-        snprintf(full, sizeof full, "%s.%s", name, suffix);
+    const nn_st_tensor *t = NULL;
+    for (const char *p = name_fmt; p && !t;) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len >= sizeof alt)
+            len = sizeof alt - 1;
+        memcpy(alt, p, len);
+        alt[len] = '\0';
+        p = bar ? bar + 1 : NULL;
+        snprintf(name, sizeof name, alt, layer, expert);
+        if (!first[0])
+            snprintf(first, sizeof first, "%s", name);
+        snprintf(full, sizeof full, "%s%s.%s", a->prefix, name, suffix);
         t = nn_st_find(&m->archive, full);
+        if (!t && *a->prefix) {
+            snprintf(full, sizeof full, "%s.%s", name, suffix);
+            t = nn_st_find(&m->archive, full);
+        }
     }
     if (!t) {
         if (required)
             nn_fail(err, "%s: tensor '%s%s.%s' is missing from the checkpoint", m->source,
-                    a->prefix, name, suffix);
+                    a->prefix, first, suffix);
         else
             err->msg[0] = '\0';
         return NULL;
@@ -466,47 +1055,137 @@ static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, co
 static int load_norm(nn_model *m, const char *fmt, int layer, nn_norm *out, nn_err *err)
 {
     int d = m->cfg.d_model;
-    NEED(out->w = load_tensor(m, fmt, layer, "weight", d, 0, true, err));
+    out->w = out->b = NULL;
+    if (m->cfg.arch->norm_no_weight)
+        return NN_OK;
+    NEED(out->w = load_tensor(m, fmt, layer, 0, "weight", d, 0, true, err));
     if (m->cfg.arch->norm_bias)
-        NEED(out->b = load_tensor(m, fmt, layer, "bias", d, 0, true, err));
+        NEED(out->b = load_tensor(m, fmt, layer, 0, "bias", d, 0, true, err));
     return NN_OK;
 }
 
-/* A linear layer stored as its own tensor. */
-static int load_linear(nn_model *m, const char *fmt, int layer, int n_in, int n_out, bool bias,
-                       nn_linear *out, nn_err *err)
+/* A linear layer stored as its own tensor ([out, in], or [in, out] when in_major). */
+static int load_linear_as(nn_model *m, const char *fmt, int layer, int expert, int n_in, int n_out,
+                          bool bias, bool in_major, nn_linear *out, nn_err *err)
 {
-    bool in_major = m->cfg.arch->linear_in_major;
     out->n_in = n_in;
     out->n_out = n_out;
     out->in_major = in_major;
     out->ld = (size_t)(in_major ? n_out : n_in);
-    NEED(out->w = load_tensor(m, fmt, layer, "weight", in_major ? n_in : n_out,
+    NEED(out->w = load_tensor(m, fmt, layer, expert, "weight", in_major ? n_in : n_out,
                               in_major ? n_out : n_in, true, err));
     out->b = NULL;
     if (bias)
-        NEED(out->b = load_tensor(m, fmt, layer, "bias", n_out, 0, true, err));
+        NEED(out->b = load_tensor(m, fmt, layer, expert, "bias", n_out, 0, true, err));
     return NN_OK;
 }
 
-/* q, k, v as views of one fused [q|k|v] projection. */
+static int load_linear(nn_model *m, const char *fmt, int layer, int n_in, int n_out, bool bias,
+                       nn_linear *out, nn_err *err)
+{
+    return load_linear_as(m, fmt, layer, 0, n_in, n_out, bias, m->cfg.arch->linear_in_major, out,
+                          err);
+}
+
+/* Consecutive row (or, in_major, column) blocks of one fused projection as views. */
+static void split_rows(const nn_linear *fused, nn_linear **parts, const int *widths, int n)
+{
+    int start = 0;
+    for (int i = 0; i < n; i++) {
+        *parts[i] = *fused;
+        parts[i]->n_out = widths[i];
+        /* in_major [in][out]: a column block; out-major [out][in]: a row block */
+        parts[i]->w = fused->w + (fused->in_major ? (size_t)start : (size_t)start * fused->ld);
+        parts[i]->b = fused->b ? fused->b + start : NULL;
+        start += widths[i];
+    }
+}
+
+/* q, k, v of one fused projection. [q|k|v] blocks are views; the interleaved layouts (per head,
+ * per kv group) are copied once into [q|k|v] order so the forward pass sees one layout. */
 static int load_fused_qkv(nn_model *m, int layer, nn_layer *L, nn_err *err)
 {
     const nn_config *c = &m->cfg;
-    int qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim, total = qd + 2 * kvd;
+    int H = c->n_heads, G = c->n_kv_heads, E = c->head_dim, d = c->d_model;
+    int qd = H * E, kvd = G * E, total = qd + 2 * kvd;
     nn_linear fused;
-    if (load_linear(m, c->arch->qkv, layer, c->d_model, total, c->qkv_bias, &fused, err))
+    if (load_linear(m, c->arch->qkv, layer, d, total, c->qkv_bias, &fused, err))
         return NN_ERR;
-    nn_linear *parts[3] = {&L->q, &L->k, &L->v};
-    int widths[3] = {qd, kvd, kvd}, start = 0;
-    for (int i = 0; i < 3; i++) {
-        *parts[i] = fused;
-        parts[i]->n_out = widths[i];
-        /* in_major [in][out]: a column block; out-major [out][in]: a row block */
-        parts[i]->w = fused.w + (fused.in_major ? (size_t)start : (size_t)start * fused.ld);
-        parts[i]->b = fused.b ? fused.b + start : NULL;
-        start += widths[i];
+    if (c->qkv_layout != NN_QKV_BLOCKS) {
+        float *w = owned_floats(m, (size_t)total * (size_t)d, err);
+        float *b = fused.b ? owned_floats(m, (size_t)total, err) : NULL;
+        if (!w || (fused.b && !b))
+            return NN_ERR;
+        int per = c->qkv_layout == NN_QKV_PER_HEAD ? 3 : H / G + 2; /* heads in a source group */
+        int groups = c->qkv_layout == NN_QKV_PER_HEAD ? H : G;
+        for (int g = 0; g < groups; g++)
+            for (int j = 0; j < per; j++) {
+                int dst; /* destination head block */
+                if (c->qkv_layout == NN_QKV_PER_HEAD)
+                    dst = j == 0 ? g * E : j == 1 ? qd + g * E : qd + kvd + g * E;
+                else
+                    dst = j < per - 2    ? (g * (per - 2) + j) * E
+                          : j == per - 2 ? qd + g * E
+                                         : qd + kvd + g * E;
+                size_t src = ((size_t)g * per + (size_t)j) * (size_t)E;
+                memcpy(w + (size_t)dst * d, fused.w + src * fused.ld,
+                       (size_t)E * (size_t)d * sizeof(float));
+                if (b)
+                    memcpy(b + dst, fused.b + src, (size_t)E * sizeof(float));
+            }
+        fused.w = w;
+        fused.b = b;
+        fused.ld = (size_t)d;
     }
+    nn_linear *parts[3] = {&L->q, &L->k, &L->v};
+    int widths[3] = {qd, kvd, kvd};
+    split_rows(&fused, parts, widths, 3);
+    return NN_OK;
+}
+
+/* A dense MLP: up and down, and gate when the family gates (or a fused [gate|up]). */
+static int load_dense_mlp(nn_model *m, int i, const char *gate, const char *up, const char *gate_up,
+                          const char *down, int F, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    int d = c->d_model;
+    if (gate_up) {
+        nn_linear fused;
+        if (load_linear(m, gate_up, i, d, 2 * F, c->mlp_bias, &fused, err))
+            return NN_ERR;
+        nn_linear *parts[2] = {&L->gate, &L->up};
+        int widths[2] = {F, F};
+        split_rows(&fused, parts, widths, 2);
+    } else if (load_linear(m, up, i, d, F, c->mlp_bias, &L->up, err) ||
+               (c->arch->gated_mlp && load_linear(m, gate, i, d, F, c->mlp_bias, &L->gate, err))) {
+        return NN_ERR;
+    }
+    return load_linear(m, down, i, F, d, c->mlp_bias, &L->down, err);
+}
+
+static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int d = c->d_model, E = c->n_experts, F = c->moe_d_ff;
+    bool in_major = a->linear_in_major;
+    L->moe = true;
+    if (load_linear(m, a->router, i, d, E, false, &L->router, err))
+        return NN_ERR;
+    NEED(L->experts = nn_calloc((size_t)E, sizeof *L->experts, err));
+    for (int e = 0; e < E; e++) {
+        nn_expert *x = &L->experts[e];
+        if (load_linear_as(m, a->expert_gate, i, e, d, F, false, in_major, &x->gate, err) ||
+            load_linear_as(m, a->expert_up, i, e, d, F, false, in_major, &x->up, err) ||
+            load_linear_as(m, a->expert_down, i, e, F, d, false, in_major, &x->down, err))
+            return NN_ERR;
+    }
+    if (c->shared_d_ff > 0 &&
+        (load_dense_mlp(m, i, a->shared_gate, a->shared_up, NULL, a->shared_down, c->shared_d_ff, L,
+                        err) ||
+         (a->shared_expert_gate &&
+          load_linear(m, a->shared_expert_gate, i, d, 1, false, &L->shared_expert_gate, err))))
+        return NN_ERR;
     return NN_OK;
 }
 
@@ -515,29 +1194,33 @@ static int load_weights(nn_model *m, nn_err *err)
     const nn_config *c = &m->cfg;
     const nn_arch *a = c->arch;
     int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    NEED(m->tok_emb = load_tensor(m, a->tok_emb, 0, "weight", c->vocab_size, d, true, err));
+    NEED(m->tok_emb = load_tensor(m, a->tok_emb, 0, 0, "weight", c->vocab_size, d, true, err));
     if (a->pos == NN_POS_LEARNED)
-        NEED(m->pos_emb = load_tensor(m, a->pos_emb, 0, "weight", c->max_positions, d, true, err));
+        NEED(m->pos_emb = load_tensor(m, a->pos_emb, 0, 0, "weight",
+                                      c->max_positions + a->pos_offset, d, true, err));
+    if (a->emb_norm && load_norm(m, a->emb_norm, 0, &m->emb_norm, err))
+        return NN_ERR;
     if (load_norm(m, a->final_norm, 0, &m->final_norm, err))
         return NN_ERR;
     m->head = (nn_linear){.w = m->tok_emb, .n_in = d, .n_out = c->vocab_size, .ld = (size_t)d};
-    if (!c->tie_embeddings) {
-        /* The head is a Linear [vocab, d] in every family, Conv1D ones included. */
-        nn_arch head_arch = *a;
-        head_arch.linear_in_major = false;
-        const nn_arch *saved = m->cfg.arch;
-        m->cfg.arch = &head_arch;
-        int rc = load_linear(m, a->head, 0, d, c->vocab_size, false, &m->head, err);
-        m->cfg.arch = saved;
-        if (rc)
-            return NN_ERR;
-    }
+    /* The head is a Linear [vocab, d] in every family, Conv1D ones included. */
+    if (!c->tie_embeddings &&
+        load_linear_as(m, a->head, 0, 0, d, c->vocab_size, false, false, &m->head, err))
+        return NN_ERR;
+    if (c->head_bias)
+        NEED(m->head.b = load_tensor(m, a->head, 0, 0, "bias", c->vocab_size, 0, true, err));
     m->layers = nn_calloc((size_t)c->n_layers, sizeof *m->layers, err);
     NEED(m->layers);
     for (int i = 0; i < c->n_layers; i++) {
         nn_layer *L = &m->layers[i];
-        if (load_norm(m, a->attn_norm, i, &L->attn_norm, err) ||
-            load_norm(m, a->mlp_norm, i, &L->mlp_norm, err))
+        if (load_norm(m, a->attn_norm, i, &L->attn_norm, err))
+            return NN_ERR;
+        if (c->parallel && c->shared_norm)
+            L->mlp_norm = L->attn_norm;
+        else if (load_norm(m, a->mlp_norm, i, &L->mlp_norm, err))
+            return NN_ERR;
+        if (a->post_attn_norm && (load_norm(m, a->post_attn_norm, i, &L->post_attn_norm, err) ||
+                                  load_norm(m, a->post_mlp_norm, i, &L->post_mlp_norm, err)))
             return NN_ERR;
         if (a->fused_qkv) {
             if (load_fused_qkv(m, i, L, err))
@@ -547,12 +1230,18 @@ static int load_weights(nn_model *m, nn_err *err)
                    load_linear(m, a->v, i, d, kvd, c->qkv_bias, &L->v, err)) {
             return NN_ERR;
         }
-        if (load_linear(m, a->o, i, qd, d, c->o_bias, &L->o, err) ||
-            load_linear(m, a->up, i, d, c->d_ff, c->mlp_bias, &L->up, err) ||
-            load_linear(m, a->down, i, c->d_ff, d, c->mlp_bias, &L->down, err))
+        if (load_linear(m, a->o, i, qd, d, c->o_bias, &L->o, err))
             return NN_ERR;
-        if (a->gated_mlp && load_linear(m, a->gate, i, d, c->d_ff, c->mlp_bias, &L->gate, err))
+        bool moe = a->router && c->n_experts > 0 && (i + 1) % c->moe_layer_step == 0;
+        if (moe) {
+            if (load_moe(m, i, L, err))
+                return NN_ERR;
+        } else if (!a->up && !a->gate_up) {
+            return nn_fail(err, "%s: layer %d: %s layers without experts are not supported",
+                           m->source, i, a->family);
+        } else if (load_dense_mlp(m, i, a->gate, a->up, a->gate_up, a->down, c->d_ff, L, err)) {
             return NN_ERR;
+        }
     }
     return NN_OK;
 }

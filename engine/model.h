@@ -12,14 +12,21 @@
 
 typedef enum { NN_NORM_LAYERNORM, NN_NORM_RMSNORM } nn_norm_kind;
 typedef enum { NN_ACT_GELU_TANH, NN_ACT_GELU, NN_ACT_SILU, NN_ACT_RELU } nn_activation;
-typedef enum { NN_POS_LEARNED, NN_POS_ROPE } nn_pos_kind;
+typedef enum { NN_POS_LEARNED, NN_POS_ROPE, NN_POS_ALIBI } nn_pos_kind;
 typedef enum {
     NN_ROPE_SCALING_NONE,
     NN_ROPE_SCALING_LINEAR,
     NN_ROPE_SCALING_LLAMA3
 } nn_rope_scaling;
+/* Where q, k and v sit in a fused projection's output (E = head_dim, H query heads, G kv heads). */
+typedef enum {
+    NN_QKV_BLOCKS,   /* [q (H*E) | k (G*E) | v (G*E)]: GPT-2, Phi-3, GPT-BigCode multi-query */
+    NN_QKV_PER_HEAD, /* for each head [q | k | v]: GPT-NeoX, Bloom, GPT-BigCode multi-head */
+    NN_QKV_GROUPED   /* for each kv head [q ... q (H/G) | k | v]: Falcon */
+} nn_qkv_layout;
 
-/* One family's architecture: what is fixed by the family, not by its config. */
+/* One family's architecture: what is fixed by the family, not by its config. Flags that a config
+ * may change (parallel blocks, biases, the qkv layout) are defaults here and final in nn_config. */
 typedef struct nn_arch {
     const char *model_type; /* config.json "model_type" */
     const char *family;     /* human name */
@@ -28,15 +35,39 @@ typedef struct nn_arch {
     bool gated_mlp;        /* act(gate(x)) * up(x) */
     bool rope_interleaved; /* rotate adjacent pairs (2k, 2k+1) instead of halves */
     bool linear_in_major;  /* weights stored [in, out] (GPT-2 Conv1D) */
-    bool fused_qkv;        /* one [q|k|v] projection */
+    bool fused_qkv;        /* one fused q/k/v projection (layout: qkv_layout) */
     bool qkv_bias, o_bias, mlp_bias, norm_bias; /* defaults; config may turn on more */
     const char *notes; /* deviations from the standard pre-norm block, for `nnterp inspect` */
-    /* Tensor names: "%d" stands for the layer; the loader appends ".weight" / ".bias". */
+    /* Tensor names: "%d" stands for the layer (experts: layer, then expert); "a|b" tries a, then
+     * b; the loader appends ".weight" / ".bias". */
     const char *prefix; /* tried with and without (GPT-2 hub checkpoints omit "transformer.") */
     const char *tok_emb, *pos_emb, *final_norm, *head;
     const char *attn_norm, *mlp_norm;
     const char *qkv, *q, *k, *v, *o;
     const char *gate, *up, *down;
+    /* ---- Added for the wider set of families (all optional; zero = the standard block). ---- */
+    nn_qkv_layout qkv_layout;
+    bool tie_default;      /* tie_word_embeddings when config.json omits it (the class default) */
+    bool norm_unit_offset; /* RMSNorm multiplies by (1 + w) (Gemma) */
+    bool norm_no_weight;   /* norms have neither weight nor bias (OLMo) */
+    bool parallel;         /* x + attn(norm(x)) + mlp(norm'(x)) (config may override) */
+    bool shared_norm;      /* parallel on one norm: mlps_input is attentions_input */
+    bool emb_scale_sqrt_d; /* layers_input.0 = embedding * sqrt(d) (Gemma) */
+    bool residual_in_modules;      /* attention/MLP modules add the residual themselves (Bloom) */
+    bool head_bias;                /* lm_head has a bias (GPT-J, Phi) */
+    int pos_offset;                /* learned positions: row pos + offset (OPT: 2) */
+    int default_context;           /* context when the config names none (0: the config must) */
+    int sliding_window_pattern;    /* see nn_config (Gemma-2: 2, windowed on even layers) */
+    bool moe_renormalize;          /* default of norm_topk_prob (Mixtral: always) */
+    const char *default_act;       /* activation when the config names none */
+    bool act_is_hidden_activation; /* the activation is config "hidden_activation" only (Gemma) */
+    const char *emb_norm;          /* LayerNorm right after the embedding (Bloom) */
+    const char *post_attn_norm, *post_mlp_norm; /* sandwich norms on the branch outputs (Gemma-2) */
+    const char *gate_up;                        /* fused [gate | up] projection (Phi-3) */
+    /* Mixture of experts: router [n_experts, d]; experts (layer, expert); optional shared expert
+     * (a dense gated MLP) scaled by sigmoid(shared_expert_gate(x)) (Qwen2-MoE). */
+    const char *router, *expert_gate, *expert_up, *expert_down;
+    const char *shared_gate, *shared_up, *shared_down, *shared_expert_gate;
 } nn_arch;
 
 typedef struct nn_config {
@@ -61,6 +92,23 @@ typedef struct nn_config {
     bool tie_embeddings;
     bool qkv_bias, o_bias, mlp_bias;
     int bos_token_id, eos_token_id; /* -1 when unknown */
+    /* ---- Added for the wider set of families. Zero always means "the standard block". ---- */
+    nn_qkv_layout qkv_layout;
+    bool parallel;              /* layers_output = x + attn(norm(x)) + mlp(norm'(x)) */
+    bool shared_norm;           /* parallel on one norm: mlps_input is attentions_input */
+    bool head_bias;             /* lm_head has a bias */
+    int sliding_window_pattern; /* 0: window on every layer; P: layer l iff (l + 1) % P != 0 */
+    float emb_scale;            /* 0: none; else layers_input.0 = embedding * emb_scale */
+    float attn_scale;           /* 0: 1/sqrt(head_dim); else the q.k multiplier */
+    float attn_softcap;         /* 0: none; else scores = tanh(s / c) * c before masking */
+    float final_softcap;        /* 0: none; else logits = tanh(x / c) * c */
+    float logit_scale;          /* 0: none; else logits = x * logit_scale (Cohere) */
+    /* Mixture of experts (n_experts 0: dense). */
+    int n_experts, n_experts_per_tok;
+    int moe_d_ff;        /* each expert's width */
+    int shared_d_ff;     /* the shared expert's width; 0: none */
+    int moe_layer_step;  /* layer l is sparse iff (l + 1) % step == 0 */
+    bool norm_topk_prob; /* renormalize the top-k router probabilities to sum 1 */
 } nn_config;
 
 /* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld
@@ -74,21 +122,31 @@ typedef struct nn_linear {
 } nn_linear;
 
 typedef struct nn_norm {
-    const float *w; /* [d] */
+    const float *w; /* [d], or NULL for a norm without weight (OLMo) */
     const float *b; /* [d] or NULL */
 } nn_norm;
+
+typedef struct nn_expert {
+    nn_linear gate, up, down;
+} nn_expert;
 
 typedef struct nn_layer {
     nn_norm attn_norm, mlp_norm;
     nn_linear q, k, v, o;
-    nn_linear gate, up, down;
+    nn_linear gate, up, down; /* the dense MLP, or the MoE block's shared expert (w NULL: none) */
+    nn_norm post_attn_norm, post_mlp_norm; /* sandwich norms (when arch->post_attn_norm) */
+    bool moe;                              /* a sparse MoE block replaces the dense MLP */
+    nn_linear router;                      /* [n_experts, d] */
+    nn_expert *experts;                    /* [n_experts] */
+    nn_linear shared_expert_gate;          /* [1, d] (w NULL: none) */
 } nn_layer;
 
 typedef struct nn_model {
     nn_config cfg;
     char *source;         /* the directory or file it came from */
     const float *tok_emb; /* [vocab, d] */
-    const float *pos_emb; /* [max_positions, d] or NULL */
+    const float *pos_emb; /* [max_positions + pos_offset, d] or NULL */
+    nn_norm emb_norm;     /* when arch->emb_norm */
     nn_norm final_norm;
     nn_linear head;   /* [vocab, d] */
     nn_layer *layers; /* [n_layers] */

@@ -5,7 +5,9 @@
  * - a hook that writes back what it read leaves the logits bit for bit unchanged;
  * - stopping early after layer k gives the same layers_output.k;
  * - a sequence continued through the KV cache equals the whole sequence in one call;
- * - an edit made by a hook flows downstream (zeroed mlps_output: layers_output = mid residual). */
+ * - an edit made by a hook flows downstream (zeroed mlps_output: layers_output = mid residual);
+ * - family shapes: a parallel block's output is input + attention + mlp; MoE router probabilities
+ *   are distributions; Bloom's mlps_output is its layers_output. */
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 static int stop_hook(const nn_hook_view *v, void *user, nn_err *err);
 static int write_back_hook(const nn_hook_view *v, void *user, nn_err *err);
 static int zero_hook(const nn_hook_view *v, void *user, nn_err *err);
+static int route_to_0_hook(const nn_hook_view *v, void *user, nn_err *err);
 
 typedef struct capture {
     float *data[NN_HP_COUNT][MAX_L];
@@ -209,25 +212,109 @@ static void check_model(const char *dir)
         CHECK(d <= 1e-5, "KV-cache continuation differs by %.3g", d);
     }
 
-    /* Zeroing mlps_output.0 makes layers_output.0 the residual after attention. */
+    /* An edit flows downstream. Zeroing mlps_output.0 makes layers_output.0 the residual after
+     * attention: layers_input.0 + attentions_output.0 for sequential and parallel blocks. Where
+     * the residual adds a post-normed branch (Gemma-2), zeroing both branch outputs makes
+     * layers_output.0 = layers_input.0 (the norm of zeros is zero). Where the modules add the
+     * residual themselves (Bloom), mlps_output.0 is layers_output.0, so it comes out zero. */
     {
+        const nn_arch *a = c->arch;
         nn_hookset hs;
         capture cap = {0};
         CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
         CHECK_OK(nn_hookset_add_name(&hs, "mlps_output.0", zero_hook, NULL, &err), &err);
+        if (a->post_attn_norm)
+            CHECK_OK(nn_hookset_add_name(&hs, "attentions_output.0", zero_hook, NULL, &err), &err);
         CHECK_OK(nn_hookset_add_name(&hs, "layers_output.0", capture_hook, &cap, &err), &err);
         nn_forward_params fp = {.hooks = &hs};
         CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
         size_t n = (size_t)offsets[3] * D;
-        float *mid = nn_malloc(n * sizeof(float), &err);
-        for (size_t i = 0; i < n; i++)
-            mid[i] = all.data[NN_HP_LAYERS_INPUT][0][i] + all.data[NN_HP_ATTENTIONS_OUTPUT][0][i];
-        CHECK(memcmp(mid, cap.data[NN_HP_LAYERS_OUTPUT][0], n * sizeof(float)) == 0,
-              "zeroed mlps_output.0 did not leave layers_output.0 = input + attention");
-        nn_free(mid);
+        float *want = nn_malloc(n * sizeof(float), &err);
+        const char *what;
+        for (size_t i = 0; i < n; i++) {
+            float x = all.data[NN_HP_LAYERS_INPUT][0][i];
+            if (a->residual_in_modules)
+                want[i] = 0.0f;
+            else if (a->post_attn_norm)
+                want[i] = x;
+            else
+                want[i] = x + all.data[NN_HP_ATTENTIONS_OUTPUT][0][i];
+        }
+        what = a->residual_in_modules ? "zeroed mlps_output.0 (= layers_output.0) is not zero"
+               : a->post_attn_norm
+                   ? "zeroed attentions_output.0 and mlps_output.0 did not leave layers_output.0 "
+                     "= layers_input.0"
+                   : "zeroed mlps_output.0 did not leave layers_output.0 = input + attention";
+        CHECK(memcmp(want, cap.data[NN_HP_LAYERS_OUTPUT][0], n * sizeof(float)) == 0, "%s", what);
+        nn_free(want);
         capture_free(&cap);
         nn_hookset_free(&hs);
     }
+
+    /* Parallel blocks: layers_output = layers_input + attentions_output + mlps_output, and with
+     * one shared norm mlps_input is attentions_input, bit for bit. */
+    if (c->parallel) {
+        size_t n = (size_t)offsets[3] * D;
+        bool sum_ok = true;
+        for (size_t i = 0; i < n; i++) {
+            float want =
+                all.data[NN_HP_LAYERS_INPUT][0][i] + all.data[NN_HP_ATTENTIONS_OUTPUT][0][i];
+            want += all.data[NN_HP_MLPS_OUTPUT][0][i];
+            sum_ok &= want == all.data[NN_HP_LAYERS_OUTPUT][0][i];
+        }
+        CHECK(sum_ok, "parallel block: layers_output.0 != input + attention + mlp");
+        if (c->shared_norm)
+            CHECK(memcmp(all.data[NN_HP_MLPS_INPUT][0], all.data[NN_HP_ATTENTIONS_INPUT][0],
+                         n * sizeof(float)) == 0,
+                  "parallel block on one norm: mlps_input.0 != attentions_input.0");
+    }
+
+    /* MoE: router_probabilities.i on every sparse layer, [T, n_experts], rows summing to 1. */
+    for (int l = 0; l < L; l++) {
+        if (!m->layers[l].moe) {
+            CHECK(!all.data[NN_HP_ROUTER_PROBABILITIES][l],
+                  "router_probabilities.%d fired on a dense layer", l);
+            continue;
+        }
+        const float *p = all.data[NN_HP_ROUTER_PROBABILITIES][l];
+        size_t X = (size_t)c->n_experts;
+        CHECK(p && all.size[NN_HP_ROUTER_PROBABILITIES][l] == (size_t)offsets[3] * X,
+              "router_probabilities.%d missing or of the wrong size", l);
+        double worst = 0;
+        for (int t = 0; p && t < offsets[3]; t++) {
+            double sum = 0;
+            for (size_t e = 0; e < X; e++)
+                sum += p[(size_t)t * X + e];
+            worst = fmax(worst, fabs(sum - 1.0));
+        }
+        CHECK(worst <= 1e-6, "router_probabilities.%d rows sum to 1 only within %.3g", l, worst);
+    }
+
+    /* MoE: routing uses what the router_probabilities hook leaves (all weight on expert 0 changes
+     * mlps_output.0). */
+    if (m->layers[0].moe) {
+        nn_hookset hs;
+        capture cap = {0};
+        CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+        CHECK_OK(nn_hookset_add_name(&hs, "router_probabilities.0", route_to_0_hook, NULL, &err),
+                 &err);
+        CHECK_OK(nn_hookset_add_name(&hs, "mlps_output.0", capture_hook, &cap, &err), &err);
+        nn_forward_params fp = {.hooks = &hs};
+        CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
+        size_t n = (size_t)offsets[3] * D;
+        CHECK(cap.data[NN_HP_MLPS_OUTPUT][0] &&
+                  memcmp(cap.data[NN_HP_MLPS_OUTPUT][0], all.data[NN_HP_MLPS_OUTPUT][0],
+                         n * sizeof(float)) != 0,
+              "editing router_probabilities.0 did not change mlps_output.0");
+        capture_free(&cap);
+        nn_hookset_free(&hs);
+    }
+
+    /* Bloom: the attention and MLP hooks see the residual stream itself. */
+    if (c->arch->residual_in_modules)
+        CHECK(memcmp(all.data[NN_HP_MLPS_OUTPUT][0], all.data[NN_HP_LAYERS_OUTPUT][0],
+                     (size_t)offsets[3] * D * sizeof(float)) == 0,
+              "residual in modules: mlps_output.0 != layers_output.0");
 
     nn_state_free(st);
     capture_free(&all);
@@ -252,6 +339,14 @@ static int write_back_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
+static int route_to_0_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    for (size_t r = 0; r < v->rows; r++)
+        for (size_t e = 0; e < v->cols; e++)
+            v->data[r * v->cols + e] = e == 0 ? 1.0f : 0.0f;
+    return NN_HOOK_CONTINUE;
+}
+
 static int zero_hook(const nn_hook_view *v, void *user, nn_err *err)
 {
     memset(v->data, 0, v->rows * v->cols * sizeof(float));
@@ -268,8 +363,17 @@ int main(void)
             tokens[q][t] = (int32_t)(3 + (seed >> 8) % 290);
         }
     openblas_set_num_threads(1);
-    const char *models[] = {"reference/tiny/gpt2/model-f32", "reference/tiny/llama_gqa/model-f32",
-                            "reference/tiny/mistral_swa8/model-f32", "models/stories260K/hf"};
+    /* One of each block shape: sequential (GPT-2, Llama, Mistral sliding window, stories260K),
+     * sandwich norms with a per-layer window and soft-capping (Gemma-2), parallel on two norms
+     * (GPT-NeoX, Falcon) and on one (GPT-J), ALiBi with the residual in the modules (Bloom), and
+     * mixture of experts (Mixtral, Qwen2-MoE). */
+    const char *models[] = {
+        "reference/tiny/gpt2/model-f32",         "reference/tiny/llama_gqa/model-f32",
+        "reference/tiny/mistral_swa8/model-f32", "models/stories260K/hf",
+        "reference/tiny/gemma2/model-f32",       "reference/tiny/gpt_neox/model-f32",
+        "reference/tiny/falcon/model-f32",       "reference/tiny/gptj/model-f32",
+        "reference/tiny/bloom/model-f32",        "reference/tiny/mixtral/model-f32",
+        "reference/tiny/qwen2_moe/model-f32"};
     for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
         nn_err err;
         char *dir = nn_path_join(shared, models[i], &err);

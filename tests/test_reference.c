@@ -79,6 +79,60 @@ typedef struct tolerances {
     double act, prob;
 } tolerances;
 
+/* The dumps hold no router probabilities (Hugging Face has no module output for them), so
+ * router_probabilities.i is checked for self-consistency: it fires on MoE layers only, each row
+ * is a probability distribution, and it equals softmax(router(mlps_input.i)) recomputed here in
+ * double precision from the captured mlps_input.i and the router weights. */
+static void check_router(const nn_model *m, const capture *cap, int n_tokens, const char *name)
+{
+    const nn_config *c = &m->cfg;
+    int X = c->n_experts;
+    size_t D = (size_t)c->d_model;
+    for (int l = 0; l < c->n_layers; l++) {
+        const nn_layer *L = &m->layers[l];
+        const float *p = cap->data[NN_HP_ROUTER_PROBABILITIES][l];
+        if (!L->moe) {
+            CHECK(!p, "%s router_probabilities.%d: hook fired on a dense layer", name, l);
+            continue;
+        }
+        if (!p || cap->cols[NN_HP_ROUTER_PROBABILITIES] != (size_t)X) {
+            CHECK(0, "%s router_probabilities.%d: missing or not [T, %d]", name, l, X);
+            continue;
+        }
+        const float *xn = cap->data[NN_HP_MLPS_INPUT][l];
+        const nn_linear *R = &L->router;
+        double worst_sum = 0.0, worst = 0.0;
+        bool in_range = true;
+        for (int t = 0; t < n_tokens; t++) {
+            double z[256], max = -INFINITY, total = 0.0, sum = 0.0;
+            for (int e = 0; e < X && e < 256; e++) {
+                double acc = 0.0;
+                for (size_t i = 0; i < D; i++)
+                    acc += (double)xn[(size_t)t * D + i] *
+                           R->w[R->in_major ? i * R->ld + (size_t)e : (size_t)e * R->ld + i];
+                z[e] = acc;
+                max = fmax(max, acc);
+            }
+            for (int e = 0; e < X && e < 256; e++)
+                total += exp(z[e] - max);
+            for (int e = 0; e < X && e < 256; e++) {
+                double q = p[(size_t)t * X + e];
+                in_range &= q >= 0.0 && q <= 1.0;
+                sum += q;
+                worst = fmax(worst, fabs(q - exp(z[e] - max) / total));
+            }
+            worst_sum = fmax(worst_sum, fabs(sum - 1.0));
+        }
+        bool ok = in_range && worst_sum <= 1e-6 && worst <= 1e-6;
+        CHECK(ok, "%s router_probabilities.%d: rows sum to 1 within %.3g, vs recomputed %.3g", name,
+              l, worst_sum, worst);
+        printf(
+            "  %-24s router_probabilities.%-8d |row sum - 1| %.3e, vs softmax(router(mlps_input)) "
+            "%.3e %s\n",
+            name, l, worst_sum, worst, ok ? "ok" : "FAIL");
+    }
+}
+
 static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tolerances tol)
 {
     nn_err err = {{0}};
@@ -189,6 +243,7 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
         printf("  %-24s %-28s max abs diff %.3e %s\n", name, tname, max_diff, ok ? "ok" : "FAIL");
         free(ref);
     }
+    check_router(m, &cap, n_tokens, name);
 done:
     capture_free(&cap);
     nn_state_free(st);
