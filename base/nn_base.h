@@ -55,6 +55,12 @@ bool nn_path_is_file(const char *path);
 /* dir + "/" + name into a new string. */
 char *nn_path_join(const char *dir, const char *name, nn_err *err);
 
+/* UTF-8: the byte length of the character at s (1..4), or 0 when it is not valid UTF-8
+ * (overlong forms, surrogates and code points above U+10FFFF are invalid). */
+int nn_utf8_char_len(const unsigned char *s, size_t avail);
+/* The offset of the first invalid byte, or len when all of s is valid. */
+size_t nn_utf8_validate(const char *s, size_t len);
+
 /* Monotonic seconds. */
 double nn_seconds(void);
 

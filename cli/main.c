@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "run.h"
 #include "generate.h"
 #include "h5_sink.h"
 #include "tokenizer.h"
@@ -19,6 +20,7 @@ static const char *usage_main =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
     "\n"
     "commands:\n"
+    "  run       JOB.json [--resume]              the main job: a dataset into one HDF5 store\n"
     "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
     "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
     "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
@@ -90,8 +92,12 @@ static int cmd_inspect(int argc, char **argv)
     if (nn_model_load(a.model, &m, &err))
         return cli_fail(&err);
     const nn_config *c = &m->cfg;
+    const nn_arch *ar = c->arch;
+    int n_moe = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        n_moe += m->layers[l].moe;
     printf("model            %s\n", m->source);
-    printf("family           %s (model_type %s)\n", c->arch->family, c->arch->model_type);
+    printf("family           %s (model_type %s)\n", ar->family, ar->model_type);
     printf("layers           %d\n", c->n_layers);
     printf("d_model          %d\n", c->d_model);
     printf("attention        %d query heads, %d key/value heads, head_dim %d%s\n", c->n_heads,
@@ -99,28 +105,71 @@ static int cmd_inspect(int argc, char **argv)
            c->n_kv_heads == c->n_heads
                ? ""
                : (c->n_kv_heads == 1 ? " (multi-query)" : " (grouped-query)"));
+    if (c->attn_scale > 0)
+        printf("attention scale  %g (not 1/sqrt(head_dim))\n", (double)c->attn_scale);
+    if (c->attn_softcap > 0)
+        printf("score capping    tanh(s / %g) * %g before masking\n", (double)c->attn_softcap,
+               (double)c->attn_softcap);
     if (c->sliding_window)
-        printf("sliding window   %d (query i attends to keys i-%d < j <= i)\n", c->sliding_window,
-               c->sliding_window);
-    printf("mlp              %d, %s%s\n", c->d_ff, act_name(c->act),
-           c->arch->gated_mlp ? ", gated (act(gate) * up)" : "");
+        printf("sliding window   %d (query i attends to keys i-%d < j <= i)%s\n", c->sliding_window,
+               c->sliding_window,
+               c->sliding_window_pattern == 2 ? " on even layers; odd layers are global"
+               : c->sliding_window_pattern    ? " on layers l with (l+1) % pattern != 0"
+                                              : "");
+    printf("block            %s\n",
+           c->parallel ? (c->shared_norm ? "parallel on one norm: x + attn(norm(x)) + mlp(norm(x))"
+                                         : "parallel on two norms: x + attn(norm1(x)) + "
+                                           "mlp(norm2(x))")
+           : ar->post_attn_norm ? "sequential with sandwich norms: x += post_norm(branch(norm(x)))"
+           : ar->residual_in_modules
+               ? "sequential; the attention and MLP modules add the residual themselves"
+               : "sequential pre-norm: x += attn(norm(x)); x += mlp(norm(x))");
+    if (n_moe) {
+        printf("mlp              mixture of %d experts of width %d, %s, top-%d %s (%d of %d "
+               "layers)\n",
+               c->n_experts, c->moe_d_ff, act_name(c->act), c->n_experts_per_tok,
+               c->norm_topk_prob ? "renormalised" : "not renormalised", n_moe, c->n_layers);
+        if (c->shared_d_ff)
+            printf("shared expert    width %d, scaled by sigmoid(shared_expert_gate(x))\n",
+                   c->shared_d_ff);
+    }
+    if (n_moe < c->n_layers)
+        printf("mlp              %d, %s%s\n", c->d_ff, act_name(c->act),
+               ar->gated_mlp ? ", gated (act(gate) * up)" : "");
     printf("vocabulary       %d\n", c->vocab_size);
     printf("context          %d positions\n", c->max_positions);
-    if (c->arch->pos == NN_POS_LEARNED)
-        printf("positions        learned absolute embeddings\n");
+    if (ar->pos == NN_POS_LEARNED)
+        printf("positions        learned absolute embeddings (row = position + %d)\n",
+               ar->pos_offset);
+    else if (ar->pos == NN_POS_ALIBI)
+        printf("positions        ALiBi (score bias slope_h * key position)\n");
     else
         printf("positions        RoPE theta %g, %d of %d dims, %s%s\n", c->rope_theta,
-               c->rotary_dim, c->head_dim,
-               c->arch->rope_interleaved ? "adjacent pairs" : "half-split",
+               c->rotary_dim, c->head_dim, ar->rope_interleaved ? "adjacent pairs" : "half-split",
                c->rope_scaling == NN_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
                : c->rope_scaling == NN_ROPE_SCALING_LINEAR ? ", linear scaling"
                                                            : "");
+    if (c->emb_scale != 0 || ar->emb_norm)
+        printf("embedding        %s\n",
+               ar->emb_norm ? "LayerNorm after the lookup (layers_input.0 = norm(embedding))"
+                            : "scaled by sqrt(d_model) (layers_input.0 = embedding * sqrt(d))");
     printf("norm             %s, eps %g\n",
-           c->arch->norm == NN_NORM_RMSNORM ? "RMSNorm" : "LayerNorm", (double)c->norm_eps);
+           ar->norm == NN_NORM_RMSNORM
+               ? (ar->norm_unit_offset ? "RMSNorm scaling by (1 + w)" : "RMSNorm")
+           : ar->norm_no_weight ? "LayerNorm without weight or bias"
+           : ar->norm_bias      ? "LayerNorm"
+                                : "LayerNorm with weight, no bias",
+           (double)c->norm_eps);
     printf("biases           qkv %s, output %s, mlp %s\n", c->qkv_bias ? "yes" : "no",
            c->o_bias ? "yes" : "no", c->mlp_bias ? "yes" : "no");
-    printf("output head      %s\n",
-           c->tie_embeddings ? "tied to the token embeddings" : "own lm_head");
+    printf("output head      %s%s\n",
+           c->tie_embeddings ? "tied to the token embeddings" : "own lm_head",
+           c->head_bias ? ", with bias" : "");
+    if (c->logit_scale != 0)
+        printf("logits           lm_head(x) * %g (logit_scale)\n", (double)c->logit_scale);
+    if (c->final_softcap > 0)
+        printf("logits           soft-capped tanh(x / %g) * %g\n", (double)c->final_softcap,
+               (double)c->final_softcap);
     printf("bos / eos        %d / %d\n", c->bos_token_id, c->eos_token_id);
     printf("\nhook points (per prompt of T tokens; i = 0..%d)\n", c->n_layers - 1);
     for (int hp = 0; hp < NN_HP_COUNT; hp++) {
@@ -133,13 +182,32 @@ static int cmd_inspect(int argc, char **argv)
             snprintf(shape, sizeof shape, "[T, %d]", c->vocab_size);
         else if (hp == NN_HP_NEXT_TOKEN_PROBS)
             snprintf(shape, sizeof shape, "[%d]", c->vocab_size);
+        else if (hp == NN_HP_ROUTER_PROBABILITIES && !n_moe)
+            snprintf(shape, sizeof shape, "(MoE layers only: none here)");
+        else if (hp == NN_HP_ROUTER_PROBABILITIES)
+            snprintf(shape, sizeof shape, "[T, %d]%s", c->n_experts,
+                     n_moe < c->n_layers ? " (MoE layers only)" : "");
         else
             snprintf(shape, sizeof shape, "[T, %d]", c->d_model);
         printf("  %-28s %s\n", name, shape);
     }
-    printf("\nfamily notes     %s\n", c->arch->notes);
-    printf("invariants       layers_output.i == layers_input.(i+1); logit lens at the last layer "
-           "== next_token_probs\n");
+    printf("\nfamily notes     %s\n", ar->notes);
+    printf("invariants       layers_output.i == layers_input.(i+1) (one buffer); logit lens at the "
+           "last layer == softmax(logits), post-processing included\n");
+    if (ar->residual_in_modules)
+        printf("does not hold    layers_output.i == layers_input.i + attentions_output.i + "
+               "mlps_output.i: attentions_output.i already includes layers_input.i, and "
+               "mlps_output.i IS layers_output.i (the same buffer)\n");
+    else if (ar->post_attn_norm)
+        printf("does not hold    layers_output.i == layers_input.i + attentions_output.i + "
+               "mlps_output.i: the residual adds the post-normed branch outputs\n");
+    else
+        printf("                 layers_output.i == layers_input.i + attentions_output.i + "
+               "mlps_output.i\n");
+    if (c->parallel)
+        printf("does not hold    mlps_input.i == norm(layers_input.i + attentions_output.i): the "
+               "MLP reads %s\n",
+               c->shared_norm ? "attentions_input.i itself" : "its own norm of layers_input.i");
     nn_model_free(m);
     return 0;
 }
@@ -361,6 +429,42 @@ done:
     return rc;
 }
 
+static const char *usage_run =
+    "usage: nnterp run JOB.json [--resume] [--progress]\n"
+    "Runs the job (docs/jobs.md): tokenizes the dataset, then writes every operation's results\n"
+    "into one HDF5 store, OUT.h5.partial until complete. Exit codes: 0 done, 1 error,\n"
+    "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable).\n"
+    "  --resume     continue an interrupted OUT.h5.partial, redoing only unfinished shards\n"
+    "  --progress   a progress line on stderr even when it is not a terminal\n";
+
+static int cmd_run(int argc, char **argv)
+{
+    nn_run_options o = {0};
+    const char *job = NULL;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--resume"))
+            o.resume = true;
+        else if (!strcmp(argv[i], "--progress"))
+            o.progress = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("%s", usage_run);
+            return 0;
+        } else if (argv[i][0] == '-' || job)
+            return cli_usage_error(usage_run, "unexpected argument '%s'", argv[i]);
+        else
+            job = argv[i];
+    }
+    if (!job)
+        return cli_usage_error(usage_run, "%s", "JOB.json is required");
+    nn_err err = {{0}};
+    int rc = nn_run_job(job, &o, &err);
+    if (rc == NN_RUN_INTERRUPTED) {
+        fprintf(stderr, "nnterp: %s\n", err.msg);
+        return NN_RUN_INTERRUPTED;
+    }
+    return rc ? cli_fail(&err) : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
@@ -374,6 +478,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "inspect"))
         return cmd_inspect(argc, argv);
+    if (!strcmp(argv[1], "run"))
+        return cmd_run(argc, argv);
     if (!strcmp(argv[1], "lens"))
         return cmd_lens(argc, argv);
     if (!strcmp(argv[1], "patchscope"))

@@ -6,6 +6,7 @@
 #define NN_SAFETENSORS_H
 
 #include "nn_base.h"
+#include "nn_half.h"
 
 typedef enum {
     NN_DT_F32,
@@ -61,9 +62,5 @@ const char *nn_st_file_of(const nn_st_archive *archive, const nn_st_tensor *t);
 /* Converts numel elements of a F32/F16/BF16 tensor to float32. */
 int nn_st_to_f32(const nn_st_tensor *t, float *out, nn_err *err);
 
-float nn_f16_to_f32(uint16_t h);
-float nn_bf16_to_f32(uint16_t b);
-uint16_t nn_f32_to_bf16(float f);
-uint16_t nn_f32_to_f16(float f);
 
 #endif

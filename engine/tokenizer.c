@@ -53,54 +53,6 @@ static void buf_free(buf *b)
     memset(b, 0, sizeof *b);
 }
 
-int nn_utf8_char_len(const unsigned char *s, size_t avail)
-{
-    if (avail == 0)
-        return 0;
-    unsigned char c = s[0];
-    int n;
-    uint32_t cp, min;
-    if (c < 0x80)
-        return 1;
-    if ((c & 0xE0) == 0xC0) {
-        n = 2;
-        cp = c & 0x1F;
-        min = 0x80;
-    } else if ((c & 0xF0) == 0xE0) {
-        n = 3;
-        cp = c & 0x0F;
-        min = 0x800;
-    } else if ((c & 0xF8) == 0xF0) {
-        n = 4;
-        cp = c & 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if ((size_t)n > avail)
-        return 0;
-    for (int i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return n;
-}
-
-size_t nn_utf8_validate(const char *s, size_t len)
-{
-    size_t i = 0;
-    while (i < len) {
-        int n = nn_utf8_char_len((const unsigned char *)s + i, len - i);
-        if (!n)
-            return i;
-        i += (size_t)n;
-    }
-    return len;
-}
-
 static uint32_t utf8_decode(const char *s, int n)
 {
     const unsigned char *u = (const unsigned char *)s;

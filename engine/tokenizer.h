@@ -68,10 +68,5 @@ int nn_detokenizer_prime(nn_detokenizer *d, const int32_t *prompt, size_t n, nn_
 int nn_detokenizer_push(nn_detokenizer *d, int32_t id, char **out, nn_err *err);
 void nn_detokenizer_free(nn_detokenizer *d);
 
-/* UTF-8 helpers. */
-/* Returns the byte length of the character at s (1..4), or 0 when it is not valid UTF-8. */
-int nn_utf8_char_len(const unsigned char *s, size_t avail);
-/* The offset of the first invalid byte, or len when all of s is valid. */
-size_t nn_utf8_validate(const char *s, size_t len);
 
 #endif

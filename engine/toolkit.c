@@ -146,6 +146,23 @@ static int lens_capture(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
+void nn_lens_probs(const nn_model *m, nn_state *st, const float *rows, int n, bool inverse,
+                   float *normed, float *probs)
+{
+    size_t V = (size_t)m->cfg.vocab_size;
+    nn_unembed(m, st, rows, n, normed, probs);
+    for (int i = 0; i < n; i++) {
+        float *z = probs + (size_t)i * V;
+        if (inverse) {
+            /* head(-n) = -(W n + b) + 2b; the post-head transforms of the supported families
+             * (scale, tanh soft-capping) are odd, and none has both them and a bias. */
+            for (size_t v = 0; v < V; v++)
+                z[v] = -z[v] + (m->head.b ? 2.0f * m->head.b[v] : 0.0f);
+        }
+        nn_softmax(z, V);
+    }
+}
+
 void nn_lens_result_free(nn_lens_result *r)
 {
     if (!r)
@@ -245,20 +262,13 @@ int nn_logit_lens(const nn_model *m, const nn_prompt *prompts, int n_prompts,
     /* The lens row order: rows[layer][prompt][position]; results want [prompt][layer][position]. */
     for (size_t start = 0; start < n_rows; start += chunk) {
         size_t n = n_rows - start < chunk ? n_rows - start : chunk;
-        nn_unembed(m, st, rows + start * D, (int)n, normed, logits);
+        nn_lens_probs(m, st, rows + start * D, (int)n, lp->inverse, normed, logits);
         for (size_t i = 0; i < n; i++) {
             size_t row = start + i, li = row / ((size_t)n_prompts * r->n_positions);
             size_t rest = row % ((size_t)n_prompts * r->n_positions);
             size_t p = rest / (size_t)r->n_positions, j = rest % (size_t)r->n_positions;
             size_t out = (p * (size_t)r->n_layers + li) * (size_t)r->n_positions + j;
             float *z = logits + i * V;
-            if (lp->inverse) {
-                /* head(-n) = -(W n + b) + 2b; the post-head transforms of the supported families
-                 * (scale, tanh soft-capping) are odd, and none has both them and a bias. */
-                for (size_t v = 0; v < V; v++)
-                    z[v] = -z[v] + (m->head.b ? 2.0f * m->head.b[v] : 0.0f);
-            }
-            nn_softmax(z, V);
             if (k)
                 nn_top_k(z, V, (int)k, r->top_ids + out * k, r->top_probs + out * k);
             for (size_t t = 0; t < nt; t++)
@@ -935,6 +945,9 @@ typedef struct grab_row {
 static int grab_row_hook(const nn_hook_view *v, void *user, nn_err *err)
 {
     grab_row *g = user;
+    if (v->cols != g->d)
+        return nn_fail(err, "activation patching: %s rows are %zu wide, not d_model",
+                       nn_hook_point_name(v->point), v->cols);
     memcpy(g->dst, v->data + (size_t)g->row * g->d, g->d * sizeof(float));
     return NN_HOOK_CONTINUE;
 }

@@ -52,6 +52,12 @@ int nn_logit_lens(const nn_model *model, const nn_prompt *prompts, int n_prompts
                   const nn_lens_params *params, nn_lens_result *out, nn_err *err);
 void nn_lens_result_free(nn_lens_result *r);
 
+/* The lens distribution of residual rows: probs (n, V) = softmax(head(ln_final(rows))) with the
+ * model's own final norm and head (its bias, logit scale and soft-capping included); inverse uses
+ * -ln_final(rows). state lends scratch space; normed_scratch holds (n, d). */
+void nn_lens_probs(const nn_model *model, nn_state *state, const float *rows, int n, bool inverse,
+                   float *normed_scratch, float *probs);
+
 /* The k largest entries of probs[n] (ties: lower id first), most probable first. */
 void nn_top_k(const float *probs, size_t n, int k, int32_t *ids, float *values);
 

@@ -1,17 +1,49 @@
 #define _GNU_SOURCE
 #include "h5file.h"
 
+#include "nn_half.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
+
+#define MAX_OPEN_DATASETS 256
 
 struct nn_h5file {
     hid_t file;
     char *path;
     char *partial;
+    hid_t f16, bf16; /* custom float types, created on first use */
+    /* datasets kept open between row writes */
+    struct open_dataset {
+        char *name;
+        hid_t id;
+        nn_h5_type type;
+        uint64_t row_elems; /* elements per row */
+        uint64_t rows;
+        int rank;
+    } open[MAX_OPEN_DATASETS];
+    int n_open;
 };
+
+bool nn_h5_float_type(const char *name, nn_h5_type *out)
+{
+    if (!strcmp(name, "float32"))
+        *out = NN_H5_F32;
+    else if (!strcmp(name, "float16"))
+        *out = NN_H5_F16;
+    else if (!strcmp(name, "bfloat16"))
+        *out = NN_H5_BF16;
+    else
+        return false;
+    return true;
+}
 
 /* The library reports through nn_err, never on stderr. */
 static void silence_hdf5(void)
@@ -26,7 +58,7 @@ int nn_h5_create(const char *path, nn_h5file **out, nn_err *err)
     nn_h5file *f = nn_calloc(1, sizeof *f, err);
     if (!f)
         return NN_ERR;
-    f->file = H5I_INVALID_HID;
+    f->file = f->f16 = f->bf16 = H5I_INVALID_HID;
     size_t n = strlen(path);
     if (!(f->path = nn_strdup(path, err)) || !(f->partial = nn_malloc(n + 9, err))) {
         nn_h5_free(f);
@@ -46,9 +78,37 @@ int nn_h5_create(const char *path, nn_h5file **out, nn_err *err)
     return NN_OK;
 }
 
+/* IEEE half and bfloat16 as custom HDF5 float types (HDF5 1.10 predefines neither); h5py reads
+ * both, the first as float16 and the second as float32. */
+static hid_t custom_float(nn_h5file *f, nn_h5_type t)
+{
+    hid_t *slot = t == NN_H5_F16 ? &f->f16 : &f->bf16;
+    if (*slot >= 0)
+        return *slot;
+    hid_t ty = H5Tcopy(H5T_IEEE_F32LE);
+    if (t == NN_H5_F16) {
+        H5Tset_fields(ty, 15, 10, 5, 0, 10);
+        H5Tset_precision(ty, 16);
+        H5Tset_size(ty, 2);
+        H5Tset_ebias(ty, 15);
+    } else {
+        H5Tset_fields(ty, 15, 7, 8, 0, 7);
+        H5Tset_precision(ty, 16);
+        H5Tset_size(ty, 2);
+        H5Tset_ebias(ty, 127);
+    }
+    *slot = ty;
+    return ty;
+}
+
+static hid_t file_type_of(nn_h5file *f, nn_h5_type t);
+static void close_handles(nn_h5file *f);
+
 static hid_t file_type(nn_h5_type t)
 {
     switch (t) {
+    case NN_H5_F16:
+    case NN_H5_BF16:
     case NN_H5_F32:
         return H5T_IEEE_F32LE;
     case NN_H5_I32:
@@ -59,6 +119,11 @@ static hid_t file_type(nn_h5_type t)
         return H5T_STD_U8LE;
     }
     return H5T_STD_U8LE;
+}
+
+static hid_t file_type_of(nn_h5file *f, nn_h5_type t)
+{
+    return t == NN_H5_F16 || t == NN_H5_BF16 ? custom_float(f, t) : file_type(t);
 }
 
 int nn_h5_write(nn_h5file *f, const char *dataset, nn_h5_type type, int rank, const uint64_t *dims,
@@ -125,6 +190,7 @@ int nn_h5_attr_i64(nn_h5file *f, const char *object, const char *name, int64_t v
 int nn_h5_commit(nn_h5file *f, nn_err *err)
 {
     int rc = NN_OK;
+    close_handles(f);
     if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(f->file) < 0)
         rc = nn_fail(err, "%s: cannot flush the output file (disk full?)", f->partial);
     f->file = H5I_INVALID_HID;
@@ -138,10 +204,25 @@ int nn_h5_commit(nn_h5file *f, nn_err *err)
     return rc;
 }
 
+static void close_handles(nn_h5file *f)
+{
+    for (int i = 0; i < f->n_open; i++) {
+        H5Dclose(f->open[i].id);
+        nn_free(f->open[i].name);
+    }
+    f->n_open = 0;
+    if (f->f16 >= 0)
+        H5Tclose(f->f16);
+    if (f->bf16 >= 0)
+        H5Tclose(f->bf16);
+    f->f16 = f->bf16 = H5I_INVALID_HID;
+}
+
 void nn_h5_free(nn_h5file *f)
 {
     if (!f)
         return;
+    close_handles(f);
     if (f->file >= 0)
         H5Fclose(f->file);
     if (f->partial)
@@ -149,4 +230,275 @@ void nn_h5_free(nn_h5file *f)
     nn_free(f->partial);
     nn_free(f->path);
     nn_free(f);
+}
+
+int nn_h5_create_dataset(nn_h5file *f, const char *dataset, nn_h5_type type, int rank,
+                         const uint64_t *dims, nn_err *err)
+{
+    if (rank < 1 || rank > 8)
+        return nn_fail(err, "%s: %s: rank %d out of range", f->path, dataset, rank);
+    if (f->n_open == MAX_OPEN_DATASETS)
+        return nn_fail(err, "%s: more than %d datasets", f->path, MAX_OPEN_DATASETS);
+    hsize_t hd[8];
+    uint64_t row = 1;
+    for (int i = 0; i < rank; i++) {
+        hd[i] = (hsize_t)dims[i];
+        if (i)
+            row *= dims[i];
+    }
+    hid_t space = H5Screate_simple(rank, hd, NULL);
+    hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(lcpl, 1);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER);
+    H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY);
+    hid_t ds = H5Dcreate2(f->file, dataset, file_type_of(f, type), space, lcpl, dcpl, H5P_DEFAULT);
+    H5Pclose(dcpl);
+    H5Pclose(lcpl);
+    H5Sclose(space);
+    if (ds < 0)
+        return nn_fail(err, "%s: cannot create dataset %s (disk full?)", f->partial, dataset);
+    struct open_dataset *o = &f->open[f->n_open];
+    if (!(o->name = nn_strdup(dataset, err))) {
+        H5Dclose(ds);
+        return NN_ERR;
+    }
+    o->id = ds;
+    o->type = type;
+    o->row_elems = row;
+    o->rows = dims[0];
+    o->rank = rank;
+    f->n_open++;
+    return NN_OK;
+}
+
+static struct open_dataset *find_open(nn_h5file *f, const char *dataset, nn_err *err)
+{
+    for (int i = 0; i < f->n_open; i++)
+        if (!strcmp(f->open[i].name, dataset))
+            return &f->open[i];
+    /* reopened after a resume: learn its type and shape from the file */
+    if (f->n_open == MAX_OPEN_DATASETS) {
+        nn_fail(err, "%s: more than %d datasets", f->path, MAX_OPEN_DATASETS);
+        return NULL;
+    }
+    hid_t ds = H5Dopen2(f->file, dataset, H5P_DEFAULT);
+    if (ds < 0) {
+        nn_fail(err, "%s: no dataset %s", f->partial ? f->partial : f->path, dataset);
+        return NULL;
+    }
+    hid_t ty = H5Dget_type(ds), space = H5Dget_space(ds);
+    hsize_t hd[8];
+    int rank = H5Sget_simple_extent_dims(space, hd, NULL);
+    H5Sclose(space);
+    struct open_dataset *o = &f->open[f->n_open];
+    size_t size = H5Tget_size(ty);
+    H5T_class_t cls = H5Tget_class(ty);
+    if (cls == H5T_FLOAT)
+        o->type = size == 4 ? NN_H5_F32 : H5Tget_ebias(ty) == 15 ? NN_H5_F16 : NN_H5_BF16;
+    else
+        o->type = size == 8 ? NN_H5_I64 : size == 4 ? NN_H5_I32 : NN_H5_U8;
+    H5Tclose(ty);
+    if (rank < 1 || !(o->name = nn_strdup(dataset, err))) {
+        H5Dclose(ds);
+        if (rank < 1)
+            nn_fail(err, "%s: dataset %s has no rows", f->path, dataset);
+        return NULL;
+    }
+    o->id = ds;
+    o->rank = rank;
+    o->rows = hd[0];
+    o->row_elems = 1;
+    for (int i = 1; i < rank; i++)
+        o->row_elems *= hd[i];
+    f->n_open++;
+    return o;
+}
+
+int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
+                     const void *data, nn_err *err)
+{
+    struct open_dataset *o = find_open(f, dataset, err);
+    if (!o)
+        return NN_ERR;
+    if (n_rows == 0)
+        return NN_OK;
+    if (row0 + n_rows > o->rows)
+        return nn_fail(err, "%s: rows %llu..%llu are outside dataset %s (%llu rows)", f->path,
+                       (unsigned long long)row0, (unsigned long long)(row0 + n_rows), dataset,
+                       (unsigned long long)o->rows);
+    hsize_t start[8] = {0}, count[8];
+    hid_t fspace = H5Dget_space(o->id);
+    H5Sget_simple_extent_dims(fspace, count, NULL);
+    start[0] = row0;
+    count[0] = n_rows;
+    H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
+    hid_t mspace = H5Screate_simple(o->rank, count, NULL);
+    const void *src = data;
+    uint16_t *half = NULL;
+    size_t n = (size_t)(n_rows * o->row_elems);
+    int rc = NN_OK;
+    if (o->type == NN_H5_F16 || o->type == NN_H5_BF16) {
+        /* convert here so the memory type equals the file type (no HDF5 conversion path) */
+        if (!(half = nn_malloc(n * sizeof *half, err)))
+            rc = NN_ERR;
+        else {
+            const float *x = data;
+            for (size_t i = 0; i < n; i++)
+                half[i] = o->type == NN_H5_F16 ? nn_f32_to_f16(x[i]) : nn_f32_to_bf16(x[i]);
+            src = half;
+        }
+    }
+    if (rc == NN_OK &&
+        H5Dwrite(o->id, file_type_of(f, o->type), mspace, fspace, H5P_DEFAULT, src) < 0)
+        rc = nn_fail(err, "%s: cannot write rows of %s (disk full?)",
+                     f->partial ? f->partial : f->path, dataset);
+    nn_free(half);
+    H5Sclose(mspace);
+    H5Sclose(fspace);
+    return rc;
+}
+
+int nn_h5_read(nn_h5file *f, const char *dataset, void *buf, size_t cap, nn_err *err)
+{
+    struct open_dataset *o = find_open(f, dataset, err);
+    if (!o)
+        return NN_ERR;
+    size_t elem = o->type == NN_H5_I64                           ? 8
+                  : o->type == NN_H5_I32 || o->type == NN_H5_F32 ? 4
+                  : o->type == NN_H5_U8                          ? 1
+                                                                 : 2;
+    if (o->rows * o->row_elems * elem > cap)
+        return nn_fail(err, "%s: dataset %s is larger than expected", f->path, dataset);
+    if (H5Dread(o->id, file_type_of(f, o->type), H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+        return nn_fail(err, "%s: cannot read %s", f->path, dataset);
+    return NN_OK;
+}
+
+char *nn_h5_get_attr_string(nn_h5file *f, const char *object, const char *name, nn_err *err)
+{
+    if (H5Aexists_by_name(f->file, object, name, H5P_DEFAULT) <= 0) {
+        nn_fail(err, "%s: attribute %s is missing", f->path, name);
+        return NULL;
+    }
+    hid_t attr = H5Aopen_by_name(f->file, object, name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, H5T_VARIABLE);
+    H5Tset_cset(type, H5T_CSET_UTF8);
+    char *value = NULL, *copy = NULL;
+    if (attr >= 0 && H5Aread(attr, type, &value) >= 0 && value) {
+        copy = nn_strdup(value, err);
+        H5free_memory(value);
+    } else {
+        nn_fail(err, "%s: attribute %s is not a string", f->path, name);
+    }
+    H5Tclose(type);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return copy;
+}
+
+int nn_h5_flush(nn_h5file *f, nn_err *err)
+{
+    if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0)
+        return nn_fail(err, "%s: cannot flush (disk full?)", f->partial ? f->partial : f->path);
+    return NN_OK;
+}
+
+int nn_h5_open_partial(const char *path, nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    silence_hdf5();
+    nn_h5file *f = nn_calloc(1, sizeof *f, err);
+    if (!f)
+        return NN_ERR;
+    f->file = f->f16 = f->bf16 = H5I_INVALID_HID;
+    size_t n = strlen(path);
+    if (!(f->path = nn_strdup(path, err)) || !(f->partial = nn_malloc(n + 9, err))) {
+        nn_h5_close_keep(f);
+        return NN_ERR;
+    }
+    memcpy(f->partial, path, n);
+    memcpy(f->partial + n, ".partial", 9);
+    f->file = H5Fopen(f->partial, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f->file < 0) {
+        nn_fail(err, "%s: cannot open the unfinished store to resume it", f->partial);
+        nn_h5_close_keep(f);
+        return NN_ERR;
+    }
+    *out = f;
+    return NN_OK;
+}
+
+const char *nn_h5_partial_path(const nn_h5file *f)
+{
+    return f->partial;
+}
+
+void nn_h5_close_keep(nn_h5file *f)
+{
+    if (!f)
+        return;
+    close_handles(f);
+    if (f->file >= 0) {
+        H5Fflush(f->file, H5F_SCOPE_GLOBAL);
+        H5Fclose(f->file);
+    }
+    nn_free(f->partial);
+    nn_free(f->path);
+    nn_free(f);
+}
+
+uint64_t nn_h5_dataset_bytes(nn_h5_type type, int rank, const uint64_t *dims)
+{
+    uint64_t n = type == NN_H5_I64                        ? 8
+                 : type == NN_H5_F32 || type == NN_H5_I32 ? 4
+                 : type == NN_H5_U8                       ? 1
+                                                          : 2;
+    for (int i = 0; i < rank; i++)
+        n *= dims[i];
+    return n;
+}
+
+int nn_h5_check_space(const char *path, uint64_t bytes, nn_err *err)
+{
+    char *copy = nn_strdup(path, err);
+    if (!copy)
+        return NN_ERR;
+    const char *dir = dirname(copy);
+    struct statvfs vfs;
+    int rc = NN_OK;
+    if (statvfs(dir, &vfs) == 0) {
+        uint64_t free_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+        if (free_bytes < bytes)
+            rc = nn_fail(err, "%s: disk full: the store needs %.1f MB, %s has %.1f MB free", path,
+                         (double)bytes / 1e6, dir, (double)free_bytes / 1e6);
+    }
+    struct rlimit lim;
+    if (rc == NN_OK && getrlimit(RLIMIT_FSIZE, &lim) == 0 && lim.rlim_cur != RLIM_INFINITY &&
+        (uint64_t)lim.rlim_cur < bytes)
+        rc = nn_fail(err,
+                     "%s: disk full: the store needs %.1f MB, the file size limit (ulimit -f) "
+                     "allows %.1f MB",
+                     path, (double)bytes / 1e6, (double)lim.rlim_cur / 1e6);
+    nn_free(copy);
+    return rc;
+}
+
+int nn_h5_reserve(nn_h5file *f, nn_err *err)
+{
+    if (nn_h5_flush(f, err))
+        return NN_ERR;
+    hsize_t size = 0;
+    if (H5Fget_filesize(f->file, &size) < 0)
+        return nn_fail(err, "%s: cannot get the file size", f->partial);
+    int fd = open(f->partial, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return nn_fail(err, "%s: cannot open: %s", f->partial, strerror(errno));
+    int e = posix_fallocate(fd, 0, (off_t)size);
+    close(fd);
+    if (e)
+        return nn_fail(err, "%s: disk full: cannot reserve %.1f MB: %s", f->partial,
+                       (double)size / 1e6, strerror(e));
+    return NN_OK;
 }

@@ -8,7 +8,10 @@
 
 #include "nn_base.h"
 
-typedef enum { NN_H5_F32, NN_H5_I32, NN_H5_I64, NN_H5_U8 } nn_h5_type;
+typedef enum { NN_H5_F32, NN_H5_I32, NN_H5_I64, NN_H5_U8, NN_H5_F16, NN_H5_BF16 } nn_h5_type;
+
+/* "float32", "float16", "bfloat16" -> type; false when unknown. */
+bool nn_h5_float_type(const char *name, nn_h5_type *out);
 
 typedef struct nn_h5file nn_h5file;
 
@@ -21,6 +24,37 @@ int nn_h5_write(nn_h5file *f, const char *dataset, nn_h5_type type, int rank, co
 int nn_h5_attr_string(nn_h5file *f, const char *object, const char *name, const char *value,
                       nn_err *err);
 int nn_h5_attr_i64(nn_h5file *f, const char *object, const char *name, int64_t value, nn_err *err);
+/* ---- Incremental writing (the job store) ----
+ * Datasets are created at their final size with their space allocated up front and no fill, so
+ * that afterwards only raw data is written: a crash cannot damage the file's structure. */
+int nn_h5_create_dataset(nn_h5file *f, const char *dataset, nn_h5_type type, int rank,
+                         const uint64_t *dims, nn_err *err);
+/* Writes rows [row0, row0 + n_rows) of a dataset created above; data holds whole rows in C order.
+ * For F16/BF16 datasets, data is float32 and is rounded to nearest even here. */
+int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
+                     const void *data, nn_err *err);
+/* Reads a whole integer dataset (I32/I64/U8 as stored) into buf of at most cap bytes. */
+int nn_h5_read(nn_h5file *f, const char *dataset, void *buf, size_t cap, nn_err *err);
+/* A string attribute as a new string (caller frees); NULL with an error when absent. */
+char *nn_h5_get_attr_string(nn_h5file *f, const char *object, const char *name, nn_err *err);
+/* Makes everything written so far durable in the file (H5Fflush). */
+int nn_h5_flush(nn_h5file *f, nn_err *err);
+/* Fails with a clear message when `bytes` more will not fit where PATH goes: the free space of
+ * its filesystem, or the process's file-size limit (ulimit -f). Checked before HDF5 writes, because
+ * HDF5 1.10 cannot recover from a write that fails for lack of space (its exit handler crashes). */
+int nn_h5_check_space(const char *path, uint64_t bytes, nn_err *err);
+/* Flushes, then reserves the whole file on disk (posix_fallocate), so the rows written later never
+ * need new blocks. */
+int nn_h5_reserve(nn_h5file *f, nn_err *err);
+/* Bytes a dataset of this type and shape occupies. */
+uint64_t nn_h5_dataset_bytes(nn_h5_type type, int rank, const uint64_t *dims);
+
+/* Opens an existing PATH.partial for writing more (resuming a job). */
+int nn_h5_open_partial(const char *path, nn_h5file **out, nn_err *err);
+const char *nn_h5_partial_path(const nn_h5file *f);
+/* Closes, keeping PATH.partial for a later resume. */
+void nn_h5_close_keep(nn_h5file *f);
+
 /* Flushes, closes and renames PATH.partial to PATH. The handle is freed either way. */
 int nn_h5_commit(nn_h5file *f, nn_err *err);
 /* Abandons an uncommitted file: closes and removes PATH.partial. NULL is fine. */

@@ -6,7 +6,14 @@
 
 #include "nn_base.h"
 
-typedef enum { NN_SINK_F32, NN_SINK_I32, NN_SINK_I64, NN_SINK_U8 } nn_sink_type;
+typedef enum {
+    NN_SINK_F32,
+    NN_SINK_I32,
+    NN_SINK_I64,
+    NN_SINK_U8,
+    NN_SINK_F16,  /* stored as IEEE half; written as float32 */
+    NN_SINK_BF16, /* stored as bfloat16; written as float32 */
+} nn_sink_type;
 
 typedef struct nn_sink {
     void *ctx;
@@ -15,6 +22,12 @@ typedef struct nn_sink {
                  const void *data, nn_err *err);
     /* A string attribute on path ("/" for the root). */
     int (*attr)(void *ctx, const char *path, const char *name, const char *value, nn_err *err);
+    /* Incremental writing (the job store): declare each array at its final size, then write row
+     * blocks [row0, row0 + n_rows) in any order. F16/BF16 arrays take float32 rows. */
+    int (*declare)(void *ctx, const char *path, nn_sink_type type, int rank, const uint64_t *dims,
+                   nn_err *err);
+    int (*write_rows)(void *ctx, const char *path, uint64_t row0, uint64_t n_rows, const void *data,
+                      nn_err *err);
 } nn_sink;
 
 #endif

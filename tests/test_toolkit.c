@@ -451,24 +451,28 @@ static void bad_input(const nn_model *m)
     CHECK_OK(nn_npy_read_vector(path, &back, &n, &err), &err);
     CHECK(n == 5 && back && memcmp(back, v, sizeof v) == 0, "npy round trip");
     nn_free(back);
+#define NPY(what, bytes, needle)                                                                   \
+    {                                                                                              \
+        what, bytes, needle, sizeof(bytes) - 1                                                     \
+    }
     struct {
         const char *what, *bytes, *needle;
         size_t len;
     } cases[] = {
-        {"bad magic", "NOTNUMPY", "bad magic", 8},
-        {"int dtype",
-         "\x93NUMPY\x01\x00\x46\x00{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }       "
-         "   \n\x01\x00\x00\x00",
-         "dtype", 84},
-        {"2-D",
-         "\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }     "
-         "   \n",
-         "shape must be", 80},
-        {"truncated data",
-         "\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }       "
-         "   \n\x00\x00",
-         "truncated", 82},
-        {"header past end", "\x93NUMPY\x01\x00\xff\x7f{", "past the end", 11},
+        NPY("bad magic", "NOTNUMPY", "bad magic"),
+        NPY("int dtype",
+            "\x93NUMPY\x01\x00\x46\x00{'descr': '<i4', 'fortran_order': False, 'shape': (1,), }"
+            "            \n\x01\x00\x00\x00",
+            "dtype"),
+        NPY("2-D",
+            "\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }"
+            "          \n",
+            "shape must be"),
+        NPY("truncated data",
+            "\x93NUMPY\x01\x00\x46\x00{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }"
+            "            \n\x00\x00",
+            "truncated"),
+        NPY("header past end", "\x93NUMPY\x01\x00\xff\x7f{", "past the end"),
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         FILE *f = fopen(path, "wb");

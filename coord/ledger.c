@@ -1,0 +1,79 @@
+#include "ledger.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int write_all(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        s += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+int nn_ledger_create(const char *path, int n_shards, nn_err *err)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return nn_fail(err, "%s: cannot create the progress ledger: %s", path, strerror(errno));
+    char header[64];
+    int n = snprintf(header, sizeof header, "nnterp-ledger 1 shards %d\n", n_shards);
+    int rc = write_all(fd, header, (size_t)n) || fsync(fd) ? NN_ERR : NN_OK;
+    close(fd);
+    return rc ? nn_fail(err, "%s: cannot write the progress ledger (disk full?)", path) : NN_OK;
+}
+
+int nn_ledger_read(const char *path, int n_shards, bool *done, nn_err *err)
+{
+    char *text = NULL;
+    size_t size = 0;
+    if (nn_file_read(path, 1u << 30, &text, &size, err))
+        return nn_err_prefix(err, "progress ledger");
+    int declared = -1, rc = NN_OK;
+    if (sscanf(text, "nnterp-ledger 1 shards %d\n", &declared) != 1 || declared != n_shards) {
+        rc = nn_fail(err, "%s: not a ledger of this job (%d shards, the job plans %d)", path,
+                     declared, n_shards);
+        goto done;
+    }
+    memset(done, 0, (size_t)n_shards * sizeof *done);
+    char *line = strchr(text, '\n') + 1;
+    while (line < text + size) {
+        char *nl = strchr(line, '\n');
+        if (!nl)
+            break; /* torn last line: not committed */
+        int s;
+        char extra;
+        if (sscanf(line, "shard %d%c", &s, &extra) == 2 && extra == '\n' && s >= 0 && s < n_shards)
+            done[s] = true;
+        else {
+            rc = nn_fail(err, "%s: malformed line '%.*s'", path, (int)(nl - line), line);
+            goto done;
+        }
+        line = nl + 1;
+    }
+done:
+    nn_free(text);
+    return rc;
+}
+
+int nn_ledger_append(const char *path, int shard, nn_err *err)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (fd < 0)
+        return nn_fail(err, "%s: cannot open the progress ledger: %s", path, strerror(errno));
+    char line[32];
+    int n = snprintf(line, sizeof line, "shard %d\n", shard);
+    int rc = write_all(fd, line, (size_t)n) || fsync(fd) ? NN_ERR : NN_OK;
+    close(fd);
+    return rc ? nn_fail(err, "%s: cannot append to the progress ledger (disk full?)", path) : NN_OK;
+}

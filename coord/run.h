@@ -1,0 +1,21 @@
+/* `nnterp run JOB.json`: the main job. Tokenizes the whole dataset first, plans batches and
+ * shards, creates the store with every array at its final size, then runs the shards, committing
+ * each (flush, then an fsynced ledger line). Single process here; the MPI coordinator hands the
+ * same shards to ranks. */
+#ifndef NN_RUN_H
+#define NN_RUN_H
+
+#include "nn_base.h"
+
+#define NN_RUN_INTERRUPTED 3 /* exit code: stopped by a signal after committing; resumable */
+
+typedef struct nn_run_options {
+    bool resume;
+    bool progress; /* a progress line on stderr (default: when stderr is a terminal) */
+    bool quiet;    /* no summary on stdout */
+} nn_run_options;
+
+/* Returns NN_OK, NN_ERR, or NN_RUN_INTERRUPTED. */
+int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err);
+
+#endif

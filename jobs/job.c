@@ -1,0 +1,465 @@
+#include "job.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "nn_json.h"
+
+static const char *op_names[] = {"collect",         "logit_lens", "target_probs",
+                                 "patchscope_lens", "steer",      "generate"};
+
+const char *nn_op_name(nn_op_kind kind)
+{
+    return op_names[kind];
+}
+
+void nn_job_free(nn_job *j)
+{
+    if (!j)
+        return;
+    for (int i = 0; i < j->n_ops; i++) {
+        nn_op *o = &j->ops[i];
+        nn_free(o->group);
+        nn_free(o->layers);
+        nn_free(o->positions.list);
+        nn_free(o->target_prompt);
+        nn_free(o->vector);
+    }
+    nn_free(j->ops);
+    nn_free(j->model);
+    nn_free(j->tokenizer);
+    nn_free(j->output);
+    nn_free(j->dataset_path);
+    nn_free(j->dataset_format);
+    nn_free(j->dataset_field);
+    nn_free(j->targets_field);
+    nn_free(j->canonical);
+    memset(j, 0, sizeof *j);
+}
+
+/* Rejects keys of obj not in allowed (NULL-terminated). */
+static int only_fields(const cJSON *obj, const char *const *allowed, const char *path,
+                       const char *where, nn_err *err)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach (item, obj) {
+        bool ok = false;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = !strcmp(item->string, *a);
+        if (!ok) {
+            char list[512] = "";
+            size_t n = 0;
+            for (const char *const *a = allowed; *a && n < sizeof list - 40; a++)
+                n += (size_t)snprintf(list + n, sizeof list - n, "%s%s", n ? ", " : "", *a);
+            return nn_fail(err, "%s: %s: unknown field '%s' (allowed: %s)", path, where,
+                           item->string, list);
+        }
+    }
+    return NN_OK;
+}
+
+static int dup_string(const cJSON *obj, const char *key, bool required, const char *fallback,
+                      const char *path, char **out, nn_err *err)
+{
+    const char *v = NULL;
+    if (nn_json_string(obj, key, required, path, &v, err))
+        return NN_ERR;
+    if (!v)
+        v = fallback;
+    *out = NULL;
+    if (v && !(*out = nn_strdup(v, err)))
+        return NN_ERR;
+    return NN_OK;
+}
+
+/* "all" | "last" | integer | [integers] */
+static int parse_positions(const cJSON *obj, const char *def, const char *path, const char *where,
+                           nn_positions *out, nn_err *err)
+{
+    const cJSON *v = nn_json_get(obj, "positions");
+    memset(out, 0, sizeof *out);
+    if (!v) {
+        out->kind = !strcmp(def, "all") ? NN_POS_ALL : NN_POS_LAST;
+        return NN_OK;
+    }
+    if (cJSON_IsString(v) && !strcmp(v->valuestring, "all")) {
+        out->kind = NN_POS_ALL;
+        return NN_OK;
+    }
+    if (cJSON_IsString(v) && !strcmp(v->valuestring, "last")) {
+        out->kind = NN_POS_LAST;
+        return NN_OK;
+    }
+    int n = cJSON_IsNumber(v) ? 1 : cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 0;
+    if (n < 1)
+        return nn_fail(
+            err,
+            "%s: %s: field 'positions' must be \"all\", \"last\", an index or a list of indices",
+            path, where);
+    out->kind = NN_POS_LIST;
+    out->n = n;
+    if (!(out->list = nn_malloc((size_t)n * sizeof *out->list, err)))
+        return NN_ERR;
+    for (int i = 0; i < n; i++) {
+        const cJSON *x = cJSON_IsNumber(v) ? v : cJSON_GetArrayItem(v, i);
+        if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) ||
+            fabs(x->valuedouble) > 1e9)
+            return nn_fail(err, "%s: %s: positions[%d] is not an integer index", path, where, i);
+        out->list[i] = (int)x->valuedouble;
+    }
+    return NN_OK;
+}
+
+/* "all" | "0:12:2" | 5 | [1, 2] into a layer spec string. */
+static int parse_layers(const cJSON *obj, const char *path, const char *where, char **out,
+                        nn_err *err)
+{
+    const cJSON *v = nn_json_get(obj, "layers");
+    char buf[1024];
+    if (!v) {
+        snprintf(buf, sizeof buf, "all");
+    } else if (cJSON_IsString(v)) {
+        if (strlen(v->valuestring) >= sizeof buf)
+            return nn_fail(err, "%s: %s: field 'layers' is too long", path, where);
+        snprintf(buf, sizeof buf, "%s", v->valuestring);
+    } else if (cJSON_IsNumber(v) || cJSON_IsArray(v)) {
+        size_t n = 0;
+        int count = cJSON_IsNumber(v) ? 1 : cJSON_GetArraySize(v);
+        if (count < 1)
+            return nn_fail(err, "%s: %s: field 'layers' is an empty list", path, where);
+        for (int i = 0; i < count; i++) {
+            const cJSON *x = cJSON_IsNumber(v) ? v : cJSON_GetArrayItem(v, i);
+            if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) ||
+                n > sizeof buf - 16)
+                return nn_fail(err, "%s: %s: layers[%d] is not a layer index", path, where, i);
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d", i ? "," : "",
+                                  (int)x->valuedouble);
+        }
+    } else {
+        return nn_fail(
+            err,
+            "%s: %s: field 'layers' must be \"all\", a spec like \"0:12:2\", an index or a list",
+            path, where);
+    }
+    return (*out = nn_strdup(buf, err)) ? NN_OK : NN_ERR;
+}
+
+static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_err *err)
+{
+    char where[64];
+    snprintf(where, sizeof where, "operations[%d]", index);
+    if (!cJSON_IsObject(o))
+        return nn_fail(err, "%s: %s must be an object {\"op\": ...}", path, where);
+    const char *name = NULL;
+    if (nn_json_string(o, "op", true, path, &name, err))
+        return nn_err_prefix(err, "%s", where);
+    int kind = -1;
+    for (int k = 0; k < 6; k++)
+        if (!strcmp(name, op_names[k]))
+            kind = k;
+    if (kind < 0)
+        return nn_fail(err,
+                       "%s: %s: op '%s' is not one of collect, logit_lens, target_probs, "
+                       "patchscope_lens, steer, generate",
+                       path, where, name);
+    op->kind = (nn_op_kind)kind;
+    snprintf(where, sizeof where, "operations[%d] (%s)", index, name);
+    long v;
+    double d;
+    switch (op->kind) {
+    case NN_OP_COLLECT: {
+        static const char *const allowed[] = {"op", "hooks", "layers", "positions", NULL};
+        if (only_fields(o, allowed, path, where, err))
+            return NN_ERR;
+        const cJSON *hooks = nn_json_get(o, "hooks"), *h;
+        if (cJSON_IsString(hooks) || !cJSON_IsArray(hooks) || cJSON_GetArraySize(hooks) < 1)
+            return nn_fail(err,
+                           "%s: %s: field 'hooks' must be a non-empty list of hook point names",
+                           path, where);
+        cJSON_ArrayForEach (h, hooks) {
+            nn_hook_point hp;
+            int layer;
+            if (!cJSON_IsString(h) || strchr(h->valuestring, '.') ||
+                nn_hook_name_parse(h->valuestring, 1, &hp, &layer, err))
+                return nn_fail(
+                    err,
+                    "%s: %s: hooks: '%s' is not a hook point name (token_embeddings, "
+                    "layers_input, attentions_input, attentions_output, mlps_input, "
+                    "mlps_output, layers_output, router_probabilities, ln_final, logits, "
+                    "next_token_probs; "
+                    "layers go in 'layers')",
+                    path, where, cJSON_IsString(h) ? h->valuestring : "?");
+            if (hp == NN_HP_ATTENTION_PROBABILITIES)
+                return nn_fail(
+                    err,
+                    "%s: %s: attention_probabilities are [heads, T, T] per prompt and do "
+                    "not fit the store's rows; use nnterp trace for them",
+                    path, where);
+            for (int k = 0; k < op->n_hooks; k++)
+                if (op->hooks[k] == hp)
+                    return nn_fail(err, "%s: %s: hook '%s' is listed twice", path, where,
+                                   h->valuestring);
+            op->hooks[op->n_hooks++] = hp;
+        }
+        if (parse_layers(o, path, where, &op->layers, err) ||
+            parse_positions(o, "all", path, where, &op->positions, err))
+            return NN_ERR;
+        break;
+    }
+    case NN_OP_LOGIT_LENS: {
+        static const char *const allowed[] = {"op",      "layers",  "positions", "top_k",
+                                              "targets", "inverse", NULL};
+        if (only_fields(o, allowed, path, where, err) ||
+            parse_layers(o, path, where, &op->layers, err) ||
+            parse_positions(o, "last", path, where, &op->positions, err) ||
+            nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
+            nn_json_bool(o, "targets", false, false, path, &op->targets, err) ||
+            nn_json_bool(o, "inverse", false, false, path, &op->inverse, err))
+            return nn_err_prefix(err, "%s", where);
+        op->top_k = (int)v;
+        break;
+    }
+    case NN_OP_TARGET_PROBS: {
+        static const char *const allowed[] = {"op", "targets_field", NULL};
+        if (only_fields(o, allowed, path, where, err))
+            return NN_ERR;
+        break;
+    }
+    case NN_OP_PATCHSCOPE_LENS: {
+        static const char *const allowed[] = {"op", "target", "layers", "top_k", "targets", NULL};
+        if (only_fields(o, allowed, path, where, err) ||
+            parse_layers(o, path, where, &op->layers, err) ||
+            nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
+            nn_json_bool(o, "targets", false, false, path, &op->targets, err))
+            return nn_err_prefix(err, "%s", where);
+        op->top_k = (int)v;
+        op->index = -1;
+        const cJSON *t = nn_json_get(o, "target");
+        if (t) {
+            static const char *const tallowed[] = {"prompt", "index", NULL};
+            long idx;
+            if (!cJSON_IsObject(t) || only_fields(t, tallowed, path, where, err) ||
+                dup_string(t, "prompt", true, NULL, path, &op->target_prompt, err) ||
+                nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
+                return cJSON_IsObject(t)
+                           ? nn_err_prefix(err, "%s: target", where)
+                           : nn_fail(
+                                 err,
+                                 "%s: %s: field 'target' must be {\"prompt\": ..., \"index\": -1}",
+                                 path, where);
+            op->index = (int)idx;
+        }
+        break;
+    }
+    case NN_OP_STEER:
+    case NN_OP_GENERATE: {
+        static const char *const steer_allowed[] = {"op",       "vector", "layers",      "factor",
+                                                    "generate", "top_k",  "temperature", "top_p",
+                                                    "seed",     NULL};
+        static const char *const gen_allowed[] = {"op",    "max_new_tokens", "temperature",
+                                                  "top_p", "seed",           NULL};
+        bool steer = op->kind == NN_OP_STEER;
+        long seed;
+        if (only_fields(o, steer ? steer_allowed : gen_allowed, path, where, err) ||
+            nn_json_int(o, steer ? "generate" : "max_new_tokens", !steer, 0, 0, 100000, path, &v,
+                        err))
+            return nn_err_prefix(err, "%s", where);
+        op->generate = (int)v;
+        if (nn_json_double(o, "temperature", false, 0.0, path, &d, err) || d < 0)
+            return d < 0 ? nn_fail(err, "%s: %s: temperature must be >= 0", path, where)
+                         : nn_err_prefix(err, "%s", where);
+        op->temperature = (float)d;
+        if (nn_json_double(o, "top_p", false, 1.0, path, &d, err) || d <= 0 || d > 1)
+            return nn_fail(err, "%s: %s: top_p must be in (0, 1]", path, where);
+        op->top_p = (float)d;
+        if (nn_json_int(o, "seed", false, 42, 0, 1L << 52, path, &seed, err))
+            return nn_err_prefix(err, "%s", where);
+        op->seed = (uint64_t)seed;
+        if (steer) {
+            if (dup_string(o, "vector", true, NULL, path, &op->vector, err) ||
+                parse_layers(o, path, where, &op->layers, err) ||
+                nn_json_double(o, "factor", true, 0, path, &d, err) ||
+                nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err))
+                return nn_err_prefix(err, "%s", where);
+            if (!nn_json_get(o, "layers"))
+                return nn_fail(err, "%s: %s: required field 'layers' is missing", path, where);
+            op->factor = (float)d;
+            op->top_k = (int)v;
+        } else if (op->generate < 1) {
+            return nn_fail(err, "%s: %s: max_new_tokens must be >= 1", path, where);
+        }
+        break;
+    }
+    }
+    return NN_OK;
+}
+
+/* Group names: the op's name, with _2, _3 for later repeats. */
+static int name_groups(nn_job *j, nn_err *err)
+{
+    for (int i = 0; i < j->n_ops; i++) {
+        int seen = 1;
+        for (int k = 0; k < i; k++)
+            seen += j->ops[k].kind == j->ops[i].kind;
+        char name[64];
+        if (seen == 1)
+            snprintf(name, sizeof name, "%s", nn_op_name(j->ops[i].kind));
+        else
+            snprintf(name, sizeof name, "%s_%d", nn_op_name(j->ops[i].kind), seen);
+        if (!(j->ops[i].group = nn_strdup(name, err)))
+            return NN_ERR;
+    }
+    return NN_OK;
+}
+
+int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
+{
+    memset(j, 0, sizeof *j);
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    if (!root || !cJSON_IsObject(root)) {
+        cJSON_Delete(root);
+        return nn_fail(err, "%s: malformed JSON near byte %ld (expected an object)", path,
+                       end ? (long)(end - text) : 0L);
+    }
+    int rc = NN_ERR;
+    static const char *const allowed[] = {
+        "model",        "tokenizer",     "dataset",  "operations", "dtype",
+        "batch_tokens", "shard_batches", "parallel", "output",     NULL};
+    static const char *const ds_allowed[] = {
+        "path", "format", "field", "targets_field", "max_tokens", "too_long", "add_special_tokens",
+        NULL};
+    const cJSON *ds = nn_json_get(root, "dataset"), *ops = nn_json_get(root, "operations"), *o;
+    const char *dtype = NULL, *too_long = NULL;
+    long v;
+    if (only_fields(root, allowed, path, "job", err) ||
+        dup_string(root, "model", true, NULL, path, &j->model, err) ||
+        dup_string(root, "tokenizer", false, NULL, path, &j->tokenizer, err) ||
+        dup_string(root, "output", true, NULL, path, &j->output, err))
+        goto done;
+    if (!cJSON_IsObject(ds)) {
+        nn_fail(err, "%s: field 'dataset' must be an object {\"path\": ..., \"field\": \"text\"}",
+                path);
+        goto done;
+    }
+    if (only_fields(ds, ds_allowed, path, "dataset", err) ||
+        dup_string(ds, "path", true, NULL, path, &j->dataset_path, err) ||
+        dup_string(ds, "format", false, NULL, path, &j->dataset_format, err) ||
+        dup_string(ds, "field", false, "text", path, &j->dataset_field, err) ||
+        dup_string(ds, "targets_field", false, NULL, path, &j->targets_field, err) ||
+        nn_json_int(ds, "max_tokens", false, 0, 1, 1L << 24, path, &v, err) ||
+        nn_json_string(ds, "too_long", false, path, &too_long, err) ||
+        nn_json_bool(ds, "add_special_tokens", false, true, path, &j->add_special_tokens, err)) {
+        nn_err_prefix(err, "dataset");
+        goto done;
+    }
+    j->max_tokens = (int)v;
+    if (j->dataset_format && strcmp(j->dataset_format, "jsonl") &&
+        strcmp(j->dataset_format, "text")) {
+        nn_fail(err, "%s: dataset.format '%s' is not \"jsonl\" or \"text\"", path,
+                j->dataset_format);
+        goto done;
+    }
+    if (!too_long || !strcmp(too_long, "error"))
+        j->too_long = NN_TOO_LONG_ERROR;
+    else if (!strcmp(too_long, "truncate"))
+        j->too_long = NN_TOO_LONG_TRUNCATE;
+    else if (!strcmp(too_long, "skip"))
+        j->too_long = NN_TOO_LONG_SKIP;
+    else {
+        nn_fail(err, "%s: dataset.too_long '%s' is not \"error\", \"truncate\" or \"skip\"", path,
+                too_long);
+        goto done;
+    }
+    if (nn_json_string(root, "dtype", false, path, &dtype, err))
+        goto done;
+    if (!dtype || !strcmp(dtype, "float32"))
+        j->dtype = NN_DTYPE_F32;
+    else if (!strcmp(dtype, "float16"))
+        j->dtype = NN_DTYPE_F16;
+    else if (!strcmp(dtype, "bfloat16"))
+        j->dtype = NN_DTYPE_BF16;
+    else {
+        nn_fail(err, "%s: dtype '%s' is not \"float32\", \"float16\" or \"bfloat16\"", path, dtype);
+        goto done;
+    }
+    if (nn_json_int(root, "batch_tokens", false, 8192, 1, 1L << 24, path, &v, err))
+        goto done;
+    j->batch_tokens = (int)v;
+    if (nn_json_int(root, "shard_batches", false, 1, 1, 1L << 20, path, &v, err))
+        goto done;
+    j->shard_batches = (int)v;
+    j->pipeline_stages = 1;
+    const cJSON *par = nn_json_get(root, "parallel");
+    if (par) {
+        static const char *const p_allowed[] = {"pipeline_stages", NULL};
+        if (!cJSON_IsObject(par)) {
+            nn_fail(err, "%s: field 'parallel' must be an object {\"pipeline_stages\": P}", path);
+            goto done;
+        }
+        if (only_fields(par, p_allowed, path, "parallel", err) ||
+            nn_json_int(par, "pipeline_stages", false, 1, 1, 4096, path, &v, err))
+            goto done;
+        j->pipeline_stages = (int)v;
+    }
+    if (!cJSON_IsArray(ops) || cJSON_GetArraySize(ops) < 1) {
+        nn_fail(err, "%s: field 'operations' must be a non-empty list", path);
+        goto done;
+    }
+    j->n_ops = 0;
+    if (!(j->ops = nn_calloc((size_t)cJSON_GetArraySize(ops), sizeof *j->ops, err)))
+        goto done;
+    cJSON_ArrayForEach (o, ops) {
+        nn_op *op = &j->ops[j->n_ops];
+        if (parse_op(o, j->n_ops, path, op, err))
+            goto done;
+        j->n_ops++;
+        bool needs_targets = op->kind == NN_OP_TARGET_PROBS || op->targets;
+        if (needs_targets && !j->targets_field) {
+            const char *tf = NULL;
+            if (op->kind == NN_OP_TARGET_PROBS &&
+                nn_json_string(o, "targets_field", false, path, &tf, err))
+                goto done;
+            if (!(j->targets_field = nn_strdup(tf ? tf : "targets", err)))
+                goto done;
+        }
+    }
+    if (name_groups(j, err))
+        goto done;
+    char *canon = cJSON_PrintUnformatted(root);
+    if (!canon || !(j->canonical = nn_strdup(canon, err))) {
+        cJSON_free(canon);
+        goto done;
+    }
+    cJSON_free(canon);
+    rc = NN_OK;
+done:
+    cJSON_Delete(root);
+    if (rc != NN_OK)
+        nn_job_free(j);
+    return rc;
+}
+
+int nn_job_load(const char *path, nn_job *out, nn_err *err)
+{
+    char *text = NULL;
+    if (nn_file_read(path, 16u << 20, &text, NULL, err))
+        return NN_ERR;
+    int rc = nn_job_parse(text, path, out, err);
+    nn_free(text);
+    return rc;
+}
+
+int nn_positions_rows(const nn_positions *p, int n)
+{
+    return p->kind == NN_POS_ALL ? n : p->kind == NN_POS_LAST ? 1 : p->n;
+}
+
+int nn_positions_resolve(const nn_positions *p, int j, int n)
+{
+    int pos = p->kind == NN_POS_ALL ? j : p->kind == NN_POS_LAST ? -1 : p->list[j];
+    if (pos < 0)
+        pos += n;
+    return pos >= 0 && pos < n ? pos : -1;
+}

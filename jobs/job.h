@@ -1,0 +1,80 @@
+/* The job file of `nnterp run` (SPEC §5): parsed and validated whole before any work. Every error
+ * names the field and the allowed values; unknown fields are errors (a typo must not silently do
+ * nothing). */
+#ifndef NN_JOB_H
+#define NN_JOB_H
+
+#include "hooks.h"
+#include "nn_base.h"
+
+typedef enum {
+    NN_OP_COLLECT,
+    NN_OP_LOGIT_LENS,
+    NN_OP_TARGET_PROBS,
+    NN_OP_PATCHSCOPE_LENS,
+    NN_OP_STEER,
+    NN_OP_GENERATE,
+} nn_op_kind;
+
+typedef enum { NN_POS_ALL, NN_POS_LAST, NN_POS_LIST } nn_positions_kind;
+
+typedef enum { NN_TOO_LONG_ERROR, NN_TOO_LONG_TRUNCATE, NN_TOO_LONG_SKIP } nn_too_long;
+
+typedef enum { NN_DTYPE_F32, NN_DTYPE_F16, NN_DTYPE_BF16 } nn_store_dtype;
+
+typedef struct nn_positions {
+    nn_positions_kind kind;
+    int *list; /* NN_POS_LIST: indices, negative from the end */
+    int n;
+} nn_positions;
+
+typedef struct nn_op {
+    nn_op_kind kind;
+    char *group; /* the store group: the op name, "_2", "_3" for repeats */
+    /* collect */
+    nn_hook_point hooks[NN_HP_COUNT];
+    int n_hooks;
+    /* collect, logit_lens, patchscope_lens, steer */
+    char *layers; /* layer spec text ("all", "0:12:2", ...) or a JSON list turned into "1,2" */
+    nn_positions positions;
+    int top_k;
+    bool targets; /* logit_lens / patchscope_lens: also the dataset's target probabilities */
+    bool inverse; /* logit_lens */
+    /* patchscope_lens */
+    char *target_prompt; /* NULL: nnterp's repeat_prompt() */
+    int index;
+    /* steer */
+    char *vector;
+    float factor;
+    /* steer, generate */
+    int generate;
+    float temperature, top_p;
+    uint64_t seed;
+} nn_op;
+
+typedef struct nn_job {
+    char *model, *tokenizer, *output;
+    char *dataset_path, *dataset_format, *dataset_field, *targets_field;
+    int max_tokens; /* 0: the model's context */
+    nn_too_long too_long;
+    bool add_special_tokens;
+    nn_store_dtype dtype;
+    int batch_tokens;
+    int shard_batches;
+    int pipeline_stages;
+    nn_op *ops;
+    int n_ops;
+    char *canonical; /* the job as normalized JSON, stored in and compared by --resume */
+} nn_job;
+
+int nn_job_parse(const char *json_text, const char *path, nn_job *out, nn_err *err);
+int nn_job_load(const char *path, nn_job *out, nn_err *err);
+void nn_job_free(nn_job *job);
+
+const char *nn_op_name(nn_op_kind kind);
+/* Resolves a prompt position (negative from the end) for a prompt of n tokens; -1 outside. */
+int nn_positions_resolve(const nn_positions *p, int j, int n);
+/* Rows an op writes for a prompt of n tokens under these positions. */
+int nn_positions_rows(const nn_positions *p, int n);
+
+#endif
