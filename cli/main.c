@@ -6,9 +6,9 @@
 #include <string.h>
 
 #include "cli.h"
-#include "run.h"
 #include "generate.h"
 #include "h5_sink.h"
+#include "run.h"
 #include "tokenizer.h"
 #include "trace.h"
 
@@ -457,7 +457,16 @@ static int cmd_run(int argc, char **argv)
     if (!job)
         return cli_usage_error(usage_run, "%s", "JOB.json is required");
     nn_err err = {{0}};
-    int rc = nn_run_job(job, &o, &err);
+    /* Under mpirun every rank runs the job; a plain run is the same code with one rank. */
+    bool mpi = nn_comm_launched_by_mpirun();
+    if (mpi)
+        MPI_Init(&argc, &argv);
+    nn_comm comm = mpi ? nn_comm_world() : nn_comm_single();
+    int rc = nn_run_job(job, &o, &comm, &err);
+    if (mpi)
+        MPI_Finalize();
+    if (comm.rank != 0)
+        return rc == NN_RUN_INTERRUPTED ? NN_RUN_INTERRUPTED : rc ? EXIT_FAILURE : 0;
     if (rc == NN_RUN_INTERRUPTED) {
         fprintf(stderr, "nnterp: %s\n", err.msg);
         return NN_RUN_INTERRUPTED;

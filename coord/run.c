@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "comm.h"
 #include "dataset.h"
 #include "h5_sink.h"
 #include "harvest.h"
@@ -240,6 +241,81 @@ done:
     return rc;
 }
 
+/* Rank 0 tokenized the dataset; the other ranks receive it whole. */
+static int bcast_corpus(const nn_comm *cm, corpus_data *d, nn_err *err)
+{
+    if (!cm->mpi)
+        return NN_OK;
+    int64_t n[6] = {0};
+    if (cm->rank == 0) {
+        int64_t P = d->c.n_prompts, T = d->c.n_targets;
+        n[0] = P;
+        n[1] = d->offsets[P];
+        n[2] = d->text_offsets[P];
+        n[3] = T;
+        n[4] = T ? d->target_offsets[P * T] : 0;
+        n[5] = ((int64_t)d->n_truncated << 32) | (uint32_t)d->n_skipped;
+    }
+    nn_comm_bcast(cm, n, sizeof n);
+    size_t P = (size_t)n[0], N = (size_t)n[1], B = (size_t)n[2], T = (size_t)n[3],
+           NT = (size_t)n[4];
+    char *names = NULL;
+    size_t names_len = 0;
+    if (cm->rank == 0)
+        for (size_t t = 0; t < T; t++)
+            names_len += strlen(d->names[t]) + 1;
+    nn_comm_bcast(cm, &names_len, sizeof names_len);
+    if (cm->rank != 0) {
+        memset(d, 0, sizeof *d);
+        d->c.n_prompts = (int)P;
+        d->c.n_targets = (int)T;
+        d->n_truncated = (int)(n[5] >> 32);
+        d->n_skipped = (int)(n[5] & 0xffffffff);
+        if (!(d->tokens = nn_malloc(N * sizeof *d->tokens + 1, err)) ||
+            !(d->offsets = nn_malloc((P + 1) * sizeof *d->offsets, err)) ||
+            !(d->source_line = nn_malloc(P * sizeof *d->source_line + 1, err)) ||
+            !(d->text_offsets = nn_malloc((P + 1) * sizeof *d->text_offsets, err)) ||
+            !(d->text = nn_malloc(B + 1, err)) ||
+            (T && (!(d->names = nn_calloc(T, sizeof *d->names, err)) ||
+                   !(d->target_ids = nn_malloc(NT * sizeof *d->target_ids + 1, err)) ||
+                   !(d->target_offsets = nn_malloc((P * T + 1) * sizeof *d->target_offsets, err)))))
+            return NN_ERR;
+    }
+    if (!(names = nn_malloc(names_len + 1, err)))
+        return NN_ERR;
+    if (cm->rank == 0)
+        for (size_t t = 0, at = 0; t < T; t++) {
+            size_t k = strlen(d->names[t]) + 1;
+            memcpy(names + at, d->names[t], k);
+            at += k;
+        }
+    nn_comm_bcast(cm, d->tokens, N * sizeof *d->tokens);
+    nn_comm_bcast(cm, d->offsets, (P + 1) * sizeof *d->offsets);
+    nn_comm_bcast(cm, d->source_line, P * sizeof *d->source_line);
+    nn_comm_bcast(cm, d->text_offsets, (P + 1) * sizeof *d->text_offsets);
+    nn_comm_bcast(cm, d->text, B);
+    nn_comm_bcast(cm, names, names_len);
+    if (T) {
+        nn_comm_bcast(cm, d->target_ids, NT * sizeof *d->target_ids);
+        nn_comm_bcast(cm, d->target_offsets, (P * T + 1) * sizeof *d->target_offsets);
+    }
+    int rc = NN_OK;
+    if (cm->rank != 0)
+        for (size_t t = 0, at = 0; t < T && rc == NN_OK; t++) {
+            if (!(d->names[t] = nn_strdup(names + at, err)))
+                rc = NN_ERR;
+            else
+                at += strlen(names + at) + 1;
+        }
+    nn_free(names);
+    d->c.tokens = d->tokens;
+    d->c.offsets = d->offsets;
+    d->c.target_names = (const char *const *)d->names;
+    d->c.target_ids = d->target_ids;
+    d->c.target_offsets = d->target_offsets;
+    return rc;
+}
+
 /* Batches: contiguous prompts up to batch_tokens tokens; shards: shard_batches batches. */
 typedef struct plan {
     int *batch_start; /* [n_batches + 1] prompt index */
@@ -352,6 +428,25 @@ static int store_bytes(nn_harvest *h, const corpus_data *d, const nn_model *m, c
     return nn_harvest_declare(h, &counter, err);
 }
 
+/* On resume the arrays exist: "declaring" one opens it (collectively, in the same order). */
+static int reopen_declare(void *ctx, const char *path, nn_sink_type type, int rank,
+                          const uint64_t *dims, nn_err *err)
+{
+    return nn_h5_open_dataset(ctx, path, err);
+}
+
+static int reopen_rows(void *ctx, const char *path, uint64_t row0, uint64_t n, const void *data,
+                       nn_err *err)
+{
+    return NN_OK; /* the small arrays written at creation are already there */
+}
+
+static int reopen_attr(void *ctx, const char *path, const char *name, const char *value,
+                       nn_err *err)
+{
+    return NN_OK;
+}
+
 static char *ledger_path(const char *output, nn_err *err)
 {
     size_t n = strlen(output);
@@ -371,10 +466,123 @@ static void progress_line(double t0, int64_t done_tokens, int64_t total_tokens, 
     fflush(stderr);
 }
 
-int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err)
+/* Creates the store: collectively under MPI, every array at its final size, flushed and reserved.
+ */
+static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m, nn_harvest *h,
+                        const corpus_data *d, const plan *pl, const char *ledger, nn_h5file **out,
+                        nn_err *err)
+{
+    *out = NULL;
+    uint64_t ns = (uint64_t)pl->n_shards, bytes = 0;
+    int rc = NN_OK;
+    if (cm->rank == 0 && (store_bytes(h, d, m, job, pl->n_shards, &bytes, err) ||
+                          nn_h5_check_space(job->output, bytes, err)))
+        rc = NN_ERR;
+    if (nn_comm_agree(cm, rc, err))
+        return NN_ERR;
+    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
+    nn_h5file *f = NULL;
+    rc = nn_h5_create_par(job->output, cm->mpi ? &par : NULL, &f, err);
+    if (nn_comm_agree(cm, rc, err)) {
+        nn_h5_free(f);
+        return NN_ERR;
+    }
+    nn_sink sink = nn_h5_sink(f);
+    char split[64], shards[32];
+    snprintf(split, sizeof split, "[[0, %d]]", m->cfg.n_layers);
+    snprintf(shards, sizeof shards, "%d", pl->n_shards);
+    int *sp = nn_malloc((ns + 1) * sizeof *sp, err);
+    uint8_t *zeros = nn_calloc(ns, 1, err);
+    rc = !sp || !zeros ? NN_ERR : NN_OK;
+    for (int s = 0; rc == NN_OK && s <= pl->n_shards; s++) {
+        int b = s * job->shard_batches;
+        sp[s] = pl->batch_start[b < pl->n_batches ? b : pl->n_batches];
+    }
+    if (rc == NN_OK &&
+        (write_corpus(f, d, err) || nn_harvest_declare(h, &sink, err) ||
+         nn_h5_create_dataset(f, "/progress/shard_done", NN_H5_U8, 1, &ns, err) ||
+         nn_h5_create_dataset(f, "/progress/shard_prompts", NN_H5_I32, 1, &(uint64_t){ns + 1},
+                              err) ||
+         (cm->rank == 0 && (nn_h5_write_rows(f, "/progress/shard_done", 0, ns, zeros, err) ||
+                            nn_h5_write_rows(f, "/progress/shard_prompts", 0, ns + 1, sp, err))) ||
+         nn_h5_attr_string(f, "/", "format", "nnterp-store", err) ||
+         nn_h5_attr_i64(f, "/", "format_version", 1, err) ||
+         nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, err) ||
+         nn_h5_attr_string(f, "/", "model", job->model, err) ||
+         nn_h5_attr_string(f, "/", "model_config", m->config_json, err) ||
+         nn_h5_attr_string(f, "/", "job", job->canonical, err) ||
+         nn_h5_attr_i64(f, "/", "world_size", cm->size, err) ||
+         nn_h5_attr_i64(f, "/", "data_parallel", cm->size, err) ||
+         nn_h5_attr_i64(f, "/", "pipeline_stages", 1, err) ||
+         nn_h5_attr_string(f, "/", "layer_split", split, err) ||
+         nn_h5_attr_string(f, "/", "shards", shards, err) ||
+         nn_h5_attr_string(f, "/", "status", "in progress", err) ||
+         /* the structure is complete, flushed and reserved before any row is written */
+         nn_h5_reserve(f, bytes, err)))
+        rc = NN_ERR;
+    nn_free(sp);
+    nn_free(zeros);
+    if (rc == NN_OK && cm->rank == 0)
+        rc = nn_ledger_create(ledger, pl->n_shards, err);
+    if (nn_comm_agree(cm, rc, err)) {
+        nn_h5_free(f);
+        return NN_ERR;
+    }
+    *out = f;
+    return NN_OK;
+}
+
+/* Opens PATH.partial to resume: the same job on the same model, and the ledger's shards. */
+static int open_store(const nn_comm *cm, const nn_job *job, const nn_model *m, nn_harvest *h,
+                      const plan *pl, const char *ledger, bool *done, nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
+    nn_h5file *f = NULL;
+    char *stored = NULL;
+    int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
+    if (rc == NN_OK && !(stored = nn_h5_get_attr_string(f, "/", "job", err)))
+        rc = NN_ERR;
+    if (rc == NN_OK && strcmp(stored, job->canonical) != 0)
+        rc = nn_fail(err,
+                     "%s.partial was made by a different job; --resume needs the same job file "
+                     "(or remove the .partial to start over)",
+                     job->output);
+    nn_free(stored);
+    stored = NULL;
+    if (rc == NN_OK && !(stored = nn_h5_get_attr_string(f, "/", "model_config", err)))
+        rc = NN_ERR;
+    if (rc == NN_OK && strcmp(stored, m->config_json) != 0)
+        rc = nn_fail(err, "%s.partial was made with a different model than %s", job->output,
+                     job->model);
+    nn_free(stored);
+    nn_sink reopen = {
+        .ctx = f, .declare = reopen_declare, .write_rows = reopen_rows, .attr = reopen_attr};
+    if (rc == NN_OK &&
+        (nn_harvest_declare(h, &reopen, err) || nn_h5_open_dataset(f, "/progress/shard_done", err)))
+        rc = NN_ERR;
+    if (rc == NN_OK && cm->rank == 0)
+        rc = nn_ledger_read(ledger, pl->n_shards, done, err);
+    /* The ledger is the commit point; /progress marks may have been lost with the process. */
+    uint8_t one = 1;
+    for (int s = 0; rc == NN_OK && cm->rank == 0 && s < pl->n_shards; s++)
+        if (done[s])
+            rc = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)s, 1, &one, err);
+    if (nn_comm_agree(cm, rc, err)) {
+        if (f)
+            nn_h5_close_keep(f);
+        return NN_ERR;
+    }
+    nn_comm_bcast(cm, done, (size_t)pl->n_shards * sizeof *done);
+    *out = f;
+    return NN_OK;
+}
+
+int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *cm, nn_err *err)
 {
     nn_job job;
-    if (nn_job_load(job_path, &job, err))
+    int rc = nn_job_load(job_path, &job, err);
+    if (nn_comm_agree(cm, rc, err))
         return NN_ERR;
     nn_model *m = NULL;
     nn_tokenizer *tok = NULL;
@@ -382,9 +590,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err)
     plan pl = {0};
     nn_harvest *h = NULL;
     nn_h5file *f = NULL;
-    char *ledger = NULL, *stored = NULL;
+    char *ledger = NULL;
     bool *done = NULL;
-    int rc = NN_ERR;
+    int *todo = NULL, *gathered = NULL;
+    rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
     struct sigaction ignore = {.sa_handler = SIG_IGN};
     sigemptyset(&sa.sa_mask);
@@ -395,145 +604,123 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err)
     /* A file-size limit then fails the write (EFBIG) instead of killing the process. */
     sigaction(SIGXFSZ, &ignore, &old_xfsz);
     double t0 = nn_seconds();
-    if (job.pipeline_stages != 1) {
-        nn_fail(err,
-                "%s: parallel.pipeline_stages %d needs an MPI run (mpirun -np N); this build "
-                "runs jobs in one process",
-                job_path, job.pipeline_stages);
+    int step = NN_OK;
+    if (job.pipeline_stages != 1)
+        step = nn_fail(err,
+                       "%s: parallel.pipeline_stages %d: pipeline-parallel runs are not supported "
+                       "yet; use data-parallel ranks (mpirun -np N with pipeline_stages 1)",
+                       job_path, job.pipeline_stages);
+    if (step == NN_OK)
+        step = nn_model_load(job.model, &m, err) ||
+               nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err);
+    if (nn_comm_agree(cm, step, err))
         goto done;
-    }
-    if (nn_model_load(job.model, &m, err) ||
-        nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err) ||
-        tokenize_dataset(&job, m, tok, &d, err) || make_plan(&job, &d.c, &pl, err) ||
-        nn_harvest_init(&h, m, tok, &job, &d.c, job.batch_tokens, pl.max_prompts, err) ||
-        !(ledger = ledger_path(job.output, err)) ||
-        !(done = nn_calloc((size_t)pl.n_shards, sizeof *done, err)))
+    step = cm->rank == 0 ? tokenize_dataset(&job, m, tok, &d, err) : NN_OK;
+    if (nn_comm_agree(cm, step, err) || nn_comm_agree(cm, bcast_corpus(cm, &d, err), err))
         goto done;
-    if (nn_path_is_file(job.output)) {
-        nn_fail(err, "%s already exists (a finished store); remove it or choose another output",
-                job.output);
-        goto done;
-    }
-    nn_sink sink;
-    bool resumed = false;
-    if (opts->resume && nn_h5_open_partial(job.output, &f, err) == NN_OK) {
-        /* the same job on the same model, or nothing */
-        if (!(stored = nn_h5_get_attr_string(f, "/", "job", err)))
-            goto done;
-        if (strcmp(stored, job.canonical) != 0) {
-            nn_fail(err,
-                    "%s.partial was made by a different job; --resume needs the same job file "
-                    "(or remove the .partial to start over)",
+    step = make_plan(&job, &d.c, &pl, err) ||
+           nn_harvest_init(&h, m, tok, &job, &d.c, job.batch_tokens, pl.max_prompts, err) ||
+           !(ledger = ledger_path(job.output, err)) ||
+           !(done = nn_calloc((size_t)pl.n_shards, sizeof *done, err)) ||
+           !(todo = nn_malloc((size_t)pl.n_shards * sizeof *todo + 1, err)) ||
+           !(gathered = nn_malloc((size_t)cm->size * sizeof *gathered, err));
+    if (step == NN_OK && cm->rank == 0 && nn_path_is_file(job.output))
+        step =
+            nn_fail(err, "%s already exists (a finished store); remove it or choose another output",
                     job.output);
-            goto done;
-        }
-        nn_free(stored);
-        if (!(stored = nn_h5_get_attr_string(f, "/", "model_config", err)))
-            goto done;
-        if (strcmp(stored, m->config_json) != 0) {
-            nn_fail(err, "%s.partial was made with a different model than %s", job.output,
-                    job.model);
-            goto done;
-        }
-        if (nn_ledger_read(ledger, pl.n_shards, done, err))
-            goto done;
-        resumed = true;
-        sink = nn_h5_sink(f);
-    } else {
-        if (opts->resume)
-            fprintf(stderr, "nnterp: nothing to resume (%s); starting the job\n", err->msg);
-        char split[64], shards[32];
-        snprintf(split, sizeof split, "[[0, %d]]", m->cfg.n_layers);
-        snprintf(shards, sizeof shards, "%d", pl.n_shards);
-        uint64_t ns = (uint64_t)pl.n_shards, bytes;
-        if (store_bytes(h, &d, m, &job, pl.n_shards, &bytes, err) ||
-            nn_h5_check_space(job.output, bytes, err) || nn_h5_create(job.output, &f, err))
-            goto done;
-        sink = nn_h5_sink(f);
-        if (write_corpus(f, &d, err) || nn_harvest_declare(h, &sink, err) ||
-            nn_h5_create_dataset(f, "/progress/shard_done", NN_H5_U8, 1, &ns, err) ||
-            nn_h5_write_rows(f, "/progress/shard_done", 0, ns, done, err) ||
-            nn_h5_create_dataset(f, "/progress/shard_prompts", NN_H5_I32, 1, &(uint64_t){ns + 1},
-                                 err) ||
-            nn_h5_attr_string(f, "/", "format", "nnterp-store", err) ||
-            nn_h5_attr_i64(f, "/", "format_version", 1, err) ||
-            nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, err) ||
-            nn_h5_attr_string(f, "/", "model", job.model, err) ||
-            nn_h5_attr_string(f, "/", "model_config", m->config_json, err) ||
-            nn_h5_attr_string(f, "/", "job", job.canonical, err) ||
-            nn_h5_attr_i64(f, "/", "world_size", 1, err) ||
-            nn_h5_attr_i64(f, "/", "data_parallel", 1, err) ||
-            nn_h5_attr_i64(f, "/", "pipeline_stages", 1, err) ||
-            nn_h5_attr_string(f, "/", "layer_split", split, err) ||
-            nn_h5_attr_string(f, "/", "shards", shards, err) ||
-            nn_h5_attr_string(f, "/", "status", "in progress", err))
-            goto done;
-        int *sp = nn_malloc(((size_t)pl.n_shards + 1) * sizeof *sp, err);
-        if (!sp)
-            goto done;
-        for (int s = 0; s <= pl.n_shards; s++) {
-            int b = s * job.shard_batches;
-            sp[s] = pl.batch_start[b < pl.n_batches ? b : pl.n_batches];
-        }
-        int w = nn_h5_write_rows(f, "/progress/shard_prompts", 0, ns + 1, sp, err);
-        nn_free(sp);
-        /* The structure is complete, flushed and its space reserved before any row is written. */
-        if (w || nn_h5_reserve(f, err) || nn_ledger_create(ledger, pl.n_shards, err))
-            goto done;
-    }
-    bool show = opts->progress || isatty(STDERR_FILENO);
-    int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0;
-    int done_prompts = 0;
-    for (int s = 0; s < pl.n_shards; s++) {
-        int b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
-        if (b1 > pl.n_batches)
-            b1 = pl.n_batches;
-        if (done[s])
-            continue;
-        for (int b = b0; b < b1; b++)
-            if (nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err))
+    if (nn_comm_agree(cm, step, err))
+        goto done;
+    bool resumed = false;
+    if (opts->resume) {
+        int exists = cm->rank == 0 ? nn_path_is_file(ledger) : 0;
+        nn_comm_bcast(cm, &exists, sizeof exists);
+        if (exists) {
+            if (open_store(cm, &job, m, h, &pl, ledger, done, &f, err))
                 goto done;
-        uint8_t one = 1;
-        if (nn_h5_flush(f, err) ||
-            nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)s, 1, &one, err) ||
-            nn_h5_flush(f, err) || nn_ledger_append(ledger, s, err))
+            resumed = true;
+        } else if (cm->rank == 0) {
+            fprintf(stderr, "nnterp: nothing to resume (no %s); starting the job\n", ledger);
+        }
+    }
+    if (!resumed && create_store(cm, &job, m, h, &d, &pl, ledger, &f, err))
+        goto done;
+    nn_sink sink = nn_h5_sink(f);
+    bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
+    int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0;
+    int done_prompts = 0, n_todo = 0;
+    for (int s = 0; s < pl.n_shards; s++)
+        if (!done[s])
+            todo[n_todo++] = s;
+    /* Rounds: shard todo[start + r] goes to rank r; a round commits together. */
+    for (int start = 0; start < n_todo; start += cm->size) {
+        int mine = start + cm->rank < n_todo ? todo[start + cm->rank] : -1;
+        step = NN_OK;
+        if (mine >= 0) {
+            int b0 = mine * job.shard_batches, b1 = b0 + job.shard_batches;
+            if (b1 > pl.n_batches)
+                b1 = pl.n_batches;
+            for (int b = b0; b < b1 && step == NN_OK; b++)
+                step = nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
+        }
+        if (nn_comm_agree(cm, step, err))
             goto done;
-        done[s] = true;
-        done_prompts += pl.batch_start[b1] - pl.batch_start[b0];
-        done_tokens += d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];
+        /* commit: rows flushed everywhere, then rank 0 marks the shards and appends the ledger */
+        step = nn_h5_flush(f, err);
+        if (nn_comm_agree(cm, step, err))
+            goto done;
+        nn_comm_gather_int(cm, mine, gathered);
+        if (cm->rank == 0) {
+            uint8_t one = 1;
+            for (int r = 0; r < cm->size && step == NN_OK; r++)
+                if (gathered[r] >= 0)
+                    step = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)gathered[r], 1,
+                                            &one, err) ||
+                           nn_ledger_append(ledger, gathered[r], err);
+        }
+        if (nn_comm_agree(cm, step, err))
+            goto done;
+        for (int r = 0; r < cm->size && start + r < n_todo; r++) {
+            int s = todo[start + r], b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
+            if (b1 > pl.n_batches)
+                b1 = pl.n_batches;
+            done[s] = true;
+            done_prompts += pl.batch_start[b1] - pl.batch_start[b0];
+            done_tokens += d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];
+        }
         if (show)
             progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, false);
-        if (stop_requested) {
-            int left = 0;
-            for (int k = 0; k < pl.n_shards; k++)
-                left += !done[k];
-            if (left) {
-                if (show)
-                    fprintf(stderr, "\n");
-                nn_fail(err,
-                        "interrupted by signal %d: %d of %d shards committed in %s.partial; "
-                        "continue with: nnterp run %s --resume",
-                        (int)stop_requested, pl.n_shards - left, pl.n_shards, job.output, job_path);
-                nn_h5_close_keep(f);
-                f = NULL;
-                rc = NN_RUN_INTERRUPTED;
-                goto done;
-            }
+        int stop = nn_comm_max_int(cm, (int)stop_requested);
+        if (stop && start + cm->size < n_todo) {
+            int left = n_todo - start - cm->size;
+            if (show)
+                fprintf(stderr, "\n");
+            nn_fail(err,
+                    "interrupted by signal %d: %d of %d shards committed in %s.partial; continue "
+                    "with: nnterp run %s --resume",
+                    stop, pl.n_shards - left, pl.n_shards, job.output, job_path);
+            nn_h5_close_keep(f);
+            f = NULL;
+            rc = NN_RUN_INTERRUPTED;
+            goto done;
         }
     }
     if (show && done_prompts)
         progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, true);
-    if (nn_h5_attr_string(f, "/", "status", "complete", err))
+    step = nn_h5_attr_string(f, "/", "status", "complete", err);
+    if (nn_comm_agree(cm, step, err))
         goto done;
     nn_h5file *finished = f;
     f = NULL;
-    if (nn_h5_commit(finished, err))
+    step = nn_h5_commit(finished, err);
+    if (nn_comm_agree(cm, step, err))
         goto done;
-    unlink(ledger);
-    if (!opts->quiet) {
+    if (cm->rank == 0)
+        unlink(ledger);
+    if (!opts->quiet && cm->rank == 0) {
         double dt = nn_seconds() - t0;
-        printf("nnterp: wrote %s: %d prompts, %lld tokens, %d operations in %.1f s%s", job.output,
-               d.c.n_prompts, (long long)total, job.n_ops, dt, resumed ? " (resumed)" : "");
+        printf("nnterp: wrote %s: %d prompts, %lld tokens, %d operations, %d rank%s in %.1f s%s",
+               job.output, d.c.n_prompts, (long long)total, job.n_ops, cm->size,
+               cm->size > 1 ? "s" : "", dt, resumed ? " (resumed)" : "");
         if (d.n_truncated || d.n_skipped)
             printf("; %d prompts truncated, %d skipped (too long)", d.n_truncated, d.n_skipped);
         printf("\n");
@@ -542,7 +729,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err)
 done:
     if (f) {
         /* a failure keeps the partial store only when its ledger can resume it */
-        if (nn_path_is_file(ledger ? ledger : ""))
+        int keep = cm->rank == 0 ? nn_path_is_file(ledger ? ledger : "") : 0;
+        nn_comm_bcast(cm, &keep, sizeof keep);
+        if (keep)
             nn_h5_close_keep(f);
         else
             nn_h5_free(f);
@@ -551,8 +740,9 @@ done:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
-    nn_free(stored);
     nn_free(done);
+    nn_free(todo);
+    nn_free(gathered);
     nn_free(ledger);
     nn_harvest_free(h);
     nn_free(pl.batch_start);

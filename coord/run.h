@@ -5,6 +5,7 @@
 #ifndef NN_RUN_H
 #define NN_RUN_H
 
+#include "comm.h"
 #include "nn_base.h"
 
 #define NN_RUN_INTERRUPTED 3 /* exit code: stopped by a signal after committing; resumable */
@@ -15,7 +16,8 @@ typedef struct nn_run_options {
     bool quiet;    /* no summary on stdout */
 } nn_run_options;
 
-/* Returns NN_OK, NN_ERR, or NN_RUN_INTERRUPTED. */
-int nn_run_job(const char *job_path, const nn_run_options *opts, nn_err *err);
+/* Every rank of comm calls it. Returns NN_OK, NN_ERR (the same on every rank, with the first
+ * failing rank's message), or NN_RUN_INTERRUPTED. */
+int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *comm, nn_err *err);
 
 #endif

@@ -20,6 +20,9 @@ struct nn_h5file {
     char *path;
     char *partial;
     hid_t f16, bf16; /* custom float types, created on first use */
+    bool parallel;
+    MPI_Comm comm;
+    int rank; /* 0 in a serial file */
     /* datasets kept open between row writes */
     struct open_dataset {
         char *name;
@@ -51,22 +54,46 @@ static void silence_hdf5(void)
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
-int nn_h5_create(const char *path, nn_h5file **out, nn_err *err)
+/* A file access property list: MPI-IO under par, else the default (sec2). */
+static hid_t access_plist(const nn_h5_par *par)
 {
-    *out = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (par)
+        H5Pset_fapl_mpio(fapl, par->comm, MPI_INFO_NULL);
+    return fapl;
+}
+
+static nn_h5file *new_handle(const char *path, const nn_h5_par *par, nn_err *err)
+{
     silence_hdf5();
     nn_h5file *f = nn_calloc(1, sizeof *f, err);
     if (!f)
-        return NN_ERR;
+        return NULL;
     f->file = f->f16 = f->bf16 = H5I_INVALID_HID;
+    f->parallel = par != NULL;
+    f->comm = par ? par->comm : MPI_COMM_NULL;
+    f->rank = par ? par->rank : 0;
     size_t n = strlen(path);
     if (!(f->path = nn_strdup(path, err)) || !(f->partial = nn_malloc(n + 9, err))) {
-        nn_h5_free(f);
-        return NN_ERR;
+        nn_free(f->path);
+        nn_free(f);
+        return NULL;
     }
     memcpy(f->partial, path, n);
     memcpy(f->partial + n, ".partial", 9);
-    f->file = H5Fcreate(f->partial, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    return f;
+}
+
+int nn_h5_create_par(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    nn_h5file *f = new_handle(path, par, err);
+    if (!f)
+        return NN_ERR;
+    hid_t fapl = access_plist(par);
+    errno = 0;
+    f->file = H5Fcreate(f->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
     if (f->file < 0) {
         int e = errno;
         nn_fail(err, "%s: cannot create the output file (%s)", f->partial,
@@ -78,8 +105,11 @@ int nn_h5_create(const char *path, nn_h5file **out, nn_err *err)
     return NN_OK;
 }
 
-/* IEEE half and bfloat16 as custom HDF5 float types (HDF5 1.10 predefines neither); h5py reads
- * both, the first as float16 and the second as float32. */
+int nn_h5_create(const char *path, nn_h5file **out, nn_err *err)
+{
+    return nn_h5_create_par(path, NULL, out, err);
+}
+
 static hid_t custom_float(nn_h5file *f, nn_h5_type t)
 {
     hid_t *slot = t == NN_H5_F16 ? &f->f16 : &f->bf16;
@@ -143,7 +173,7 @@ int nn_h5_write(nn_h5file *f, const char *dataset, nn_h5_type type, int rank, co
     int rc = NN_OK;
     if (ds < 0)
         rc = nn_fail(err, "%s: cannot create dataset %s", f->partial, dataset);
-    else if (H5Dwrite(ds, file_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
+    else if (f->rank == 0 && H5Dwrite(ds, file_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
         rc = nn_fail(err, "%s: cannot write dataset %s (disk full?)", f->partial, dataset);
     if (ds >= 0)
         H5Dclose(ds);
@@ -194,7 +224,9 @@ int nn_h5_commit(nn_h5file *f, nn_err *err)
     if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0 || H5Fclose(f->file) < 0)
         rc = nn_fail(err, "%s: cannot flush the output file (disk full?)", f->partial);
     f->file = H5I_INVALID_HID;
-    if (rc == NN_OK && rename(f->partial, f->path) != 0)
+    if (rc == NN_OK && f->parallel)
+        MPI_Barrier(f->comm); /* every rank has closed before the rename */
+    if (rc == NN_OK && f->rank == 0 && rename(f->partial, f->path) != 0)
         rc = nn_fail(err, "%s: cannot rename to %s: %s", f->partial, f->path, strerror(errno));
     if (rc == NN_OK) {
         nn_free(f->partial);
@@ -225,7 +257,7 @@ void nn_h5_free(nn_h5file *f)
     close_handles(f);
     if (f->file >= 0)
         H5Fclose(f->file);
-    if (f->partial)
+    if (f->partial && f->rank == 0)
         unlink(f->partial);
     nn_free(f->partial);
     nn_free(f->path);
@@ -405,22 +437,20 @@ int nn_h5_flush(nn_h5file *f, nn_err *err)
     return NN_OK;
 }
 
-int nn_h5_open_partial(const char *path, nn_h5file **out, nn_err *err)
+int nn_h5_open_partial(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err)
 {
     *out = NULL;
-    silence_hdf5();
-    nn_h5file *f = nn_calloc(1, sizeof *f, err);
+    nn_h5file *f = new_handle(path, par, err);
     if (!f)
         return NN_ERR;
-    f->file = f->f16 = f->bf16 = H5I_INVALID_HID;
-    size_t n = strlen(path);
-    if (!(f->path = nn_strdup(path, err)) || !(f->partial = nn_malloc(n + 9, err))) {
+    if (!nn_path_is_file(f->partial)) {
+        nn_fail(err, "%s: no unfinished store to resume", f->partial);
         nn_h5_close_keep(f);
         return NN_ERR;
     }
-    memcpy(f->partial, path, n);
-    memcpy(f->partial + n, ".partial", 9);
-    f->file = H5Fopen(f->partial, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t fapl = access_plist(par);
+    f->file = H5Fopen(f->partial, H5F_ACC_RDWR, fapl);
+    H5Pclose(fapl);
     if (f->file < 0) {
         nn_fail(err, "%s: cannot open the unfinished store to resume it", f->partial);
         nn_h5_close_keep(f);
@@ -428,6 +458,11 @@ int nn_h5_open_partial(const char *path, nn_h5file **out, nn_err *err)
     }
     *out = f;
     return NN_OK;
+}
+
+int nn_h5_open_dataset(nn_h5file *f, const char *dataset, nn_err *err)
+{
+    return find_open(f, dataset, err) ? NN_OK : NN_ERR;
 }
 
 const char *nn_h5_partial_path(const nn_h5file *f)
@@ -485,20 +520,22 @@ int nn_h5_check_space(const char *path, uint64_t bytes, nn_err *err)
     return rc;
 }
 
-int nn_h5_reserve(nn_h5file *f, nn_err *err)
+int nn_h5_reserve(nn_h5file *f, uint64_t bytes, nn_err *err)
 {
     if (nn_h5_flush(f, err))
         return NN_ERR;
-    hsize_t size = 0;
-    if (H5Fget_filesize(f->file, &size) < 0)
-        return nn_fail(err, "%s: cannot get the file size", f->partial);
+    if (f->rank != 0)
+        return NN_OK;
     int fd = open(f->partial, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return nn_fail(err, "%s: cannot open: %s", f->partial, strerror(errno));
-    int e = posix_fallocate(fd, 0, (off_t)size);
+    /* KEEP_SIZE: the blocks are reserved but the size HDF5 sees stays its own. A filesystem
+     * without fallocate only loses this guard; the space check before creation remains. */
+    int rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)bytes);
+    int e = errno;
     close(fd);
-    if (e)
+    if (rc != 0 && e != EOPNOTSUPP && e != ENOSYS)
         return nn_fail(err, "%s: disk full: cannot reserve %.1f MB: %s", f->partial,
-                       (double)size / 1e6, strerror(e));
+                       (double)bytes / 1e6, strerror(e));
     return NN_OK;
 }

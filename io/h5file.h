@@ -6,6 +6,8 @@
 #ifndef NN_H5FILE_H
 #define NN_H5FILE_H
 
+#include <mpi.h>
+
 #include "nn_base.h"
 
 typedef enum { NN_H5_F32, NN_H5_I32, NN_H5_I64, NN_H5_U8, NN_H5_F16, NN_H5_BF16 } nn_h5_type;
@@ -15,7 +17,19 @@ bool nn_h5_float_type(const char *name, nn_h5_type *out);
 
 typedef struct nn_h5file nn_h5file;
 
-/* Creates PATH.partial (replacing a stale one). PATH itself is untouched until nn_h5_commit. */
+/* Parallel access: every rank of comm opens the file through MPI-IO; creating datasets and
+ * attributes is collective (every rank makes the same calls in the same order), whole-dataset
+ * writes (nn_h5_write) put rank 0's data, and row writes are independent. */
+typedef struct nn_h5_par {
+    MPI_Comm comm;
+    int rank, size;
+} nn_h5_par;
+
+/* Creates PATH.partial (replacing a stale one). PATH itself is untouched until nn_h5_commit.
+ * par NULL: one process, the serial driver. */
+int nn_h5_create_par(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err);
+/* Opens a dataset created earlier, for row writes (resuming; collective under MPI). */
+int nn_h5_open_dataset(nn_h5file *f, const char *dataset, nn_err *err);
 int nn_h5_create(const char *path, nn_h5file **out, nn_err *err);
 /* Writes a whole dataset: dims[rank], data in C order. */
 int nn_h5_write(nn_h5file *f, const char *dataset, nn_h5_type type, int rank, const uint64_t *dims,
@@ -43,14 +57,14 @@ int nn_h5_flush(nn_h5file *f, nn_err *err);
  * its filesystem, or the process's file-size limit (ulimit -f). Checked before HDF5 writes, because
  * HDF5 1.10 cannot recover from a write that fails for lack of space (its exit handler crashes). */
 int nn_h5_check_space(const char *path, uint64_t bytes, nn_err *err);
-/* Flushes, then reserves the whole file on disk (posix_fallocate), so the rows written later never
- * need new blocks. */
-int nn_h5_reserve(nn_h5file *f, nn_err *err);
+/* Flushes, then reserves `bytes` of disk for the file (fallocate, keeping its size), so the rows
+ * written later never need new blocks. */
+int nn_h5_reserve(nn_h5file *f, uint64_t bytes, nn_err *err);
 /* Bytes a dataset of this type and shape occupies. */
 uint64_t nn_h5_dataset_bytes(nn_h5_type type, int rank, const uint64_t *dims);
 
-/* Opens an existing PATH.partial for writing more (resuming a job). */
-int nn_h5_open_partial(const char *path, nn_h5file **out, nn_err *err);
+/* Opens an existing PATH.partial for writing more (resuming a job); par as for create. */
+int nn_h5_open_partial(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err);
 const char *nn_h5_partial_path(const nn_h5file *f);
 /* Closes, keeping PATH.partial for a later resume. */
 void nn_h5_close_keep(nn_h5file *f);

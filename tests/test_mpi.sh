@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# nnterp run under mpirun: the store is bitwise identical whatever the number of ranks; killing one
+# rank mid-job (kill -9) and resuming with a different rank count gives the uninterrupted store;
+# the tests leave no stray processes and no files outside their temporary directory.
+set -u
+NNTERP=$1
+S=${NNTERP_SHARED:-}
+if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
+  echo "SKIPPED: test_mpi needs the shared test data (NNTERP_SHARED='$S')"; exit 77
+fi
+command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi needs mpirun (openmpi-bin)"; exit 77; }
+/usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi needs python3-h5py"; exit 77; }
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+T=$(mktemp -d)
+trap 'pkill -9 -f "$T/" 2>/dev/null; rm -rf "$T"' EXIT
+cd "$T"
+pass=0; fail=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+run() { timeout 300 mpirun --oversubscribe -np "$@"; }
+
+/usr/bin/python3 - <<'PY'
+import json, random
+random.seed(5)
+words = "Lily Tom the dog cat park ball tree happy sad big little red saw went played with and to".split()
+with open("prompts.jsonl", "w") as f:
+    for i in range(150):
+        f.write(json.dumps({"text": " ".join(random.choice(words) for _ in range(random.randint(3, 20))),
+                            "targets": {"lily": "Lily", "tom": "Tom"}}) + "\n")
+import numpy as np
+np.save("v.npy", np.linspace(-1, 1, 64).astype(np.float32))
+PY
+cat >job.json <<JOB
+{"model": "$S/models/stories260K/hf", "dataset": {"path": "prompts.jsonl", "max_tokens": 64},
+ "operations": [{"op": "collect", "hooks": ["layers_output", "mlps_output"], "layers": "all"},
+                {"op": "logit_lens", "top_k": 5, "targets": true},
+                {"op": "steer", "vector": "v.npy", "layers": [2], "factor": 3.0, "generate": 4}],
+ "dtype": "bfloat16", "batch_tokens": 96, "output": "out.h5"}
+JOB
+same() { # store a, store b
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+bad = []
+def check(name, obj):
+    if isinstance(obj, h5py.Dataset) and not np.array_equal(obj[:], b[name][:]):
+        bad.append(name)
+a.visititems(check)
+assert a.attrs["status"] == b.attrs["status"] == "complete"
+sys.exit(1 if bad else 0)
+PY
+}
+"$NNTERP" run job.json >/dev/null 2>err && mv out.h5 single.h5 || bad "plain run: $(cat err)"
+for n in 1 2 3 4; do
+  rm -f out.h5*
+  run "$n" "$NNTERP" run job.json >out 2>err
+  if [ -f out.h5 ] && same single.h5 out.h5; then ok "mpirun -np $n: the store is bitwise identical to the plain run"
+  else bad "mpirun -np $n: $(cat out err | head -5)"; fi
+done
+
+# Kill one rank mid-job, resume with another rank count.
+for resume_np in 3 1; do
+  rm -f out.h5*
+  run 2 "$NNTERP" run job.json >/dev/null 2>&1 &
+  launcher=$!
+  for _ in $(seq 100); do [ -f out.h5.partial.ledger ] && grep -q shard out.h5.partial.ledger 2>/dev/null && break; sleep 0.05; done
+  victim=$(pgrep -f "$NNTERP run job.json" | grep -v "^$launcher\$" | tail -1)
+  [ -n "$victim" ] && kill -9 "$victim"
+  wait $launcher 2>/dev/null
+  if [ -f out.h5 ]; then ok "(the job finished before the kill; nothing to resume)"; continue; fi
+  [ -e out.h5.partial ] || { bad "no partial store after killing a rank"; continue; }
+  if [ "$resume_np" = 1 ]; then "$NNTERP" run job.json --resume >out 2>err
+  else run "$resume_np" "$NNTERP" run job.json --resume >out 2>err; fi
+  if [ -f out.h5 ] && grep -q resumed out && same single.h5 out.h5; then
+    ok "kill -9 of one rank of 2, --resume with $resume_np rank(s): identical to the uninterrupted store"
+  else bad "resume with $resume_np after killing a rank: $(cat out err | head -5)"; fi
+done
+
+# Pipeline stages: refused with a clear error on every rank count.
+sed 's/"output": "out.h5"/"parallel": {"pipeline_stages": 2}, "output": "p.h5"/' job.json >pipe.json
+run 2 "$NNTERP" run pipe.json >out 2>err
+grep -q "pipeline-parallel runs are not supported yet" err && [ ! -e p.h5 ] && ok "pipeline_stages > 1: a clear error" || bad "pipeline: $(cat err | head -3)"
+
+sleep 0.2
+if pgrep -f "$NNTERP run" >/dev/null; then bad "stray nnterp processes: $(pgrep -af "$NNTERP run")"; else ok "no stray processes"; fi
+echo "test_mpi: $pass passed, $fail failed"
+[ $fail -eq 0 ]
