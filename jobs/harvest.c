@@ -15,9 +15,9 @@ typedef struct op_state {
     /* patchscope */
     int32_t *target_ids;
     int target_n;
-    /* steer */
+    /* steer: one steer per layer (contrast vectors differ by layer) */
     float *vector;
-    nn_steer steer;
+    nn_steer *steers;
 } op_state;
 
 struct nn_harvest {
@@ -70,6 +70,7 @@ void nn_harvest_free(nn_harvest *h)
         nn_free(h->ops[i].token_index);
         nn_free(h->ops[i].target_ids);
         nn_free(h->ops[i].vector);
+        nn_free(h->ops[i].steers);
     }
     nn_free(h->ops);
     nn_state_free(h->st);
@@ -84,6 +85,36 @@ void nn_harvest_free(nn_harvest *h)
 static int prompt_len(const nn_corpus *c, int p)
 {
     return (int)(c->offsets[p + 1] - c->offsets[p]);
+}
+
+/* mean(layers_output.layer | contrast[0]) - mean(... | contrast[1]), prompts tokenized as the
+ * dataset's are. */
+static int contrast_vector(nn_harvest *h, const nn_op *op, int layer, float *out, nn_err *err)
+{
+    nn_prompt *sets[2] = {NULL, NULL};
+    int rc = NN_ERR;
+    for (int k = 0; k < 2; k++) {
+        if (!(sets[k] = nn_calloc((size_t)op->n_contrast[k], sizeof(nn_prompt), err)))
+            goto done;
+        for (int i = 0; i < op->n_contrast[k]; i++) {
+            nn_ids ids = {0};
+            const char *t = op->contrast[k][i];
+            if (nn_tokenizer_encode(h->tok, t, strlen(t), h->job->add_special_tokens, &ids, err)) {
+                nn_ids_free(&ids);
+                goto done;
+            }
+            sets[k][i] = (nn_prompt){ids.ids, (int)ids.n};
+        }
+    }
+    rc = nn_contrast_vector(h->m, sets[0], op->n_contrast[0], sets[1], op->n_contrast[1], layer,
+                            h->job->add_special_tokens ? nn_tokenizer_bos(h->tok) : -1, out, err);
+done:
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; sets[k] && i < op->n_contrast[k]; i++)
+            nn_free((void *)sets[k][i].ids);
+        nn_free(sets[k]);
+    }
+    return rc;
 }
 
 static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
@@ -162,16 +193,26 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
                            where, op->index, s->target_n);
     }
     if (op->kind == NN_OP_STEER) {
-        size_t n;
-        if (nn_npy_read_vector(op->vector, &s->vector, &n, err))
-            return nn_err_prefix(err, "%s", where);
-        if (n != (size_t)cfg->d_model)
-            return nn_fail(err, "%s: %s has %zu values, the model's d_model is %d", where,
-                           op->vector, n, cfg->d_model);
-        s->steer = (nn_steer){.vector = s->vector,
-                              .factor = op->factor,
-                              .layers = s->layers,
-                              .n_layers = s->n_layers};
+        size_t D = (size_t)cfg->d_model;
+        if (!(s->steers = nn_calloc((size_t)s->n_layers, sizeof *s->steers, err)))
+            return NN_ERR;
+        if (op->vector) {
+            size_t n;
+            if (nn_npy_read_vector(op->vector, &s->vector, &n, err))
+                return nn_err_prefix(err, "%s", where);
+            if (n != D)
+                return nn_fail(err, "%s: %s has %zu values, the model's d_model is %zu", where,
+                               op->vector, n, D);
+        } else if (!(s->vector = nn_malloc((size_t)s->n_layers * D * sizeof(float), err))) {
+            return NN_ERR;
+        }
+        for (int i = 0; i < s->n_layers; i++) {
+            float *v = op->vector ? s->vector : s->vector + (size_t)i * D;
+            if (!op->vector && contrast_vector(h, op, s->layers[i], v, err))
+                return nn_err_prefix(err, "%s", where);
+            s->steers[i] = (nn_steer){
+                .vector = v, .factor = op->factor, .layers = &s->layers[i], .n_layers = 1};
+        }
     }
     return NN_OK;
 }
@@ -325,6 +366,15 @@ int nn_harvest_declare(nn_harvest *h, const nn_sink *s, nn_err *err)
                 snprintf(path, sizeof path, "%s/layers", g);
                 if (declare(s, path, NN_SINK_I32, 1, nl, 0, 0, err) ||
                     write_all_i32(s, path, o->layers, o->n_layers, err))
+                    return NN_ERR;
+                char factor[32];
+                snprintf(factor, sizeof factor, "%g", (double)op->factor);
+                if (s->attr(s->ctx, g, "factor", factor, err) ||
+                    s->attr(s->ctx, g, "vector",
+                            op->vector
+                                ? op->vector
+                                : "contrast: mean layers_output of contrast[0] minus contrast[1]",
+                            err))
                     return NN_ERR;
             }
             if (op->generate > 0) {
@@ -670,9 +720,11 @@ static int steer_op(nn_harvest *h, op_state *o, const nn_batch *b, nn_err *err)
         return NN_ERR;
     int32_t *ids = nn_malloc((size_t)n * k * sizeof *ids, err);
     float *vals = ids ? nn_malloc((size_t)n * k * sizeof *vals, err) : NULL;
-    if (!vals || nn_steer_add(&hs, h->m, &o->steer, err) ||
-        ensure(&h->probs, &h->probs_rows, V, err))
+    if (!vals || ensure(&h->probs, &h->probs_rows, V, err))
         goto done;
+    for (int l = 0; l < o->n_layers; l++)
+        if (nn_steer_add(&hs, h->m, &o->steers[l], err))
+            goto done;
     nn_forward_params fp = {.hooks = &hs, .want_logits = true};
     if (nn_forward(h->m, h->st, b, &fp, err) == NN_ERR)
         goto done;

@@ -25,6 +25,11 @@ void nn_job_free(nn_job *j)
         nn_free(o->positions.list);
         nn_free(o->target_prompt);
         nn_free(o->vector);
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < o->n_contrast[k]; i++)
+                nn_free(o->contrast[k][i]);
+            nn_free(o->contrast[k]);
+        }
     }
     nn_free(j->ops);
     nn_free(j->model);
@@ -145,6 +150,14 @@ static int parse_layers(const cJSON *obj, const char *path, const char *where, c
     return (*out = nn_strdup(buf, err)) ? NN_OK : NN_ERR;
 }
 
+/* Names the operation in an error that does not name it yet. */
+static int in_op(nn_err *err, const char *where)
+{
+    if (!strstr(err->msg, where))
+        nn_err_prefix(err, "%s", where);
+    return NN_ERR;
+}
+
 static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_err *err)
 {
     char where[64];
@@ -153,7 +166,7 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
         return nn_fail(err, "%s: %s must be an object {\"op\": ...}", path, where);
     const char *name = NULL;
     if (nn_json_string(o, "op", true, path, &name, err))
-        return nn_err_prefix(err, "%s", where);
+        return in_op(err, where);
     int kind = -1;
     for (int k = 0; k < 6; k++)
         if (!strcmp(name, op_names[k]))
@@ -216,7 +229,7 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
             nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
             nn_json_bool(o, "targets", false, false, path, &op->targets, err) ||
             nn_json_bool(o, "inverse", false, false, path, &op->inverse, err))
-            return nn_err_prefix(err, "%s", where);
+            return in_op(err, where);
         op->top_k = (int)v;
         break;
     }
@@ -232,7 +245,7 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
             parse_layers(o, path, where, &op->layers, err) ||
             nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
             nn_json_bool(o, "targets", false, false, path, &op->targets, err))
-            return nn_err_prefix(err, "%s", where);
+            return in_op(err, where);
         op->top_k = (int)v;
         op->index = -1;
         const cJSON *t = nn_json_get(o, "target");
@@ -254,9 +267,9 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
     }
     case NN_OP_STEER:
     case NN_OP_GENERATE: {
-        static const char *const steer_allowed[] = {"op",       "vector", "layers",      "factor",
-                                                    "generate", "top_k",  "temperature", "top_p",
-                                                    "seed",     NULL};
+        static const char *const steer_allowed[] = {"op",     "vector",   "contrast", "layers",
+                                                    "factor", "generate", "top_k",    "temperature",
+                                                    "top_p",  "seed",     NULL};
         static const char *const gen_allowed[] = {"op",    "max_new_tokens", "temperature",
                                                   "top_p", "seed",           NULL};
         bool steer = op->kind == NN_OP_STEER;
@@ -264,24 +277,54 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
         if (only_fields(o, steer ? steer_allowed : gen_allowed, path, where, err) ||
             nn_json_int(o, steer ? "generate" : "max_new_tokens", !steer, 0, 0, 100000, path, &v,
                         err))
-            return nn_err_prefix(err, "%s", where);
+            return in_op(err, where);
         op->generate = (int)v;
         if (nn_json_double(o, "temperature", false, 0.0, path, &d, err) || d < 0)
             return d < 0 ? nn_fail(err, "%s: %s: temperature must be >= 0", path, where)
-                         : nn_err_prefix(err, "%s", where);
+                         : in_op(err, where);
         op->temperature = (float)d;
         if (nn_json_double(o, "top_p", false, 1.0, path, &d, err) || d <= 0 || d > 1)
             return nn_fail(err, "%s: %s: top_p must be in (0, 1]", path, where);
         op->top_p = (float)d;
         if (nn_json_int(o, "seed", false, 42, 0, 1L << 52, path, &seed, err))
-            return nn_err_prefix(err, "%s", where);
+            return in_op(err, where);
         op->seed = (uint64_t)seed;
         if (steer) {
-            if (dup_string(o, "vector", true, NULL, path, &op->vector, err) ||
-                parse_layers(o, path, where, &op->layers, err) ||
+            const cJSON *contrast = nn_json_get(o, "contrast");
+            if (!nn_json_get(o, "vector") == !contrast)
+                return nn_fail(err,
+                               "%s: %s: give exactly one of 'vector' (a .npy file) and "
+                               "'contrast' ([[\"text\", ...], [\"text\", ...]])",
+                               path, where);
+            if (contrast) {
+                if (!cJSON_IsArray(contrast) || cJSON_GetArraySize(contrast) != 2)
+                    return nn_fail(err, "%s: %s: 'contrast' must be two lists of prompts", path,
+                                   where);
+                for (int k = 0; k < 2; k++) {
+                    const cJSON *set = cJSON_GetArrayItem(contrast, k), *t;
+                    int n = cJSON_IsArray(set) ? cJSON_GetArraySize(set) : 0;
+                    if (n < 1)
+                        return nn_fail(err,
+                                       "%s: %s: contrast[%d] must be a non-empty list of prompts",
+                                       path, where, k);
+                    if (!(op->contrast[k] = nn_calloc((size_t)n, sizeof(char *), err)))
+                        return NN_ERR;
+                    cJSON_ArrayForEach (t, set) {
+                        if (!cJSON_IsString(t))
+                            return nn_fail(err, "%s: %s: contrast[%d] holds a non-string", path,
+                                           where, k);
+                        if (!(op->contrast[k][op->n_contrast[k]++] =
+                                  nn_strdup(t->valuestring, err)))
+                            return NN_ERR;
+                    }
+                }
+            } else if (dup_string(o, "vector", true, NULL, path, &op->vector, err)) {
+                return in_op(err, where);
+            }
+            if (parse_layers(o, path, where, &op->layers, err) ||
                 nn_json_double(o, "factor", true, 0, path, &d, err) ||
                 nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err))
-                return nn_err_prefix(err, "%s", where);
+                return in_op(err, where);
             if (!nn_json_get(o, "layers"))
                 return nn_fail(err, "%s: %s: required field 'layers' is missing", path, where);
             op->factor = (float)d;

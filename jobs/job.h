@@ -43,8 +43,11 @@ typedef struct nn_op {
     /* patchscope_lens */
     char *target_prompt; /* NULL: nnterp's repeat_prompt() */
     int index;
-    /* steer */
+    /* steer: a .npy vector, or the contrast of two prompt sets (mean layers_output of the first
+     * minus that of the second, at each steered layer) */
     char *vector;
+    char **contrast[2];
+    int n_contrast[2];
     float factor;
     /* steer, generate */
     int generate;

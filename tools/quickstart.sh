@@ -1,32 +1,50 @@
 #!/usr/bin/env bash
-# Runs nnterp on a real trained model: stories260K (llama2.c, from ../shared/models). Until the
-# project's own bundled model lands (issue: "A bundled model of the project's own"), this is the
-# default the README's first command uses.
+# The main job on the bundled model: examples/quickstart.json (collect, logit lens, target
+# probabilities, patchscope, steering, generation) into quickstart.h5, under mpirun with 2 ranks
+# where Open MPI is present; then a summary of the store and the logit lens of one prompt.
+# Usage: tools/quickstart.sh [MODEL]   (default: models/demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${1:-../shared/models/stories260K/stories260K.bin}
-if [ ! -e "$MODEL" ]; then
-  echo "quickstart: $MODEL not found; pass a Hugging Face checkpoint directory or llama2.c .bin" >&2
-  exit 1
-fi
+MODEL=${1:-models/demo}
 NNTERP=build/nnterp
-echo "== nnterp inspect -m $MODEL"
-$NNTERP inspect -m "$MODEL"
+[ -x "$NNTERP" ] || { echo "quickstart: build first (tools/setup.sh)" >&2; exit 1; }
+[ -e "$MODEL/config.json" ] || [ -f "$MODEL" ] || { echo "quickstart: no model at $MODEL" >&2; exit 1; }
+JOB=examples/quickstart.json
+if [ "$MODEL" != models/demo ]; then
+  JOB=$(mktemp --suffix=.json)
+  trap 'rm -f "$JOB"' EXIT
+  sed "s|\"models/demo\"|\"$MODEL\"|" examples/quickstart.json >"$JOB"
+fi
+rm -f quickstart.h5 quickstart.h5.partial quickstart.h5.partial.ledger
+
+echo "== nnterp run $JOB"
+if command -v mpirun >/dev/null; then
+  [ "$(id -u)" -eq 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  mpirun --oversubscribe -np 2 "$NNTERP" run "$JOB"
+else
+  "$NNTERP" run "$JOB"
+fi
+
 echo
-echo "== greedy generation from BOS (token ids; text arrives with tokenizer support)"
-$NNTERP generate -m "$MODEL" --ids 1 -n 48 --no-eos
-echo
-echo "== trace every layer's residual stream and attention for two prompts -> quickstart.h5"
-$NNTERP trace -m "$MODEL" --ids "1 403 407 261 378" --ids "1 432 383" \
-  --save layers_output,attention_probabilities,next_token_probs -o quickstart.h5
+echo "== what quickstart.h5 holds"
 if /usr/bin/python3 -c 'import h5py' 2>/dev/null; then
   /usr/bin/python3 - <<'PY'
-import h5py
-with h5py.File("quickstart.h5", "r") as f:
-    offs = f["prompts/token_offsets"][:]
-    x = f["activations/layers_output/4"][:]          # float32 [N, d]: every token, layer 4
-    p = f["activations/next_token_probs"][:]        # [prompts, vocab]
-    print(f"quickstart.h5: {len(offs) - 1} prompts, {offs[-1]} tokens; layers_output/4 {x.shape};"
-          f" next-token argmax per prompt {p.argmax(axis=1).tolist()}")
+import json, h5py, numpy as np
+f = h5py.File("quickstart.h5", "r")
+offs, text, toff = f["prompts/token_offsets"][:], f["prompts/text"][:].tobytes(), f["prompts/text_offsets"][:]
+names = json.loads(f.attrs["target_names"])
+x = f["activations/layers_output/0"]
+print(f"{len(offs) - 1} prompts, {offs[-1]} tokens; activations/layers_output/<layer> is {x.dtype} {x.shape}")
+lens, probs = f["logit_lens/target_probs"][:], f["target_probs/probs"][:]
+layers = f["logit_lens/layers"][:]
+for p in range(min(6, len(offs) - 1)):
+    prompt = text[toff[p]:toff[p + 1]].decode()
+    first = next((int(layers[l]) for l in range(len(layers)) if lens[p, l].argmax() == 0 and lens[p, l, 0] > 0.3), None)
+    print(f"  {prompt!r:36} P({names[0]}) = {probs[p, 0]:.2f}"
+          + (f", first dominant at layer {first}" if first is not None else ""))
 PY
 fi
+
+echo
+echo "== nnterp lens -m $MODEL -p \"The capital of France is\""
+"$NNTERP" lens -m "$MODEL" -p "The capital of France is" -k 3
