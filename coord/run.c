@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "comm.h"
@@ -12,6 +13,7 @@
 #include "harvest.h"
 #include "ledger.h"
 #include "nn_json.h"
+#include "pipeline.h"
 
 #ifndef NNTERP_VERSION
 #define NNTERP_VERSION "dev"
@@ -469,8 +471,8 @@ static void progress_line(double t0, int64_t done_tokens, int64_t total_tokens, 
 /* Creates the store: collectively under MPI, every array at its final size, flushed and reserved.
  */
 static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m, nn_harvest *h,
-                        const corpus_data *d, const plan *pl, const char *ledger, nn_h5file **out,
-                        nn_err *err)
+                        const corpus_data *d, const plan *pl, const char *ledger, const int *split,
+                        nn_h5file **out, nn_err *err)
 {
     *out = NULL;
     uint64_t ns = (uint64_t)pl->n_shards, bytes = 0;
@@ -488,8 +490,13 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
         return NN_ERR;
     }
     nn_sink sink = nn_h5_sink(f);
-    char split[64], shards[32];
-    snprintf(split, sizeof split, "[[0, %d]]", m->cfg.n_layers);
+    int P = job->pipeline_stages;
+    char layer_split[1024], shards[32];
+    size_t at = (size_t)snprintf(layer_split, sizeof layer_split, "[");
+    for (int k = 0; k < P && at < sizeof layer_split - 32; k++)
+        at += (size_t)snprintf(layer_split + at, sizeof layer_split - at, "%s[%d, %d]",
+                               k ? ", " : "", split[k], split[k + 1]);
+    snprintf(layer_split + at, sizeof layer_split - at, "]");
     snprintf(shards, sizeof shards, "%d", pl->n_shards);
     int *sp = nn_malloc((ns + 1) * sizeof *sp, err);
     uint8_t *zeros = nn_calloc(ns, 1, err);
@@ -512,9 +519,9 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
          nn_h5_attr_string(f, "/", "model_config", m->config_json, err) ||
          nn_h5_attr_string(f, "/", "job", job->canonical, err) ||
          nn_h5_attr_i64(f, "/", "world_size", cm->size, err) ||
-         nn_h5_attr_i64(f, "/", "data_parallel", cm->size, err) ||
-         nn_h5_attr_i64(f, "/", "pipeline_stages", 1, err) ||
-         nn_h5_attr_string(f, "/", "layer_split", split, err) ||
+         nn_h5_attr_i64(f, "/", "data_parallel", cm->size / P, err) ||
+         nn_h5_attr_i64(f, "/", "pipeline_stages", P, err) ||
+         nn_h5_attr_string(f, "/", "layer_split", layer_split, err) ||
          nn_h5_attr_string(f, "/", "shards", shards, err) ||
          nn_h5_attr_string(f, "/", "status", "in progress", err) ||
          /* the structure is complete, flushed and reserved before any row is written */
@@ -593,6 +600,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     char *ledger = NULL;
     bool *done = NULL;
     int *todo = NULL, *gathered = NULL;
+    MPI_Comm replica_comm = MPI_COMM_NULL;
+    nn_pipeline pipe;
     rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
     struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -604,15 +613,32 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     /* A file-size limit then fails the write (EFBIG) instead of killing the process. */
     sigaction(SIGXFSZ, &ignore, &old_xfsz);
     double t0 = nn_seconds();
-    int step = NN_OK;
-    if (job.pipeline_stages != 1)
+    int step = NN_OK, P = job.pipeline_stages, replicas = cm->size / P;
+    int replica = cm->rank / P, stage = cm->rank % P;
+    int *split = NULL;
+    nn_config cfg;
+    if (cm->size % P != 0)
         step = nn_fail(err,
-                       "%s: parallel.pipeline_stages %d: pipeline-parallel runs are not supported "
-                       "yet; use data-parallel ranks (mpirun -np N with pipeline_stages 1)",
-                       job_path, job.pipeline_stages);
-    if (step == NN_OK)
-        step = nn_model_load(job.model, &m, err) ||
-               nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err);
+                       "%s: %d rank%s cannot form replicas of parallel.pipeline_stages %d (run "
+                       "mpirun -np N with N a multiple of %d)",
+                       job_path, cm->size, cm->size == 1 ? "" : "s", P, P);
+    else if (step == NN_OK && (nn_model_config(job.model, &cfg, err) ||
+                               !(split = nn_malloc(((size_t)P + 1) * sizeof *split, err))))
+        step = NN_ERR;
+    else if (P > cfg.n_layers)
+        step = nn_fail(err, "%s: parallel.pipeline_stages %d exceeds the model's %d layers",
+                       job_path, P, cfg.n_layers);
+    if (nn_comm_agree(cm, step, err))
+        goto done;
+    /* Stage k holds a contiguous layer range; the head's cost counts for the last stage (only the
+     * rows that need logits go through it: about one in ten here). */
+    nn_pipeline_split(&cfg, P, 0.1, split);
+    if (P > 1)
+        MPI_Comm_split(cm->comm, replica, stage, &replica_comm);
+    step = nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
+           nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err);
+    if (step == NN_OK && P > 1)
+        nn_pipeline_init(&pipe, m, replica_comm, stage, P);
     if (nn_comm_agree(cm, step, err))
         goto done;
     step = cm->rank == 0 ? tokenize_dataset(&job, m, tok, &d, err) : NN_OK;
@@ -642,7 +668,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             fprintf(stderr, "nnterp: nothing to resume (no %s); starting the job\n", ledger);
         }
     }
-    if (!resumed && create_store(cm, &job, m, h, &d, &pl, ledger, &f, err))
+    if (!resumed && create_store(cm, &job, m, h, &d, &pl, ledger, split, &f, err))
         goto done;
     nn_sink sink = nn_h5_sink(f);
     bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
@@ -651,9 +677,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     for (int s = 0; s < pl.n_shards; s++)
         if (!done[s])
             todo[n_todo++] = s;
-    /* Rounds: shard todo[start + r] goes to rank r; a round commits together. */
-    for (int start = 0; start < n_todo; start += cm->size) {
-        int mine = start + cm->rank < n_todo ? todo[start + cm->rank] : -1;
+    /* Rounds: shard todo[start + r] goes to replica r (all its stages); a round commits together.
+     */
+    for (int start = 0; start < n_todo; start += replicas) {
+        int mine = start + replica < n_todo ? todo[start + replica] : -1;
         step = NN_OK;
         if (mine >= 0) {
             int b0 = mine * job.shard_batches, b1 = b0 + job.shard_batches;
@@ -668,7 +695,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         step = nn_h5_flush(f, err);
         if (nn_comm_agree(cm, step, err))
             goto done;
-        nn_comm_gather_int(cm, mine, gathered);
+        nn_comm_gather_int(cm, stage == 0 ? mine : -1, gathered);
         if (cm->rank == 0) {
             uint8_t one = 1;
             for (int r = 0; r < cm->size && step == NN_OK; r++)
@@ -679,7 +706,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         }
         if (nn_comm_agree(cm, step, err))
             goto done;
-        for (int r = 0; r < cm->size && start + r < n_todo; r++) {
+        for (int r = 0; r < replicas && start + r < n_todo; r++) {
             int s = todo[start + r], b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
             if (b1 > pl.n_batches)
                 b1 = pl.n_batches;
@@ -690,8 +717,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (show)
             progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, false);
         int stop = nn_comm_max_int(cm, (int)stop_requested);
-        if (stop && start + cm->size < n_todo) {
-            int left = n_todo - start - cm->size;
+        if (stop && start + replicas < n_todo) {
+            int left = n_todo - start - replicas;
             if (show)
                 fprintf(stderr, "\n");
             nn_fail(err,
@@ -716,6 +743,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         goto done;
     if (cm->rank == 0)
         unlink(ledger);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    nn_comm_gather_int(cm, (int)(ru.ru_maxrss / 1024), gathered); /* MB */
     if (!opts->quiet && cm->rank == 0) {
         double dt = nn_seconds() - t0;
         printf("nnterp: wrote %s: %d prompts, %lld tokens, %d operations, %d rank%s in %.1f s%s",
@@ -724,6 +754,13 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (d.n_truncated || d.n_skipped)
             printf("; %d prompts truncated, %d skipped (too long)", d.n_truncated, d.n_skipped);
         printf("\n");
+        if (cm->size > 1) {
+            printf("nnterp: %d replica%s x %d stage%s; peak RSS per rank (MB):", replicas,
+                   replicas == 1 ? "" : "s", P, P == 1 ? "" : "s");
+            for (int r = 0; r < cm->size; r++)
+                printf(" %d", gathered[r]);
+            printf("\n");
+        }
     }
     rc = NN_OK;
 done:
@@ -740,6 +777,9 @@ done:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
+    if (replica_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&replica_comm);
+    nn_free(split);
     nn_free(done);
     nn_free(todo);
     nn_free(gathered);

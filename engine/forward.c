@@ -750,6 +750,23 @@ static void post_logits(const nn_config *c, float *x, size_t n)
 int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forward_params *fp,
                nn_err *err)
 {
+    if (m->executor)
+        return m->executor->forward(m->executor->ctx, m, s, b, fp, err);
+    return nn_forward_range(m, s, b, fp, 0, m->cfg.n_layers, true, true, err);
+}
+
+float *nn_state_hidden(nn_state *s)
+{
+    return s->x;
+}
+float *nn_state_logits_mut(nn_state *s)
+{
+    return s->logits;
+}
+
+int nn_forward_range(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forward_params *fp,
+                     int layer_begin, int layer_end, bool embed, bool head, nn_err *err)
+{
     const nn_config *c = &m->cfg;
     const nn_hookset *hooks = fp ? fp->hooks : NULL;
     bool want_logits = fp && fp->want_logits;
@@ -760,6 +777,11 @@ int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forwa
         return NN_ERR;
     int N = b->n_tokens, S = b->n_seqs;
     size_t D = (size_t)c->d_model, V = (size_t)c->vocab_size;
+    if (layer_begin < 0 || layer_end > c->n_layers || layer_begin > layer_end)
+        return nn_fail(err, "forward: layer range [%d, %d) outside the model's %d layers",
+                       layer_begin, layer_end, c->n_layers);
+    if (!embed)
+        goto layers; /* the residual stream entering layer_begin is already in nn_state_hidden */
 
     for (int t = 0; t < N; t++)
         memcpy(s->x + (size_t)t * D, m->tok_emb + (size_t)b->tokens[t] * D, D * sizeof(float));
@@ -779,11 +801,14 @@ int nn_forward(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forwa
     if (c->arch->emb_norm)
         norm_rows(c, &m->emb_norm, s->x, s->x, N);
 
-    for (int l = 0; l < c->n_layers; l++) {
+layers:
+    for (int l = layer_begin; l < layer_end; l++) {
         int rc = layer_forward(m, s, b, l, hooks, err);
         if (rc)
             return rc;
     }
+    if (!head)
+        return NN_OK;
 
     bool hook_ln = nn_hookset_site(hooks, NN_HP_LN_FINAL, -1) != NULL;
     bool hook_logits = nn_hookset_site(hooks, NN_HP_LOGITS, -1) != NULL;

@@ -1211,7 +1211,7 @@ static int load_weights(nn_model *m, nn_err *err)
         NEED(m->head.b = load_tensor(m, a->head, 0, 0, "bias", c->vocab_size, 0, true, err));
     m->layers = nn_calloc((size_t)c->n_layers, sizeof *m->layers, err);
     NEED(m->layers);
-    for (int i = 0; i < c->n_layers; i++) {
+    for (int i = m->layer_begin; i < m->layer_end; i++) {
         nn_layer *L = &m->layers[i];
         if (load_norm(m, a->attn_norm, i, &L->attn_norm, err))
             return NN_ERR;
@@ -1266,7 +1266,24 @@ static int read_generation_config(const char *dir, nn_config *c, nn_err *err)
     return rc;
 }
 
-int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err)
+/* The layers a process holds: [begin, end) clamped to the model, or all when end < 0. */
+static int set_layer_range(nn_model *m, int begin, int end, nn_err *err)
+{
+    int L = m->cfg.n_layers;
+    if (end < 0) {
+        begin = 0;
+        end = L;
+    }
+    if (begin < 0 || end > L || begin >= end)
+        return nn_fail(err, "%s: layer range [%d, %d) is outside the model's %d layers", m->source,
+                       begin, end, L);
+    m->layer_begin = begin;
+    m->layer_end = end;
+    m->last_stage = end == L;
+    return NN_OK;
+}
+
+static int load_hf_dir(const char *dir, int begin, int end, nn_model **out, nn_err *err)
 {
     *out = NULL;
     nn_model *m = nn_calloc(1, sizeof *m, err);
@@ -1279,8 +1296,8 @@ int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err)
         goto done;
     if (nn_file_read(config_path, 4u << 20, &m->config_json, NULL, err) ||
         nn_config_from_hf(m->config_json, config_path, &m->cfg, err) ||
-        read_generation_config(dir, &m->cfg, err) || nn_st_open_dir(dir, &m->archive, err) ||
-        load_weights(m, err))
+        read_generation_config(dir, &m->cfg, err) || set_layer_range(m, begin, end, err) ||
+        nn_st_open_dir(dir, &m->archive, err) || load_weights(m, err))
         goto done;
     rc = NN_OK;
 done:
@@ -1397,6 +1414,9 @@ int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err)
     p += T * hd; /* freq_cis_real, freq_cis_imag: recomputed instead */
     m->head = (nn_linear){
         .w = c->tie_embeddings ? m->tok_emb : p, .n_in = (int)d, .n_out = (int)V, .ld = d};
+    m->layer_begin = 0;
+    m->layer_end = (int)L;
+    m->last_stage = true;
     if (!(m->layers = nn_calloc(L, sizeof *m->layers, err)))
         goto done;
     for (size_t i = 0; i < L; i++) {
@@ -1428,7 +1448,18 @@ done:
     return NN_OK;
 }
 
+int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err)
+{
+    return load_hf_dir(dir, 0, -1, out, err);
+}
+
 int nn_model_load(const char *model, nn_model **out, nn_err *err)
+{
+    return nn_model_load_layers(model, 0, -1, out, err);
+}
+
+int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_model **out,
+                         nn_err *err)
 {
     *out = NULL;
     char *path = nn_model_resolve(model, err);
@@ -1436,9 +1467,38 @@ int nn_model_load(const char *model, nn_model **out, nn_err *err)
         return NN_ERR;
     int rc;
     if (nn_path_is_dir(path))
-        rc = nn_model_load_hf_dir(path, out, err);
-    else
-        rc = nn_model_load_llama2c(path, out, err);
+        rc = load_hf_dir(path, layer_begin, layer_end, out, err);
+    else if ((rc = nn_model_load_llama2c(path, out, err)) == NN_OK &&
+             (rc = set_layer_range(*out, layer_begin, layer_end, err)) != NN_OK) {
+        /* llama2.c weights are views into the mapping: nothing to skip, only the range to set */
+        nn_model_free(*out);
+        *out = NULL;
+    }
+    nn_free(path);
+    return rc;
+}
+
+int nn_model_config(const char *model, nn_config *cfg, nn_err *err)
+{
+    char *path = nn_model_resolve(model, err);
+    if (!path)
+        return NN_ERR;
+    int rc;
+    if (nn_path_is_dir(path)) {
+        char *config_path = nn_path_join(path, "config.json", err), *text = NULL;
+        rc = !config_path || nn_file_read(config_path, 4u << 20, &text, NULL, err) ||
+                     nn_config_from_hf(text, config_path, cfg, err)
+                 ? NN_ERR
+                 : NN_OK;
+        nn_free(text);
+        nn_free(config_path);
+    } else {
+        nn_model *m = NULL; /* a llama2.c checkpoint maps without copying: loading it is cheap */
+        rc = nn_model_load_llama2c(path, &m, err);
+        if (rc == NN_OK)
+            *cfg = m->cfg;
+        nn_model_free(m);
+    }
     nn_free(path);
     return rc;
 }

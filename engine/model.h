@@ -141,6 +141,20 @@ typedef struct nn_layer {
     nn_linear shared_expert_gate;          /* [1, d] (w NULL: none) */
 } nn_layer;
 
+struct nn_model;
+struct nn_state;
+struct nn_batch;
+struct nn_forward_params;
+
+/* Runs forward passes for a model that is one stage of a pipeline (or any other placement): the
+ * engine knows nothing of MPI; the worker installs one. */
+typedef struct nn_executor {
+    void *ctx;
+    int (*forward)(void *ctx, const struct nn_model *model, struct nn_state *state,
+                   const struct nn_batch *batch, const struct nn_forward_params *params,
+                   nn_err *err);
+} nn_executor;
+
 typedef struct nn_model {
     nn_config cfg;
     char *source;         /* the directory or file it came from */
@@ -156,6 +170,11 @@ typedef struct nn_model {
     float **owned;
     size_t n_owned;
     char *config_json; /* config.json text, stored with results */
+    /* Placement: the layers this process holds ([0, n_layers) unless loaded as a stage), and
+     * whether it is the stage that computes the logits. */
+    int layer_begin, layer_end;
+    bool last_stage;
+    const nn_executor *executor; /* NULL: nn_forward runs everything here */
 } nn_model;
 
 /* Architecture rows, looked up by config.json's model_type. NULL when unsupported. */
@@ -173,6 +192,13 @@ char *nn_model_resolve(const char *model, nn_err *err);
 /* Loads MODEL (see nn_model_resolve). On failure nothing is left allocated. */
 int nn_model_load(const char *model, nn_model **out, nn_err *err);
 int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err);
+/* The configuration of MODEL without its weights (to plan a split before loading). */
+int nn_model_config(const char *model, nn_config *cfg, nn_err *err);
+/* Loads only layers [layer_begin, layer_end) (a pipeline stage; layer_end < 0: all). The others
+ * are left empty and must not run; embeddings, final norm and head are mapped, touched only when
+ * used. */
+int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_model **out,
+                         nn_err *err);
 int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err);
 void nn_model_free(nn_model *model);
 

@@ -832,8 +832,11 @@ static int mean_activation(const nn_model *m, const nn_prompt *p, int n, int lay
         }
     }
     nn_hookset_free(&hs);
-    if (rc == NN_OK && ctx.count == 0)
+    bool held = layer >= m->layer_begin && layer < m->layer_end;
+    if (rc == NN_OK && ctx.count == 0 && held)
         rc = nn_fail(err, "contrast: the prompts have no tokens besides BOS");
+    if (!held) /* a pipeline stage without this layer: its steering hook never fires */
+        ctx.count = 1;
     if (rc == NN_OK)
         for (size_t i = 0; i < ctx.d; i++)
             sum[i] /= (double)ctx.count;

@@ -347,28 +347,37 @@ static struct open_dataset *find_open(nn_h5file *f, const char *dataset, nn_err 
     return o;
 }
 
-int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
-                     const void *data, nn_err *err)
+int nn_h5_write_block(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
+                      uint64_t col0, uint64_t n_cols, const void *data, nn_err *err)
 {
     struct open_dataset *o = find_open(f, dataset, err);
     if (!o)
         return NN_ERR;
-    if (n_rows == 0)
+    if (n_rows == 0 || n_cols == 0)
         return NN_OK;
-    if (row0 + n_rows > o->rows)
-        return nn_fail(err, "%s: rows %llu..%llu are outside dataset %s (%llu rows)", f->path,
-                       (unsigned long long)row0, (unsigned long long)(row0 + n_rows), dataset,
-                       (unsigned long long)o->rows);
     hsize_t start[8] = {0}, count[8];
     hid_t fspace = H5Dget_space(o->id);
     H5Sget_simple_extent_dims(fspace, count, NULL);
+    if (row0 + n_rows > o->rows || (o->rank > 1 && col0 + n_cols > count[1]) ||
+        (o->rank == 1 && (col0 != 0 || n_cols != 1))) {
+        H5Sclose(fspace);
+        return nn_fail(err, "%s: block rows %llu+%llu, columns %llu+%llu are outside dataset %s",
+                       f->path, (unsigned long long)row0, (unsigned long long)n_rows,
+                       (unsigned long long)col0, (unsigned long long)n_cols, dataset);
+    }
     start[0] = row0;
     count[0] = n_rows;
+    if (o->rank > 1) {
+        start[1] = col0;
+        count[1] = n_cols;
+    }
     H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL);
     hid_t mspace = H5Screate_simple(o->rank, count, NULL);
+    size_t n = 1;
+    for (int i = 0; i < o->rank; i++)
+        n *= (size_t)count[i];
     const void *src = data;
     uint16_t *half = NULL;
-    size_t n = (size_t)(n_rows * o->row_elems);
     int rc = NN_OK;
     if (o->type == NN_H5_F16 || o->type == NN_H5_BF16) {
         /* convert here so the memory type equals the file type (no HDF5 conversion path) */
@@ -389,6 +398,23 @@ int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t 
     H5Sclose(mspace);
     H5Sclose(fspace);
     return rc;
+}
+
+int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
+                     const void *data, nn_err *err)
+{
+    struct open_dataset *o = find_open(f, dataset, err);
+    if (!o)
+        return NN_ERR;
+    uint64_t cols = 1;
+    if (o->rank > 1) {
+        hsize_t dims[8];
+        hid_t space = H5Dget_space(o->id);
+        H5Sget_simple_extent_dims(space, dims, NULL);
+        H5Sclose(space);
+        cols = dims[1];
+    }
+    return nn_h5_write_block(f, dataset, row0, n_rows, 0, cols, data, err);
 }
 
 int nn_h5_read(nn_h5file *f, const char *dataset, void *buf, size_t cap, nn_err *err)
@@ -537,5 +563,76 @@ int nn_h5_reserve(nn_h5file *f, uint64_t bytes, nn_err *err)
     if (rc != 0 && e != EOPNOTSUPP && e != ENOSYS)
         return nn_fail(err, "%s: disk full: cannot reserve %.1f MB: %s", f->partial,
                        (double)bytes / 1e6, strerror(e));
+    return NN_OK;
+}
+
+/* ---- Reading a finished file ---- */
+
+int nn_h5_open_read(const char *path, nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    nn_h5file *f = new_handle(path, NULL, err);
+    if (!f)
+        return NN_ERR;
+    nn_free(f->partial);
+    f->partial = NULL; /* nn_h5_free leaves the file alone */
+    if (!nn_path_is_file(path)) {
+        char partial[4096];
+        snprintf(partial, sizeof partial, "%s.partial", path);
+        nn_fail(err, "%s: no such file%s", path,
+                nn_path_is_file(partial) ? " (only its .partial: the job is unfinished)" : "");
+        nn_h5_free(f);
+        return NN_ERR;
+    }
+    f->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f->file < 0) {
+        nn_fail(err, "%s: not an HDF5 file, or unreadable", path);
+        nn_h5_free(f);
+        return NN_ERR;
+    }
+    *out = f;
+    return NN_OK;
+}
+
+bool nn_h5_exists(nn_h5file *f, const char *path)
+{
+    char buf[512];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, path, n + 1);
+    /* every link along the path, since H5Lexists fails on a missing intermediate group */
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        char saved = buf[i];
+        buf[i] = '\0';
+        htri_t e = H5Lexists(f->file, buf, H5P_DEFAULT);
+        buf[i] = saved;
+        if (e <= 0)
+            return false;
+    }
+    return true;
+}
+
+int nn_h5_shape(nn_h5file *f, const char *dataset, nn_h5_type *type, int *rank, uint64_t dims[8],
+                nn_err *err)
+{
+    struct open_dataset *o = find_open(f, dataset, err);
+    if (!o)
+        return NN_ERR;
+    hid_t space = H5Dget_space(o->id);
+    hsize_t hd[8];
+    int r = space >= 0 && H5Sget_simple_extent_ndims(space) <= 8
+                ? H5Sget_simple_extent_dims(space, hd, NULL)
+                : -1;
+    if (space >= 0)
+        H5Sclose(space);
+    if (r < 0)
+        return nn_fail(err, "%s: cannot read the shape of %s", f->path, dataset);
+    *type = o->type;
+    *rank = r;
+    for (int i = 0; i < r; i++)
+        dims[i] = hd[i];
     return NN_OK;
 }

@@ -47,7 +47,12 @@ int nn_h5_create_dataset(nn_h5file *f, const char *dataset, nn_h5_type type, int
  * For F16/BF16 datasets, data is float32 and is rounded to nearest even here. */
 int nn_h5_write_rows(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
                      const void *data, nn_err *err);
-/* Reads a whole integer dataset (I32/I64/U8 as stored) into buf of at most cap bytes. */
+/* Writes rows [row0, row0 + n_rows) x columns [col0, col0 + n_cols) of a dataset of rank >= 2
+ * (the second axis; every later axis whole); data holds that block in C order. */
+int nn_h5_write_block(nn_h5file *f, const char *dataset, uint64_t row0, uint64_t n_rows,
+                      uint64_t col0, uint64_t n_cols, const void *data, nn_err *err);
+/* Reads a whole integer or float32 dataset (I32/I64/U8/F32 as stored) into buf of at most cap
+ * bytes. */
 int nn_h5_read(nn_h5file *f, const char *dataset, void *buf, size_t cap, nn_err *err);
 /* A string attribute as a new string (caller frees); NULL with an error when absent. */
 char *nn_h5_get_attr_string(nn_h5file *f, const char *object, const char *name, nn_err *err);
@@ -73,5 +78,15 @@ void nn_h5_close_keep(nn_h5file *f);
 int nn_h5_commit(nn_h5file *f, nn_err *err);
 /* Abandons an uncommitted file: closes and removes PATH.partial. NULL is fine. */
 void nn_h5_free(nn_h5file *f);
+
+/* ---- Reading a finished file ----
+ * nn_h5_open_read opens PATH read-only for nn_h5_read, nn_h5_shape, nn_h5_exists and
+ * nn_h5_get_attr_string; nn_h5_free closes it and leaves the file alone. */
+int nn_h5_open_read(const char *path, nn_h5file **out, nn_err *err);
+/* Whether every link of PATH ("/group/dataset") exists. */
+bool nn_h5_exists(nn_h5file *f, const char *path);
+/* A dataset's type as stored, rank (at most 8) and dimensions. */
+int nn_h5_shape(nn_h5file *f, const char *dataset, nn_h5_type *type, int *rank, uint64_t dims[8],
+                nn_err *err);
 
 #endif

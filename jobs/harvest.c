@@ -476,18 +476,34 @@ static float target_sum(const nn_corpus *c, int p, int t, const float *probs)
     return (float)sum;
 }
 
-/* Lens results of captured rows: [rows][layers][k] top-k and [rows][layers][T] targets. */
+/* The op's layer indices [*l0, *l1) this process holds (all of them outside a pipeline). */
+static void owned_layers(const nn_harvest *h, const op_state *o, int *l0, int *l1)
+{
+    *l0 = 0;
+    while (*l0 < o->n_layers && o->layers[*l0] < h->m->layer_begin)
+        (*l0)++;
+    *l1 = *l0;
+    while (*l1 < o->n_layers && o->layers[*l1] < h->m->layer_end)
+        (*l1)++;
+}
+
+/* Lens results of captured rows: [rows][layers][k] top-k and [rows][layers][T] targets, for the
+ * layers this stage holds (their columns of the store's arrays). */
 static int lens_write(nn_harvest *h, op_state *o, const float *rows, nn_err *err)
 {
     const nn_op *op = o->op;
     const nn_corpus *c = h->c;
+    int l0, l1;
+    owned_layers(h, o, &l0, &l1);
+    if (l0 == l1)
+        return NN_OK;
     size_t D = (size_t)h->m->cfg.d_model, V = (size_t)h->m->cfg.vocab_size;
     int64_t r0 = o->row_offsets[h->begin], r1 = o->row_offsets[h->end];
-    size_t nr = (size_t)(r1 - r0), nl = (size_t)o->n_layers, k = (size_t)op->top_k,
+    size_t nr = (size_t)(r1 - r0), nl = (size_t)(l1 - l0), k = (size_t)op->top_k,
            T = (size_t)c->n_targets;
-    int32_t *ids = nn_malloc(nr * nl * k * sizeof *ids, err);
-    float *vals = ids ? nn_malloc(nr * nl * k * sizeof *vals, err) : NULL;
-    float *tp = vals && op->targets ? nn_malloc(nr * nl * T * sizeof *tp, err) : NULL;
+    int32_t *ids = nn_malloc(nr * nl * k * sizeof *ids + 1, err);
+    float *vals = ids ? nn_malloc(nr * nl * k * sizeof *vals + 1, err) : NULL;
+    float *tp = vals && op->targets ? nn_malloc(nr * nl * T * sizeof *tp + 1, err) : NULL;
     int rc = NN_ERR;
     if (!vals || (op->targets && !tp))
         goto done;
@@ -498,15 +514,14 @@ static int lens_write(nn_harvest *h, op_state *o, const float *rows, nn_err *err
     for (size_t l = 0; l < nl; l++)
         for (size_t start = 0; start < nr; start += chunk) {
             size_t n = nr - start < chunk ? nr - start : chunk;
-            nn_lens_probs(h->m, h->st, rows + (l * nr + start) * D, (int)n, op->inverse, h->normed,
-                          h->probs);
+            nn_lens_probs(h->m, h->st, rows + ((l0 + l) * nr + start) * D, (int)n, op->inverse,
+                          h->normed, h->probs);
             for (size_t i = 0; i < n; i++) {
                 size_t row = start + i, at = row * nl + l;
                 const float *z = h->probs + i * V;
                 nn_top_k(z, V, (int)k, ids + at * k, vals + at * k);
                 if (op->targets) {
-                    /* the prompt of this row */
-                    int p = h->begin;
+                    int p = h->begin; /* the prompt of this row */
                     while (o->row_offsets[p + 1] <= r0 + (int64_t)row)
                         p++;
                     for (size_t t = 0; t < T; t++)
@@ -518,14 +533,14 @@ static int lens_write(nn_harvest *h, op_state *o, const float *rows, nn_err *err
     group_path(op, g, sizeof g);
     const nn_sink *s = h->sink;
     snprintf(path, sizeof path, "%s/top_ids", g);
-    if (s->write_rows(s->ctx, path, (uint64_t)r0, nr, ids, err))
+    if (s->write_block(s->ctx, path, (uint64_t)r0, nr, (uint64_t)l0, nl, ids, err))
         goto done;
     snprintf(path, sizeof path, "%s/top_probs", g);
-    if (s->write_rows(s->ctx, path, (uint64_t)r0, nr, vals, err))
+    if (s->write_block(s->ctx, path, (uint64_t)r0, nr, (uint64_t)l0, nl, vals, err))
         goto done;
     if (op->targets) {
         snprintf(path, sizeof path, "%s/target_probs", g);
-        if (s->write_rows(s->ctx, path, (uint64_t)r0, nr, tp, err))
+        if (s->write_block(s->ctx, path, (uint64_t)r0, nr, (uint64_t)l0, nl, tp, err))
             goto done;
     }
     rc = NN_OK;
@@ -598,7 +613,7 @@ static int base_pass(nn_harvest *h, const nn_batch *b, nn_err *err)
         op_state *o = &h->ops[i];
         if (o->op->kind == NN_OP_LOGIT_LENS && lens_write(h, o, lens_bufs[i], err))
             goto done;
-        if (o->op->kind == NN_OP_TARGET_PROBS) {
+        if (o->op->kind == NN_OP_TARGET_PROBS && h->m->last_stage) {
             size_t V = (size_t)cfg->vocab_size, T = (size_t)h->c->n_targets;
             int n = h->end - h->begin;
             float *out = nn_malloc((size_t)n * T * sizeof(float) + 1, err), *z;
@@ -654,6 +669,10 @@ static int patchscope_op(nn_harvest *h, op_state *o, nn_err *err)
         nn_prompt src = {c->tokens + c->offsets[p], prompt_len(c, p)};
         if (nn_patchscope(h->m, src, (nn_prompt){o->target_ids, o->target_n}, &pp, &r, err))
             return nn_err_prefix(err, "prompt %d", p);
+        if (!h->m->last_stage) { /* a pipeline's last stage holds the results */
+            nn_patchscope_result_free(&r);
+            continue;
+        }
         int rc = NN_OK;
         snprintf(path, sizeof path, "%s/top_ids", g);
         rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, r.top_ids, err);
@@ -700,7 +719,7 @@ static int generate_rows(nn_harvest *h, const nn_op *op, const nn_hookset *hooks
         rc = nn_generate(h->m, c->tokens + c->offsets[p], prompt_len(c, p), &gp, out, &n, err);
         for (int i = n; i < G; i++)
             out[i] = -1;
-        if (rc == NN_OK)
+        if (rc == NN_OK && h->m->last_stage)
             rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, out, err);
     }
     nn_free(out);
@@ -734,10 +753,12 @@ static int steer_op(nn_harvest *h, op_state *o, const nn_batch *b, nn_err *err)
         nn_top_k(h->probs, V, (int)k, ids + (size_t)q * k, vals + (size_t)q * k);
     }
     snprintf(path, sizeof path, "%s/top_ids", g);
-    if (h->sink->write_rows(h->sink->ctx, path, (uint64_t)h->begin, (uint64_t)n, ids, err))
+    if (h->m->last_stage &&
+        h->sink->write_rows(h->sink->ctx, path, (uint64_t)h->begin, (uint64_t)n, ids, err))
         goto done;
     snprintf(path, sizeof path, "%s/top_probs", g);
-    if (h->sink->write_rows(h->sink->ctx, path, (uint64_t)h->begin, (uint64_t)n, vals, err))
+    if (h->m->last_stage &&
+        h->sink->write_rows(h->sink->ctx, path, (uint64_t)h->begin, (uint64_t)n, vals, err))
         goto done;
     snprintf(path, sizeof path, "%s/tokens", g);
     if (op->generate > 0 && generate_rows(h, op, &hs, path, err))

@@ -28,6 +28,9 @@ typedef struct nn_sink {
                    nn_err *err);
     int (*write_rows)(void *ctx, const char *path, uint64_t row0, uint64_t n_rows, const void *data,
                       nn_err *err);
+    /* Rows x a range of the second axis (a pipeline stage writes its own layers' columns). */
+    int (*write_block)(void *ctx, const char *path, uint64_t row0, uint64_t n_rows, uint64_t col0,
+                       uint64_t n_cols, const void *data, nn_err *err);
 } nn_sink;
 
 #endif

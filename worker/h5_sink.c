@@ -31,11 +31,18 @@ static int h5_write_rows(void *ctx, const char *path, uint64_t row0, uint64_t n_
     return nn_h5_write_rows(ctx, path, row0, n_rows, data, err);
 }
 
+static int h5_write_block(void *ctx, const char *path, uint64_t row0, uint64_t n_rows,
+                          uint64_t col0, uint64_t n_cols, const void *data, nn_err *err)
+{
+    return nn_h5_write_block(ctx, path, row0, n_rows, col0, n_cols, data, err);
+}
+
 nn_sink nn_h5_sink(nn_h5file *f)
 {
     return (nn_sink){.ctx = f,
                      .write = h5_write,
                      .attr = h5_attr,
                      .declare = h5_declare,
-                     .write_rows = h5_write_rows};
+                     .write_rows = h5_write_rows,
+                     .write_block = h5_write_block};
 }

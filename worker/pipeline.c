@@ -1,0 +1,83 @@
+#include "pipeline.h"
+
+#include <string.h>
+
+enum { TAG_STATUS = 11, TAG_HIDDEN = 12 };
+
+static int pipeline_forward(void *ctx, const nn_model *m, nn_state *s, const nn_batch *b,
+                            const nn_forward_params *fp, nn_err *err)
+{
+    nn_pipeline *p = ctx;
+    int count = b->n_tokens * m->cfg.d_model, status = NN_OK;
+    bool last = p->stage == p->n_stages - 1;
+    if (p->stage > 0) {
+        MPI_Recv(&status, 1, MPI_INT, p->stage - 1, TAG_STATUS, p->comm, MPI_STATUS_IGNORE);
+        if (status == NN_OK)
+            MPI_Recv(nn_state_hidden(s), count, MPI_FLOAT, p->stage - 1, TAG_HIDDEN, p->comm,
+                     MPI_STATUS_IGNORE);
+        else if (status == NN_ERR)
+            nn_fail(err, "an earlier pipeline stage failed (its rank reports why)");
+    }
+    if (status == NN_OK)
+        status =
+            nn_forward_range(m, s, b, fp, m->layer_begin, m->layer_end, p->stage == 0, last, err);
+    if (!last) {
+        MPI_Send(&status, 1, MPI_INT, p->stage + 1, TAG_STATUS, p->comm);
+        if (status == NN_OK)
+            MPI_Send(nn_state_hidden(s), count, MPI_FLOAT, p->stage + 1, TAG_HIDDEN, p->comm);
+    }
+    if (!fp || !fp->want_logits)
+        return status; /* a later stage's failure surfaces when the round commits */
+    int final = status;
+    MPI_Bcast(&final, 1, MPI_INT, p->n_stages - 1, p->comm);
+    if (final == NN_ERR && status != NN_ERR)
+        nn_fail(err, "a later pipeline stage failed (its rank reports why)");
+    if (final == NN_OK)
+        MPI_Bcast(nn_state_logits_mut(s), b->n_seqs * m->cfg.vocab_size, MPI_FLOAT, p->n_stages - 1,
+                  p->comm);
+    return final;
+}
+
+void nn_pipeline_init(nn_pipeline *p, nn_model *m, MPI_Comm replica, int stage, int n_stages)
+{
+    p->comm = replica;
+    p->stage = stage;
+    p->n_stages = n_stages;
+    p->executor = (nn_executor){.ctx = p, .forward = pipeline_forward};
+    m->executor = &p->executor;
+}
+
+void nn_pipeline_split(const nn_config *c, int P, double head_share, int *split)
+{
+    int L = c->n_layers;
+    double d = c->d_model, qd = (double)c->n_heads * c->head_dim,
+           kvd = (double)c->n_kv_heads * c->head_dim, ff = c->d_ff;
+    double mlp = (c->arch->gated_mlp ? 3.0 : 2.0) * d * ff;
+    if (c->n_experts)
+        mlp *= c->n_experts_per_tok;
+    double layer = d * (qd + 2 * kvd) + qd * d + mlp;
+    double head = head_share * (double)c->vocab_size * d / layer; /* in layers */
+    /* best[k][i]: the smallest largest-stage cost placing layers [0, i) on stages [0, k) */
+    double best[P + 1][L + 1];
+    int cut[P + 1][L + 1];
+    for (int i = 0; i <= L; i++)
+        best[1][i] = i + (P == 1 ? head : 0);
+    for (int k = 2; k <= P; k++)
+        for (int i = k; i <= L; i++) {
+            best[k][i] = 1e300;
+            for (int j = k - 1; j < i; j++) {
+                double stage = (i - j) + (k == P && i == L ? head : 0);
+                double cost = best[k - 1][j] > stage ? best[k - 1][j] : stage;
+                if (cost < best[k][i]) {
+                    best[k][i] = cost;
+                    cut[k][i] = j;
+                }
+            }
+        }
+    split[P] = L;
+    for (int k = P, i = L; k > 1; k--) {
+        i = cut[k][i];
+        split[k - 1] = i;
+    }
+    split[0] = 0;
+}

@@ -1,0 +1,28 @@
+/* A model split across the ranks of one replica: stage k runs its contiguous layers and passes the
+ * residual stream to stage k+1 (a status header, then the [n_tokens, d] rows). The last stage owns
+ * the final norm and head. Every stage runs the same sequence of passes (the same job code), so
+ * batches never need to travel; when the caller wants logits, the last stage broadcasts them and
+ * the pass's status to the replica, so every stage samples the same generated token. Without that
+ * round-trip stage 0 goes on to the next batch while later stages work: the pipeline overlaps. */
+#ifndef NN_PIPELINE_H
+#define NN_PIPELINE_H
+
+#include <mpi.h>
+
+#include "forward.h"
+
+typedef struct nn_pipeline {
+    nn_executor executor;
+    MPI_Comm comm; /* the replica's ranks; rank = stage */
+    int stage, n_stages;
+} nn_pipeline;
+
+/* Installs a pipeline executor on model (loaded with nn_model_load_layers for this stage). */
+void nn_pipeline_init(nn_pipeline *p, nn_model *model, MPI_Comm replica, int stage, int n_stages);
+
+/* Splits layers into n_stages contiguous ranges minimizing the largest stage's cost: a
+ * transformer layer costs its weights, the last stage also pays for the head (its weights times
+ * head_share, the fraction of rows that go through it). split receives [n_stages + 1] bounds. */
+void nn_pipeline_split(const nn_config *cfg, int n_stages, double head_share, int *split);
+
+#endif
