@@ -11,6 +11,7 @@
 
 typedef struct args {
     const char *model, *tokenizer, *save, *layers, *output;
+    const char *plot;                /* --plot FILE.png|FILE.html (lens, patchscope) */
     const char *prompt[MAX_PROMPTS]; /* in the order given */
     bool prompt_is_text[MAX_PROMPTS];
     int n_prompts;
@@ -48,12 +49,35 @@ bool cli_any_text(const args *a);
 /* Text tokens: text through the tokenizer (special tokens per a->no_special) into a new array. */
 int cli_text_ids(const args *a, nn_tokenizer *tok, const char *text, int32_t **ids, int *n,
                  nn_err *err);
+/* A token's text as it reads inside running text, its leading space kept: decoded after a fixed
+ * left context whose text is then removed. A new string; NULL without a tokenizer or when it
+ * cannot decode the id. */
+char *cli_token_text(const nn_tokenizer *tok, int32_t id);
 /* A token as a person reads it: its decoded text, quoted, with whitespace made visible. */
 void cli_print_token(FILE *out, const nn_tokenizer *tok, int32_t id, int width);
+
+/* One heatmap of top-k results (cli/plot.c): row i, layer layers[i], is ids[i * stride + j] and
+ * probs[i * stride + j] for ranks j < k. */
+typedef struct cli_topk_panel {
+    const char *title, *subtitle;
+    int n_rows, k;
+    const int *layers;
+    const int32_t *ids;
+    const float *probs;
+    size_t stride;
+} cli_topk_panel;
+/* Draws the panels into PATH (.png or .html; io/plot.h), each token decoded with tok (its id
+ * alone without one); says on stderr what it wrote, and when a character had no font. */
+int cli_plot_topk(const char *path, const char *title, const nn_tokenizer *tok,
+                  const cli_topk_panel *panels, int n_panels, nn_err *err);
+/* A model path's name for titles: its last two parts ("stories260K/hf"), or org/name for a
+ * Hugging Face cache snapshot (.../models--org--name/snapshots/HASH). */
+const char *cli_model_name(const char *path, char *buf, size_t size);
 
 int cmd_lens(int argc, char **argv);
 int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

@@ -122,6 +122,8 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->layers = v;
         else if (!strcmp(k, "-o") || !strcmp(k, "--output"))
             a->output = v;
+        else if (!strcmp(k, "--plot"))
+            a->plot = v;
         else if (!strcmp(k, "-n")) {
             if (cli_parse_number(v, 0, 1e9, &x) || x != (int)x)
                 return cli_usage_error(usage, "-n takes a non-negative integer, not '%s'", v);
@@ -268,33 +270,40 @@ int cli_text_ids(const args *a, nn_tokenizer *tok, const char *text, int32_t **i
     return NN_OK;
 }
 
-void cli_print_token(FILE *out, const nn_tokenizer *tok, int32_t id, int width)
+char *cli_token_text(const nn_tokenizer *tok, int32_t id)
 {
-    char buf[256];
-    size_t n = 0;
+    if (!tok)
+        return NULL;
     char *text = NULL, *context = NULL;
     nn_err err;
     /* Decoded after a fixed left context and with the context's text removed, so a token's
      * leading space survives decoders that strip the first one (SentencePiece's Strip). */
     nn_ids ctx = {0};
     int32_t pair[2] = {-1, id};
-    if (tok && nn_tokenizer_encode((nn_tokenizer *)tok, "a", 1, false, &ctx, &err) == NN_OK &&
-        ctx.n > 0)
+    if (nn_tokenizer_encode((nn_tokenizer *)tok, "a", 1, false, &ctx, &err) == NN_OK && ctx.n > 0)
         pair[0] = ctx.ids[0];
     nn_ids_free(&ctx);
-    bool ok = tok && pair[0] >= 0 &&
-              nn_tokenizer_decode(tok, pair, 2, false, &text, &err) == NN_OK &&
+    bool ok = pair[0] >= 0 && nn_tokenizer_decode(tok, pair, 2, false, &text, &err) == NN_OK &&
               nn_tokenizer_decode(tok, pair, 1, false, &context, &err) == NN_OK &&
               strncmp(text, context, strlen(context)) == 0;
     if (ok)
         memmove(text, text + strlen(context), strlen(text) - strlen(context) + 1);
-    else if (tok) {
+    else {
         nn_free(text);
         text = NULL;
-        ok = nn_tokenizer_decode(tok, &id, 1, false, &text, &err) == NN_OK;
+        if (nn_tokenizer_decode(tok, &id, 1, false, &text, &err) != NN_OK)
+            text = NULL;
     }
     nn_free(context);
-    if (ok) {
+    return text;
+}
+
+void cli_print_token(FILE *out, const nn_tokenizer *tok, int32_t id, int width)
+{
+    char buf[256];
+    size_t n = 0;
+    char *text = cli_token_text(tok, id);
+    if (text) {
         buf[n++] = '\'';
         for (const char *p = text; *p && n < sizeof buf - 8; p++) {
             if (*p == '\n')

@@ -31,6 +31,7 @@ static const char *usage_main =
     "  steer     -m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F "
     "[-n N]\n"
     "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
+    "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
@@ -497,6 +498,8 @@ int main(int argc, char **argv)
         return cmd_steer(argc, argv);
     if (!strcmp(argv[1], "probs"))
         return cmd_probs(argc, argv);
+    if (!strcmp(argv[1], "plot"))
+        return cmd_plot(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "generate"))

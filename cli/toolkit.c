@@ -9,23 +9,27 @@
 #include "h5file.h"
 #include "hooks.h"
 #include "nn_json.h"
+#include "plot.h"
 #include "toolkit.h"
 
 static const char *usage_lens =
     "usage: nnterp lens -m MODEL (-p TEXT | --ids IDS) [-k K] [--layers SPEC] [--positions P,..]\n"
-    "                   [--inverse] [-o OUT.h5]\n"
+    "                   [--inverse] [-o OUT.h5] [--plot FILE.png|FILE.html]\n"
     "For each layer, the model's own final norm and head applied to layers_output (the logit\n"
     "lens), at the last position unless --positions lists others (negative counts from the\n"
     "end). Prints a layer x top-k table; -o also stores ids and probabilities in HDF5.\n"
-    "  --inverse   the head applied to -ln_final(h) (nnterp's inverse lens)\n";
+    "  --inverse   the head applied to -ln_final(h) (nnterp's inverse lens)\n"
+    "  --plot FILE the table as a heatmap, a panel per position: a PNG, or a self-contained\n"
+    "              HTML page whose cells show token, id, layer and probability on hover\n";
 
 static const char *usage_patchscope =
     "usage: nnterp patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC]\n"
-    "                         [-k K] [--generate N]\n"
+    "                         [-k K] [--generate N] [--plot FILE.png|FILE.html]\n"
     "For each layer l, runs the target with layers_output.l at --index replaced by the source's\n"
     "last-token layers_output.l, and prints the patched next-token distribution (and N generated\n"
     "tokens with --generate). The default target is nnterp's repeat_prompt():\n"
-    "\"king king\\n1135 1135\\nhello hello\\n?\", index -1.\n";
+    "\"king king\\n1135 1135\\nhello hello\\n?\", index -1. --plot draws the layer x top-k table\n"
+    "as a heatmap: a PNG, or a self-contained HTML page (token, id and probability on hover).\n";
 
 static const char *usage_steer =
     "usage: nnterp steer -m MODEL -p TEXT (--vector FILE.npy | --contrast TEXT_A TEXT_B)\n"
@@ -97,12 +101,68 @@ static int parse_int_list(const char *s, int **out, int *n, nn_err *err)
     return NN_OK;
 }
 
+/* The prompt as a panel title: its text as given, else its ids decoded (or listed). */
+static char *prompt_title(const args *a, const session *s, nn_err *err)
+{
+    if (a->prompt_is_text[0])
+        return nn_strdup(a->prompt[0], err);
+    char *text = NULL;
+    if (s->tok && nn_tokenizer_decode(s->tok, s->ids, (size_t)s->n, true, &text, err) == NN_OK)
+        return text;
+    return nn_strdup(a->prompt[0], err);
+}
+
+/* --plot for the lens: a panel per position. */
+static int plot_lens(const args *a, const session *s, const nn_lens_result *r, nn_err *err)
+{
+    cli_topk_panel *panels = nn_calloc((size_t)r->n_positions, sizeof *panels, err);
+    char **subs = nn_calloc((size_t)r->n_positions, sizeof *subs, err);
+    char *title = prompt_title(a, s, err);
+    int rc = panels && subs && title ? NN_OK : NN_ERR;
+    for (int j = 0; j < r->n_positions && rc == NN_OK; j++) {
+        int pos = r->positions[j];
+        char *text = cli_token_text(s->tok, s->ids[pos]), buf[24];
+        char *tok = text ? nn_plot_token_text(text, err) : NULL;
+        snprintf(buf, sizeof buf, "#%d", s->ids[pos]);
+        size_t n = (tok ? strlen(tok) : strlen(buf)) + 64;
+        if ((text && !tok) || !(subs[j] = nn_malloc(n, err)))
+            rc = NN_ERR;
+        else
+            snprintf(subs[j], n, "position %d of %d, after %s", pos, s->n, tok ? tok : buf);
+        nn_free(text);
+        nn_free(tok);
+        panels[j] = (cli_topk_panel){.title = title,
+                                     .subtitle = subs[j],
+                                     .n_rows = r->n_layers,
+                                     .k = r->top_k,
+                                     .layers = r->layers,
+                                     .ids = r->top_ids + (size_t)j * r->top_k,
+                                     .probs = r->top_probs + (size_t)j * r->top_k,
+                                     .stride = (size_t)r->n_positions * r->top_k};
+    }
+    char heading[512], name[256];
+    snprintf(heading, sizeof heading, "%s \xe2\x80\x94 %s",
+             a->inverse ? "Inverse logit lens" : "Logit lens",
+             cli_model_name(s->m->source, name, sizeof name));
+    if (rc == NN_OK)
+        rc = cli_plot_topk(a->plot, heading, s->tok, panels, r->n_positions, err);
+    for (int j = 0; subs && j < r->n_positions; j++)
+        nn_free(subs[j]);
+    nn_free(subs);
+    nn_free(panels);
+    nn_free(title);
+    return rc;
+}
+
 int cmd_lens(int argc, char **argv)
 {
     args a;
     int rc = cli_parse_args(argc, argv, usage_lens, false, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    if (a.plot && !nn_plot_format_known(a.plot))
+        return cli_usage_error(usage_lens, "--plot '%s': the name must end in .png or .html",
+                               a.plot);
     nn_err err = {{0}};
     session s;
     int *layers = NULL, n_layers = 0, *positions = NULL, n_positions = 0;
@@ -166,6 +226,10 @@ int cmd_lens(int argc, char **argv)
             goto done;
         }
     }
+    if (a.plot && plot_lens(&a, &s, &r, &err)) {
+        cli_fail(&err);
+        goto done;
+    }
     rc = 0;
 done:
     nn_h5_free(f);
@@ -203,6 +267,9 @@ int cmd_patchscope(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     if (!a.source)
         return cli_usage_error(usage_patchscope, "%s", "--source TEXT is required");
+    if (a.plot && !nn_plot_format_known(a.plot))
+        return cli_usage_error(usage_patchscope, "--plot '%s': the name must end in .png or .html",
+                               a.plot);
     nn_err err = {{0}};
     session s;
     int32_t *src = NULL, *dst = NULL;
@@ -249,6 +316,31 @@ int cmd_patchscope(int argc, char **argv)
             print_text(s.tok, r.tokens + (size_t)l * r.generated, r.generated);
         }
         printf("\n");
+    }
+    if (a.plot) {
+        char *sub = NULL, heading[512], name[256];
+        size_t n = strlen(target) + 64;
+        if (!(sub = nn_malloc(n, &err))) {
+            cli_fail(&err);
+            goto done;
+        }
+        snprintf(sub, n, "patched at index %d of \"%s\"", a.index, target);
+        snprintf(heading, sizeof heading, "Patchscope lens \xe2\x80\x94 %s",
+                 cli_model_name(s.m->source, name, sizeof name));
+        cli_topk_panel panel = {.title = a.source,
+                                .subtitle = sub,
+                                .n_rows = r.n_layers,
+                                .k = r.top_k,
+                                .layers = r.layers,
+                                .ids = r.top_ids,
+                                .probs = r.top_probs,
+                                .stride = (size_t)r.top_k};
+        int prc = cli_plot_topk(a.plot, heading, s.tok, &panel, 1, &err);
+        nn_free(sub);
+        if (prc) {
+            cli_fail(&err);
+            goto done;
+        }
     }
     rc = 0;
 done:

@@ -2,6 +2,7 @@
 #include "plot.h"
 
 #include <cairo.h>
+#include <errno.h>
 #include <math.h>
 #include <pango/pangocairo.h>
 #include <stdarg.h>
@@ -10,21 +11,21 @@
 
 /* Fonts: DejaVu for Latin, Greek, Cyrillic and symbols, Noto for CJK and colour emoji; fontconfig
  * falls back further for anything else. The page names the same fonts. */
-#define FONT_FAMILIES "DejaVu Sans, Noto Sans CJK SC, Noto Color Emoji"
+#define FONT_FAMILIES "DejaVu Sans"
 #define CSS_FONTS "'DejaVu Sans', 'Noto Sans CJK SC', 'Noto Color Emoji', sans-serif"
 
 enum { F_TITLE, F_PANEL, F_SUB, F_AXIS, F_TICK, F_TOKEN, F_PROB, F_COUNT };
 static const struct {
     double px;
     bool bold;
-} fonts[F_COUNT] = {{17, true}, {13, true}, {11, false}, {12, false},
+} fonts[F_COUNT] = {{17, true},  {13, true},  {11, false}, {12, false},
                     {11, false}, {12, false}, {9.5, false}};
 
 /* Geometry, in layout units (CSS pixels). */
 #define MARGIN 16.0
-#define GAP_X 28.0     /* between panels */
+#define GAP_X 28.0 /* between panels */
 #define GAP_Y 22.0
-#define CELL_H 36.0    /* row pitch */
+#define CELL_H 36.0 /* row pitch */
 #define CELL_MIN_W 56.0
 #define CELL_MAX_W 150.0
 #define CELL_PAD 10.0  /* text to cell edge, both sides together */
@@ -33,7 +34,7 @@ static const struct {
 #define BAR_MIN_H 140.0
 #define MAX_SIDE 30000.0 /* cairo's image limit is 32767 pixels a side */
 
-static const char *const ELLIPSIS = "\xe2\x80\xa6"; /* … */
+static const char *const ELLIPSIS = "\xe2\x80\xa6";   /* … */
 static const char *const SPACE_MARK = "\xe2\x90\xa3"; /* ␣ */
 
 /* ---- Viridis ------------------------------------------------------------------------------------
@@ -60,8 +61,8 @@ static const double viridis_poly[4][3][7] = {
     {
         {0.155347586, 0.124744992, 0.106846787, -0.0161618853, -0.019694794, 0.00895329681,
          0.00296840975},
-        {0.681540258, 0.113575406, -0.00528712203, -0.00287470144, -0.000340818088,
-         9.47038767e-05, -9.8104723e-06},
+        {0.681540258, 0.113575406, -0.00528712203, -0.00287470144, -0.000340818088, 9.47038767e-05,
+         -9.8104723e-06},
         {0.503247988, -0.0789711617, -0.0355185907, -0.00316972768, 0.00105676476, -1.02922758e-05,
          -3.92261498e-05},
     },
@@ -105,7 +106,8 @@ static bool dark_text_on(const uint8_t rgb[3])
     return (l + 0.05) / 0.05 > 1.05 / (l + 0.05);
 }
 
-/* ---- Strings ------------------------------------------------------------------------------------ */
+/* ---- Strings ------------------------------------------------------------------------------------
+ */
 
 typedef struct sbuf {
     char *s;
@@ -160,6 +162,8 @@ static void sb_visible(sbuf *b, const char *s, bool mark_spaces)
         char esc[8];
         if (c == ' ' && mark_spaces)
             sb_str(b, SPACE_MARK);
+        else if (c == '\\' && mark_spaces)
+            sb_str(b, "\\\\");
         else if (c == '\n')
             sb_str(b, "\\n");
         else if (c == '\t')
@@ -208,7 +212,6 @@ char *nn_plot_token_text(const char *text, nn_err *err)
  * PNG at any scale and the page share one layout. */
 
 typedef struct typo {
-    cairo_surface_t *surface;
     cairo_t *cr;
     PangoLayout *layout;
     PangoFontDescription *font[F_COUNT];
@@ -225,8 +228,6 @@ static void typo_free(typo *t)
         g_object_unref(t->layout);
     if (t->cr)
         cairo_destroy(t->cr);
-    if (t->surface)
-        cairo_surface_destroy(t->surface);
     memset(t, 0, sizeof *t);
 }
 
@@ -367,11 +368,15 @@ static char *fit_text(typo *t, int font, const char *pre, const char *body, cons
     return sb_take(&b);
 }
 
-/* ---- Layout ------------------------------------------------------------------------------------- */
+/* ---- Layout -------------------------------------------------------------------------------------
+ */
 
 typedef struct panel_text {
     char *title, *subtitle;
-    char **cells; /* [n_rows * k] fitted, visible, quoted */
+    char **cells; /* [n_cells] fitted, visible, quoted */
+    size_t n_cells;
+    char **labels; /* [n_labels] row labels, visible */
+    int n_labels;
 } panel_text;
 
 typedef struct layout {
@@ -379,7 +384,7 @@ typedef struct layout {
     char *title;
     const char *row_axis, *col_axis;
     int cols;
-    double top;            /* y of the first grid row */
+    double top; /* y of the first grid row */
     double panel_w, panel_h;
     double head_h;         /* panel title and subtitle */
     double title_h, sub_h; /* their line heights (0 when no panel has one) */
@@ -399,9 +404,13 @@ static void layout_free(layout *L)
         panel_text *pt = &L->texts[p];
         nn_free(pt->title);
         nn_free(pt->subtitle);
+        for (size_t c = 0; pt->cells && c < pt->n_cells; c++)
+            nn_free(pt->cells[c]);
         nn_free(pt->cells);
+        for (int r = 0; pt->labels && r < pt->n_labels; r++)
+            nn_free(pt->labels[r]);
+        nn_free(pt->labels);
     }
-    /* the cell strings live in one block per panel: see layout_compute */
     nn_free(L->texts);
     memset(L, 0, sizeof *L);
 }
@@ -429,12 +438,22 @@ static double pix(const nn_plot *p)
     return p->scale > 0 ? p->scale : 2.0;
 }
 
+/* A cell shows its token quoted ('␣named'); an empty token as (empty), since '' reads as a double
+ * quote; a token without text as #id. */
+static bool quoted(const nn_plot_cell *c)
+{
+    return c->text && *c->text;
+}
+
 static char *cell_body(const nn_plot_cell *c, nn_err *err)
 {
-    if (c->text)
+    if (quoted(c))
         return visible(c->text, true, err);
     char buf[32];
-    snprintf(buf, sizeof buf, "#%d", c->id);
+    if (c->text)
+        snprintf(buf, sizeof buf, "(empty)");
+    else
+        snprintf(buf, sizeof buf, "#%d", c->id);
     return nn_strdup(buf, err);
 }
 
@@ -461,27 +480,24 @@ static int layout_compute(const nn_plot *p, typo *t, layout *L, nn_err *err)
         L->max_rows = q->n_rows > L->max_rows ? q->n_rows : L->max_rows;
         any_title |= q->title != NULL;
         any_sub |= q->subtitle != NULL;
+        panel_text *pt = &L->texts[i];
+        if (!(pt->labels = nn_calloc((size_t)q->n_rows, sizeof *pt->labels, err)))
+            return NN_ERR;
+        pt->n_labels = q->n_rows;
         for (int r = 0; r < q->n_rows; r++) {
-            char *lab = visible(q->row_labels[r] ? q->row_labels[r] : "", false, err);
-            if (!lab)
+            if (!(pt->labels[r] = visible(q->row_labels[r], false, err)))
                 return NN_ERR;
-            double w = text_w(t, F_TICK, lab);
-            nn_free(lab);
+            double w = text_w(t, F_TICK, pt->labels[r]);
             widest_label = w > widest_label ? w : widest_label;
         }
         for (int c = 0; c < q->n_rows * q->k; c++) {
             if (!(body = cell_body(&q->cells[c], err)))
                 return NN_ERR;
-            char *quoted = nn_plot_token_text(NULL, err);
-            if (!quoted) {
-                nn_free(body);
-                return NN_ERR;
-            }
-            nn_free(quoted);
+            const char *quote = quoted(&q->cells[c]) ? "'" : "";
             sbuf b = {.err = err};
-            sb_str(&b, "'");
+            sb_str(&b, quote);
             sb_str(&b, body);
-            sb_str(&b, "'");
+            sb_str(&b, quote);
             char *s = sb_take(&b);
             if (!s) {
                 nn_free(body);
@@ -541,12 +557,17 @@ static int layout_compute(const nn_plot *p, typo *t, layout *L, nn_err *err)
     for (int i = 0; i < p->n_panels; i++) {
         const nn_plot_panel *q = &p->panels[i];
         panel_text *pt = &L->texts[i];
+        /* a heading may run into the gap to the next panel, or in the last column over the
+         * colour bar (which starts below the headings) but not its labels */
+        double head_w = i % L->cols == L->cols - 1
+                            ? L->bar_x + BAR_W - (MARGIN + (i % L->cols) * (L->panel_w + GAP_X))
+                            : L->panel_w + GAP_X - 12;
         if (q->title) {
             char *v = visible(q->title, false, err);
             if (!v)
                 return NN_ERR;
             count_unknown(t, F_PANEL, v);
-            pt->title = fit_text(t, F_PANEL, "", v, "", L->panel_w, true, err);
+            pt->title = fit_text(t, F_PANEL, "", v, "", head_w, true, err);
             nn_free(v);
             if (!pt->title)
                 return NN_ERR;
@@ -556,7 +577,7 @@ static int layout_compute(const nn_plot *p, typo *t, layout *L, nn_err *err)
             if (!v)
                 return NN_ERR;
             count_unknown(t, F_SUB, v);
-            pt->subtitle = fit_text(t, F_SUB, "", v, "", L->panel_w, false, err);
+            pt->subtitle = fit_text(t, F_SUB, "", v, "", head_w, false, err);
             nn_free(v);
             if (!pt->subtitle)
                 return NN_ERR;
@@ -564,10 +585,12 @@ static int layout_compute(const nn_plot *p, typo *t, layout *L, nn_err *err)
         size_t n = (size_t)q->n_rows * (size_t)q->k;
         if (!(pt->cells = nn_calloc(n, sizeof *pt->cells, err)))
             return NN_ERR;
+        pt->n_cells = n;
         for (size_t c = 0; c < n; c++) {
             if (!(body = cell_body(&q->cells[c], err)))
                 return NN_ERR;
-            pt->cells[c] = fit_text(t, F_TOKEN, "'", body, "'", cell_text_w, false, err);
+            const char *quote = quoted(&q->cells[c]) ? "'" : "";
+            pt->cells[c] = fit_text(t, F_TOKEN, quote, body, quote, cell_text_w, false, err);
             nn_free(body);
             if (!pt->cells[c])
                 return NN_ERR;
@@ -575,16 +598,6 @@ static int layout_compute(const nn_plot *p, typo *t, layout *L, nn_err *err)
     }
     L->unknown_glyphs = t->unknown_glyphs;
     return NN_OK;
-}
-
-/* Frees the cell strings too (layout_free frees only the arrays). */
-static void layout_release(layout *L, const nn_plot *p)
-{
-    for (int i = 0; L->texts && i < L->n_panels; i++)
-        if (L->texts[i].cells)
-            for (int c = 0; c < p->panels[i].n_rows * p->panels[i].k; c++)
-                nn_free(L->texts[i].cells[c]);
-    layout_free(L);
 }
 
 /* Where panel i's top-left corner is. */
@@ -601,7 +614,7 @@ static void cell_rect(const layout *L, const nn_plot_panel *q, int i, int r, int
     double px, py;
     panel_origin(L, i, &px, &py);
     *x = px + L->hm_x + j * L->cw;
-    *y = py + L->head_h + (L->max_rows - q->n_rows) * CELL_H + (q->n_rows - 1 - r) * CELL_H;
+    *y = py + L->head_h + (q->n_rows - 1 - r) * CELL_H;
 }
 
 static void prob_label(float prob, char *buf, size_t n)
@@ -609,7 +622,8 @@ static void prob_label(float prob, char *buf, size_t n)
     snprintf(buf, n, "%.3f", (double)prob);
 }
 
-/* ---- PNG ---------------------------------------------------------------------------------------- */
+/* ---- PNG ----------------------------------------------------------------------------------------
+ */
 
 /* Draws s centred on (cx, cy) (rotated -90 degrees when vertical), or left/right-aligned at cx
  * for align -1/+1. */
@@ -651,15 +665,15 @@ static void draw_plot(const nn_plot *p, const layout *L, typo *t)
         if (pt->subtitle)
             draw_text(t, F_SUB, pt->subtitle, px, py + L->title_h + L->sub_h / 2, -1, false, soft,
                       soft, soft);
-        double hm_top = py + L->head_h + (L->max_rows - q->n_rows) * CELL_H;
+        double hm_top = py + L->head_h;
         double hm_h = q->n_rows * CELL_H;
         draw_text(t, F_AXIS, L->row_axis, px + t->line_h[F_AXIS] / 2, hm_top + hm_h / 2, 0, true,
                   ink, ink, ink);
         for (int r = 0; r < q->n_rows; r++) {
             double x, y;
             cell_rect(L, q, i, r, 0, &x, &y);
-            draw_text(t, F_TICK, q->row_labels[r] ? q->row_labels[r] : "", px + L->hm_x - 6,
-                      y + CELL_H / 2, 1, false, soft, soft, soft);
+            draw_text(t, F_TICK, pt->labels[r], px + L->hm_x - 6, y + CELL_H / 2, 1, false, soft,
+                      soft, soft);
             for (int j = 0; j < q->k; j++) {
                 const nn_plot_cell *c = &q->cells[(size_t)r * q->k + j];
                 uint8_t rgb[3];
@@ -724,7 +738,7 @@ int nn_plot_png(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *
     if (rc)
         return NN_ERR;
     if (layout_compute(p, &t, &L, err)) {
-        layout_release(&L, p);
+        layout_free(&L);
         typo_free(&t);
         return nn_err_prefix(err, "%s", path);
     }
@@ -759,11 +773,12 @@ int nn_plot_png(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *
     }
     cairo_destroy(cr);
     cairo_surface_destroy(surface);
-    layout_release(&L, p);
+    layout_free(&L);
     return rc;
 }
 
-/* ---- HTML --------------------------------------------------------------------------------------- */
+/* ---- HTML ---------------------------------------------------------------------------------------
+ */
 
 /* s escaped for HTML text and attribute values. */
 static void put_esc(FILE *f, const char *s)
@@ -804,9 +819,11 @@ static void svg_text(FILE *f, const char *cls, double x, double y, const char *a
     fputs("</text>\n", f);
 }
 
-static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_err *err)
+/* NN_ERR when a string could not be allocated (err says so). */
+static int write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_err *err)
 {
     char buf[64], tr[96];
+    bool failed = false;
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
           "<meta name=\"generator\" content=\"nnterp\">\n<title>",
           f);
@@ -858,7 +875,7 @@ static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_e
         if (pt->subtitle)
             svg_text(f, "sub", px, py + L->title_h + L->sub_h / 2, "start", NULL, NULL,
                      pt->subtitle);
-        double hm_top = py + L->head_h + (L->max_rows - q->n_rows) * CELL_H;
+        double hm_top = py + L->head_h;
         double hm_h = q->n_rows * CELL_H;
         double ax = px + t->line_h[F_AXIS] / 2, ay = hm_top + hm_h / 2;
         snprintf(tr, sizeof tr, "rotate(-90 %.2f %.2f)", ax, ay);
@@ -866,10 +883,8 @@ static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_e
         for (int r = 0; r < q->n_rows; r++) {
             double x, y;
             cell_rect(L, q, i, r, 0, &x, &y);
-            char *lab = visible(q->row_labels[r] ? q->row_labels[r] : "", false, err);
-            svg_text(f, "tick", px + L->hm_x - 6, y + CELL_H / 2, "end", NULL, NULL,
-                     lab ? lab : "");
-            nn_free(lab);
+            const char *lab = pt->labels[r];
+            svg_text(f, "tick", px + L->hm_x - 6, y + CELL_H / 2, "end", NULL, NULL, lab);
             for (int j = 0; j < q->k; j++) {
                 const nn_plot_cell *c = &q->cells[(size_t)r * q->k + j];
                 uint8_t rgb[3];
@@ -877,17 +892,18 @@ static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_e
                 cell_rect(L, q, i, r, j, &x, &y);
                 const char *fg = dark_text_on(rgb) ? "#141414" : "#ffffff";
                 char *full = c->text ? nn_plot_token_text(c->text, err) : NULL;
+                failed |= c->text && !full;
                 fprintf(f,
                         "<g class=\"cell\" data-row=\"%d\" data-rank=\"%d\" data-id=\"%d\" "
                         "data-prob=\"%.9g\" data-label=\"",
                         r, j + 1, c->id, (double)c->prob);
-                put_esc(f, lab ? q->row_labels[r] ? q->row_labels[r] : "" : "");
+                put_esc(f, lab);
                 fputs("\" data-token=\"", f);
                 put_esc(f, full ? full : "");
                 fputs("\"><title>", f);
                 put_esc(f, L->row_axis);
                 fputs(" ", f);
-                put_esc(f, q->row_labels[r] ? q->row_labels[r] : "");
+                put_esc(f, lab);
                 fprintf(f, ", %s %d\ntoken ", L->col_axis, j + 1);
                 put_esc(f, full ? full : "(no text)");
                 fprintf(f, " (id %d)\nprobability %.4f", c->id, (double)c->prob);
@@ -921,8 +937,7 @@ static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_e
             L->bar_x, L->bar_y, BAR_W, L->bar_h);
     for (int s = 0; s <= 5; s++) {
         double y = L->bar_y + L->bar_h * (1 - s / 5.0);
-        fprintf(f,
-                "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#595959\"/>\n",
+        fprintf(f, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"#595959\"/>\n",
                 L->bar_x + BAR_W, y, L->bar_x + BAR_W + 3, y);
         snprintf(buf, sizeof buf, "%.1f", s / 5.0);
         svg_text(f, "tick", L->bar_x + BAR_W + 5, y, "start", NULL, NULL, buf);
@@ -931,6 +946,7 @@ static void write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_e
     snprintf(tr, sizeof tr, "rotate(-90 %.2f %.2f)", ax, ay);
     svg_text(f, "axis", ax, ay, "middle", NULL, tr, "probability");
     fputs("</g>\n</svg>\n</body>\n</html>\n", f);
+    return failed ? NN_ERR : NN_OK;
 }
 
 int nn_plot_html(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *err)
@@ -947,7 +963,7 @@ int nn_plot_html(const nn_plot *p, const char *path, nn_plot_info *info, nn_err 
     if (rc)
         return NN_ERR;
     if (layout_compute(p, &t, &L, err)) {
-        layout_release(&L, p);
+        layout_free(&L);
         typo_free(&t);
         return nn_err_prefix(err, "%s", path);
     }
@@ -955,11 +971,12 @@ int nn_plot_html(const nn_plot *p, const char *path, nn_plot_info *info, nn_err 
     if (!f) {
         rc = nn_fail(err, "%s: cannot create: %s", path, strerror(errno));
     } else {
-        nn_err inner = {{0}};
-        write_html(f, p, &L, &t, &inner);
+        rc = write_html(f, p, &L, &t, err);
         bool bad = ferror(f) != 0;
         if (fclose(f) != 0 || bad)
             rc = nn_fail(err, "%s: cannot write (disk full?)", path);
+        if (rc)
+            remove(path);
     }
     if (rc == NN_OK && info) {
         info->width = (int)L.W;
@@ -967,7 +984,7 @@ int nn_plot_html(const nn_plot *p, const char *path, nn_plot_info *info, nn_err 
         info->unknown_glyphs = L.unknown_glyphs;
     }
     typo_free(&t);
-    layout_release(&L, p);
+    layout_free(&L);
     return rc;
 }
 

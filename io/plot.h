@@ -13,7 +13,8 @@
 #include "nn_base.h"
 
 typedef struct nn_plot_cell {
-    const char *text; /* the token's text, UTF-8 as decoded (made visible when drawn); NULL: "#id" */
+    const char
+        *text; /* the token's text, UTF-8 as decoded (made visible when drawn); NULL: "#id" */
     int32_t id;
     float prob;
 } nn_plot_cell;
@@ -49,7 +50,8 @@ int nn_plot_write(const nn_plot *p, const char *path, nn_plot_info *info, nn_err
 bool nn_plot_format_known(const char *path);
 
 /* A token as a cell shows it, as a new string: quoted, a space as "␣", newline, tab and carriage
- * return as \n \t \r, other control bytes and bytes that are not UTF-8 as \xNN. */
+ * return as \n \t \r, a backslash doubled, other control bytes and bytes that are not UTF-8 as
+ * \xNN. */
 char *nn_plot_token_text(const char *text, nn_err *err);
 /* Viridis at t in [0, 1] (clamped; NaN is 0): matplotlib's 256-entry table to within one 8-bit
  * step, from a piecewise polynomial fitted to it. */

@@ -61,3 +61,9 @@ nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 nn_add_test(run ${CMAKE_SOURCE_DIR}/tests/test_run.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)
+# Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
+# the page rendered by headless Chromium (skipped without it).
+nn_test(test_plot nn_io)
+nn_add_test(plot test_plot)
+nn_add_test(plot_cli ${CMAKE_SOURCE_DIR}/tests/test_plot.sh $<TARGET_FILE:nnterp>)
+nn_add_test(plot_chromium ${CMAKE_SOURCE_DIR}/tests/test_plot_chromium.sh $<TARGET_FILE:nnterp>)
