@@ -151,7 +151,7 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
     memset(d, 0, sizeof *d);
     nn_dataset ds;
     if (nn_dataset_read(job->dataset_path, job->dataset_format, job->dataset_field,
-                        job->targets_field, &ds, err))
+                        job->targets_field, job->max_line_bytes, &ds, err))
         return NN_ERR;
     int max_tokens = job->max_tokens ? job->max_tokens : m->cfg.max_positions;
     int rc = NN_ERR;
@@ -449,6 +449,32 @@ static int reopen_attr(void *ctx, const char *path, const char *name, const char
     return NN_OK;
 }
 
+/* A sink that times the writes it passes on: the store's share of a job. */
+typedef struct timed_sink {
+    nn_sink inner;
+    double seconds;
+} timed_sink;
+
+static int timed_rows(void *ctx, const char *path, uint64_t row0, uint64_t n, const void *data,
+                      nn_err *err)
+{
+    timed_sink *t = ctx;
+    double t0 = nn_seconds();
+    int rc = t->inner.write_rows(t->inner.ctx, path, row0, n, data, err);
+    t->seconds += nn_seconds() - t0;
+    return rc;
+}
+
+static int timed_block(void *ctx, const char *path, uint64_t row0, uint64_t n, uint64_t col0,
+                       uint64_t n_cols, const void *data, nn_err *err)
+{
+    timed_sink *t = ctx;
+    double t0 = nn_seconds();
+    int rc = t->inner.write_block(t->inner.ctx, path, row0, n, col0, n_cols, data, err);
+    t->seconds += nn_seconds() - t0;
+    return rc;
+}
+
 static char *ledger_path(const char *output, nn_err *err)
 {
     size_t n = strlen(output);
@@ -670,7 +696,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     }
     if (!resumed && create_store(cm, &job, m, h, &d, &pl, ledger, split, &f, err))
         goto done;
-    nn_sink sink = nn_h5_sink(f);
+    timed_sink timed = {.inner = nn_h5_sink(f)};
+    nn_sink sink = {.ctx = &timed, .write_rows = timed_rows, .write_block = timed_block};
+    double t_work = nn_seconds();
     bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
     int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0;
     int done_prompts = 0, n_todo = 0;
@@ -692,7 +720,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (nn_comm_agree(cm, step, err))
             goto done;
         /* commit: rows flushed everywhere, then rank 0 marks the shards and appends the ledger */
+        double t_flush = nn_seconds();
         step = nn_h5_flush(f, err);
+        timed.seconds += nn_seconds() - t_flush;
         if (nn_comm_agree(cm, step, err))
             goto done;
         nn_comm_gather_int(cm, stage == 0 ? mine : -1, gathered);
@@ -754,6 +784,11 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (d.n_truncated || d.n_skipped)
             printf("; %d prompts truncated, %d skipped (too long)", d.n_truncated, d.n_skipped);
         printf("\n");
+        double work = nn_seconds() - t_work;
+        printf("nnterp: %.0f tokens/s over the shards; writing and flushing the store took %.2f s "
+               "of %.2f s (%.1f%%)\n",
+               work > 0 ? (double)total / work : 0.0, timed.seconds, work,
+               work > 0 ? 100.0 * timed.seconds / work : 0.0);
         if (cm->size > 1) {
             printf("nnterp: %d replica%s x %d stage%s; peak RSS per rank (MB):", replicas,
                    replicas == 1 ? "" : "s", P, P == 1 ? "" : "s");
