@@ -94,7 +94,7 @@ int nn_strmap_put(nn_strmap *m, const char *key, size_t len, int32_t value, nn_e
         m->value = v;
         m->entries_cap = cap;
     }
-    if (m->arena_len + len > m->arena_cap) {
+    if (!m->arena || m->arena_len + len > m->arena_cap) { /* allocated even for empty keys */
         size_t cap = m->arena_cap ? m->arena_cap * 2 : 4096;
         while (cap < m->arena_len + len)
             cap *= 2;
@@ -132,8 +132,11 @@ static uint64_t pair_key(int32_t a, int32_t b)
 
 static size_t pair_slot(const nn_pairmap *m, uint64_t key)
 {
+    /* Fibonacci hashing: the product's top bits mix every bit of both ids (low bits would
+     * ignore most of the first id and make misses probe long runs). */
     uint64_t h = key * 0x9E3779B97F4A7C15ULL;
-    size_t mask = m->cap - 1, i = (size_t)(h >> 20) & mask;
+    size_t mask = m->cap - 1,
+           i = (size_t)(h >> (64 - __builtin_ctzll((unsigned long long)m->cap))) & mask;
     while (m->keys[i] && m->keys[i] != key)
         i = (i + 1) & mask;
     return i;

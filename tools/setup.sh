@@ -15,6 +15,7 @@ packages=(
   clang                                # AddressSanitizer/UBSan and libFuzzer builds
   python3-numpy python3-h5py           # tests read stores back the way users do
   python3-torch                        # benchmark baseline (PyTorch on the same machine)
+  python3-sentencepiece                # tokenizer benchmark baseline (Llama 2)
   libcairo2-dev libpango1.0-dev        # pictures (nnterp plot, --plot): PNG through cairo, text through pango
   fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji  # glyphs for any token: Latin, CJK, emoji
   python3-pil                          # tests decode the PNG pictures
