@@ -34,6 +34,8 @@ int cli_parse_number(const char *s, double lo, double hi, double *out);
 /* Returns 0 to go on, -1 after printing --help, or an exit code. tokenize_mode takes a bare TEXT
  * (or -- TEXT) as a.positional and --ids as a flag. */
 int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode, args *a);
+/* "1,2,-1" into a new array of integers >= min. */
+int cli_parse_int_list(const char *s, long min, int **out, int *n, nn_err *err);
 /* "1 2 3" or "1,2,3" into a new array. */
 int cli_parse_ids(const char *s, int32_t **out, int *n, nn_err *err);
 /* Prints "nnterp: error: ..." and returns EXIT_FAILURE. */

@@ -327,3 +327,30 @@ void cli_print_token(FILE *out, const nn_tokenizer *tok, int32_t id, int width)
         chars += ((unsigned char)*p & 0xC0) != 0x80;
     fprintf(out, "%s%*s", buf, width > chars ? width - chars : 0, "");
 }
+
+int cli_parse_int_list(const char *s, long min, int **out, int *n, nn_err *err)
+{
+    size_t cap = strlen(s) / 2 + 1;
+    int *v = nn_malloc(cap * sizeof *v, err);
+    if (!v)
+        return NN_ERR;
+    int count = 0;
+    for (const char *p = s; *p;) {
+        char *end;
+        long x = strtol(p, &end, 10);
+        if (end == p || (*end && *end != ',') || x < min || x > 1000000000L) {
+            nn_free(v);
+            return nn_fail(err, "'%s' is not a comma-separated list of integers%s", s,
+                           min >= 0 ? " from 0" : "");
+        }
+        v[count++] = (int)x;
+        p = *end ? end + 1 : end;
+    }
+    if (!count) {
+        nn_free(v);
+        return nn_fail(err, "'%s': no integers", s);
+    }
+    *out = v;
+    *n = count;
+    return NN_OK;
+}

@@ -540,32 +540,6 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
     return NN_OK;
 }
 
-static int parse_prompt_list(const char *s, int **out, int *n, nn_err *err)
-{
-    size_t cap = strlen(s) / 2 + 1;
-    int *v = nn_malloc(cap * sizeof *v, err);
-    if (!v)
-        return NN_ERR;
-    int count = 0;
-    for (const char *p = s; *p;) {
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ',') || x < 0 || x > 1000000000L) {
-            nn_free(v);
-            return nn_fail(err, "--prompt '%s': give prompt indices from 0, comma-separated", s);
-        }
-        v[count++] = (int)x;
-        p = *end ? end + 1 : end;
-    }
-    if (!count) {
-        nn_free(v);
-        return nn_fail(err, "--prompt '%s': no prompt index", s);
-    }
-    *out = v;
-    *n = count;
-    return NN_OK;
-}
-
 int cmd_plot(int argc, char **argv)
 {
     plot_args pa = {0};
@@ -619,7 +593,7 @@ int cmd_plot(int argc, char **argv)
     const char *what = "Top-k tokens";
     char *format = NULL;
     int rc = EXIT_FAILURE;
-    if (!d || (pa.prompts && parse_prompt_list(pa.prompts, &list, &n_list, &err)) ||
+    if (!d || (pa.prompts && cli_parse_int_list(pa.prompts, 0, &list, &n_list, &err)) ||
         nn_h5_open_read(pa.store, &d->f, &err)) {
         cli_fail(&err);
         goto done;

@@ -79,28 +79,6 @@ static int session_open(const args *a, bool need_tokenizer, bool need_prompt, se
     return NN_OK;
 }
 
-static int parse_int_list(const char *s, int **out, int *n, nn_err *err)
-{
-    size_t cap = strlen(s) / 2 + 1;
-    int *v = nn_malloc(cap * sizeof *v, err);
-    if (!v)
-        return NN_ERR;
-    int count = 0;
-    for (const char *p = s; *p;) {
-        char *end;
-        long x = strtol(p, &end, 10);
-        if (end == p || (*end && *end != ',') || x < -1000000000L || x > 1000000000L) {
-            nn_free(v);
-            return nn_fail(err, "'%s' is not a comma-separated list of integers", s);
-        }
-        v[count++] = (int)x;
-        p = *end ? end + 1 : end;
-    }
-    *out = v;
-    *n = count;
-    return NN_OK;
-}
-
 /* The prompt as a panel title: its text as given, else its ids decoded (or listed). */
 static char *prompt_title(const args *a, const session *s, nn_err *err)
 {
@@ -171,7 +149,8 @@ int cmd_lens(int argc, char **argv)
     rc = EXIT_FAILURE;
     if (session_open(&a, false, true, &s, &err) ||
         nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err) ||
-        (a.positions && parse_int_list(a.positions, &positions, &n_positions, &err))) {
+        (a.positions &&
+         cli_parse_int_list(a.positions, -1000000000, &positions, &n_positions, &err))) {
         cli_fail(&err);
         goto done;
     }
