@@ -46,5 +46,5 @@ PY
 fi
 
 echo
-echo "== nnterp lens -m $MODEL -p \"The capital of France is\""
-"$NNTERP" lens -m "$MODEL" -p "The capital of France is" -k 3
+echo "== nnterp lens -m $MODEL -p \"The capital of France is\" --plot quickstart-lens.png"
+"$NNTERP" lens -m "$MODEL" -p "The capital of France is" -k 3 --plot quickstart-lens.png
