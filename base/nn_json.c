@@ -1,7 +1,24 @@
 #include "nn_json.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+cJSON *nn_json_parse(const char *text, size_t len, size_t *error_at)
+{
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    *error_at = end ? (size_t)(end - text) : 0;
+    if (!root)
+        return NULL;
+    for (size_t i = *error_at; i < len; i++)
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n' && text[i] != '\r') {
+            *error_at = i;
+            cJSON_Delete(root);
+            return NULL;
+        }
+    return root;
+}
 
 cJSON *nn_json_parse_file(const char *path, size_t max_size, nn_err *err)
 {
@@ -9,12 +26,10 @@ cJSON *nn_json_parse_file(const char *path, size_t max_size, nn_err *err)
     size_t size = 0;
     if (nn_file_read(path, max_size, &text, &size, err) != NN_OK)
         return NULL;
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, size, &end, 0);
-    if (!root) {
-        size_t at = end ? (size_t)(end - text) : 0;
+    size_t at;
+    cJSON *root = nn_json_parse(text, size, &at);
+    if (!root)
         nn_fail(err, "%s: malformed JSON near byte %zu", path, at);
-    }
     nn_free(text);
     return root;
 }
@@ -97,4 +112,55 @@ int nn_json_string(const cJSON *obj, const char *key, bool required, const char 
         return nn_fail(err, "%s: field '%s' must be a string", file, key);
     *out = v->valuestring;
     return NN_OK;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+int nn_json_unique_keys(const cJSON *root, const char *file, nn_err *err)
+{
+    if (!root)
+        return NN_OK;
+    int n = cJSON_GetArraySize(root);
+    if (cJSON_IsObject(root) && n > 1) {
+        const cJSON **items = nn_malloc((size_t)n * sizeof *items, err), *c;
+        if (!items)
+            return NN_ERR;
+        int k = 0;
+        cJSON_ArrayForEach (c, root)
+            items[k++] = c;
+        qsort(items, (size_t)n, sizeof *items, cmp_key);
+        for (int i = 0; i + 1 < n; i++)
+            if (strcmp(items[i]->string, items[i + 1]->string) == 0) {
+                nn_fail(err, "%s: key '%s' appears twice in one object", file, items[i]->string);
+                nn_free(items);
+                return NN_ERR;
+            }
+        nn_free(items);
+    }
+    /* cJSON refuses nesting deeper than CJSON_NESTING_LIMIT (1000): the recursion is bounded */
+    const cJSON *c;
+    if (cJSON_IsObject(root) || cJSON_IsArray(root))
+        cJSON_ArrayForEach (c, root)
+            if (nn_json_unique_keys(c, file, err))
+                return NN_ERR;
+    return NN_OK;
+}
+
+bool nn_json_has_nul_escape(const char *text, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (text[i] != '\\')
+            continue;
+        /* a run of backslashes: pairs are escaped backslashes; an odd one starts an escape */
+        size_t run = 1;
+        while (i + run < len && text[i + run] == '\\')
+            run++;
+        i += run - 1;
+        if (run % 2 == 1 && i + 6 <= len && text[i + 1] == 'u' && !memcmp(text + i + 2, "0000", 4))
+            return true;
+    }
+    return false;
 }

@@ -46,7 +46,12 @@ int nn_ledger_read(const char *path, int n_shards, bool *done, nn_err *err)
         goto done;
     }
     memset(done, 0, (size_t)n_shards * sizeof *done);
-    char *line = strchr(text, '\n') + 1;
+    char *line = strchr(text, '\n');
+    if (!line) { /* sscanf's "\n" also matches the end of the text: a torn header */
+        rc = nn_fail(err, "%s: the header line is incomplete", path);
+        goto done;
+    }
+    line++;
     while (line < text + size) {
         char *nl = strchr(line, '\n');
         if (!nl)

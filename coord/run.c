@@ -151,7 +151,7 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
     memset(d, 0, sizeof *d);
     nn_dataset ds;
     if (nn_dataset_read(job->dataset_path, job->dataset_format, job->dataset_field,
-                        job->targets_field, &ds, err))
+                        job->targets_field, job->max_line_bytes, &ds, err))
         return NN_ERR;
     int max_tokens = job->max_tokens ? job->max_tokens : m->cfg.max_positions;
     int rc = NN_ERR;

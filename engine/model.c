@@ -667,14 +667,16 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
 
     memset(c, 0, sizeof *c);
     c->bos_token_id = c->eos_token_id = -1;
-    cJSON *root = cJSON_Parse(json_text);
+    size_t at;
+    cJSON *root = nn_json_parse(json_text, strlen(json_text), &at);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return nn_fail(err, "%s: malformed JSON (expected an object)", path);
+        return nn_fail(err, "%s: malformed JSON near byte %zu (expected an object)", path, at);
     }
     int rc = NN_ERR;
     const char *model_type = NULL;
-    if (nn_json_string(root, "model_type", true, path, &model_type, err))
+    if (nn_json_unique_keys(root, path, err) ||
+        nn_json_string(root, "model_type", true, path, &model_type, err))
         goto done;
     const nn_arch *a = c->arch = nn_arch_find(model_type);
     if (!a) {
@@ -703,6 +705,13 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         goto done;
     if (h % kv) {
         nn_fail(err, "%s: %s %ld is not a multiple of %s %ld", path, kh, h, kkv, kv);
+        goto done;
+    }
+    /* Widths the loader computes in int (H * head_dim, the fused q|k|v rows): far above any real
+     * model, far below INT_MAX. */
+    if (h * hd > (1L << 24)) {
+        nn_fail(err, "%s: %s %ld x head_dim %ld exceeds the limit of %ld", path, kh, h, hd,
+                1L << 24);
         goto done;
     }
     c->d_model = (int)d;
@@ -793,8 +802,14 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         double partial;
         long rdim;
         if (get_double(root, K_THETA, 10000.0, path, &c->rope_theta, err) ||
-            get_double(root, K_PARTIAL, 1.0, path, &partial, err) ||
-            get_int(root, K_ROTARY_DIM, false, (long)(c->head_dim * partial), 0, c->head_dim, path,
+            get_double(root, K_PARTIAL, 1.0, path, &partial, err))
+            goto done;
+        if (!(partial > 0 && partial <= 1)) {
+            nn_fail(err, "%s: field '%s' = %g must be in (0, 1]", path, first_key(root, K_PARTIAL),
+                    partial);
+            goto done;
+        }
+        if (get_int(root, K_ROTARY_DIM, false, (long)(c->head_dim * partial), 0, c->head_dim, path,
                     &rdim, NULL, err) ||
             parse_rope_scaling(root, path, c, err))
             goto done;
@@ -973,23 +988,83 @@ static float *owned_floats(nn_model *m, size_t n, nn_err *err)
     return buf;
 }
 
+/* Which weights are scanned for NaN and infinity at load (NNTERP_CHECK_WEIGHTS):
+ * unset: the tensors converted at load (F16/BF16, misaligned), whose bytes are read anyway;
+ * "1": every tensor, memory-mapped F32 too — a pass over the whole file, which breaks the promise
+ *      that a process touches only what it computes with (a pipeline stage would read every
+ *      layer; a large checkpoint would be read whole at start-up), hence opt-in;
+ * "0": none. */
+enum { CHECK_NONE, CHECK_CONVERTED, CHECK_ALL };
+
+static int check_weights(void)
+{
+    const char *e = getenv("NNTERP_CHECK_WEIGHTS");
+    if (!e)
+        return CHECK_CONVERTED;
+    return strcmp(e, "0") == 0 ? CHECK_NONE : CHECK_ALL;
+}
+
+/* The index of the first NaN or infinity in x[n] (exponent bits all ones), or n when none. */
+static size_t first_non_finite(const float *x, size_t n)
+{
+    const size_t block = 16384;
+    for (size_t i = 0; i < n; i += block) {
+        size_t end = n - i < block ? n : i + block;
+        uint32_t bad = 0;
+        for (size_t k = i; k < end; k++) {
+            uint32_t u;
+            memcpy(&u, &x[k], sizeof u);
+            bad |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (bad)
+            for (size_t k = i; k < end; k++)
+                if (!isfinite(x[k]))
+                    return k;
+    }
+    return n;
+}
+
 /* The float32 data of a tensor: the mapped bytes themselves when they are aligned F32 (so a
  * process touches only the pages it computes with), else a converted copy owned by the model. */
 static const float *tensor_f32(nn_model *m, const nn_st_tensor *t, nn_err *err)
 {
-    if (t->dtype == NN_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0)
-        return (const float *)t->data;
-    float *buf = nn_malloc(t->numel * sizeof(float), err);
-    if (!buf)
-        return NULL;
-    if (nn_st_to_f32(t, buf, err) != NN_OK) {
-        nn_free(buf);
-        nn_err_prefix(err, "%s", nn_st_file_of(&m->archive, t));
+    const float *w;
+    bool mapped = t->dtype == NN_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
+    if (mapped) {
+        w = (const float *)t->data;
+    } else {
+        float *buf = nn_malloc(t->numel * sizeof(float), err);
+        if (!buf)
+            return NULL;
+        if (nn_st_to_f32(t, buf, err) != NN_OK) {
+            nn_free(buf);
+            nn_err_prefix(err, "%s", nn_st_file_of(&m->archive, t));
+            return NULL;
+        }
+        if (keep_owned(m, buf, err) != NN_OK)
+            return NULL;
+        w = buf;
+    }
+    size_t bad;
+    if (check_weights() > (mapped ? CHECK_CONVERTED : CHECK_NONE) &&
+        (bad = first_non_finite(w, t->numel)) < t->numel) {
+        nn_fail(err,
+                "%s: tensor '%s' holds %s at element %zu; refusing to load it "
+                "(NNTERP_CHECK_WEIGHTS=0 skips this check)",
+                nn_st_file_of(&m->archive, t), t->name, isnan(w[bad]) ? "NaN" : "infinity", bad);
         return NULL;
     }
-    if (keep_owned(m, buf, err) != NN_OK)
-        return NULL;
-    return buf;
+    return w;
+}
+
+/* a * b * c added to *acc; false when it overflows. */
+static bool add_product(size_t *acc, size_t a, size_t b, size_t c)
+{
+    size_t p;
+    if (!nn_mul_size(a, b, &p) || !nn_mul_size(p, c, &p) || p > SIZE_MAX - *acc)
+        return false;
+    *acc += p;
+    return true;
 }
 
 /* Looks up "<prefix><name>.<suffix>" (also without the prefix), where name is name_fmt with the
@@ -1375,17 +1450,23 @@ int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err)
     size_t d = (size_t)c->d_model, L = (size_t)c->n_layers, ff = (size_t)c->d_ff,
            V = (size_t)c->vocab_size, kvd = (size_t)c->n_kv_heads * (size_t)c->head_dim,
            hd = (size_t)c->head_dim, T = (size_t)c->max_positions;
-    /* Sizes here are bounded by 2^24 each, so these products fit in 64 bits. */
-    size_t need = V * d + L * d + L * d * d + 2 * L * kvd * d + L * d * d + L * d + 3 * L * ff * d +
-                  d + T * hd; /* + freq_cis real and imag: T * hd/2 each */
-    if (!c->tie_embeddings)
-        need += V * d;
+    /* Floats the header declares (each size is below 2^24, but products of three are not below
+     * 2^64: checked). freq_cis real and imag: T * hd/2 each. */
+    size_t need = 0;
+    bool fits = add_product(&need, V, d, c->tie_embeddings ? 1 : 2) &&
+                add_product(&need, 2 * L, d, 1) && add_product(&need, 2 * L, d, d) &&
+                add_product(&need, 2 * L, kvd, d) && add_product(&need, 3 * L, ff, d) &&
+                add_product(&need, d, 1, 1) && add_product(&need, T, hd, 1) &&
+                need <= SIZE_MAX / sizeof(float);
     size_t have = (m->bin.size - 28) / sizeof(float);
-    if (have != need || (m->bin.size - 28) % sizeof(float)) {
+    if (!fits || have != need || (m->bin.size - 28) % sizeof(float)) {
+        char needs[32] = "more than 2^64";
+        if (fits)
+            snprintf(needs, sizeof needs, "%zu", need * sizeof(float));
         nn_fail(err,
                 "%s: %zu bytes of weights, but the header (dim %zu, %zu layers, vocab %zu) "
-                "needs %zu",
-                path, m->bin.size - 28, d, L, V, need * sizeof(float));
+                "needs %s",
+                path, m->bin.size - 28, d, L, V, needs);
         goto done;
     }
     const float *p = (const float *)(m->bin.data + 28);
@@ -1414,6 +1495,39 @@ int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err)
     p += T * hd; /* freq_cis_real, freq_cis_imag: recomputed instead */
     m->head = (nn_linear){
         .w = c->tie_embeddings ? m->tok_emb : p, .n_in = (int)d, .n_out = (int)V, .ld = d};
+    if (check_weights() == CHECK_ALL) { /* the tables are mapped F32: scanned on request only */
+        /* run.c's names for the tables; per-layer ones name the layer too */
+        const struct {
+            const char *name;
+            const float *w;
+            size_t per_layer, n;
+        } tables[] = {{"token_embedding_table", m->tok_emb, 0, V * d},
+                      {"rms_att_weight", rms_att, d, L * d},
+                      {"wq", wq, d * d, L * d * d},
+                      {"wk", wk, kvd * d, L * kvd * d},
+                      {"wv", wv, kvd * d, L * kvd * d},
+                      {"wo", wo, d * d, L * d * d},
+                      {"rms_ffn_weight", rms_ffn, d, L * d},
+                      {"w1", w1, ff * d, L * ff * d},
+                      {"w2", w2, d * ff, L * d * ff},
+                      {"w3", w3, ff * d, L * ff * d},
+                      {"rms_final_weight", m->final_norm.w, 0, d},
+                      {"wcls", c->tie_embeddings ? NULL : p, 0, V * d}};
+        for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
+            size_t bad = tables[i].w ? first_non_finite(tables[i].w, tables[i].n) : tables[i].n;
+            if (bad == tables[i].n)
+                continue;
+            char layer[48] = "";
+            if (tables[i].per_layer)
+                snprintf(layer, sizeof layer, " (layer %zu)", bad / tables[i].per_layer);
+            nn_fail(err,
+                    "%s: weights '%s'%s hold %s at element %zu; refusing to load them "
+                    "(NNTERP_CHECK_WEIGHTS=0 skips this check)",
+                    path, tables[i].name, layer, isnan(tables[i].w[bad]) ? "NaN" : "infinity",
+                    tables[i].per_layer ? bad % tables[i].per_layer : bad);
+            goto done;
+        }
+    }
     m->layer_begin = 0;
     m->layer_end = (int)L;
     m->last_stage = true;

@@ -1,6 +1,7 @@
 #include "safetensors.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,8 @@ static int parse_entry(const cJSON *item, const uint8_t *data_start, size_t data
     const cJSON *dim;
     cJSON_ArrayForEach (dim, shape) {
         double v = dim->valuedouble;
-        if (!cJSON_IsNumber(dim) || v < 0 || v != (double)(int64_t)v || v > 9.0e15)
+        /* range first: converting a double beyond int64 is undefined */
+        if (!cJSON_IsNumber(dim) || !(v >= 0 && v <= 9.0e15) || v != floor(v))
             return nn_fail(err, "%s: tensor '%s': shape[%d] is not a non-negative integer", path,
                            name, k);
         t->shape[k++] = (int64_t)v;
@@ -101,8 +103,8 @@ static int parse_entry(const cJSON *item, const uint8_t *data_start, size_t data
                        name);
     double b = cJSON_GetArrayItem(off, 0)->valuedouble, e = cJSON_GetArrayItem(off, 1)->valuedouble;
     if (!cJSON_IsNumber(cJSON_GetArrayItem(off, 0)) ||
-        !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || b < 0 || e < 0 || b != (double)(int64_t)b ||
-        e != (double)(int64_t)e)
+        !cJSON_IsNumber(cJSON_GetArrayItem(off, 1)) || !(b >= 0 && b <= 9.0e15) ||
+        !(e >= 0 && e <= 9.0e15) || b != floor(b) || e != floor(e))
         return nn_fail(err, "%s: tensor '%s': data_offsets are not non-negative integers", path,
                        name);
     if (b > e)
@@ -142,12 +144,23 @@ int nn_st_parse(const uint8_t *data, size_t size, const char *path, int file_ind
         return nn_fail(err,
                        "%s: declared header length %llu runs past the end of the file (%zu bytes)",
                        path, (unsigned long long)header_len, size);
-    const char *json = (const char *)data + 8;
-    cJSON *root = cJSON_ParseWithLength(json, (size_t)header_len);
+    const char *json = (const char *)data + 8, *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, (size_t)header_len, &end, 0);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return nn_fail(err, "%s: header is not a JSON object", path);
     }
+    /* The header may be padded with spaces; anything else after the object means the declared
+     * length lies (and would shift every tensor's data). */
+    size_t rest = (size_t)header_len - (size_t)(end - json);
+    for (const char *p = end; p < json + header_len; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            cJSON_Delete(root);
+            return nn_fail(err,
+                           "%s: header has %zu bytes after its JSON object, not all spaces "
+                           "(declared header length %llu)",
+                           path, rest, (unsigned long long)header_len);
+        }
     const uint8_t *data_start = data + 8 + header_len;
     size_t data_size = size - 8 - (size_t)header_len;
 

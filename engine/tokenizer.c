@@ -614,8 +614,17 @@ static int parse_post_processor(nn_tokenizer *t, const cJSON *pp, const char *pa
             cJSON_GetArraySize(sep) != 2)
             return nn_fail(err, "%s: post_processor %s: fields 'cls' and 'sep' must be [token, id]",
                            path, type);
-        t->prefix[t->n_prefix++] = (int32_t)cJSON_GetArrayItem(cls, 1)->valuedouble;
-        t->suffix[t->n_suffix++] = (int32_t)cJSON_GetArrayItem(sep, 1)->valuedouble;
+        const cJSON *c = cJSON_GetArrayItem(cls, 1), *s = cJSON_GetArrayItem(sep, 1);
+        if (!cJSON_IsNumber(c) || !cJSON_IsNumber(s) || !(c->valuedouble >= 0) ||
+            !(s->valuedouble >= 0) || c->valuedouble >= (double)t->n_vocab ||
+            s->valuedouble >= (double)t->n_vocab)
+            return nn_fail(err,
+                           "%s: post_processor %s: the cls or sep id is outside the vocabulary",
+                           path, type);
+        if (t->n_prefix == 8 || t->n_suffix == 8)
+            return nn_fail(err, "%s: post_processor: more than 8 template tokens", path);
+        t->prefix[t->n_prefix++] = (int32_t)c->valuedouble;
+        t->suffix[t->n_suffix++] = (int32_t)s->valuedouble;
         return NN_OK;
     }
     return nn_fail(err,
@@ -767,6 +776,10 @@ static int load_hf(nn_tokenizer *t, const char *path, const char *config_path, n
         a->len = strlen(content);
         if (!a->len) {
             nn_fail(err, "%s: added_tokens[%zu] has empty content", path, k);
+            goto done;
+        }
+        if (nn_utf8_validate(content, a->len) != a->len) {
+            nn_fail(err, "%s: added_tokens[%zu] content is not valid UTF-8", path, k);
             goto done;
         }
         if (!(a->content = nn_strdup(content, err)))
@@ -1602,7 +1615,8 @@ cache:
         t->cache_ids = ci;
         t->cache_ids_cap = cap;
     }
-    memcpy(t->cache_ids + t->cache_ids_len, out->ids + first_out, count * sizeof(int32_t));
+    if (count) /* a word may encode to no ids (characters dropped without an unk token) */
+        memcpy(t->cache_ids + t->cache_ids_len, out->ids + first_out, count * sizeof(int32_t));
     t->cache_entries[t->n_cache] = (cache_entry){(uint32_t)t->cache_ids_len, (uint32_t)count};
     t->cache_ids_len += count;
     if (nn_strmap_put(&t->cache, w, len, (int32_t)t->n_cache, err))
@@ -1787,9 +1801,17 @@ static int encode_llama2c(const nn_tokenizer *t, const char *text, size_t len, b
             if (nn_ids_push(out, id, err))
                 return NN_ERR;
         } else {
-            for (size_t b = 0; b < k; b++)
-                if (nn_ids_push(out, (int32_t)(unsigned char)text[i + b] + 3, err))
+            for (size_t b = 0; b < k; b++) {
+                /* run.c's byte fallback: <0xXX> is token 3 + XX */
+                int32_t byte_id = (int32_t)(unsigned char)text[i + b] + 3;
+                if ((size_t)byte_id >= t->n_vocab)
+                    return nn_fail(err,
+                                   "byte 0x%02X at offset %zu has no token: byte fallback id %d "
+                                   "is outside the vocabulary of %zu tokens",
+                                   (unsigned char)text[i + b], i + b, byte_id, t->n_vocab);
+                if (nn_ids_push(out, byte_id, err))
                     return NN_ERR;
+            }
         }
         i += k;
     }

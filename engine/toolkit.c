@@ -1,6 +1,7 @@
 /* The toolkit: every operation is a hook set plus one or a few forward passes. */
 #include "toolkit.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -642,6 +643,9 @@ static const char *npy_field(const char *h, size_t n, const char *key)
     return NULL;
 }
 
+/* numpy itself refuses headers above 10000 bytes (read_array_header's max_header_size). */
+#define NPY_MAX_HEADER 65536
+
 int nn_npy_read_vector(const char *path, float **out, size_t *n_out, nn_err *err)
 {
     *out = NULL;
@@ -649,6 +653,7 @@ int nn_npy_read_vector(const char *path, float **out, size_t *n_out, nn_err *err
     if (nn_file_map(path, &f, err))
         return NN_ERR;
     int rc = NN_ERR;
+    char *hdr = NULL;
     const uint8_t *d = f.data;
     if (f.size < 10 || memcmp(d, "\x93NUMPY", 6) != 0) {
         nn_fail(err, "%s: not a .npy file (bad magic)", path);
@@ -674,7 +679,17 @@ int nn_npy_read_vector(const char *path, float **out, size_t *n_out, nn_err *err
         nn_fail(err, "%s: header length %zu runs past the end of the file", path, hlen);
         goto done;
     }
-    const char *h = (const char *)d + start;
+    if (hlen > NPY_MAX_HEADER) {
+        nn_fail(err, "%s: header length %zu exceeds the limit of %d bytes", path, hlen,
+                NPY_MAX_HEADER);
+        goto done;
+    }
+    /* A NUL-terminated copy: every scan below stops inside the header, never past the file. */
+    if (!(hdr = nn_malloc(hlen + 1, err)))
+        goto done;
+    memcpy(hdr, d + start, hlen);
+    hdr[hlen] = '\0';
+    const char *h = hdr;
     const char *descr = npy_field(h, hlen, "descr"), *order = npy_field(h, hlen, "fortran_order"),
                *shape = npy_field(h, hlen, "shape");
     if (!descr || !order || !shape) {
@@ -742,7 +757,7 @@ int nn_npy_read_vector(const char *path, float **out, size_t *n_out, nn_err *err
         if (f64) {
             double x;
             memcpy(&x, data + 8 * i, 8);
-            v[i] = (float)x;
+            v[i] = fabs(x) <= FLT_MAX ? (float)x : INFINITY; /* out of float range: refused */
         } else {
             memcpy(&v[i], data + 4 * i, 4);
         }
@@ -756,6 +771,7 @@ int nn_npy_read_vector(const char *path, float **out, size_t *n_out, nn_err *err
     *n_out = n;
     rc = NN_OK;
 done:
+    nn_free(hdr);
     nn_file_unmap(&f);
     return rc;
 }

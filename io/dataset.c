@@ -1,5 +1,6 @@
 #include "dataset.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "nn_json.h"
@@ -45,7 +46,7 @@ static int grow(nn_dataset *d, size_t *cap, nn_err *err)
 }
 
 int nn_dataset_read(const char *path, const char *format, const char *field,
-                    const char *targets_field, nn_dataset *out, nn_err *err)
+                    const char *targets_field, size_t max_line_bytes, nn_dataset *out, nn_err *err)
 {
     memset(out, 0, sizeof *out);
     bool jsonl;
@@ -59,20 +60,38 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
         return nn_fail(err, "%s: dataset format '%s' is not jsonl or text", path, format);
     if (!jsonl && targets_field)
         return nn_fail(err, "%s: a plain-text dataset has no targets; use JSONL", path);
-    char *buf = NULL;
-    size_t size = 0;
-    if (nn_file_read(path, (size_t)1 << 36, &buf, &size, err))
+    if (!max_line_bytes)
+        max_line_bytes = NN_DATASET_MAX_LINE_BYTES;
+    nn_mapped_file file;
+    if (nn_file_map(path, &file, err))
         return NN_ERR;
+    const char *buf = (const char *)file.data;
+    size_t size = file.size;
+    /* Every line within the limit before any allocation (a hostile file of one huge line costs a
+     * scan, not its size in memory and a parse). */
+    int64_t line_no = 0;
+    for (size_t pos = 0; pos < size;) {
+        const char *nl = memchr(buf + pos, '\n', size - pos);
+        size_t len = nl ? (size_t)(nl - (buf + pos)) : size - pos;
+        line_no++;
+        if (len > max_line_bytes) {
+            nn_fail(err, "%s:%lld: line of %zu bytes exceeds dataset.max_line_bytes = %zu", path,
+                    (long long)line_no, len, max_line_bytes);
+            nn_file_unmap(&file);
+            return NN_ERR;
+        }
+        pos += len + (nl ? 1 : 0);
+    }
     int rc = NN_ERR;
     size_t cap = 0, text_len = 0;
     /* The prompts never exceed the file's size, so one buffer of that size holds them all. */
     if (!(out->text = nn_malloc(size + 1, err)) || grow(out, &cap, err))
         goto done;
     out->text_offsets[0] = 0;
-    int64_t line_no = 0;
+    line_no = 0;
     for (size_t pos = 0; pos < size;) {
-        char *line = buf + pos;
-        char *nl = memchr(line, '\n', size - pos);
+        const char *line = buf + pos;
+        const char *nl = memchr(line, '\n', size - pos);
         size_t len = nl ? (size_t)(nl - line) : size - pos;
         pos += len + (nl ? 1 : 0);
         line_no++;
@@ -96,10 +115,26 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
         char *targets = NULL;
         cJSON *obj = NULL;
         if (jsonl) {
-            obj = cJSON_ParseWithLength(line, len);
+            if (nn_json_has_nul_escape(line, len)) {
+                nn_fail(err, "%s:%lld: a string holds \\u0000, which would silently cut it short",
+                        path, (long long)line_no);
+                goto done;
+            }
+            size_t at;
+            obj = nn_json_parse(line, len, &at);
             if (!obj || !cJSON_IsObject(obj)) {
+                if (obj)
+                    nn_fail(err, "%s:%lld: not a JSON object", path, (long long)line_no);
+                else
+                    nn_fail(err, "%s:%lld: not a JSON object: malformed near byte %zu of the line",
+                            path, (long long)line_no, at + 1);
                 cJSON_Delete(obj);
-                nn_fail(err, "%s:%lld: not a JSON object", path, (long long)line_no);
+                goto done;
+            }
+            char where[1024];
+            snprintf(where, sizeof where, "%s:%lld", path, (long long)line_no);
+            if (nn_json_unique_keys(obj, where, err)) {
+                cJSON_Delete(obj);
                 goto done;
             }
             const cJSON *v = nn_json_get(obj, field);
@@ -147,7 +182,7 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
     }
     rc = NN_OK;
 done:
-    nn_free(buf);
+    nn_file_unmap(&file);
     if (rc != NN_OK)
         nn_dataset_free(out);
     return rc;

@@ -14,11 +14,15 @@ typedef struct nn_dataset {
     char **targets;        /* [n] the targets field as JSON text, or NULL (JSONL only) */
 } nn_dataset;
 
+/* The longest line accepted by default (a job's dataset.max_line_bytes). */
+#define NN_DATASET_MAX_LINE_BYTES ((size_t)16 << 20)
+
 /* format: "jsonl", "text", or NULL to decide by the extension (.jsonl/.json: JSONL, else text).
  * field: the JSONL field holding the prompt; targets_field: NULL or the field of targets. Blank
- * lines are skipped (their line numbers still count). */
+ * lines are skipped (their line numbers still count). A line longer than max_line_bytes (0: the
+ * default above) is an error found before anything is allocated: the file is mapped, not read. */
 int nn_dataset_read(const char *path, const char *format, const char *field,
-                    const char *targets_field, nn_dataset *out, nn_err *err);
+                    const char *targets_field, size_t max_line_bytes, nn_dataset *out, nn_err *err);
 void nn_dataset_free(nn_dataset *d);
 
 #endif

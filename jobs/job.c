@@ -136,7 +136,7 @@ static int parse_layers(const cJSON *obj, const char *path, const char *where, c
         for (int i = 0; i < count; i++) {
             const cJSON *x = cJSON_IsNumber(v) ? v : cJSON_GetArrayItem(v, i);
             if (!cJSON_IsNumber(x) || x->valuedouble != floor(x->valuedouble) ||
-                n > sizeof buf - 16)
+                fabs(x->valuedouble) > 1e9 || n > sizeof buf - 16)
                 return nn_fail(err, "%s: %s: layers[%d] is not a layer index", path, where, i);
             n += (size_t)snprintf(buf + n, sizeof buf - n, "%s%d", i ? "," : "",
                                   (int)x->valuedouble);
@@ -279,9 +279,10 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
                         err))
             return in_op(err, where);
         op->generate = (int)v;
-        if (nn_json_double(o, "temperature", false, 0.0, path, &d, err) || d < 0)
-            return d < 0 ? nn_fail(err, "%s: %s: temperature must be >= 0", path, where)
-                         : in_op(err, where);
+        if (nn_json_double(o, "temperature", false, 0.0, path, &d, err))
+            return in_op(err, where);
+        if (d < 0)
+            return nn_fail(err, "%s: %s: temperature must be >= 0", path, where);
         op->temperature = (float)d;
         if (nn_json_double(o, "top_p", false, 1.0, path, &d, err) || d <= 0 || d > 1)
             return nn_fail(err, "%s: %s: top_p must be in (0, 1]", path, where);
@@ -359,24 +360,33 @@ static int name_groups(nn_job *j, nn_err *err)
 int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
 {
     memset(j, 0, sizeof *j);
-    const char *end = NULL;
-    cJSON *root = cJSON_ParseWithOpts(text, &end, 0);
+    size_t at;
+    cJSON *root = nn_json_parse(text, strlen(text), &at);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
-        return nn_fail(err, "%s: malformed JSON near byte %ld (expected an object)", path,
-                       end ? (long)(end - text) : 0L);
+        return nn_fail(err, "%s: malformed JSON near byte %zu (expected an object)", path, at);
     }
     int rc = NN_ERR;
     static const char *const allowed[] = {
         "model",        "tokenizer",     "dataset",  "operations", "dtype",
         "batch_tokens", "shard_batches", "parallel", "output",     NULL};
-    static const char *const ds_allowed[] = {
-        "path", "format", "field", "targets_field", "max_tokens", "too_long", "add_special_tokens",
-        NULL};
+    static const char *const ds_allowed[] = {"path",
+                                             "format",
+                                             "field",
+                                             "targets_field",
+                                             "max_tokens",
+                                             "too_long",
+                                             "add_special_tokens",
+                                             "max_line_bytes",
+                                             NULL};
     const cJSON *ds = nn_json_get(root, "dataset"), *ops = nn_json_get(root, "operations"), *o;
     const char *dtype = NULL, *too_long = NULL;
     long v;
-    if (only_fields(root, allowed, path, "job", err) ||
+    if (nn_json_has_nul_escape(text, strlen(text))) {
+        nn_fail(err, "%s: a string holds \\u0000, which would silently cut it short", path);
+        goto done;
+    }
+    if (nn_json_unique_keys(root, path, err) || only_fields(root, allowed, path, "job", err) ||
         dup_string(root, "model", true, NULL, path, &j->model, err) ||
         dup_string(root, "tokenizer", false, NULL, path, &j->tokenizer, err) ||
         dup_string(root, "output", true, NULL, path, &j->output, err))
@@ -398,6 +408,12 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
         goto done;
     }
     j->max_tokens = (int)v;
+    long line_bytes;
+    if (nn_json_int(ds, "max_line_bytes", false, 0, 1, 1L << 40, path, &line_bytes, err)) {
+        nn_err_prefix(err, "dataset");
+        goto done;
+    }
+    j->max_line_bytes = (size_t)line_bytes;
     if (j->dataset_format && strcmp(j->dataset_format, "jsonl") &&
         strcmp(j->dataset_format, "text")) {
         nn_fail(err, "%s: dataset.format '%s' is not \"jsonl\" or \"text\"", path,
@@ -454,10 +470,10 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
     if (!(j->ops = nn_calloc((size_t)cJSON_GetArraySize(ops), sizeof *j->ops, err)))
         goto done;
     cJSON_ArrayForEach (o, ops) {
-        nn_op *op = &j->ops[j->n_ops];
-        if (parse_op(o, j->n_ops, path, op, err))
+        /* Counted before it is parsed, so that nn_job_free frees what a failed parse left. */
+        nn_op *op = &j->ops[j->n_ops++];
+        if (parse_op(o, j->n_ops - 1, path, op, err))
             goto done;
-        j->n_ops++;
         bool needs_targets = op->kind == NN_OP_TARGET_PROBS || op->targets;
         if (needs_targets && !j->targets_field) {
             const char *tf = NULL;

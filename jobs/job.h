@@ -58,7 +58,8 @@ typedef struct nn_op {
 typedef struct nn_job {
     char *model, *tokenizer, *output;
     char *dataset_path, *dataset_format, *dataset_field, *targets_field;
-    int max_tokens; /* 0: the model's context */
+    int max_tokens;        /* 0: the model's context */
+    size_t max_line_bytes; /* longest dataset line; 0: the reader's default (16 MiB) */
     nn_too_long too_long;
     bool add_special_tokens;
     nn_store_dtype dtype;

@@ -68,9 +68,28 @@ nn_add_test(plot test_plot)
 nn_add_test(plot_cli ${CMAKE_SOURCE_DIR}/tests/test_plot.sh $<TARGET_FILE:nnterp>)
 nn_add_test(plot_chromium ${CMAKE_SOURCE_DIR}/tests/test_plot_chromium.sh $<TARGET_FILE:nnterp>)
 
-# The bundled model: the engine's logits equal its PyTorch training code's; the toolkit finds
-# what it knows (the lens's answer rises over the last layers; steering toward French works).
-nn_add_test(demo_model /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/test_demo_model.py
-            $<TARGET_FILE:nnterp> ${CMAKE_SOURCE_DIR})
-nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TARGET_FILE:nnterp>
-            ${CMAKE_SOURCE_DIR})
+# Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
+# target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
+set(NN_FUZZ_REPLAY safetensors st_index config tokenizer_json tokenizer_encode llama2c_model
+    llama2c_tokenizer npy job dataset)
+foreach(t ${NN_FUZZ_REPLAY})
+  add_executable(replay_${t} tests/fuzz/replay.c tests/fuzz/fuzz_${t}.c)
+  target_compile_definitions(replay_${t} PRIVATE NNTERP_SHARED_DEFAULT="${NNTERP_SHARED}")
+  target_link_libraries(replay_${t} PRIVATE nn_engine)
+  nn_add_test(fuzz_replay_${t} replay_${t} ${CMAKE_SOURCE_DIR}/tests/fuzz/corpus/${t})
+endforeach()
+target_link_libraries(replay_job PRIVATE nn_jobs)
+target_link_libraries(replay_dataset PRIVATE nn_io)
+
+# Every allocation of model loading, tokenizers, a forward pass with hooks, the logit lens, the job
+# file and the dataset reader failed in turn: errors, no crash, no leak (LeakSanitizer under ASan).
+nn_test(test_alloc_failures nn_jobs nn_io)
+target_compile_definitions(test_alloc_failures PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+nn_add_test(alloc_failures test_alloc_failures)
+
+# Hostile files and arguments for every parser: exact errors naming the file, nothing left behind.
+nn_test(test_malformed nn_coord)
+nn_add_test(malformed test_malformed)
+# A few of those bad inputs through the command line under valgrind (skipped without valgrind and
+# in the AddressSanitizer build).
+nn_add_test(valgrind ${CMAKE_SOURCE_DIR}/tests/test_valgrind.sh $<TARGET_FILE:nnterp>)
