@@ -723,26 +723,36 @@ static void draw_plot(const nn_plot *p, const layout *L, typo *t)
               L->bar_y + L->bar_h / 2, 0, true, ink, ink, ink);
 }
 
-int nn_plot_png(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *err)
+/* Checks the plot and lays it out with fonts measured on a 1x1 surface; on success the caller
+ * owns t and L. */
+static int measure(const nn_plot *p, const char *path, typo *t, layout *L, nn_err *err)
 {
     if (check_plot(p, err))
         return NN_ERR;
-    /* measure on a small surface, then draw on one of the size measured */
     cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
     cairo_t *probe_cr = cairo_create(probe);
-    typo t;
-    layout L;
-    int rc = typo_init(&t, probe_cr, err);
+    int rc = typo_init(t, probe_cr, err);
     cairo_destroy(probe_cr);
     cairo_surface_destroy(probe);
     if (rc)
         return NN_ERR;
-    if (layout_compute(p, &t, &L, err)) {
-        layout_free(&L);
-        typo_free(&t);
+    if (layout_compute(p, t, L, err)) {
+        layout_free(L);
+        typo_free(t);
         return nn_err_prefix(err, "%s", path);
     }
+    return NN_OK;
+}
+
+int nn_plot_png(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *err)
+{
+    /* measure first, then draw on a surface of the size measured */
+    typo t;
+    layout L;
+    if (measure(p, path, &t, &L, err))
+        return NN_ERR;
     typo_free(&t);
+    int rc;
     double s = pix(p);
     int w = (int)ceil(L.W * s), h = (int)ceil(L.H * s);
     cairo_surface_t *surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h);
@@ -951,22 +961,11 @@ static int write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_er
 
 int nn_plot_html(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *err)
 {
-    if (check_plot(p, err))
-        return NN_ERR;
-    cairo_surface_t *probe = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
-    cairo_t *probe_cr = cairo_create(probe);
     typo t;
     layout L;
-    int rc = typo_init(&t, probe_cr, err);
-    cairo_destroy(probe_cr);
-    cairo_surface_destroy(probe);
-    if (rc)
+    if (measure(p, path, &t, &L, err))
         return NN_ERR;
-    if (layout_compute(p, &t, &L, err)) {
-        layout_free(&L);
-        typo_free(&t);
-        return nn_err_prefix(err, "%s", path);
-    }
+    int rc;
     FILE *f = fopen(path, "w");
     if (!f) {
         rc = nn_fail(err, "%s: cannot create: %s", path, strerror(errno));
