@@ -22,3 +22,23 @@ int nn_test_finish(const char *name)
     printf("%s: %d checks, %d failed\n", name, nn_test_checks, nn_test_failures);
     return nn_test_failures ? 1 : 0;
 }
+
+char *nn_test_slurp(const char *path, size_t *n)
+{
+    nn_err err;
+    char *buf = NULL;
+    if (nn_file_read(path, 1 << 28, &buf, n, &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        exit(1);
+    }
+    return buf;
+}
+
+void nn_test_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
+        fprintf(stderr, "cannot write %s\n", path);
+        exit(1);
+    }
+}

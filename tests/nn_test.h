@@ -35,5 +35,8 @@ extern int nn_test_checks;
 /* The shared test data directory (../shared beside the checkout), or exits with a loud skip. */
 const char *nn_test_shared_dir(const char *what);
 int nn_test_finish(const char *name);
+/* Test scaffolding: a whole file read or written, or the test ends with the reason (exit 1). */
+char *nn_test_slurp(const char *path, size_t *n);
+void nn_test_write_file(const char *path, const void *data, size_t n);
 
 #endif

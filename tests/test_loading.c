@@ -17,23 +17,7 @@ static void write_file(const char *dir, const char *name, const void *data, size
 {
     char path[2048];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-    fclose(f);
-}
-
-static char *slurp(const char *path, size_t *n)
-{
-    nn_err err;
-    char *buf = NULL;
-    if (nn_file_read(path, 1 << 28, &buf, n, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    return buf;
+    nn_test_write_file(path, data, n);
 }
 
 /* A model directory holding config and a safetensors image built from header + data_len zeros. */
@@ -166,12 +150,12 @@ static void truncations(const char *shared)
     char src[512], dir[512];
     snprintf(src, sizeof src, "%s/reference/tiny/gpt2/model-f32/model.safetensors", shared);
     size_t n;
-    char *img = slurp(src, &n);
+    char *img = nn_test_slurp(src, &n);
     char *cfg_path = NULL;
     nn_err err;
     cfg_path = nn_path_join(shared, "reference/tiny/gpt2/model-f32/config.json", &err);
     size_t cn;
-    char *cfg = slurp(cfg_path, &cn);
+    char *cfg = nn_test_slurp(cfg_path, &cn);
     uint64_t h = 0;
     for (int i = 7; i >= 0; i--)
         h = (h << 8) | (unsigned char)img[i];
@@ -256,7 +240,7 @@ static void bad_llama2c(const char *shared)
     char src[512], path[512];
     snprintf(src, sizeof src, "%s/models/stories260K/stories260K.bin", shared);
     size_t n;
-    char *img = slurp(src, &n);
+    char *img = nn_test_slurp(src, &n);
     size_t cuts[] = {0, 10, 28, 1000, n - 4};
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         snprintf(path, sizeof path, "trunc%zu.bin", i);

@@ -37,36 +37,16 @@ static char *path_in(const char *dir, const char *name)
     return p;
 }
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
-        fprintf(stderr, "cannot write %s\n", path);
-        exit(1);
-    }
-}
-
 static void write_str(const char *path, const char *s)
 {
-    write_file(path, s, strlen(s));
-}
-
-static char *slurp(const char *path, size_t *n)
-{
-    nn_err err;
-    char *buf = NULL;
-    if (nn_file_read(path, 1 << 28, &buf, n, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        exit(1);
-    }
-    return buf;
+    nn_test_write_file(path, s, strlen(s));
 }
 
 static void copy_file(const char *from, const char *to)
 {
     size_t n;
-    char *b = slurp(from, &n);
-    write_file(to, b, n);
+    char *b = nn_test_slurp(from, &n);
+    nn_test_write_file(to, b, n);
     nn_free(b);
 }
 
@@ -192,7 +172,7 @@ static void patch_tensor(const char *dir, const char *name, size_t i, const void
 {
     const char *path = path_in(dir, "model.safetensors");
     size_t n;
-    char *img = slurp(path, &n);
+    char *img = nn_test_slurp(path, &n);
     nn_st_archive a;
     nn_err err;
     if (nn_st_parse((const uint8_t *)img, n, path, 0, &a, &err)) {
@@ -206,7 +186,7 @@ static void patch_tensor(const char *dir, const char *name, size_t i, const void
     }
     memcpy((char *)t->data + i * elem, bytes, elem);
     nn_st_close(&a);
-    write_file(path, img, n);
+    nn_test_write_file(path, img, n);
     nn_free(img);
 }
 
@@ -216,7 +196,7 @@ static void patch_header(const char *dir, const char *after, const char *from, c
 {
     const char *path = path_in(dir, "model.safetensors");
     size_t n;
-    char *img = slurp(path, &n);
+    char *img = nn_test_slurp(path, &n);
     char *at = strstr(img + 8, after);
     at = at ? strstr(at, from) : NULL;
     if (!at || strlen(from) != strlen(to)) {
@@ -224,7 +204,7 @@ static void patch_header(const char *dir, const char *after, const char *from, c
         exit(1);
     }
     memcpy(at, to, strlen(to));
-    write_file(path, img, n);
+    nn_test_write_file(path, img, n);
     nn_free(img);
 }
 
@@ -275,13 +255,13 @@ static void weights(void)
     char src[512];
     snprintf(src, sizeof src, "%s/models/stories260K/stories260K.bin", shared);
     size_t n;
-    char *img = slurp(src, &n);
+    char *img = nn_test_slurp(src, &n);
     int32_t h[7];
     memcpy(h, img, sizeof h);
     size_t dim = (size_t)h[0], L = (size_t)h[2], V = (size_t)labs(h[5]);
     size_t at = 28 + 4 * (V * dim + L * dim + 2 * dim * dim + 5);
     memcpy(img + at, &nan, 4);
-    write_file(path_in(tmp, "nan.bin"), img, n);
+    nn_test_write_file(path_in(tmp, "nan.bin"), img, n);
     setenv("NNTERP_CHECK_WEIGHTS", "1", 1); /* llama2.c tables are mapped F32 */
     expect_model("llama2.c weight holding NaN", path_in(tmp, "nan.bin"),
                  "weights 'wq' (layer 2) hold NaN at element 5", "nan.bin");
@@ -317,7 +297,7 @@ static const char *st_dir(const char *name, const char *header, size_t data_len,
     for (int i = 0; i < 8; i++)
         img[i] = (unsigned char)(len >> (8 * i));
     memcpy(img + 8, header, hl);
-    write_file(path_in(dir, "model.safetensors"), img, total);
+    nn_test_write_file(path_in(dir, "model.safetensors"), img, total);
     free(img);
     return dir;
 }
@@ -384,14 +364,14 @@ static void safetensors(void)
     free(deep);
     const char *dir = fresh_dir("st_empty");
     copy_file(path_in(st_dir("st_cfg", "{}", 0, -1), "config.json"), path_in(dir, "config.json"));
-    write_file(path_in(dir, "model.safetensors"), "", 0);
+    nn_test_write_file(path_in(dir, "model.safetensors"), "", 0);
     expect_model("empty model.safetensors", dir, "file of 0 bytes is too short", NULL);
 
     /* The real GPT-2 checkpoint cut inside each tensor's data: the error names a tensor. */
     char src[512];
     snprintf(src, sizeof src, "%s/reference/tiny/gpt2/model-f32", shared);
     size_t n;
-    char *img = slurp(path_in(src, "model.safetensors"), &n);
+    char *img = nn_test_slurp(path_in(src, "model.safetensors"), &n);
     nn_st_archive a;
     nn_err err;
     if (nn_st_parse((const uint8_t *)img, n, "gpt2", 0, &a, &err) == NN_OK) {
@@ -399,7 +379,7 @@ static void safetensors(void)
         dir = copy_checkpoint(src, "st_cut");
         for (size_t i = 0; i < a.n_tensors; i++) {
             size_t end = (size_t)((const char *)a.tensors[i].data - img) + a.tensors[i].n_bytes;
-            write_file(path_in(dir, "model.safetensors"), img, end - 1);
+            nn_test_write_file(path_in(dir, "model.safetensors"), img, end - 1);
             nn_model *m = NULL;
             err.msg[0] = '\0';
             int rc = nn_model_load(dir, &m, &err);
@@ -477,8 +457,8 @@ static void sharded(void)
               path_in(dir, "model.safetensors.index.json"));
     copy_file(path_in(src, s1), path_in(dir, s1));
     size_t n;
-    char *img = slurp(path_in(src, s2), &n);
-    write_file(path_in(dir, s2), img, n / 2);
+    char *img = nn_test_slurp(path_in(src, s2), &n);
+    nn_test_write_file(path_in(dir, s2), img, n / 2);
     nn_free(img);
     expect_model("second shard truncated", dir, "model-00002-of-00002.safetensors",
                  "run past the data section");
@@ -567,31 +547,31 @@ static void configs(void)
 static void llama2c(void)
 {
     printf("llama2.c checkpoints\n");
-    write_file(path_in(tmp, "empty.bin"), "", 0);
+    nn_test_write_file(path_in(tmp, "empty.bin"), "", 0);
     expect_model("empty .bin", path_in(tmp, "empty.bin"),
                  "0 bytes is too short for a llama2.c header", NULL);
     int32_t huge[7] = {1 << 24, 1 << 24, 1 << 24, 1 << 23, 1 << 23, 1 << 24, 1 << 24};
-    write_file(path_in(tmp, "huge.bin"), huge, sizeof huge);
+    nn_test_write_file(path_in(tmp, "huge.bin"), huge, sizeof huge);
     expect_model("header sizes whose product overflows", path_in(tmp, "huge.bin"),
                  "needs more than 2^64", NULL);
     int32_t uneven[7] = {10, 16, 1, 3, 1, 8, 4};
-    write_file(path_in(tmp, "uneven.bin"), uneven, sizeof uneven);
+    nn_test_write_file(path_in(tmp, "uneven.bin"), uneven, sizeof uneven);
     expect_model("heads not dividing dim", path_in(tmp, "uneven.bin"), "do not divide evenly",
                  NULL);
     int32_t minvocab[7] = {8, 16, 1, 2, 1, INT32_MIN, 4};
-    write_file(path_in(tmp, "minvocab.bin"), minvocab, sizeof minvocab);
+    nn_test_write_file(path_in(tmp, "minvocab.bin"), minvocab, sizeof minvocab);
     expect_model("vocab_size INT32_MIN", path_in(tmp, "minvocab.bin"),
                  "'vocab_size' = -2147483648 is out of range", NULL);
 
     char src[512];
     snprintf(src, sizeof src, "%s/models/stories260K/stories260K.bin", shared);
     size_t n;
-    char *img = slurp(src, &n);
+    char *img = nn_test_slurp(src, &n);
     int32_t h[7];
     memcpy(h, img, sizeof h);
     h[5] += 1; /* a vocabulary one token larger than the weights */
     memcpy(img, h, sizeof h);
-    write_file(path_in(tmp, "lying.bin"), img, n);
+    nn_test_write_file(path_in(tmp, "lying.bin"), img, n);
     expect_model("vocab_size lying by one", path_in(tmp, "lying.bin"), "needs", "lying.bin");
     h[5] -= 1;
     memcpy(img, h, sizeof h);
@@ -609,7 +589,7 @@ static void llama2c(void)
             size_t cut = off - (size_t)k * 4;
             if (cut >= n)
                 continue;
-            write_file(path_in(tmp, "cut.bin"), img, cut);
+            nn_test_write_file(path_in(tmp, "cut.bin"), img, cut);
             nn_err err = {{0}};
             nn_model *m = NULL;
             int rc = nn_model_load(path_in(tmp, "cut.bin"), &m, &err);
@@ -724,15 +704,15 @@ static void tokenizers(void)
     }
 
     printf("llama2.c tokenizer.bin\n");
-    write_file(path_in(dir, "empty.bin"), "", 0);
+    nn_test_write_file(path_in(dir, "empty.bin"), "", 0);
     expect_tokenizer("empty tokenizer.bin", path_in(dir, "empty.bin"),
                      "too short for a llama2.c tokenizer header", NULL);
     int32_t zero_max[1] = {0};
-    write_file(path_in(dir, "zero.bin"), zero_max, 4);
+    nn_test_write_file(path_in(dir, "zero.bin"), zero_max, 4);
     expect_tokenizer("max_token_length 0", path_in(dir, "zero.bin"),
                      "'max_token_length' = 0 is out of range", NULL);
     int32_t neg[3] = {8, 0, -1};
-    write_file(path_in(dir, "neg.bin"), neg, sizeof neg);
+    nn_test_write_file(path_in(dir, "neg.bin"), neg, sizeof neg);
     expect_tokenizer("negative piece length", path_in(dir, "neg.bin"),
                      "token 0: length -1 is negative", NULL);
     /* two tokens only */
@@ -741,7 +721,7 @@ static void tokenizers(void)
         two[4 + 9 * i + 4] = 1;
         two[4 + 9 * i + 8] = (unsigned char)('a' + i);
     }
-    write_file(path_in(dir, "two.bin"), two, sizeof two);
+    nn_test_write_file(path_in(dir, "two.bin"), two, sizeof two);
     expect_tokenizer("two tokens", path_in(dir, "two.bin"),
                      "2 tokens; a llama2.c vocabulary has at least", NULL);
 
@@ -750,7 +730,7 @@ static void tokenizers(void)
     char src[512];
     snprintf(src, sizeof src, "%s/tokenizers/stories260K/tok512.bin", shared);
     size_t n;
-    char *img = slurp(src, &n);
+    char *img = nn_test_slurp(src, &n);
     size_t off = 4;
     for (int r = 0; r < 3; r++) {
         int32_t len;
@@ -759,7 +739,7 @@ static void tokenizers(void)
     }
     int cuts = 0, good = 0;
     for (size_t cut = 0; cut < off; cut++) {
-        write_file(path_in(dir, "cut.bin"), img, cut);
+        nn_test_write_file(path_in(dir, "cut.bin"), img, cut);
         nn_err err = {{0}};
         nn_tokenizer *t = NULL;
         int rc = nn_tokenizer_load(path_in(dir, "cut.bin"), &t, &err);
@@ -772,7 +752,7 @@ static void tokenizers(void)
            "tok512.bin cut at each of its first bytes", good, cuts);
     CHECK(good == cuts, "tokenizer.bin truncations: %d of %d errors", good, cuts);
     /* three tokens: loads, but text needs byte fallback ids the vocabulary lacks */
-    write_file(path_in(dir, "three.bin"), img, off);
+    nn_test_write_file(path_in(dir, "three.bin"), img, off);
     nn_err err = {{0}};
     nn_tokenizer *t = NULL;
     CHECK_OK(nn_tokenizer_load(path_in(dir, "three.bin"), &t, &err), &err);
@@ -869,8 +849,8 @@ static void npys(void)
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char name[32];
         snprintf(name, sizeof name, "v%zu.npy", i);
-        write_file(path_in(dir, name), img,
-                   npy(img, cases[i].descr, cases[i].shape, cases[i].data, cases[i].n));
+        nn_test_write_file(path_in(dir, name), img,
+                           npy(img, cases[i].descr, cases[i].shape, cases[i].data, cases[i].n));
         expect_npy(cases[i].what, path_in(dir, name), cases[i].needle);
     }
     size_t good_len = npy(img, "<f4", "(3,)", f4, 12);
@@ -878,32 +858,32 @@ static void npys(void)
     char alt[512];
     memcpy(alt, img, good_len);
     memcpy(strstr(alt + 10, "False"), "True ", 5);
-    write_file(path_in(dir, "fortran.npy"), alt, good_len);
+    nn_test_write_file(path_in(dir, "fortran.npy"), alt, good_len);
     expect_npy("fortran_order True", path_in(dir, "fortran.npy"), "fortran_order must be False");
     memcpy(alt, img, good_len);
     alt[6] = 9;
-    write_file(path_in(dir, "v9.npy"), alt, good_len);
+    nn_test_write_file(path_in(dir, "v9.npy"), alt, good_len);
     expect_npy("format version 9", path_in(dir, "v9.npy"),
                ".npy format version 9 is not supported");
     size_t big_n = 12 + 70000;
     char *big_img = calloc(1, big_n);
     memcpy(big_img, "\x93NUMPY\x02\x00\x70\x11\x01\x00", 12);
-    write_file(path_in(dir, "bighdr.npy"), big_img, big_n);
+    nn_test_write_file(path_in(dir, "bighdr.npy"), big_img, big_n);
     free(big_img);
     expect_npy("header of 70000 bytes", path_in(dir, "bighdr.npy"),
                "header length 70000 exceeds the limit");
     const char end_in_descr[] = "\x93NUMPY\x01\x00\x0c\x00{'descr': '<";
-    write_file(path_in(dir, "cutdescr.npy"), end_in_descr, sizeof end_in_descr - 1);
+    nn_test_write_file(path_in(dir, "cutdescr.npy"), end_in_descr, sizeof end_in_descr - 1);
     expect_npy("header ending inside 'descr'", path_in(dir, "cutdescr.npy"),
                "lacks descr, fortran_order or shape");
     mkdir(path_in(dir, "dir.npy"), 0755);
     expect_npy("a directory named v.npy", path_in(dir, "dir.npy"), "dir.npy: not a regular file");
-    write_file(path_in(dir, "empty.npy"), "", 0);
+    nn_test_write_file(path_in(dir, "empty.npy"), "", 0);
     expect_npy("empty .npy", path_in(dir, "empty.npy"), "not a .npy file (bad magic)");
     /* every cut of a valid file */
     int cuts = 0, good = 0;
     for (size_t cut = 0; cut < good_len; cut++) {
-        write_file(path_in(dir, "cut.npy"), img, cut);
+        nn_test_write_file(path_in(dir, "cut.npy"), img, cut);
         float *v = NULL;
         size_t n;
         nn_err err = {{0}};
@@ -1046,7 +1026,7 @@ static void datasets(void)
     size_t big = ((size_t)16 << 20) + 1;
     char *line = malloc(big);
     memset(line, 'a', big);
-    write_file(path_in(dir, "huge.txt"), line, big);
+    nn_test_write_file(path_in(dir, "huge.txt"), line, big);
     free(line);
     expect_dataset(
         "one line of 16 MiB + 1 (the default limit)", path_in(dir, "huge.txt"), NULL, NULL, 0,
