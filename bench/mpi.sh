@@ -93,5 +93,15 @@ max4=$(echo "$rss4" | tr ' ' '\n' | sort -n | tail -1)
   echo
   echo "Load average while measuring: $(cut -d' ' -f1-3 /proc/loadavg) (2 CPUs); figures taken on a"
   echo "busy machine understate throughput and efficiency."
+  echo
+  echo "## Reading the figures"
+  echo
+  echo "- Memory: the largest of 4 stages peaks at $(echo "scale=2; $max4 / ($single_rss / 1024)" | bc) of one process (aim: under 0.40)."
+  echo "- Data parallel: 2 ranks x 1 thread against 1 rank x 2 OpenBLAS threads: $(echo "scale=2; $t_1x2 / $t_dp" | bc)"
+  echo "  (nothing but the GEMMs is threaded yet, so one process leaves a core idle between them)."
+  echo "- Pipeline: 2 stages reach $(echo "scale=2; $t_dp / $t_pp" | bc) of data-parallel (aim: 0.80). Each replica"
+  echo "  takes P + 1 shards per round so the stages overlap, but a round still drains the pipeline"
+  echo "  when it commits, and stage-to-stage sends block (a stage runs at most one batch ahead);"
+  echo "  non-blocking, double-buffered sends are the next step."
 } >docs/benchmarks-mpi.md
 cat docs/benchmarks-mpi.md

@@ -464,15 +464,18 @@ static int cmd_run(int argc, char **argv)
         MPI_Init(&argc, &argv);
     nn_comm comm = mpi ? nn_comm_world() : nn_comm_single();
     int rc = nn_run_job(job, &o, &comm, &err);
+    /* Rank 0 reports before MPI_Finalize: once a rank exits non-zero, mpirun may kill the others,
+     * and Finalize holds every rank until rank 0 is there. */
+    int code = rc == NN_RUN_INTERRUPTED ? NN_RUN_INTERRUPTED : rc ? EXIT_FAILURE : 0;
+    if (comm.rank == 0 && rc == NN_RUN_INTERRUPTED)
+        fprintf(stderr, "nnterp: %s\n", err.msg);
+    else if (comm.rank == 0 && rc)
+        cli_fail(&err);
+    fflush(stdout);
+    fflush(stderr);
     if (mpi)
         MPI_Finalize();
-    if (comm.rank != 0)
-        return rc == NN_RUN_INTERRUPTED ? NN_RUN_INTERRUPTED : rc ? EXIT_FAILURE : 0;
-    if (rc == NN_RUN_INTERRUPTED) {
-        fprintf(stderr, "nnterp: %s\n", err.msg);
-        return NN_RUN_INTERRUPTED;
-    }
-    return rc ? cli_fail(&err) : 0;
+    return code;
 }
 
 int main(int argc, char **argv)

@@ -705,13 +705,18 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     for (int s = 0; s < pl.n_shards; s++)
         if (!done[s])
             todo[n_todo++] = s;
-    /* Rounds: shard todo[start + r] goes to replica r (all its stages); a round commits together.
-     */
-    for (int start = 0; start < n_todo; start += replicas) {
-        int mine = start + replica < n_todo ? todo[start + replica] : -1;
+    /* Rounds: each replica (all its stages) takes `per` consecutive shards of todo, and a round
+     * commits together. A pipeline needs several shards in a round to overlap its stages: with
+     * P stages and P + 1 shards the fill-and-drain bubble is (P-1)/(2P) of the round rather
+     * than all of it. Every rank derives the assignment, so commit needs no exchange. */
+    int per = P > 1 ? P + 1 : 1, round = replicas * per;
+    for (int start = 0; start < n_todo; start += round) {
         step = NN_OK;
-        if (mine >= 0) {
-            int b0 = mine * job.shard_batches, b1 = b0 + job.shard_batches;
+        for (int j = 0; j < per && step == NN_OK; j++) {
+            int k = start + replica * per + j;
+            if (k >= n_todo)
+                break;
+            int b0 = todo[k] * job.shard_batches, b1 = b0 + job.shard_batches;
             if (b1 > pl.n_batches)
                 b1 = pl.n_batches;
             for (int b = b0; b < b1 && step == NN_OK; b++)
@@ -725,19 +730,15 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         timed.seconds += nn_seconds() - t_flush;
         if (nn_comm_agree(cm, step, err))
             goto done;
-        nn_comm_gather_int(cm, stage == 0 ? mine : -1, gathered);
-        if (cm->rank == 0) {
-            uint8_t one = 1;
-            for (int r = 0; r < cm->size && step == NN_OK; r++)
-                if (gathered[r] >= 0)
-                    step = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)gathered[r], 1,
-                                            &one, err) ||
-                           nn_ledger_append(ledger, gathered[r], err);
-        }
+        int end = start + round < n_todo ? start + round : n_todo;
+        uint8_t one = 1;
+        for (int k = start; cm->rank == 0 && k < end && step == NN_OK; k++)
+            step = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)todo[k], 1, &one, err) ||
+                   nn_ledger_append(ledger, todo[k], err);
         if (nn_comm_agree(cm, step, err))
             goto done;
-        for (int r = 0; r < replicas && start + r < n_todo; r++) {
-            int s = todo[start + r], b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
+        for (int k = start; k < end; k++) {
+            int s = todo[k], b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
             if (b1 > pl.n_batches)
                 b1 = pl.n_batches;
             done[s] = true;
@@ -747,8 +748,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (show)
             progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, false);
         int stop = nn_comm_max_int(cm, (int)stop_requested);
-        if (stop && start + replicas < n_todo) {
-            int left = n_todo - start - replicas;
+        if (stop && end < n_todo) {
+            int left = n_todo - end;
             if (show)
                 fprintf(stderr, "\n");
             nn_fail(err,
