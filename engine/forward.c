@@ -375,7 +375,7 @@ static void rope(const nn_config *c, const nn_state *s, float *rows, size_t ld, 
 }
 
 static int call_hooks(const nn_hookset *hs, nn_hook_point hp, int layer, float *data, size_t rows,
-                      size_t cols, int seq, const nn_batch *b, nn_err *err)
+                      size_t cols, int seq, int n_heads, const nn_batch *b, nn_err *err)
 {
     nn_hook_view view = {.point = hp,
                          .layer = nn_hook_point_per_layer(hp) ? layer : -1,
@@ -383,6 +383,7 @@ static int call_hooks(const nn_hookset *hs, nn_hook_point hp, int layer, float *
                          .rows = rows,
                          .cols = cols,
                          .seq = seq,
+                         .n_heads = n_heads,
                          .batch = b};
     int stop = 0;
     for (nn_hook_entry *e = nn_hookset_site(hs, hp, layer); e; e = e->next) {
@@ -398,7 +399,7 @@ static int call_hooks(const nn_hookset *hs, nn_hook_point hp, int layer, float *
 #define HOOK(hp, layer, data, rows, cols, seq)                                                     \
     do {                                                                                           \
         if (nn_hookset_site(hooks, hp, layer)) {                                                   \
-            int hook_rc_ = call_hooks(hooks, hp, layer, data, rows, cols, seq, b, err);            \
+            int hook_rc_ = call_hooks(hooks, hp, layer, data, rows, cols, seq, 0, b, err);         \
             if (hook_rc_)                                                                          \
                 return hook_rc_;                                                                   \
         }                                                                                          \
@@ -517,22 +518,10 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                             s->att + (size_t)off * QD + (size_t)h * E, (int)QD);
         }
         if (want_probs) {
-            nn_hook_view view = {.point = NN_HP_ATTENTION_PROBABILITIES,
-                                 .layer = layer,
-                                 .data = s->scores,
-                                 .rows = (size_t)H * n,
-                                 .cols = (size_t)C,
-                                 .seq = q,
-                                 .n_heads = H,
-                                 .batch = b};
-            int stop = 0;
-            for (nn_hook_entry *e = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer); e;
-                 e = e->next) {
-                int rc = e->fn(&view, e->user, err);
-                if (rc < 0)
-                    return NN_ERR;
-                stop |= rc == NN_HOOK_STOP;
-            }
+            int stop = call_hooks(hooks, NN_HP_ATTENTION_PROBABILITIES, layer, s->scores,
+                                  (size_t)H * n, (size_t)C, q, H, b, err);
+            if (stop < 0)
+                return NN_ERR;
             for (int h = 0; h < H; h++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f,
                             s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * E,

@@ -293,6 +293,42 @@ static void count_unknown(typo *t, int font, const char *s)
     t->unknown_glyphs += pango_layout_get_unknown_glyphs_count(t->layout);
 }
 
+static bool is_char_start(char c)
+{
+    return ((unsigned char)c & 0xC0) != 0x80;
+}
+
+/* The byte offset that keeps `keep` characters of body: its first ones, or with at_start its
+ * last ones (the cut then falls before them). */
+static size_t cut_after(const char *body, size_t len, size_t keep, bool at_start)
+{
+    size_t at = at_start ? len : 0, seen = 0;
+    if (at_start) {
+        while (at > 0 && seen < keep)
+            seen += is_char_start(body[--at]);
+    } else {
+        while (at < len && !(is_char_start(body[at]) && seen++ == keep))
+            at++;
+    }
+    return at;
+}
+
+/* b = pre + body cut at byte `at` with an ellipsis where the cut is + post. */
+static void elided(sbuf *b, const char *pre, const char *body, size_t at, bool at_start,
+                   const char *post)
+{
+    b->n = 0;
+    sb_str(b, pre);
+    if (at_start) {
+        sb_str(b, ELLIPSIS);
+        sb_str(b, body + at);
+    } else {
+        sb_put(b, body, at);
+        sb_str(b, ELLIPSIS);
+    }
+    sb_str(b, post);
+}
+
 /* pre + body + post as a new string, body cut (at a character, an ellipsis in its place) so that
  * the whole is at most max_w wide; at_start cuts the body's beginning instead of its end. */
 static char *fit_text(typo *t, int font, const char *pre, const char *body, const char *post,
@@ -307,64 +343,17 @@ static char *fit_text(typo *t, int font, const char *pre, const char *body, cons
     /* character starts of body */
     size_t len = strlen(body), n_chars = 0;
     for (size_t i = 0; i < len; i++)
-        n_chars += ((unsigned char)body[i] & 0xC0) != 0x80;
+        n_chars += is_char_start(body[i]);
     size_t lo = 0, hi = n_chars; /* keep lo characters: fits; hi: does not */
     while (hi - lo > 1 && !b.failed) {
-        size_t mid = (lo + hi) / 2, at = 0, seen = 0;
-        if (at_start) { /* keep the last mid characters */
-            at = len;
-            while (at > 0 && seen < mid) {
-                at--;
-                seen += ((unsigned char)body[at] & 0xC0) != 0x80;
-            }
-        } else {
-            while (at < len && seen <= mid) {
-                seen += ((unsigned char)body[at] & 0xC0) != 0x80;
-                if (seen <= mid)
-                    at++;
-            }
-            while (at < len && ((unsigned char)body[at] & 0xC0) == 0x80)
-                at++;
-        }
-        b.n = 0;
-        sb_str(&b, pre);
-        if (at_start) {
-            sb_str(&b, ELLIPSIS);
-            sb_str(&b, body + at);
-        } else {
-            sb_put(&b, body, at);
-            sb_str(&b, ELLIPSIS);
-        }
-        sb_str(&b, post);
+        size_t mid = (lo + hi) / 2;
+        elided(&b, pre, body, cut_after(body, len, mid, at_start), at_start, post);
         if (!b.failed && text_w(t, font, b.s) <= max_w)
             lo = mid;
         else
             hi = mid;
     }
-    /* rebuild with lo characters kept */
-    size_t at = at_start ? len : 0, seen = 0;
-    if (at_start) {
-        while (at > 0 && seen < lo) {
-            at--;
-            seen += ((unsigned char)body[at] & 0xC0) != 0x80;
-        }
-    } else {
-        while (at < len) {
-            if ((((unsigned char)body[at] & 0xC0) != 0x80) && seen++ == lo)
-                break;
-            at++;
-        }
-    }
-    b.n = 0;
-    sb_str(&b, pre);
-    if (at_start) {
-        sb_str(&b, ELLIPSIS);
-        sb_str(&b, body + at);
-    } else {
-        sb_put(&b, body, at);
-        sb_str(&b, ELLIPSIS);
-    }
-    sb_str(&b, post);
+    elided(&b, pre, body, cut_after(body, len, lo, at_start), at_start, post);
     return sb_take(&b);
 }
 

@@ -44,16 +44,11 @@ struct nn_harvest {
     const nn_sink *sink;
 };
 
-static const char *collect_base(const nn_op *op)
-{
-    return op->group; /* "collect" -> stored under /activations (see group_path) */
-}
-
 /* /activations[_N]/... for collect, /<group>/... for the others. */
 static void group_path(const nn_op *op, char *out, size_t n)
 {
     if (op->kind == NN_OP_COLLECT) {
-        const char *suffix = strchr(collect_base(op), '_');
+        const char *suffix = strchr(op->group, '_');
         snprintf(out, n, "/activations%s", suffix ? suffix : "");
     } else {
         snprintf(out, n, "/%s", op->group);
@@ -261,6 +256,24 @@ static int write_all_i32(const nn_sink *s, const char *path, const int *v, int n
     return s->write_rows(s->ctx, path, 0, (uint64_t)n, v, err);
 }
 
+/* The lens outputs: (rows, layers, k) ids and probabilities, plus (rows, layers, targets)
+ * target probabilities when the job names targets. */
+static int declare_lens(const nn_sink *s, const char *g, uint64_t rows, uint64_t layers, uint64_t k,
+                        uint64_t targets, nn_err *err)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s/top_ids", g);
+    if (declare(s, path, NN_SINK_I32, 3, rows, layers, k, err))
+        return NN_ERR;
+    snprintf(path, sizeof path, "%s/top_probs", g);
+    if (declare(s, path, NN_SINK_F32, 3, rows, layers, k, err))
+        return NN_ERR;
+    if (!targets)
+        return NN_OK;
+    snprintf(path, sizeof path, "%s/target_probs", g);
+    return declare(s, path, NN_SINK_F32, 3, rows, layers, targets, err);
+}
+
 int nn_harvest_declare(nn_harvest *h, const nn_sink *s, nn_err *err)
 {
     uint64_t P = (uint64_t)h->c->n_prompts;
@@ -314,17 +327,8 @@ int nn_harvest_declare(nn_harvest *h, const nn_sink *s, nn_err *err)
                 return NN_ERR;
             break;
         case NN_OP_LOGIT_LENS:
-            snprintf(path, sizeof path, "%s/top_ids", g);
-            if (declare(s, path, NN_SINK_I32, 3, rows, nl, k, err))
+            if (declare_lens(s, g, rows, nl, k, op->targets ? T : 0, err))
                 return NN_ERR;
-            snprintf(path, sizeof path, "%s/top_probs", g);
-            if (declare(s, path, NN_SINK_F32, 3, rows, nl, k, err))
-                return NN_ERR;
-            if (op->targets) {
-                snprintf(path, sizeof path, "%s/target_probs", g);
-                if (declare(s, path, NN_SINK_F32, 3, rows, nl, T, err))
-                    return NN_ERR;
-            }
             if (s->attr(s->ctx, g, "variant", op->inverse ? "inverse" : "logit lens", err))
                 return NN_ERR;
             break;
@@ -334,17 +338,8 @@ int nn_harvest_declare(nn_harvest *h, const nn_sink *s, nn_err *err)
                 return NN_ERR;
             break;
         case NN_OP_PATCHSCOPE_LENS:
-            snprintf(path, sizeof path, "%s/top_ids", g);
-            if (declare(s, path, NN_SINK_I32, 3, P, nl, k, err))
+            if (declare_lens(s, g, P, nl, k, op->targets ? T : 0, err))
                 return NN_ERR;
-            snprintf(path, sizeof path, "%s/top_probs", g);
-            if (declare(s, path, NN_SINK_F32, 3, P, nl, k, err))
-                return NN_ERR;
-            if (op->targets) {
-                snprintf(path, sizeof path, "%s/target_probs", g);
-                if (declare(s, path, NN_SINK_F32, 3, P, nl, T, err))
-                    return NN_ERR;
-            }
             snprintf(path, sizeof path, "%s/target_ids", g);
             if (declare(s, path, NN_SINK_I32, 1, (uint64_t)o->target_n, 0, 0, err) ||
                 write_all_i32(s, path, o->target_ids, o->target_n, err))
@@ -656,7 +651,7 @@ static int patchscope_op(nn_harvest *h, op_state *o, nn_err *err)
 {
     const nn_op *op = o->op;
     const nn_corpus *c = h->c;
-    size_t nl = (size_t)o->n_layers, k = (size_t)op->top_k, T = (size_t)c->n_targets;
+    size_t nl = (size_t)o->n_layers, T = (size_t)c->n_targets;
     char g[96], path[160];
     group_path(op, g, sizeof g);
     for (int p = h->begin; p < h->end; p++) {
@@ -691,7 +686,6 @@ static int patchscope_op(nn_harvest *h, op_state *o, nn_err *err)
                 rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, tp, err);
             nn_free(tp);
         }
-        (void)k;
         nn_patchscope_result_free(&r);
         if (rc)
             return NN_ERR;

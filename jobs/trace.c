@@ -57,13 +57,13 @@ static int add_requested(nn_hookset *hs, const nn_model *m, const nn_trace_param
         n_names++;
         if (nn_hook_name_parse(name, L, &hp, &layer, err))
             goto done;
-        int first = 0, count = 1;
+        int count = 1;
         const int *layers = &layer;
         if (layer == NN_ALL_LAYERS) {
             layers = spec;
             count = n_spec;
         }
-        for (int i = first; i < count; i++) {
+        for (int i = 0; i < count; i++) {
             int l = layers[i] < 0 ? 0 : layers[i];
             if (seen[(size_t)hp * L + l])
                 continue;

@@ -190,8 +190,6 @@ static void steering(const nn_model *m)
 static int capture_all_layers_io(const nn_hook_view *v, void *user, nn_err *err)
 {
     float **slots = user; /* [2 * L]: inputs then outputs */
-    int L = v->batch ? 0 : 0;
-    (void)L;
     size_t n = v->rows * v->cols;
     float **slot = &slots[(v->point == NN_HP_LAYERS_OUTPUT ? 64 : 0) + v->layer];
     nn_free(*slot);
