@@ -4,17 +4,50 @@
 
 enum { TAG_STATUS = 11, TAG_HIDDEN = 12 };
 
+/* Sends this stage's result to the next one without waiting for it to be received: a header
+ * {status, n_tokens}, then the rows, from one of two buffers. A buffer is reused two sends later,
+ * so a stage may run two batches ahead of the next before it waits. */
+static void send_rows(nn_pipeline *p, int status, const float *rows, int n_tokens, int d)
+{
+    nn_pipeline_send *slot = &p->out[p->next];
+    p->next ^= 1;
+    MPI_Waitall(2, slot->req, MPI_STATUSES_IGNORE);
+    size_t count = (size_t)n_tokens * (size_t)d;
+    if (status == NN_OK && count > slot->cap) {
+        float *grown = nn_realloc(slot->rows, count * sizeof *grown, &p->send_err);
+        if (grown) {
+            slot->rows = grown;
+            slot->cap = count;
+        } else {
+            status = NN_ERR; /* the next stage learns it; this stage's error says why */
+        }
+    }
+    slot->header[0] = status;
+    slot->header[1] = status == NN_OK ? n_tokens : 0;
+    MPI_Isend(slot->header, 2, MPI_INT, p->stage + 1, TAG_STATUS, p->comm, &slot->req[0]);
+    if (status == NN_OK) {
+        memcpy(slot->rows, rows, count * sizeof *rows);
+        MPI_Isend(slot->rows, (int)count, MPI_FLOAT, p->stage + 1, TAG_HIDDEN, p->comm,
+                  &slot->req[1]);
+    }
+}
+
 static int pipeline_forward(void *ctx, const nn_model *m, nn_state *s, const nn_batch *b,
                             const nn_forward_params *fp, nn_err *err)
 {
     nn_pipeline *p = ctx;
-    int count = b->n_tokens * m->cfg.d_model, status = NN_OK;
+    int d = m->cfg.d_model, status = NN_OK;
     bool last = p->stage == p->n_stages - 1;
     if (p->stage > 0) {
-        MPI_Recv(&status, 1, MPI_INT, p->stage - 1, TAG_STATUS, p->comm, MPI_STATUS_IGNORE);
-        if (status == NN_OK)
-            MPI_Recv(nn_state_hidden(s), count, MPI_FLOAT, p->stage - 1, TAG_HIDDEN, p->comm,
-                     MPI_STATUS_IGNORE);
+        int header[2];
+        MPI_Recv(header, 2, MPI_INT, p->stage - 1, TAG_STATUS, p->comm, MPI_STATUS_IGNORE);
+        status = header[0];
+        if (status == NN_OK && header[1] != b->n_tokens)
+            status = nn_fail(err, "pipeline: stage %d sent %d rows for a batch of %d tokens",
+                             p->stage - 1, header[1], b->n_tokens);
+        else if (status == NN_OK)
+            MPI_Recv(nn_state_hidden(s), b->n_tokens * d, MPI_FLOAT, p->stage - 1, TAG_HIDDEN,
+                     p->comm, MPI_STATUS_IGNORE);
         else if (status == NN_ERR)
             nn_fail(err, "an earlier pipeline stage failed (its rank reports why)");
     }
@@ -22,9 +55,13 @@ static int pipeline_forward(void *ctx, const nn_model *m, nn_state *s, const nn_
         status =
             nn_forward_range(m, s, b, fp, m->layer_begin, m->layer_end, p->stage == 0, last, err);
     if (!last) {
-        MPI_Send(&status, 1, MPI_INT, p->stage + 1, TAG_STATUS, p->comm);
-        if (status == NN_OK)
-            MPI_Send(nn_state_hidden(s), count, MPI_FLOAT, p->stage + 1, TAG_HIDDEN, p->comm);
+        bool was_ok = status == NN_OK;
+        send_rows(p, status, nn_state_hidden(s), b->n_tokens, d);
+        if (was_ok && p->send_err.msg[0]) {
+            *err = p->send_err;
+            p->send_err.msg[0] = 0;
+            status = NN_ERR;
+        }
     }
     if (!fp || !fp->want_logits)
         return status; /* a later stage's failure surfaces when the round commits */
@@ -40,23 +77,41 @@ static int pipeline_forward(void *ctx, const nn_model *m, nn_state *s, const nn_
 
 void nn_pipeline_init(nn_pipeline *p, nn_model *m, MPI_Comm replica, int stage, int n_stages)
 {
+    memset(p, 0, sizeof *p);
     p->comm = replica;
     p->stage = stage;
     p->n_stages = n_stages;
+    for (int i = 0; i < 2; i++)
+        p->out[i].req[0] = p->out[i].req[1] = MPI_REQUEST_NULL;
     p->executor = (nn_executor){.ctx = p, .forward = pipeline_forward};
     m->executor = &p->executor;
 }
 
-void nn_pipeline_split(const nn_config *c, int P, double head_share, int *split)
+void nn_pipeline_free(nn_pipeline *p)
 {
-    int L = c->n_layers;
+    for (int i = 0; i < 2; i++) {
+        MPI_Waitall(2, p->out[i].req, MPI_STATUSES_IGNORE);
+        nn_free(p->out[i].rows);
+        p->out[i].rows = NULL;
+        p->out[i].cap = 0;
+    }
+}
+
+double nn_pipeline_layer_cost(const nn_config *c)
+{
     double d = c->d_model, qd = (double)c->n_heads * c->head_dim,
            kvd = (double)c->n_kv_heads * c->head_dim, ff = c->d_ff;
     double mlp = (c->arch->gated_mlp ? 3.0 : 2.0) * d * ff;
     if (c->n_experts)
         mlp *= c->n_experts_per_tok;
-    double layer = d * (qd + 2 * kvd) + qd * d + mlp;
-    double head = head_share * (double)c->vocab_size * d / layer; /* in layers */
+    return d * (qd + 2 * kvd) + qd * d + mlp;
+}
+
+void nn_pipeline_split(const nn_config *c, int P, double head_share, int *split)
+{
+    int L = c->n_layers;
+    double layer = nn_pipeline_layer_cost(c);
+    double head = head_share * (double)c->vocab_size * c->d_model / layer; /* in layers */
     /* best[k][i]: the smallest largest-stage cost placing layers [0, i) on stages [0, k) */
     double best[P + 1][L + 1];
     int cut[P + 1][L + 1];
