@@ -32,6 +32,8 @@ static const char *usage_main =
     "[-n N]\n"
     "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
     "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
+    "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
+    "            predicted tokens/s of a distributed run, from costs measured here\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
@@ -503,6 +505,8 @@ int main(int argc, char **argv)
         return cmd_probs(argc, argv);
     if (!strcmp(argv[1], "plot"))
         return cmd_plot(argc, argv);
+    if (!strcmp(argv[1], "plan"))
+        return cmd_plan(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "generate"))

@@ -14,6 +14,7 @@
 #include "ledger.h"
 #include "nn_json.h"
 #include "pipeline.h"
+#include "plan.h"
 
 #ifndef NNTERP_VERSION
 #define NNTERP_VERSION "dev"
@@ -628,6 +629,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     int *todo = NULL, *gathered = NULL;
     MPI_Comm replica_comm = MPI_COMM_NULL;
     nn_pipeline pipe;
+    bool pipe_ready = false;
     rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
     struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -656,15 +658,16 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
                        job_path, P, cfg.n_layers);
     if (nn_comm_agree(cm, step, err))
         goto done;
-    /* Stage k holds a contiguous layer range; the head's cost counts for the last stage (only the
-     * rows that need logits go through it: about one in ten here). */
-    nn_pipeline_split(&cfg, P, 0.1, split);
+    /* Stage k holds a contiguous layer range; the head's cost counts for the last stage. */
+    nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, split);
     if (P > 1)
         MPI_Comm_split(cm->comm, replica, stage, &replica_comm);
     step = nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
            nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err);
-    if (step == NN_OK && P > 1)
+    if (step == NN_OK && P > 1) {
         nn_pipeline_init(&pipe, m, replica_comm, stage, P);
+        pipe_ready = true;
+    }
     if (nn_comm_agree(cm, step, err))
         goto done;
     step = cm->rank == 0 ? tokenize_dataset(&job, m, tok, &d, err) : NN_OK;
@@ -706,10 +709,11 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (!done[s])
             todo[n_todo++] = s;
     /* Rounds: each replica (all its stages) takes `per` consecutive shards of todo, and a round
-     * commits together. A pipeline needs several shards in a round to overlap its stages: with
-     * P stages and P + 1 shards the fill-and-drain bubble is (P-1)/(2P) of the round rather
-     * than all of it. Every rank derives the assignment, so commit needs no exchange. */
-    int per = P > 1 ? P + 1 : 1, round = replicas * per;
+     * commits together. A pipeline fills and drains once per round, so a round holds about 4P
+     * batches per replica: the bubble (P-1)/(m+P-1) is then about a tenth. Every rank derives
+     * the assignment, so commit needs no exchange. */
+    int per = nn_plan_round_batches(P, job.shard_batches) / job.shard_batches,
+        round = replicas * per;
     for (int start = 0; start < n_todo; start += round) {
         step = NN_OK;
         for (int j = 0; j < per && step == NN_OK; j++) {
@@ -813,6 +817,8 @@ done:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
+    if (pipe_ready)
+        nn_pipeline_free(&pipe);
     if (replica_comm != MPI_COMM_NULL)
         MPI_Comm_free(&replica_comm);
     nn_free(split);

@@ -62,6 +62,8 @@ for layout in "1 1" "2 1" "2 2" "3 3" "4 2" "4 4"; do
   set -- $layout
   rm -f out.h5*
   run "$1" "$NNTERP" run "$(stages "$2")" >out 2>err
+  [ -f out.h5 ] && /usr/bin/python3 -c 'import sys, h5py; print(h5py.File(sys.argv[1], "r").attrs["layer_split"])' \
+    out.h5 >"split$2.txt"
   if [ -f out.h5 ] && same single.h5 out.h5; then
     ok "mpirun -np $1, $(( $1 / $2 )) replica(s) x $2 stage(s): bitwise identical to the plain run"
   else bad "mpirun -np $1 with $2 stages: $(cat out err | head -5)"; fi
@@ -110,6 +112,20 @@ grep -q "cannot form replicas of parallel.pipeline_stages 2" err && ok "3 ranks,
 grep -q "1 rank cannot form replicas" err && ok "a plain run of a 2-stage job: a clear error" || bad "plain 2-stage: $(head -3 err)"
 run 9 "$NNTERP" run "$(stages 9)" >out 2>err
 grep -q "pipeline_stages 9 exceeds the model's 5 layers" err && ok "more stages than layers: a clear error" || bad "9 stages: $(head -3 err)"
+
+# nnterp plan: the split it prints is the one the run stored; impossible layouts are errors.
+for P in 2 3 4; do
+  "$NNTERP" plan -m "$S/models/stories260K/hf" --ranks "$P" --stages "$P" --batch-tokens 96 \
+    --prompt-tokens 12 >plan 2>err || { bad "plan with $P stages: $(head -3 err)"; continue; }
+  planned="[$(sed -n 's/^ *[0-9]*  \[\([0-9]*\), \([0-9]*\)).*/[\1, \2]/p' plan | paste -sd'|' - | sed 's/|/, /g')]"
+  if [ "$planned" = "$(cat "split$P.txt" 2>/dev/null)" ] && grep -q "^predicted  *[0-9]* tokens/s" plan; then
+    ok "plan with $P stages: the layer split of the run ($planned) and a prediction"
+  else bad "plan with $P stages: planned $planned, the run stored $(cat "split$P.txt" 2>/dev/null)"; fi
+done
+"$NNTERP" plan -m "$S/models/stories260K/hf" --ranks 3 --stages 2 >out 2>err
+grep -q "3 ranks cannot form replicas of 2 pipeline stages" err && ok "plan: 3 ranks, 2 stages: a clear error" || bad "plan 3/2: $(head -3 err)"
+"$NNTERP" plan -m "$S/models/stories260K/hf" --ranks 9 --stages 9 >out 2>err
+grep -q "9 pipeline stages exceed the model's 5 layers" err && ok "plan: more stages than layers: a clear error" || bad "plan 9: $(head -3 err)"
 
 sleep 0.2
 # ours: nnterp processes working in this test's directory (other tests may run beside it)
