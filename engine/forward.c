@@ -24,8 +24,11 @@ struct nn_state {
     float *rope_cos; /* (max_positions, R/2) R = rotary dims */
     float *rope_sin;
     float *k_cache, *v_cache; /* (L, slots * capacity, G*E) */
-    float *scores;            /* grown on demand: (C) per head row block, or (H, n, C) */
+    float *scores;            /* grown on demand when probabilities are hooked: (H, n, C) */
     size_t scores_cap;
+    float *scores_seen; /* the probabilities as hooks were given them, to see edits */
+    size_t scores_seen_cap;
+    float *tile;       /* tiled attention's scratch, see attend_tiled */
     float *all_logits; /* grown on demand: (N, V) when logits are hooked */
     size_t all_logits_cap;
     float *pad_in, *pad_out; /* row padding for short GEMMs, see gemm_min_rows */
@@ -42,6 +45,15 @@ struct nn_state {
 };
 
 static int gemm_min_rows(const nn_linear *W);
+
+/* Tiled attention works on blocks of TILE_Q query rows against TILE_K keys. */
+enum { TILE_Q = 64, TILE_K = 64 };
+
+static size_t tile_floats(const nn_config *c)
+{
+    size_t E = (size_t)c->head_dim;
+    return TILE_Q * TILE_K + 2 * TILE_K * E + 2 * E + TILE_Q * E + 2 * TILE_Q;
+}
 
 void nn_softmax(float *x, size_t n)
 {
@@ -143,6 +155,8 @@ void nn_state_free(nn_state *s)
         nn_free(more[i]);
     nn_free(s->route_idx);
     nn_free(s->rows);
+    nn_free(s->tile);
+    nn_free(s->scores_seen);
     nn_free(s);
 }
 
@@ -205,7 +219,8 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
             }
     }
     if (!(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
-        !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)))
+        !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)) ||
+        !(s->tile = nn_calloc(tile_floats(c), sizeof(float), err)))
         goto fail;
     if (c->arch->pos == NN_POS_ALIBI) {
         if (!(s->alibi = nn_calloc((size_t)c->n_heads, sizeof(float), err)))
@@ -452,6 +467,108 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
     return NN_OK;
 }
 
+/* One head of one sequence, attention without its probability matrix: query rows [0, n) at
+ * positions p0 + i, keys and values [0, C) (row stride ld), output rows out (stride ldo). Query
+ * blocks of TILE_Q rows meet key blocks of TILE_K keys with an online softmax (a running maximum
+ * and sum per row, the partial output rescaled as the maximum grows), so memory is O(TILE) and
+ * key blocks past a query block's last position are skipped. Key blocks start at multiples of
+ * TILE_K and always have TILE_K keys (zero-padded at the end of the context), and a single query
+ * row is padded to two, so each row sees the same sequence of GEMM shapes and operations whatever
+ * block or batch it is in: prefill and KV-cache continuation give the same bits. */
+static void attend_tiled(const nn_config *c, nn_state *s, const float *Q, size_t ldq,
+                         const float *K, const float *V, size_t ld, float *out, size_t ldo, int n,
+                         int p0, float scale, float alibi_slope, int window)
+{
+    size_t E = (size_t)c->head_dim;
+    float cap = c->attn_softcap;
+    int C = p0 + n;
+    float *S = s->tile, *kpad = S + TILE_Q * TILE_K, *vpad = kpad + TILE_K * E,
+          *qpad = vpad + TILE_K * E, *acc = qpad + 2 * E, *mx = acc + TILE_Q * E,
+          *sum = mx + TILE_Q;
+    for (int i0 = 0; i0 < n; i0 += TILE_Q) {
+        int m = n - i0 < TILE_Q ? n - i0 : TILE_Q, rows = m;
+        int first = p0 + i0, last = first + m - 1;
+        const float *Qb = Q + (size_t)i0 * ldq;
+        size_t ldqb = ldq;
+        if (m == 1) { /* newer OpenBLAS sends one-row GEMMs to GEMV, which rounds differently */
+            memcpy(qpad, Qb, E * sizeof(float));
+            memset(qpad + E, 0, E * sizeof(float));
+            Qb = qpad;
+            ldqb = E;
+            rows = 2;
+        }
+        for (int i = 0; i < rows; i++) {
+            mx[i] = -INFINITY;
+            sum[i] = 0.0f;
+        }
+        memset(acc, 0, (size_t)rows * E * sizeof(float));
+        int lo_first = window > 0 && first - window + 1 > 0 ? first - window + 1 : 0;
+        for (int k0 = lo_first / TILE_K * TILE_K; k0 <= last; k0 += TILE_K) {
+            const float *Kb = K + (size_t)k0 * ld, *Vb = V + (size_t)k0 * ld;
+            size_t ldk = ld;
+            if (C - k0 < TILE_K) {
+                size_t have = (size_t)(C - k0);
+                for (size_t j = 0; j < have; j++) {
+                    memcpy(kpad + j * E, Kb + j * ld, E * sizeof(float));
+                    memcpy(vpad + j * E, Vb + j * ld, E * sizeof(float));
+                }
+                memset(kpad + have * E, 0, (TILE_K - have) * E * sizeof(float));
+                memset(vpad + have * E, 0, (TILE_K - have) * E * sizeof(float));
+                Kb = kpad;
+                Vb = vpad;
+                ldk = E;
+            }
+            float beta = 0.0f;
+            if (alibi_slope != 0.0f) { /* scores = slope * key position + scale * q.k */
+                for (int i = 0; i < rows; i++)
+                    for (int j = 0; j < TILE_K; j++)
+                        S[i * TILE_K + j] = alibi_slope * (float)(k0 + j);
+                beta = 1.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, TILE_K, (int)E, scale, Qb,
+                        (int)ldqb, Kb, (int)ldk, beta, S, TILE_K);
+            for (int i = 0; i < rows; i++) {
+                float *row = S + (size_t)i * TILE_K;
+                int pos = first + i;
+                int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
+                int j0 = lo > k0 ? lo - k0 : 0, j1 = pos - k0 < TILE_K - 1 ? pos - k0 : TILE_K - 1;
+                if (i >= m || j1 < j0) { /* a padding row, or no key of this block is visible */
+                    memset(row, 0, TILE_K * sizeof(float));
+                    continue;
+                }
+                if (cap > 0)
+                    for (int j = j0; j <= j1; j++)
+                        row[j] = tanhf(row[j] / cap) * cap;
+                float bm = -INFINITY;
+                for (int j = j0; j <= j1; j++)
+                    bm = row[j] > bm ? row[j] : bm;
+                float new_max = bm > mx[i] ? bm : mx[i];
+                float part = 0.0f;
+                for (int j = 0; j < TILE_K; j++) {
+                    float p = j >= j0 && j <= j1 ? expf(row[j] - new_max) : 0.0f;
+                    row[j] = p;
+                    part += p;
+                }
+                if (mx[i] != new_max && mx[i] != -INFINITY) {
+                    float corr = expf(mx[i] - new_max);
+                    sum[i] *= corr;
+                    for (size_t e = 0; e < E; e++)
+                        acc[(size_t)i * E + e] *= corr;
+                }
+                sum[i] += part;
+                mx[i] = new_max;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)E, TILE_K, 1.0f, S,
+                        TILE_K, Vb, (int)ldk, 1.0f, acc, (int)E);
+        }
+        for (int i = 0; i < m; i++) {
+            float inv = 1.0f / sum[i];
+            for (size_t e = 0; e < E; e++)
+                out[(size_t)(i0 + i) * ldo + e] = acc[(size_t)i * E + e] * inv;
+        }
+    }
+}
+
 static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int layer,
                      const nn_hookset *hooks, nn_err *err)
 {
@@ -483,12 +600,20 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
             K = s->k + (size_t)off * KVD;
             Vv = s->v + (size_t)off * KVD;
         }
+        if (!want_probs) {
+            for (int h = 0; h < H; h++)
+                attend_tiled(c, s, s->q + (size_t)off * QD + (size_t)h * E, QD,
+                             K + (size_t)(h / group) * E, Vv + (size_t)(h / group) * E, KVD,
+                             s->att + (size_t)off * QD + (size_t)h * E, QD, n, p0, scale,
+                             s->alibi ? s->alibi[h] : 0.0f, window);
+            continue;
+        }
         size_t block = (size_t)n * (size_t)C;
-        if (grow(&s->scores, &s->scores_cap, want_probs ? block * (size_t)H : block, err))
+        if (grow(&s->scores, &s->scores_cap, block * (size_t)H, err))
             return NN_ERR;
         for (int h = 0; h < H; h++) {
             int g = h / group;
-            float *S = s->scores + (want_probs ? (size_t)h * block : 0); /* (n, C) */
+            float *S = s->scores + (size_t)h * block; /* (n, C) */
             float beta = 0.0f;
             if (s->alibi) { /* scores = slope_h * key position + scale * q.k (baddbmm) */
                 for (int i = 0; i < n; i++)
@@ -512,23 +637,30 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                 for (int j = pos + 1; j < C; j++)
                     row[j] = 0.0f;
             }
-            if (!want_probs)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f, S, C,
-                            Vv + (size_t)g * E, (int)KVD, 0.0f,
-                            s->att + (size_t)off * QD + (size_t)h * E, (int)QD);
         }
-        if (want_probs) {
-            int stop = call_hooks(hooks, NN_HP_ATTENTION_PROBABILITIES, layer, s->scores,
-                                  (size_t)H * n, (size_t)C, q, H, b, err);
-            if (stop < 0)
-                return NN_ERR;
-            for (int h = 0; h < H; h++)
+        /* Hooks that only read the probabilities (or write them back unchanged) must not change
+         * the output: it is then computed tiled, as without the hook; edited probabilities are
+         * multiplied into the values as they are. */
+        if (grow(&s->scores_seen, &s->scores_seen_cap, block * (size_t)H, err))
+            return NN_ERR;
+        memcpy(s->scores_seen, s->scores, block * (size_t)H * sizeof(float));
+        int stop = call_hooks(hooks, NN_HP_ATTENTION_PROBABILITIES, layer, s->scores, (size_t)H * n,
+                              (size_t)C, q, H, b, err);
+        if (stop < 0)
+            return NN_ERR;
+        bool edited = memcmp(s->scores_seen, s->scores, block * (size_t)H * sizeof(float)) != 0;
+        for (int h = 0; h < H; h++) {
+            const float *Kh = K + (size_t)(h / group) * E, *Vh = Vv + (size_t)(h / group) * E;
+            float *out = s->att + (size_t)off * QD + (size_t)h * E;
+            if (edited)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f,
-                            s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * E,
-                            (int)KVD, 0.0f, s->att + (size_t)off * QD + (size_t)h * E, (int)QD);
-            if (stop)
-                return NN_STOPPED;
+                            s->scores + (size_t)h * block, C, Vh, (int)KVD, 0.0f, out, (int)QD);
+            else
+                attend_tiled(c, s, s->q + (size_t)off * QD + (size_t)h * E, QD, Kh, Vh, KVD, out,
+                             QD, n, p0, scale, s->alibi ? s->alibi[h] : 0.0f, window);
         }
+        if (stop)
+            return NN_STOPPED;
     }
     return NN_OK;
 }
