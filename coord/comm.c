@@ -77,3 +77,36 @@ void nn_comm_barrier(const nn_comm *c)
     if (c->mpi)
         MPI_Barrier(c->comm);
 }
+
+void nn_counter_init(nn_counter *k, const nn_comm *c)
+{
+    memset(k, 0, sizeof *k);
+    k->mpi = c->mpi;
+    if (!c->mpi)
+        return;
+    MPI_Win_allocate(c->rank == 0 ? (MPI_Aint)sizeof(int) : 0, sizeof(int), MPI_INFO_NULL, c->comm,
+                     &k->value, &k->win);
+    if (c->rank == 0)
+        *k->value = 0;
+    MPI_Barrier(c->comm); /* the zero is in place before anyone fetches */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, k->win);
+}
+
+int nn_counter_next(nn_counter *k)
+{
+    if (!k->mpi)
+        return k->local++;
+    int one = 1, got;
+    MPI_Fetch_and_op(&one, &got, MPI_INT, 0, 0, MPI_SUM, k->win);
+    MPI_Win_flush(0, k->win);
+    return got;
+}
+
+void nn_counter_free(nn_counter *k)
+{
+    if (!k->mpi)
+        return;
+    MPI_Win_unlock_all(k->win);
+    MPI_Win_free(&k->win);
+    k->mpi = false;
+}

@@ -30,4 +30,21 @@ void nn_comm_gather_int(const nn_comm *c, int value, int *values);
 int nn_comm_max_int(const nn_comm *c, int value);
 void nn_comm_barrier(const nn_comm *c);
 
+/* A counter every rank can take the next number from without the others taking part: work handed
+ * out on demand. It lives on rank 0 (MPI one-sided fetch-and-add; on one node through shared
+ * memory, across nodes progressed whenever rank 0 enters MPI, at least once a batch). */
+typedef struct nn_counter {
+    bool mpi;
+    MPI_Win win;
+    int *value; /* rank 0's memory; the local count in a plain run */
+    int local;
+} nn_counter;
+
+/* Collective. Starts at 0. */
+void nn_counter_init(nn_counter *k, const nn_comm *c);
+/* Returns the counter's value and adds 1 to it, atomically across ranks. */
+int nn_counter_next(nn_counter *k);
+/* Collective. */
+void nn_counter_free(nn_counter *k);
+
 #endif

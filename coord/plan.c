@@ -57,13 +57,13 @@ static double median_of(double *times, int n, int i)
     return v[REPS / 2];
 }
 
-int nn_plan_round_batches(int n_stages, int shard_batches)
+int nn_plan_round_batches(int n_stages, int replicas, int shard_batches)
 {
-    if (n_stages <= 1)
+    if (n_stages <= 1 && replicas <= 1)
         return shard_batches;
     /* 4P batches keep the fill-and-drain bubble (P-1)/(m+P-1) near a tenth for every P */
-    int shards = (4 * n_stages + shard_batches - 1) / shard_batches;
-    return shards * shard_batches;
+    int want = 4 * (n_stages > 1 ? n_stages : 1);
+    return (want + shard_batches - 1) / shard_batches * shard_batches;
 }
 
 static int measure(const nn_plan_request *req, const nn_config *cfg, nn_plan *p, nn_err *err)
@@ -259,7 +259,7 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
     }
     /* A replica runs m batches per round at the pace of its slowest stage, plus P - 1 batches of
      * filling and draining: the bubble is (P - 1) / (m + P - 1). */
-    double m = nn_plan_round_batches(P, req->shard_batches);
+    double m = nn_plan_round_batches(P, p->replicas, req->shard_batches);
     p->round_batches = m;
     p->bubble = P > 1 ? (P - 1) / (m + P - 1) : 0;
     double threads = (double)req->ranks * req->threads;

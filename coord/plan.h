@@ -59,8 +59,10 @@ typedef struct nn_plan {
 int nn_plan_make(const nn_plan_request *req, nn_plan *out, nn_err *err);
 void nn_plan_free(nn_plan *plan);
 
-/* Batches each replica runs between two commits of `nnterp run` with P pipeline stages: a
- * pipeline fills and drains once per round, so a round must hold several batches per stage. */
-int nn_plan_round_batches(int n_stages, int shard_batches);
+/* Batches each replica runs between two commits of `nnterp run` (whole shards): with P > 1
+ * pipeline stages about 4P, since a pipeline fills and drains once per round; with several
+ * data-parallel replicas about 4, so shards handed out on demand can even out; a lone process
+ * commits every shard. */
+int nn_plan_round_batches(int n_stages, int replicas, int shard_batches);
 
 #endif

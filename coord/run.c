@@ -630,6 +630,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     MPI_Comm replica_comm = MPI_COMM_NULL;
     nn_pipeline pipe;
     bool pipe_ready = false;
+    nn_counter counter;
+    bool counter_ready = false;
+    int shards_run = 0;
     rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
     struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -708,24 +711,39 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     for (int s = 0; s < pl.n_shards; s++)
         if (!done[s])
             todo[n_todo++] = s;
-    /* Rounds: each replica (all its stages) takes `per` consecutive shards of todo, and a round
-     * commits together. A pipeline fills and drains once per round, so a round holds about 4P
-     * batches per replica: the bubble (P-1)/(m+P-1) is then about a tenth. Every rank derives
-     * the assignment, so commit needs no exchange. */
-    int per = nn_plan_round_batches(P, job.shard_batches) / job.shard_batches,
+    /* Rounds: a round is `per` shards for each replica, committed together. Within a round the
+     * shards are handed out on demand: each replica's first stage takes the next from a counter
+     * on rank 0 and tells its later stages, so a slower replica simply takes fewer. Every leader
+     * draws once past the round's end, so every rank knows where the next round's numbers start.
+     * A pipeline fills and drains once per round, so a round holds about 4P batches per
+     * replica: the bubble (P-1)/(m+P-1) is then about a tenth. */
+    int per = nn_plan_round_batches(P, replicas, job.shard_batches) / job.shard_batches,
         round = replicas * per;
+    nn_counter_init(&counter, cm);
+    counter_ready = true;
+    int drawn_base = 0;
     for (int start = 0; start < n_todo; start += round) {
+        int n_round = n_todo - start < round ? n_todo - start : round;
         step = NN_OK;
-        for (int j = 0; j < per && step == NN_OK; j++) {
-            int k = start + replica * per + j;
-            if (k >= n_todo)
+        for (;;) {
+            int k = -1;
+            if (stage == 0 && step == NN_OK) {
+                int v = nn_counter_next(&counter) - drawn_base;
+                if (v < n_round)
+                    k = start + v;
+            }
+            if (P > 1)
+                MPI_Bcast(&k, 1, MPI_INT, 0, replica_comm);
+            if (k < 0)
                 break;
             int b0 = todo[k] * job.shard_batches, b1 = b0 + job.shard_batches;
             if (b1 > pl.n_batches)
                 b1 = pl.n_batches;
             for (int b = b0; b < b1 && step == NN_OK; b++)
                 step = nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
+            shards_run++;
         }
+        drawn_base += n_round + replicas;
         if (nn_comm_agree(cm, step, err))
             goto done;
         /* commit: rows flushed everywhere, then rank 0 marks the shards and appends the ledger */
@@ -778,6 +796,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         goto done;
     if (cm->rank == 0)
         unlink(ledger);
+    int *taken = cm->rank == 0 ? nn_malloc((size_t)cm->size * sizeof *taken, err) : NULL;
+    nn_comm_gather_int(cm, shards_run, taken ? taken : gathered);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     nn_comm_gather_int(cm, (int)(ru.ru_maxrss / 1024), gathered); /* MB */
@@ -801,7 +821,14 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
                 printf(" %d", gathered[r]);
             printf("\n");
         }
+        if (replicas > 1 && taken) {
+            printf("nnterp: shards taken per replica (handed out on demand):");
+            for (int r = 0; r < cm->size; r += P)
+                printf(" %d", taken[r]);
+            printf("\n");
+        }
     }
+    nn_free(taken);
     rc = NN_OK;
 done:
     if (f) {
@@ -817,6 +844,8 @@ done:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
+    if (counter_ready)
+        nn_counter_free(&counter);
     if (pipe_ready)
         nn_pipeline_free(&pipe);
     if (replica_comm != MPI_COMM_NULL)

@@ -113,6 +113,19 @@ grep -q "1 rank cannot form replicas" err && ok "a plain run of a 2-stage job: a
 run 9 "$NNTERP" run "$(stages 9)" >out 2>err
 grep -q "pipeline_stages 9 exceeds the model's 5 layers" err && ok "more stages than layers: a clear error" || bad "9 stages: $(head -3 err)"
 
+# Shards are handed out on demand: a replica slowed down (its core shared with three busy loops)
+# takes fewer of them than one with a core of its own, and the store is still the same.
+rm -f out.h5*
+hogs=""
+for _ in 1 2 3; do taskset -c 1 sh -c 'while :; do :; done' & hogs="$hogs $!"; done
+timeout 300 mpirun --oversubscribe --bind-to none -np 1 taskset -c 0 "$NNTERP" run job.json : \
+  -np 1 taskset -c 1 "$NNTERP" run job.json >out 2>err
+kill $hogs 2>/dev/null; wait $hogs 2>/dev/null
+read -r fast slow <<<"$(sed -n 's/.*shards taken per replica (handed out on demand): //p' out)"
+if [ -f out.h5 ] && same single.h5 out.h5 && [ -n "$slow" ] && [ "$fast" -gt "$slow" ]; then
+  ok "a replica on a shared core took $slow shards, the other $fast: identical store"
+else bad "on-demand shards: fast '$fast' slow '$slow': $(cat out err | head -5)"; fi
+
 # nnterp plan: the split it prints is the one the run stored; impossible layouts are errors.
 for P in 2 3 4; do
   "$NNTERP" plan -m "$S/models/stories260K/hf" --ranks "$P" --stages "$P" --batch-tokens 96 \
