@@ -3,6 +3,8 @@
  * F MLP width, V vocabulary, C context (keys) of a sequence. */
 #include "forward.h"
 
+#include "pool.h"
+
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -28,7 +30,8 @@ struct nn_state {
     size_t scores_cap;
     float *scores_seen; /* the probabilities as hooks were given them, to see edits */
     size_t scores_seen_cap;
-    float *tile;       /* tiled attention's scratch, see attend_tiled */
+    float *tile;       /* tiled attention's scratch, one per thread, see attend_tiled */
+    nn_pool *pool;     /* threads for the work between GEMMs */
     float *all_logits; /* grown on demand: (N, V) when logits are hooked */
     size_t all_logits_cap;
     float *pad_in, *pad_out; /* row padding for short GEMMs, see gemm_min_rows */
@@ -46,8 +49,19 @@ struct nn_state {
 
 static int gemm_min_rows(const nn_linear *W);
 
-/* Tiled attention works on blocks of TILE_Q query rows against TILE_K keys. */
+/* Tiled attention works on blocks of at most TILE_Q query rows against TILE_K keys. */
 enum { TILE_Q = 64, TILE_K = 64 };
+
+/* Query rows per block for head dimension E: every tile GEMM (rows x TILE_K x E) must stay within
+ * OpenBLAS's small-matrix path (M*N*K <= 1e6, see gemm_min_rows) whatever its row count, so that
+ * a row rounds the same in a full block and alone. */
+static int tile_rows(size_t E)
+{
+    int q = TILE_Q;
+    while (q > 2 && (double)q * TILE_K * (double)E > 1e6)
+        q /= 2;
+    return q;
+}
 
 static size_t tile_floats(const nn_config *c)
 {
@@ -156,6 +170,7 @@ void nn_state_free(nn_state *s)
     nn_free(s->route_idx);
     nn_free(s->rows);
     nn_free(s->tile);
+    nn_pool_free(s->pool);
     nn_free(s->scores_seen);
     nn_free(s);
 }
@@ -220,7 +235,9 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
     }
     if (!(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
         !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)) ||
-        !(s->tile = nn_calloc(tile_floats(c), sizeof(float), err)))
+        nn_pool_create(&s->pool, openblas_get_num_threads(), err) ||
+        !(s->tile =
+              nn_calloc(tile_floats(c) * (size_t)nn_pool_threads(s->pool), sizeof(float), err)))
         goto fail;
     if (c->arch->pos == NN_POS_ALIBI) {
         if (!(s->alibi = nn_calloc((size_t)c->n_heads, sizeof(float), err)))
@@ -475,18 +492,18 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
  * TILE_K and always have TILE_K keys (zero-padded at the end of the context), and a single query
  * row is padded to two, so each row sees the same sequence of GEMM shapes and operations whatever
  * block or batch it is in: prefill and KV-cache continuation give the same bits. */
-static void attend_tiled(const nn_config *c, nn_state *s, const float *Q, size_t ldq,
+static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t ldq,
                          const float *K, const float *V, size_t ld, float *out, size_t ldo, int n,
                          int p0, float scale, float alibi_slope, int window)
 {
     size_t E = (size_t)c->head_dim;
     float cap = c->attn_softcap;
-    int C = p0 + n;
-    float *S = s->tile, *kpad = S + TILE_Q * TILE_K, *vpad = kpad + TILE_K * E,
+    int C = p0 + n, tq = tile_rows(E);
+    float *S = tile, *kpad = S + TILE_Q * TILE_K, *vpad = kpad + TILE_K * E,
           *qpad = vpad + TILE_K * E, *acc = qpad + 2 * E, *mx = acc + TILE_Q * E,
           *sum = mx + TILE_Q;
-    for (int i0 = 0; i0 < n; i0 += TILE_Q) {
-        int m = n - i0 < TILE_Q ? n - i0 : TILE_Q, rows = m;
+    for (int i0 = 0; i0 < n; i0 += tq) {
+        int m = n - i0 < tq ? n - i0 : tq, rows = m;
         int first = p0 + i0, last = first + m - 1;
         const float *Qb = Q + (size_t)i0 * ldq;
         size_t ldqb = ldq;
@@ -569,6 +586,64 @@ static void attend_tiled(const nn_config *c, nn_state *s, const float *Q, size_t
     }
 }
 
+/* Sequence q's keys and values for this layer: its KV-cache slot (holding this call's rows once
+ * store_kv has run) or this call's rows. */
+static void seq_kv(const nn_state *s, const nn_batch *b, int layer, int q, size_t KVD,
+                   const float **K, const float **V)
+{
+    if (b->slot) {
+        size_t base =
+            ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
+        *K = s->k_cache + base;
+        *V = s->v_cache + base;
+    } else {
+        *K = s->k + (size_t)b->offsets[q] * KVD;
+        *V = s->v + (size_t)b->offsets[q] * KVD;
+    }
+}
+
+static void store_kv(nn_state *s, const nn_batch *b, int layer, size_t KVD)
+{
+    for (int q = 0; b->slot && q < b->n_seqs; q++) {
+        int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
+        size_t base =
+            ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
+        memcpy(s->k_cache + base + (size_t)p0 * KVD, s->k + (size_t)off * KVD,
+               (size_t)n * KVD * sizeof(float));
+        memcpy(s->v_cache + base + (size_t)p0 * KVD, s->v + (size_t)off * KVD,
+               (size_t)n * KVD * sizeof(float));
+    }
+}
+
+/* The (sequence, head) pairs of a batch, attended in parallel without probabilities. */
+typedef struct heads_job {
+    const nn_config *c;
+    nn_state *s;
+    const nn_batch *b;
+    int layer, window;
+    float scale;
+} heads_job;
+
+static void attend_heads(void *ctx, size_t begin, size_t end, int worker)
+{
+    const heads_job *j = ctx;
+    const nn_config *c = j->c;
+    int H = c->n_heads, E = c->head_dim, group = H / c->n_kv_heads;
+    size_t QD = (size_t)H * E, KVD = (size_t)c->n_kv_heads * E;
+    float *tile = j->s->tile + (size_t)worker * tile_floats(c);
+    for (size_t item = begin; item < end; item++) {
+        int q = (int)(item / (size_t)H), h = (int)(item % (size_t)H);
+        int off = j->b->offsets[q], n = j->b->offsets[q + 1] - off;
+        const float *K, *V;
+        seq_kv(j->s, j->b, j->layer, q, KVD, &K, &V);
+        attend_tiled(c, tile, j->s->q + (size_t)off * QD + (size_t)h * E, QD,
+                     K + (size_t)(h / group) * E, V + (size_t)(h / group) * E, KVD,
+                     j->s->att + (size_t)off * QD + (size_t)h * E, QD, n,
+                     j->b->pos0 ? j->b->pos0[q] : 0, j->scale, j->s->alibi ? j->s->alibi[h] : 0.0f,
+                     j->window);
+    }
+}
+
 static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int layer,
                      const nn_hookset *hooks, nn_err *err)
 {
@@ -582,32 +657,17 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                      ? c->sliding_window
                      : 0;
     bool want_probs = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer) != NULL;
+    store_kv(s, b, layer, KVD);
+    if (!want_probs) {
+        heads_job job = {.c = c, .s = s, .b = b, .layer = layer, .window = window, .scale = scale};
+        nn_pool_run(s->pool, (size_t)b->n_seqs * (size_t)H, 1, attend_heads, &job);
+        return NN_OK;
+    }
     for (int q = 0; q < b->n_seqs; q++) {
         int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
         int C = p0 + n;
         const float *K, *Vv;
-        if (b->slot) {
-            size_t base = ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) *
-                          (size_t)s->p.slot_capacity * KVD;
-            float *kc = s->k_cache + base, *vc = s->v_cache + base;
-            memcpy(kc + (size_t)p0 * KVD, s->k + (size_t)off * KVD,
-                   (size_t)n * KVD * sizeof(float));
-            memcpy(vc + (size_t)p0 * KVD, s->v + (size_t)off * KVD,
-                   (size_t)n * KVD * sizeof(float));
-            K = kc;
-            Vv = vc;
-        } else {
-            K = s->k + (size_t)off * KVD;
-            Vv = s->v + (size_t)off * KVD;
-        }
-        if (!want_probs) {
-            for (int h = 0; h < H; h++)
-                attend_tiled(c, s, s->q + (size_t)off * QD + (size_t)h * E, QD,
-                             K + (size_t)(h / group) * E, Vv + (size_t)(h / group) * E, KVD,
-                             s->att + (size_t)off * QD + (size_t)h * E, QD, n, p0, scale,
-                             s->alibi ? s->alibi[h] : 0.0f, window);
-            continue;
-        }
+        seq_kv(s, b, layer, q, KVD, &K, &Vv);
         size_t block = (size_t)n * (size_t)C;
         if (grow(&s->scores, &s->scores_cap, block * (size_t)H, err))
             return NN_ERR;
@@ -656,8 +716,8 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f,
                             s->scores + (size_t)h * block, C, Vh, (int)KVD, 0.0f, out, (int)QD);
             else
-                attend_tiled(c, s, s->q + (size_t)off * QD + (size_t)h * E, QD, Kh, Vh, KVD, out,
-                             QD, n, p0, scale, s->alibi ? s->alibi[h] : 0.0f, window);
+                attend_tiled(c, s->tile, s->q + (size_t)off * QD + (size_t)h * E, QD, Kh, Vh, KVD,
+                             out, QD, n, p0, scale, s->alibi ? s->alibi[h] : 0.0f, window);
         }
         if (stop)
             return NN_STOPPED;
@@ -667,20 +727,53 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
 
 /* A dense MLP on n rows of in (n, D): down(act(gate(x)) * up(x)), or down(act(up(x))). Its width
  * is the layer's own (dense MLP or shared expert). */
+/* Element-wise and row-wise work spread over the state's threads. */
+typedef struct rows_job {
+    const nn_config *c;
+    const nn_norm *norm;
+    const float *x;
+    float *y;
+    size_t width; /* floats per row */
+} rows_job;
+
+static void norm_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const rows_job *j = ctx;
+    (void)worker;
+    norm_rows(j->c, j->norm, j->x + begin * j->width, j->y + begin * j->width, (int)(end - begin));
+}
+
+static void norm_rows_par(const nn_state *s, const nn_config *c, const nn_norm *nm, const float *x,
+                          float *y, int n)
+{
+    rows_job j = {.c = c, .norm = nm, .x = x, .y = y, .width = (size_t)c->d_model};
+    nn_pool_run(s->pool, (size_t)n, 16, norm_range, &j);
+}
+
+/* up = act(gate) * up, or up = act(up) without a gate (gate NULL). */
+static void activate_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const rows_job *j = ctx;
+    (void)worker;
+    nn_activation act = j->c->act;
+    if (j->x)
+        for (size_t i = begin; i < end; i++)
+            j->y[i] *= activate(act, j->x[i]);
+    else
+        for (size_t i = begin; i < end; i++)
+            j->y[i] = activate(act, j->y[i]);
+}
+
 static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *gate,
                       const nn_linear *up, const nn_linear *down, const float *in, float *out,
                       int n)
 {
     size_t D = (size_t)c->d_model, F = (size_t)up->n_out, NF = (size_t)n * F;
     linear(s, up, in, D, s->up, F, n);
-    if (gate->w) {
+    if (gate->w)
         linear(s, gate, in, D, s->gate, F, n);
-        for (size_t i = 0; i < NF; i++)
-            s->up[i] *= activate(c->act, s->gate[i]);
-    } else {
-        for (size_t i = 0; i < NF; i++)
-            s->up[i] = activate(c->act, s->up[i]);
-    }
+    rows_job j = {.c = c, .x = gate->w ? s->gate : NULL, .y = s->up};
+    nn_pool_run(s->pool, NF, 8192, activate_range, &j);
     linear(s, down, s->up, F, out, D, n);
 }
 
@@ -798,7 +891,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
 
     HOOK(NN_HP_LAYERS_INPUT, l, s->x, (size_t)N, D, -1);
 
-    norm_rows(c, &L->attn_norm, s->x, s->xn, N);
+    norm_rows_par(s, c, &L->attn_norm, s->x, s->xn, N);
     HOOK(NN_HP_ATTENTIONS_INPUT, l, s->xn, (size_t)N, D, -1);
     linear(s, &L->q, s->xn, D, s->q, QD, N);
     linear(s, &L->k, s->xn, D, s->k, KVD, N);
@@ -817,7 +910,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     if (c->parallel) {
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (!c->shared_norm)
-            norm_rows(c, &L->mlp_norm, s->x, s->xn, N);
+            norm_rows_par(s, c, &L->mlp_norm, s->x, s->xn, N);
         HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
         rc = mlp_block(m, s, b, l, hooks, s->xn, s->branch2, err);
         if (rc)
@@ -839,7 +932,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         add_rows(s->x, s->branch, ND);
     }
 
-    norm_rows(c, &L->mlp_norm, s->x, s->xn, N);
+    norm_rows_par(s, c, &L->mlp_norm, s->x, s->xn, N);
     HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
     rc = mlp_block(m, s, b, l, hooks, s->xn, s->branch, err);
     if (rc)
