@@ -86,7 +86,7 @@ int cmd_plan(int argc, char **argv)
             return cli_usage_error(usage_plan, "option '%s' needs a value", k);
         i++;
         size_t j = 0, n_ints = sizeof ints / sizeof ints[0];
-        while (j < n_ints && strcmp(k, ints[j].flag))
+        while (j < n_ints && strcmp(k, ints[j].flag) != 0)
             j++;
         double x;
         if (j < n_ints) {

@@ -119,7 +119,7 @@ static int measure(const nn_plan_request *req, const nn_config *cfg, nn_plan *p,
     nn_forward_params want = {.want_logits = true};
     /* One untimed pass first: it pages the weights in, as a job's first batch does. */
     for (int r = -1; r < REPS; r++) {
-        double *row = times + (r < 0 ? 0 : r) * n_steps, t0 = nn_seconds();
+        double *row = times + (size_t)(r < 0 ? 0 : r) * (size_t)n_steps, t0 = nn_seconds();
         if (nn_forward_range(m, s, &b, NULL, 0, 0, true, false, err))
             goto done;
         row[0] = nn_seconds() - t0;
