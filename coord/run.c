@@ -741,6 +741,17 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
                 b1 = pl.n_batches;
             for (int b = b0; b < b1 && step == NN_OK; b++)
                 step = nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
+            if (step != NN_OK && P > 1 && cm->mpi) {
+                /* A stage that stops mid-round leaves the stages beside it waiting for its rows
+                 * forever. End the job as a dead rank would (Open MPI has nothing gentler): the
+                 * committed shards are in the ledger, and --resume finishes the job. */
+                fprintf(stderr,
+                        "nnterp: rank %d (pipeline stage %d): error: %s\nnnterp: a pipeline "
+                        "stage cannot leave its replica mid-round: ending the job; the committed "
+                        "shards are kept, continue with: nnterp run %s --resume\n",
+                        cm->rank, stage, err->msg, job_path);
+                MPI_Abort(cm->comm, 1);
+            }
             shards_run++;
         }
         drawn_base += n_round + replicas;
