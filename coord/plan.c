@@ -8,10 +8,6 @@
 #include "forward.h"
 #include "pipeline.h"
 
-/* What an Open MPI rank holds beyond a lone process (its shared-memory transport and
- * buffers), measured here: 4 ranks x 3 layers of GPT-2-small against one process, less the
- * weights (docs/benchmarks-mpi.md). */
-#define MPI_RANK_MB 22.0
 /* Above this many bytes of layer weights, only a few layers are loaded and timed. */
 #define MEASURE_ALL_BYTES (2.0 * 1024 * 1024 * 1024)
 
@@ -238,9 +234,8 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
     p->one_rank_s = p->embed_s + head_s;
     for (int l = 0; l < L; l++)
         p->one_rank_s += p->layer_s[l] + lens_s;
-    double mpi_mb = req->ranks > 1 ? MPI_RANK_MB : 0;
     for (int k = 0; k < P; k++) {
-        double t = k == 0 ? p->embed_s : recv_s, mb = p->overhead_mb + mpi_mb;
+        double t = k == 0 ? p->embed_s : recv_s, mb = p->overhead_mb;
         for (int l = p->split[k]; l < p->split[k + 1]; l++) {
             t += p->layer_s[l] + lens_s;
             mb += p->layer_mb[l];
