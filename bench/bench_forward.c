@@ -10,7 +10,11 @@
  *                         bench/torch_forward.py).
  * Each mode warms up once and then runs REPS times; the JSON on stdout gives the median. The
  * prompts are the ones torch_forward.py builds, so bench/run.sh can compare the two sides'
- * last-position logits ("check"). */
+ * last-position logits ("check").
+ *
+ * --only-last runs the first mode alone (long prompts: full logits would dominate). --sgemm also
+ * times OpenBLAS sgemm on the model's largest layer shape (tokens x d_ff x d_model) with the same
+ * threads: the ceiling the forward's matmul FLOPs ("flops_per_token") are set against. */
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
@@ -82,6 +86,52 @@ static double median(const double *x, int n)
     return m;
 }
 
+/* The matmul and attention FLOPs of one token of mode "layers_output": every layer's linear maps,
+ * causal attention over a prompt of `tokens` (the average query sees (tokens + 1) / 2 keys, QK and
+ * PV), and the head on one row of each prompt. */
+static double flops_per_token(const nn_model *m, int tokens)
+{
+    const nn_config *c = &m->cfg;
+    double f = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        const nn_layer *L = &m->layers[l];
+        const nn_linear *ws[] = {&L->q, &L->k, &L->v, &L->o, &L->gate, &L->up, &L->down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->w)
+                f += 2.0 * ws[i]->n_in * ws[i]->n_out;
+        f += 2.0 * 2.0 * (tokens + 1) / 2.0 * c->n_heads * c->head_dim;
+    }
+    return f + 2.0 * c->d_model * c->vocab_size / tokens;
+}
+
+/* OpenBLAS sgemm GFLOP/s on an (M x K) (K x N) product: the median of reps after a warm-up. */
+static double sgemm_gflops(int M, int N, int K, int reps, nn_err *err)
+{
+    float *a = nn_calloc((size_t)M * K, sizeof *a, err),
+          *b = nn_calloc((size_t)K * N, sizeof *b, err),
+          *c = nn_calloc((size_t)M * N, sizeof *c, err);
+    double *t = nn_calloc((size_t)reps, sizeof *t, err), g = 0;
+    if (a && b && c && t) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            a[i] = (float)(i % 7) * 0.01f;
+        for (size_t i = 0; i < (size_t)K * N; i++)
+            b[i] = (float)(i % 5) * 0.01f;
+        for (int r = -1; r < reps; r++) {
+            double t0 = nn_seconds();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
+                        N);
+            if (r >= 0)
+                t[r] = nn_seconds() - t0;
+        }
+        g = 2.0 * M * N * K / median(t, reps) / 1e9;
+    }
+    nn_free(a);
+    nn_free(b);
+    nn_free(c);
+    nn_free(t);
+    return g;
+}
+
 /* Warm-up, then reps timed passes; secs gets each pass's wall time. */
 static int time_mode(const nn_model *m, nn_state *st, const nn_batch *b, const nn_hookset *hs,
                      int reps, double *secs, nn_err *err)
@@ -100,8 +150,8 @@ static int time_mode(const nn_model *m, nn_state *st, const nn_batch *b, const n
 static void print_mode(const char *name, const double *secs, int reps, int n_tokens, bool last)
 {
     double med = median(secs, reps);
-    printf("    \"%s\": {\"tokens_per_s_median\": %.6g, \"seconds_median\": %.6g, \"runs\": [", name,
-           n_tokens / med, med);
+    printf("    \"%s\": {\"tokens_per_s_median\": %.6g, \"seconds_median\": %.6g, \"runs\": [",
+           name, n_tokens / med, med);
     for (int r = 0; r < reps; r++)
         printf("%s%.6g", r ? ", " : "", n_tokens / secs[r]);
     printf("]}%s\n", last ? "" : ",");
@@ -111,8 +161,13 @@ int main(int argc, char **argv)
 {
     const char *model_dir = NULL;
     int batch = 8, tokens = 128, reps = 5, threads = 1;
+    bool only_last = false, want_sgemm = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--only-last") || !strcmp(a, "--sgemm")) {
+            *(a[2] == 'o' ? &only_last : &want_sgemm) = true;
+            continue;
+        }
         int *dst = !strcmp(a, "--batch")     ? &batch
                    : !strcmp(a, "--tokens")  ? &tokens
                    : !strcmp(a, "--reps")    ? &reps
@@ -125,13 +180,13 @@ int main(int argc, char **argv)
             model_dir = a;
         } else {
             fprintf(stderr, "usage: bench_forward MODEL_DIR [--batch 8] [--tokens 128] [--reps 5] "
-                            "[--threads 1]\n");
+                            "[--threads 1] [--only-last] [--sgemm]\n");
             return 2;
         }
     }
     if (!model_dir) {
         fprintf(stderr, "usage: bench_forward MODEL_DIR [--batch 8] [--tokens 128] [--reps 5] "
-                        "[--threads 1]\n");
+                        "[--threads 1] [--only-last] [--sgemm]\n");
         return 2;
     }
     openblas_set_num_threads(threads);
@@ -171,8 +226,7 @@ int main(int argc, char **argv)
         offsets[s] = s * tokens;
     nn_batch b = {.tokens = ids, .n_tokens = n, .n_seqs = batch, .offsets = offsets};
 
-    if (nn_state_init(&state, model, &(nn_state_params){.max_tokens = n, .max_seqs = batch},
-                      &err))
+    if (nn_state_init(&state, model, &(nn_state_params){.max_tokens = n, .max_seqs = batch}, &err))
         goto done;
     cap.n_layers = c->n_layers;
     cap.floats = (size_t)n * (size_t)c->d_model;
@@ -192,9 +246,15 @@ int main(int argc, char **argv)
 
     /* Mode (b) first so that mode (a)'s last-position logits are the ones left in the state for
      * the check; both modes compute them the same way. */
-    if (time_mode(model, state, &b, &hs_b, reps, secs_b, &err) ||
+    if ((!only_last && time_mode(model, state, &b, &hs_b, reps, secs_b, &err)) ||
         time_mode(model, state, &b, &hs_a, reps, secs_a, &err))
         goto done;
+    double gflops = 0;
+    if (want_sgemm) {
+        int ff = c->d_ff > c->d_model ? c->d_ff : 4 * c->d_model;
+        if (!(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
+            goto done;
+    }
 
     const float *logits = nn_state_logits(state);
     size_t V = (size_t)c->vocab_size;
@@ -211,9 +271,14 @@ int main(int argc, char **argv)
            threads, reps);
     printf("  \"openblas_core\": \"%s\",\n  \"load_s\": %.6g,\n", openblas_get_corename(), t_load);
     printf("  \"tokens_per_s_median\": %.6g,\n", n / median(secs_a, reps));
+    printf("  \"flops_per_token\": %.6g,\n", flops_per_token(model, tokens));
+    if (want_sgemm)
+        printf("  \"sgemm_gflops\": %.6g, \"sgemm_shape\": [%d, %d, %d],\n", gflops, n,
+               c->d_ff > c->d_model ? c->d_ff : 4 * c->d_model, c->d_model);
     printf("  \"modes\": {\n");
-    print_mode("layers_output", secs_a, reps, n, false);
-    print_mode("layers_output+logits", secs_b, reps, n, true);
+    print_mode("layers_output", secs_a, reps, n, only_last);
+    if (!only_last)
+        print_mode("layers_output+logits", secs_b, reps, n, true);
     printf("  },\n  \"check\": [");
     for (int s = 0; s < batch; s++)
         for (int j = 0; j < 4 && (size_t)j < V; j++)

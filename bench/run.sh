@@ -1,128 +1,135 @@
 #!/usr/bin/env bash
-# The forward-pass benchmark: nnterp against PyTorch on the same random GPT-2-small checkpoint and
-# the same prompts, on one pinned core with one thread, every layers_output captured by a hook.
-# Builds bench_forward, makes the checkpoint once (bench/.cache, gitignored), runs both sides and
-# writes docs/benchmarks.md.
+# nnterp's performance figures, each measured side by side with its reference in one run, written
+# to docs/benchmarks.md:
+#   1. prefill efficiency: forward of 8 x 128 tokens against OpenBLAS sgemm measured in the same
+#      run, on one pinned core, and two cores against one;
+#   2. the forward with every layers_output captured against PyTorch (same model, same prompts,
+#      one thread), for a GPT-2-small and a Llama-shaped model (d 768, 12 layers, GQA 12/4,
+#      SwiGLU 2048, vocab 32000);
+#   3. the harvest job (512 prompts of 8-256 tokens, layers_output 0-5 in bfloat16 to a store)
+#      against PyTorch with left-padded batches of 8, hooks, a stop after layer 5 and h5py;
+#   4. long prompts (512-4096 tokens) on one core: time per token and peak memory against T;
+#   5. start-up on the 500 MB checkpoint: `nnterp inspect` and the load of a forward;
+#   6. peak memory of the harvest job against weights + activations of one batch.
+# Random-weight checkpoints are written once to bench/.cache (gitignored) by
+# tools/make_random_checkpoint.py. Takes about 10 minutes.
 #
 # Usage: bench/run.sh
-# Environment (optional): BENCH_BUILD_DIR (default bench/.cache/build, kept apart from build/ so
-# it never races another build), BENCH_REPS (5), BENCH_BATCH (8), BENCH_TOKENS (128),
-# BENCH_CPU (0, the core taskset pins to).
+# Environment (optional): BENCH_BUILD_DIR (default bench/.cache/build, kept apart from build/),
+# BENCH_REPS (5), BENCH_CPU (0, the core single-core runs are pinned to).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 BUILD=${BENCH_BUILD_DIR:-bench/.cache/build}
 REPS=${BENCH_REPS:-5}
-BATCH=${BENCH_BATCH:-8}
-TOKENS=${BENCH_TOKENS:-128}
 CPU=${BENCH_CPU:-0}
-PY=/usr/bin/python3 # Debian's python with torch 1.13 and numpy
-CKPT=bench/.cache/gpt2-small-random
+PY=/usr/bin/python3 # Debian's python with torch 1.13, numpy and h5py
+GPT2=bench/.cache/gpt2-small-random
+LLAMA=bench/.cache/llama-small-random
+TOK=${NNTERP_SHARED:-../shared}/tokenizers/gpt2
 OUT=docs/benchmarks.md
 
 command -v taskset >/dev/null || { echo "bench/run.sh: taskset (util-linux) is required" >&2; exit 1; }
-"$PY" -c "import torch, numpy" || { echo "bench/run.sh: $PY lacks torch or numpy (tools/setup.sh)" >&2; exit 1; }
+"$PY" -c "import torch, numpy, h5py" || { echo "bench/run.sh: $PY lacks torch, numpy or h5py (tools/setup.sh)" >&2; exit 1; }
+[ -f "$TOK/tokenizer.json" ] || { echo "bench/run.sh: the harvest figure needs the GPT-2 tokenizer at $TOK" >&2; exit 1; }
 
-echo "== building bench_forward in $BUILD" >&2
+echo "== building in $BUILD" >&2
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$BUILD" --target bench_forward -j "$(nproc)" >/dev/null
+cmake --build "$BUILD" --target bench_forward nnterp -j "$(nproc)" >/dev/null
 
-# The checkpoint is ~500 MB of float32; remake it only when missing or older than its generator.
-if [ ! -f "$CKPT/model.safetensors" ] || [ ! -f "$CKPT/config.json" ] ||
-   [ tools/make_random_checkpoint.py -nt "$CKPT/model.safetensors" ]; then
-  echo "== writing $CKPT" >&2
-  "$PY" tools/make_random_checkpoint.py --out "$CKPT" --d 768 --layers 12 --heads 12 \
-    --vocab 50257 --positions 1024 --seed 0
-fi
+make_ckpt() { # dir, args...: remade only when missing or older than its generator
+  local dir=$1
+  shift
+  if [ ! -f "$dir/model.safetensors" ] || [ tools/make_random_checkpoint.py -nt "$dir/model.safetensors" ]; then
+    echo "== writing $dir" >&2
+    "$PY" tools/make_random_checkpoint.py --out "$dir" "$@" --seed 0
+  fi
+}
+make_ckpt "$GPT2" --d 768 --layers 12 --heads 12 --vocab 50257 --positions 1024
+make_ckpt "$LLAMA" --arch llama --d 768 --layers 12 --heads 12 --kv-heads 4 --ff 2048 --vocab 32000 \
+  --positions 4096
 
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-# One thread everywhere: OpenBLAS (both sides link the same libopenblas) and torch's OpenMP.
-# OPENBLAS_CORETYPE is left as the environment has it, and reported.
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+# One thread everywhere unless a figure says otherwise: OpenBLAS (both sides link the same
+# libopenblas) and torch's OpenMP.
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-args=(--batch "$BATCH" --tokens "$TOKENS" --reps "$REPS" --threads 1)
-echo "== nnterp: taskset -c $CPU $BUILD/bench_forward $CKPT ${args[*]}" >&2
-taskset -c "$CPU" "$BUILD/bench_forward" "$CKPT" "${args[@]}" >"$tmp/nnterp.json"
-echo "== pytorch: taskset -c $CPU $PY bench/torch_forward.py $CKPT ${args[*]}" >&2
-taskset -c "$CPU" "$PY" bench/torch_forward.py "$CKPT" "${args[@]}" >"$tmp/torch.json"
+pin="taskset -c $CPU"
+peak_kb() { # stdout-file command...: runs it, prints its peak RSS in kB
+  local out=$1
+  shift
+  /usr/bin/time -f %M -o "$T/rss" "$@" >"$out"
+  cat "$T/rss"
+}
+
+# 1 + 2: forward, both models, both sides; two cores for nnterp
+for m in gpt2 llama; do
+  ck=$GPT2
+  [ $m = llama ] && ck=$LLAMA
+  echo "== forward $m: nnterp, PyTorch (1 core), nnterp (2 cores)" >&2
+  $pin "$BUILD/bench_forward" "$ck" --batch 8 --tokens 128 --reps "$REPS" --threads 1 --sgemm >"$T/nn-$m.json"
+  $pin "$PY" bench/torch_forward.py "$ck" --batch 8 --tokens 128 --reps "$REPS" --threads 1 >"$T/pt-$m.json"
+  OPENBLAS_NUM_THREADS=2 taskset -c 0,1 "$BUILD/bench_forward" "$ck" --batch 8 --tokens 128 \
+    --reps "$REPS" --threads 2 --only-last --sgemm >"$T/nn2-$m.json"
+done
+
+# 4: long prompts on the Llama-shaped model (its context is 4096)
+for len in 512 1024 2048 4096; do
+  echo "== long prompt: $len tokens" >&2
+  kb=$(peak_kb "$T/long-$len.json" $pin "$BUILD/bench_forward" "$LLAMA" --batch 1 --tokens $len --reps 3 \
+    --threads 1 --only-last)
+  echo "$kb" >"$T/long-$len.rss"
+done
+
+# 5: start-up on the GPT-2 checkpoint (497 MB), page cache warm
+"$BUILD/nnterp" inspect -m "$GPT2" >/dev/null
+start_inspect=$( { /usr/bin/time -f %e "$BUILD/nnterp" inspect -m "$GPT2" >/dev/null; } 2>&1 | tail -1)
+
+# 3 + 6: the harvest job against PyTorch
+"$PY" - "$T/prompts.txt" <<'PY'
+import random, sys
+random.seed(1)
+words = ("the of and a to in is was that for on with as by at from his her it an were are which "
+         "this be had not but have one they you all we can there been if more when will would who "
+         "so no time people year way day man thing woman life child world school state family").split()
+# token counts spread evenly from 8 to 256 (one token a word), in no particular order, as in a
+# dataset nobody sorted by length
+lengths = [8 + (i * 248) // 511 for i in range(512)]
+random.shuffle(lengths)
+with open(sys.argv[1], "w") as f:
+    for n in lengths:
+        f.write(" ".join(random.choice(words) for _ in range(n)) + "\n")
+PY
+cat >"$T/job.json" <<JOB
+{"model": "$PWD/$GPT2", "tokenizer": "$TOK/tokenizer.json",
+ "dataset": {"path": "$T/prompts.txt", "max_tokens": 256, "too_long": "truncate"},
+ "operations": [{"op": "collect", "hooks": ["layers_output"], "layers": "0:6"}],
+ "dtype": "bfloat16", "batch_tokens": 2048, "output": "$T/nnterp.h5"}
+JOB
+echo "== harvest: nnterp run" >&2
+t0=$(date +%s.%N)
+harvest_kb=$(peak_kb "$T/harvest.out" $pin "$BUILD/nnterp" run "$T/job.json")
+t1=$(date +%s.%N)
+echo "$t0 $t1 $harvest_kb" >"$T/harvest.nn"
+"$PY" - "$T/nnterp.h5" "$T/ids.npz" <<'PY'
+import sys, h5py, numpy as np
+f = h5py.File(sys.argv[1], "r")
+np.savez(sys.argv[2], ids=f["tokens/ids"][:], offsets=f["prompts/token_offsets"][:])
+PY
+echo "== harvest: PyTorch" >&2
+$pin "$PY" bench/torch_harvest.py "$GPT2" "$T/ids.npz" "$T/torch.h5" --batch 8 --layers 6 >"$T/harvest-pt.json"
 
 # Machine facts for the report.
-export BENCH_CPU_MODEL BENCH_OPENBLAS BENCH_CORETYPE BENCH_LIBBLAS BENCH_DATE BENCH_KERNEL \
-  BENCH_CC BENCH_NPROC BENCH_PIN
+export BENCH_CPU_MODEL BENCH_OPENBLAS BENCH_DATE BENCH_KERNEL BENCH_CC BENCH_NPROC BENCH_PIN \
+  BENCH_START_INSPECT
 BENCH_CPU_MODEL=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n1)
 BENCH_OPENBLAS=$(dpkg-query -W -f='${Package} ${Version}' libopenblas0-pthread 2>/dev/null ||
   dpkg-query -W -f='${Package} ${Version}' libopenblas0 2>/dev/null || echo unknown)
-BENCH_CORETYPE=${OPENBLAS_CORETYPE-(unset)}
-BENCH_LIBBLAS=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || echo unknown)
 BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 BENCH_KERNEL=$(uname -srm)
 BENCH_CC=$(sed -n 's/^CMAKE_C_COMPILER:[^=]*=//p' "$BUILD/CMakeCache.txt" | head -n1)
 BENCH_CC="$BENCH_CC ($("$BENCH_CC" -dumpfullversion 2>/dev/null || echo '?'))"
-BENCH_NPROC=$(getconf _NPROCESSORS_ONLN) # not nproc: it obeys OMP_NUM_THREADS
-BENCH_PIN="taskset -c $CPU"
-
-"$PY" - "$tmp/nnterp.json" "$tmp/torch.json" "$OUT" <<'EOF'
-import json, os, sys
-
-nn, pt = (json.load(open(p)) for p in sys.argv[1:3])
-e = os.environ
-a, b = nn["modes"]["layers_output"], nn["modes"]["layers_output+logits"]
-p = pt["tokens_per_s_median"]
-diff = max(abs(x - y) for x, y in zip(nn["check"], pt["check"]))
-cap_rel = abs(nn["capture_check"] - pt["capture_check"]) / abs(pt["capture_check"])
-if diff > 1e-3:  # the two sides must compute the same function for the ratio to mean anything
-    sys.exit(f"bench/run.sh: nnterp and PyTorch logits differ by {diff:.3g}; not writing {sys.argv[3]}")
-runs = lambda r: ", ".join(f"{x:.1f}" for x in r)
-n = nn["batch"] * nn["tokens"]
-
-md = f"""# Benchmarks
-
-Generated by `bench/run.sh` — rerun that one command to reproduce; it rewrites this file.
-
-## Forward pass with every `layers_output` captured
-
-GPT-2-small shape (d 768, 12 layers, 12 heads, vocab 50257, 1024 positions, 124.4M parameters),
-random float32 weights written as a Hugging Face checkpoint by
-`tools/make_random_checkpoint.py --seed 0`. One batch of {nn['batch']} prompts × {nn['tokens']}
-tokens ({n} tokens), one thread, pinned with `{e['BENCH_PIN']}`. A forward hook on every block
-copies its output into a preallocated buffer. Each figure is the median of {nn['reps']} timed
-passes after one warm-up pass.
-
-| implementation | logits computed | tokens/s (median) | s / pass | nnterp / PyTorch |
-|---|---|---:|---:|---:|
-| nnterp (`bench/bench_forward.c`) | last position of each prompt | {a['tokens_per_s_median']:.1f} | {a['seconds_median']:.3f} | **{a['tokens_per_s_median'] / p:.2f}×** |
-| nnterp, `logits` hooked | every position (as HF) | {b['tokens_per_s_median']:.1f} | {b['seconds_median']:.3f} | **{b['tokens_per_s_median'] / p:.2f}×** |
-| PyTorch {pt['torch']} (`bench/torch_forward.py`) | every position | {p:.1f} | {pt['seconds_median']:.3f} | 1.00× |
-
-The like-for-like ratio is the second row: both sides then run the output head on all {n}
-positions, as Hugging Face's `forward` does. The first row is what an nnterp trace normally does
-(the head only on each prompt's last position).
-
-Individual passes (tokens/s): nnterp {runs(a['runs'])}; nnterp with `logits` {runs(b['runs'])};
-PyTorch {runs(pt['runs'])}.
-
-Both sides compute the same thing: the PyTorch model follows transformers' eager GPT-2 code op
-for op (Conv1D `addmm`, `gelu_new` written out, masked softmax attention, tied head), the prompts
-are identical (token i = (i+1)·2654435761 mod 2³² mod vocab), and the last-position logits agree
-to a maximum absolute difference of {diff:.2e} (captured last-layer outputs to a relative
-{cap_rel:.1e}).
-
-### Machine
-
-- CPU: {e['BENCH_CPU_MODEL']} ({e['BENCH_NPROC']} logical CPUs visible); OpenBLAS core used:
-  {nn['openblas_core']}; `OPENBLAS_CORETYPE`: {e['BENCH_CORETYPE']}
-- OpenBLAS: {e['BENCH_OPENBLAS']} (PyTorch reaches the same library through
-  `libblas.so.3` → `{e['BENCH_LIBBLAS']}`)
-- PyTorch: {pt['torch']} (Debian `python3-torch`), `torch.set_num_threads(1)`,
-  `OMP_NUM_THREADS=1`, `OPENBLAS_NUM_THREADS=1`
-- Compiler: {e['BENCH_CC']}, CMake Release build
-- Kernel: {e['BENCH_KERNEL']}
-- Date: {e['BENCH_DATE']}
-- Command: `bench/run.sh`
-"""
-open(sys.argv[3], "w").write(md)
-print(f"nnterp {a['tokens_per_s_median']:.1f} tok/s, with logits {b['tokens_per_s_median']:.1f} "
-      f"tok/s; PyTorch {p:.1f} tok/s; ratios {a['tokens_per_s_median'] / p:.2f}x / "
-      f"{b['tokens_per_s_median'] / p:.2f}x; logits max diff {diff:.1e} -> {sys.argv[3]}")
-EOF
+BENCH_NPROC=$(getconf _NPROCESSORS_ONLN)
+BENCH_PIN=$pin
+BENCH_START_INSPECT=$start_inspect
+"$PY" bench/report.py "$T" "$GPT2" "$LLAMA" "$OUT"

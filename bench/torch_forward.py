@@ -89,7 +89,7 @@ class GPT2Attention(nn.Module):
     def _split_heads(self, x):
         return x.view(x.size()[:-1] + (self.n_head, self.head_dim)).permute(0, 2, 1, 3)
 
-    def forward(self, x):
+    def forward(self, x, pad_mask=None):
         q, k, v = self.c_attn(x).split(x.size(-1), dim=2)
         q, k, v = self._split_heads(q), self._split_heads(k), self._split_heads(v)
         w = torch.matmul(q, k.transpose(-1, -2))
@@ -97,6 +97,8 @@ class GPT2Attention(nn.Module):
         T = q.size(-2)
         mask = self.bias[:, :, :T, :T]
         w = torch.where(mask, w, torch.full([], torch.finfo(w.dtype).min, dtype=w.dtype))
+        if pad_mask is not None:  # HF adds (1 - attention_mask) * min for padded keys
+            w = w + pad_mask
         w = F.softmax(w, dim=-1)
         a = torch.matmul(w, v).permute(0, 2, 1, 3).contiguous()
         return self.c_proj(a.view(a.size()[:-2] + (self.n_head * self.head_dim,)))
@@ -120,8 +122,8 @@ class GPT2Block(nn.Module):
         self.ln_1, self.attn = nn.LayerNorm(d, eps=eps), GPT2Attention(cfg)
         self.ln_2, self.mlp = nn.LayerNorm(d, eps=eps), GPT2MLP(cfg)
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, pad_mask=None):
+        x = x + self.attn(self.ln_1(x), pad_mask)
         x = x + self.mlp(self.ln_2(x))
         return (x,)  # HF blocks return a tuple; hooks see output[0]
 
@@ -147,11 +149,19 @@ class GPT2LMHeadModel(nn.Module):
         sd["lm_head.weight"] = sd["wte.weight"]
         self.load_state_dict(sd, strict=True)
 
-    def forward(self, ids):
-        pos = torch.arange(ids.size(-1), dtype=torch.long).unsqueeze(0)
+    def forward(self, ids, attention_mask=None):
+        """attention_mask [B, T] (1 = token, 0 = left padding), as a tokenizer returns it; the
+        positions then count real tokens only, as HF computes them for a padded batch."""
+        pad_mask = None
+        if attention_mask is None:
+            pos = torch.arange(ids.size(-1), dtype=torch.long).unsqueeze(0)
+        else:
+            pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            pad_mask = ((1.0 - attention_mask.float()) *
+                        torch.finfo(torch.float32).min)[:, None, None, :]
         x = self.wte(ids) + self.wpe(pos)
         for block in self.h:
-            x = block(x)[0]
+            x = block(x, pad_mask)[0]
         return self.lm_head(self.ln_f(x))
 
 
