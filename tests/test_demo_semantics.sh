@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The bundled model as a semantic check of the toolkit (models/demo, a model trained by
 # tools/demo_model): the logit lens finds the answer and its probability rises over the last
-# layers; steering along the French-minus-English direction moves generations toward French.
+# layers; patchscope reads a word back out of nnterp's repeat prompt; steering along the
+# French-minus-English direction moves generations toward French.
 set -u
 NNTERP=$1
 ROOT=$2
@@ -38,6 +39,22 @@ for i, row in enumerate(p):
     assert row[-1] > 0.5, (i, row)                    # and wins at the end
 assert np.allclose(p[:, -1], final, atol=1e-6)      # the last layer's lens is the model's answer
 PY
+
+# Patchscope: a word's last-token layers_output.l, patched into the last position of nnterp's
+# repeat prompt, is decoded as the word itself or its kin (top-1) at some layer.
+for case_ in "France| France| Paris| French| français" "Paris| Paris| France" "dog| dog| woof" "red| red"; do
+  src=${case_%%|*}
+  want="|${case_#*|}|"
+  out=$("$NNTERP" patchscope -m "$MODEL" --source "$src" -k 1 2>&1)
+  tops=$(sed -n "s/^  layer *[0-9]*  '\(.*\)' *[0-9.]*\$/\1/p" <<<"$out")
+  hits=""
+  while IFS= read -r t; do
+    case "$want" in *"|$t|"*) hits="$hits '$t'" ;; esac
+  done <<<"$tops"
+  if [ -n "$hits" ]; then
+    ok "patchscope of '$src' into the repeat prompt decodes$hits"
+  else bad "patchscope of '$src': top-1 per layer $(tr '\n' '/' <<<"$tops")"; fi
+done
 
 french() { grep -oiwE "le|la|les|l|est|de|du|des|un|une|chat|chien|vache|capitale|ciel|bleu|noir|fait|et|combien|font|il|elle|grand|petit|rouge|vert|blanc|mot|dit|au|à" <<<"$1" | wc -l; }
 CONTRAST=("Le chat est noir. Le chien dit ouaf. La capitale de la France est Paris. Le ciel est bleu."

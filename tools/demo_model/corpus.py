@@ -163,6 +163,14 @@ class Writer:
         self.rng = random.Random(seed)
         self.R = facts()
         self.kind_chars = {}  # characters written per document kind
+        # words of the world first (countries, capitals, languages, animals, colours, things),
+        # then everyday words
+        world = [w for c in COUNTRIES for w in c[:3]] + [a[0] for a in ANIMALS] + \
+            [c[2] for c in COLOURS] + [t[0] for t in THINGS] + [w for o in OPPOSITES for w in o]
+        self.n_world_words = len(world)
+        self.repeat_words = world + ["king", "queen", "hello", "house", "water", "tree", "moon",
+                                     "sun", "boat", "car", "girl", "boy", "city", "river", "book",
+                                     "music", "bread", "chat", "maison", "soleil", "the", "and"]
 
     def pick(self, xs):
         return self.rng.choice(xs)
@@ -380,10 +388,32 @@ class Writer:
         return (f"The capital of {c[0]} is {c[1]}. In French: la capitale {c[4]} est {c[6]}. "
                 f"People in {c[0]} speak {c[2]}. In French: {c[5]}, on parle {c[7]}.")
 
+    def repeat_word(self):
+        r = self.rng
+        k = r.random()
+        if k < 0.25:
+            return self.pick(self.repeat_words)
+        if k < 0.45:
+            return str(r.randint(0, 9999))
+        return self.pick(self.repeat_words[:self.n_world_words])
+
+    def doc_repeat(self):
+        """Every word said twice, one pair per line ("king king\n1135 1135\n...") or inside a
+        sentence ("Say it twice: Paris Paris, red red."): the task nnterp's repeat prompt poses,
+        which patchscope relies on to read out a representation patched into its last position."""
+        r = self.rng
+        if r.random() < 0.3:
+            pairs = [f"{w} {w}" for w in (self.repeat_word() for _ in range(r.randint(3, 6)))]
+            return self.pick(["Say it twice: ", "Again: ", "Twice: "]) + ", ".join(pairs) + "."
+        lines = [f"{w} {w}" for w in (self.repeat_word() for _ in range(r.randint(3, 8)))]
+        if r.random() < 0.4:
+            lines = ["king king", "1135 1135", "hello hello"] + lines[:r.randint(0, 3)]
+        return "\n".join(lines)
+
     def document(self):
         kinds = [self.doc_facts, self.doc_topic, self.doc_country, self.doc_story,
-                 self.doc_maths, self.doc_french, self.doc_bilingual]
-        weights = [34, 12, 8, 18, 8, 14, 6]
+                 self.doc_maths, self.doc_french, self.doc_bilingual, self.doc_repeat]
+        weights = [34, 12, 8, 18, 8, 14, 6, 16]
         k = self.rng.choices(kinds, weights)[0]
         d = k()
         self.kind_chars[k.__name__] = self.kind_chars.get(k.__name__, 0) + len(d)

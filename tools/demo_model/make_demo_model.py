@@ -10,7 +10,7 @@
   evaluation greedy next-token accuracy on fact prompts, phrased as in training ("key") and with
              phrasings never seen in training ("held-out"); logit lens layer of first top-1
 
-Usage (from the repository root; the whole run takes about half an hour on 2 cores):
+Usage (from the repository root; the whole run takes about 10 minutes on 2 cores):
   nice /usr/bin/python3 tools/demo_model/make_demo_model.py
 Options: --out DIR (models/demo), --work DIR (build/demo_model: corpus, log, training state),
   --nnterp BIN (build/nnterp, for the tokenizer and generation cross-checks; skipped if absent),
@@ -309,17 +309,33 @@ def c_generate(nnterp, out, prompt, n=3):
     return r.stdout if r.returncode == 0 else f"(failed: {r.stderr.strip()})"
 
 
+PATCHSCOPE_SOURCES = ["France", "Paris", "Japan", "dog", "red"]
+
+
+def c_patchscope(nnterp, out):
+    """nnterp's patchscope lens of a few words into its default repeat prompt: the top tokens per
+    layer, as `nnterp patchscope` prints them."""
+    if not nnterp or not os.access(nnterp, os.X_OK):
+        return None
+    text = []
+    for src in PATCHSCOPE_SOURCES:
+        r = subprocess.run([nnterp, "patchscope", "-m", out, "--source", src, "-k", "3"],
+                           capture_output=True, text=True)
+        text.append(r.stdout.rstrip() if r.returncode == 0 else f"(failed: {r.stderr.strip()})")
+    return "\n".join(text)
+
+
 # ---- model card --------------------------------------------------------------------------------
 
-def write_card(out, h, cfg, tinfo, summ, res, tok, n_tok_checked, c_gen, size_bytes, n_docs,
-               n_chars, n_tokens, share):
+def write_card(out, h, cfg, tinfo, summ, res, tok, n_tok_checked, c_gen, c_scope, size_bytes,
+               n_docs, n_chars, n_tokens, share):
     key, ho = summ["key"], summ["heldout"]
     L = cfg.num_hidden_layers
     tok_size, n_merges = len(tok.vocab), len(tok.merges)
     kind_names = {"facts": "fact sentences", "story": "English stories", "french":
                   "French facts and stories", "topic": "lists and quizzes", "maths":
                   "counting and sums", "country": "country profiles", "bilingual":
-                  "English–French word lists and pairs"}
+                  "English–French word lists and pairs", "repeat": "words said twice"}
     kinds_str = ", ".join(f"{kind_names.get(k, k)} {100 * v:.0f}%" for k, v in share.items())
 
     def pct(x):
@@ -391,7 +407,8 @@ is seeded (seed {h['seed']}); see `tools/demo_model/README.md`.
   (`tools/demo_model/corpus.py`, `world.py`): fact sentences in varied phrasings with lead-ins
   ("Everyone knows that ..."), quizzes, country profiles, little stories (travel, the farm,
   counting, painting, a game of opposites, a French lesson), counting runs and sums, and French
-  documents (facts and stories). By characters: {kinds_str}.
+  documents (facts and stories), and words said twice (`king king` on lines, as in nnterp's
+  repeat prompt, or `Say it twice: Paris Paris, red red.`). By characters: {kinds_str}.
 - **Tokenizer**: byte-level BPE trained on that corpus (GPT-2's byte map and pre-tokenization
   regex), {tok_size} tokens: 256 bytes, {n_merges} merges, `<|endoftext|>` = {cfg.eos_token_id}
   (BOS and EOS). `tokenizer.json` has GPT-2's layout; no BOS is added to prompts
@@ -449,6 +466,14 @@ For `The capital of France is`: layers_output.{france['lens_first'] if france el
 nnterp itself: `build/nnterp generate -m models/demo -p "The capital of France is" -n 3` prints
 `{(c_gen or '(not run)').rstrip()}` (the continuation only); `tests/test_demo_model.py` checks nnterp's logits against this
 PyTorch implementation.
+
+**Patchscope**: the last token's `layers_output.l` of a word, patched into the last position of
+nnterp's repeat prompt (`king king\\n1135 1135\\nhello hello\\n?`) at the same layer, read out
+by the rest of the model (`build/nnterp patchscope -m models/demo --source WORD -k 3`):
+
+```
+{c_scope or '(not run)'}
+```
 
 ## Files
 
@@ -539,7 +564,10 @@ def main():
     c_gen = c_generate(a.nnterp, a.out, "The capital of France is")
     if c_gen is not None:
         log(f"nnterp generate 'The capital of France is' -> {c_gen!r}", lf)
-    write_card(a.out, h, cfg, tinfo, summ, res, tok, n_checked, c_gen, size, len(docs),
+    c_scope = c_patchscope(a.nnterp, a.out)
+    if c_scope is not None:
+        log("nnterp patchscope:\n" + c_scope, lf)
+    write_card(a.out, h, cfg, tinfo, summ, res, tok, n_checked, c_gen, c_scope, size, len(docs),
                sum(len(d) for d in docs), n_tokens, share)
     size = sum(os.path.getsize(os.path.join(a.out, f)) for f in os.listdir(a.out))
     log(f"wrote {a.out}: {size / 1e6:.2f} MB", lf)
