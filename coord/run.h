@@ -1,7 +1,8 @@
 /* `nnterp run JOB.json`: the main job. Tokenizes the whole dataset first, plans batches and
  * shards, creates the store with every array at its final size, then runs the shards, committing
- * each (flush, then an fsynced ledger line). Single process here; the MPI coordinator hands the
- * same shards to ranks. */
+ * them (flush, then an fsynced ledger line). Under mpirun the ranks form replicas of pipeline
+ * stages; shards are handed out to replicas on demand and commit in rounds
+ * (docs/distributed.md). */
 #ifndef NN_RUN_H
 #define NN_RUN_H
 
