@@ -63,5 +63,7 @@ size_t nn_utf8_validate(const char *s, size_t len);
 
 /* Monotonic seconds. */
 double nn_seconds(void);
+/* The median of x[0..n) (n >= 1; the mean of the middle two for even n), sorting x in place. */
+double nn_median_in_place(double *x, size_t n);
 
 #endif

@@ -68,20 +68,14 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
     return NN_OK;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
+/* The median, leaving x in the order the runs are printed. */
 static double median(const double *x, int n)
 {
     double *s = malloc((size_t)n * sizeof *s);
     if (!s)
         return x[0];
     memcpy(s, x, (size_t)n * sizeof *s);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    double m = nn_median_in_place(s, (size_t)n);
     free(s);
     return m;
 }

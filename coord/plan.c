@@ -36,21 +36,14 @@ static double layer_mb(const nn_config *c, const nn_layer *L)
     return mb + 4.0 * c->d_model * 4.0 / (1024.0 * 1024.0); /* norms */
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The median of REPS timings of each of n_items steps; times[r * n + i]. */
+/* The median of REPS timings of step i of n steps; times[r * n + i]. */
 enum { REPS = 3 };
-static double median_of(double *times, int n, int i)
+static double median_of(const double *times, int n, int i)
 {
     double v[REPS];
     for (int r = 0; r < REPS; r++)
         v[r] = times[r * n + i];
-    qsort(v, REPS, sizeof *v, cmp_double);
-    return v[REPS / 2];
+    return nn_median_in_place(v, REPS);
 }
 
 int nn_plan_round_batches(int n_stages, int replicas, int shard_batches)
@@ -156,10 +149,9 @@ static int measure(const nn_plan_request *req, const nn_config *cfg, nn_plan *p,
     /* a batch touches the embedding rows of its tokens: at most the vocabulary */
     p->embed_mb = (double)(N < cfg->vocab_size ? N : cfg->vocab_size) * D * 4.0 / (1024.0 * 1024.0);
     double touched = measured_mb + p->embed_mb + p->head_mb;
-    p->overhead_mb = peak_mb() - before - touched;
-    if (p->overhead_mb < 0)
-        p->overhead_mb = 0;
-    p->overhead_mb += before;
+    /* everything but the weights a batch touched; never less than the process held at start */
+    double beside = peak_mb() - touched;
+    p->overhead_mb = beside > before ? beside : before;
     rc = NN_OK;
 done:
     nn_free(tokens);
