@@ -615,14 +615,19 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
     }
 }
 
+/* Where sequence q's KV-cache slot for this layer begins, in floats. */
+static size_t slot_base(const nn_state *s, const nn_batch *b, int layer, int q, size_t KVD)
+{
+    return ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
+}
+
 /* Sequence q's keys and values for this layer: its KV-cache slot (holding this call's rows once
  * store_kv has run) or this call's rows. */
 static void seq_kv(const nn_state *s, const nn_batch *b, int layer, int q, size_t KVD,
                    const float **K, const float **V)
 {
     if (b->slot) {
-        size_t base =
-            ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
+        size_t base = slot_base(s, b, layer, q, KVD);
         *K = s->k_cache + base;
         *V = s->v_cache + base;
     } else {
@@ -635,12 +640,9 @@ static void store_kv(nn_state *s, const nn_batch *b, int layer, size_t KVD)
 {
     for (int q = 0; b->slot && q < b->n_seqs; q++) {
         int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
-        size_t base =
-            ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
-        memcpy(s->k_cache + base + (size_t)p0 * KVD, s->k + (size_t)off * KVD,
-               (size_t)n * KVD * sizeof(float));
-        memcpy(s->v_cache + base + (size_t)p0 * KVD, s->v + (size_t)off * KVD,
-               (size_t)n * KVD * sizeof(float));
+        size_t at = slot_base(s, b, layer, q, KVD) + (size_t)p0 * KVD;
+        memcpy(s->k_cache + at, s->k + (size_t)off * KVD, (size_t)n * KVD * sizeof(float));
+        memcpy(s->v_cache + at, s->v + (size_t)off * KVD, (size_t)n * KVD * sizeof(float));
     }
 }
 
