@@ -30,13 +30,13 @@ static void on_signal(int sig)
 /* The dataset, tokenized, with its targets' first tokens. */
 typedef struct corpus_data {
     nn_corpus c;
-    int32_t *tokens;
+    nn_ids tokens; /* every prompt's ids, back to back */
     int64_t *offsets;
     int64_t *source_line;  /* [P] */
     int64_t *text_offsets; /* [P + 1] into text */
     char *text;
     char **names;
-    int32_t *target_ids;
+    nn_ids target_ids;
     int64_t *target_offsets;
     int n_truncated, n_skipped;
 } corpus_data;
@@ -46,33 +46,19 @@ static void corpus_free(corpus_data *d)
     for (int t = 0; d->names && t < d->c.n_targets; t++)
         nn_free(d->names[t]);
     nn_free(d->names);
-    nn_free(d->tokens);
+    nn_ids_free(&d->tokens);
     nn_free(d->offsets);
     nn_free(d->source_line);
     nn_free(d->text_offsets);
     nn_free(d->text);
-    nn_free(d->target_ids);
+    nn_ids_free(&d->target_ids);
     nn_free(d->target_offsets);
     memset(d, 0, sizeof *d);
 }
 
-static int push_i32(int32_t **v, size_t *n, size_t *cap, int32_t x, nn_err *err)
-{
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 4096;
-        int32_t *g = nn_realloc(*v, c * sizeof *g, err);
-        if (!g)
-            return NN_ERR;
-        *v = g;
-        *cap = c;
-    }
-    (*v)[(*n)++] = x;
-    return NN_OK;
-}
-
 /* Targets of one prompt: {"name": "word" | ["word", ...]} with the same names as the first. */
 static int prompt_targets(corpus_data *d, nn_tokenizer *tok, const char *json, const char *path,
-                          int64_t line, size_t *n_ids, size_t *cap_ids, nn_err *err)
+                          int64_t line, nn_err *err)
 {
     cJSON *t = cJSON_Parse(json);
     int rc = NN_ERR;
@@ -132,13 +118,13 @@ static int prompt_targets(corpus_data *d, nn_tokenizer *tok, const char *json, c
             goto done;
         }
         for (size_t i = 0; i < ids.n; i++)
-            if (push_i32(&d->target_ids, n_ids, cap_ids, ids.ids[i], err)) {
+            if (nn_ids_push(&d->target_ids, ids.ids[i], err)) {
                 nn_ids_free(&ids);
                 goto done;
             }
         nn_ids_free(&ids);
         size_t slot = (size_t)d->c.n_prompts * (size_t)d->c.n_targets + (size_t)k + 1;
-        d->target_offsets[slot] = (int64_t)*n_ids;
+        d->target_offsets[slot] = (int64_t)d->target_ids.n;
     }
     rc = NN_OK;
 done:
@@ -156,7 +142,6 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         return NN_ERR;
     int max_tokens = job->max_tokens ? job->max_tokens : m->cfg.max_positions;
     int rc = NN_ERR;
-    size_t n_tok = 0, cap_tok = 0, n_tid = 0, cap_tid = 0;
     if (max_tokens > m->cfg.max_positions) {
         nn_fail(err, "dataset.max_tokens %d exceeds the model's context of %d positions",
                 max_tokens, m->cfg.max_positions);
@@ -209,14 +194,13 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         }
         int p = d->c.n_prompts;
         if (ds.targets && job->targets_field) {
-            if (prompt_targets(d, tok, ds.targets[i], job->dataset_path, ds.source_line[i], &n_tid,
-                               &cap_tid, err)) {
+            if (prompt_targets(d, tok, ds.targets[i], job->dataset_path, ds.source_line[i], err)) {
                 nn_ids_free(&ids);
                 goto done;
             }
         }
         for (size_t k = 0; k < ids.n; k++)
-            if (push_i32(&d->tokens, &n_tok, &cap_tok, ids.ids[k], err)) {
+            if (nn_ids_push(&d->tokens, ids.ids[k], err)) {
                 nn_ids_free(&ids);
                 goto done;
             }
@@ -224,17 +208,17 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         memcpy(d->text + d->text_offsets[p], text, len);
         d->text_offsets[p + 1] = d->text_offsets[p] + (int64_t)len;
         d->source_line[p] = ds.source_line[i];
-        d->offsets[p + 1] = (int64_t)n_tok;
+        d->offsets[p + 1] = (int64_t)d->tokens.n;
         d->c.n_prompts++;
     }
     if (d->c.n_prompts == 0) {
         nn_fail(err, "%s: no prompts left (all were too long and skipped)", job->dataset_path);
         goto done;
     }
-    d->c.tokens = d->tokens;
+    d->c.tokens = d->tokens.ids;
     d->c.offsets = d->offsets;
     d->c.target_names = (const char *const *)d->names;
-    d->c.target_ids = d->target_ids;
+    d->c.target_ids = d->target_ids.ids;
     d->c.target_offsets = d->target_offsets;
     rc = NN_OK;
 done:
@@ -274,13 +258,13 @@ static int bcast_corpus(const nn_comm *cm, corpus_data *d, nn_err *err)
         d->c.n_targets = (int)T;
         d->n_truncated = (int)(n[5] >> 32);
         d->n_skipped = (int)(n[5] & 0xffffffff);
-        if (!(d->tokens = nn_malloc(N * sizeof *d->tokens + 1, err)) ||
+        if (!(d->tokens.ids = nn_malloc(N * sizeof *d->tokens.ids + 1, err)) ||
             !(d->offsets = nn_malloc((P + 1) * sizeof *d->offsets, err)) ||
             !(d->source_line = nn_malloc(P * sizeof *d->source_line + 1, err)) ||
             !(d->text_offsets = nn_malloc((P + 1) * sizeof *d->text_offsets, err)) ||
             !(d->text = nn_malloc(B + 1, err)) ||
             (T && (!(d->names = nn_calloc(T, sizeof *d->names, err)) ||
-                   !(d->target_ids = nn_malloc(NT * sizeof *d->target_ids + 1, err)) ||
+                   !(d->target_ids.ids = nn_malloc(NT * sizeof *d->target_ids.ids + 1, err)) ||
                    !(d->target_offsets = nn_malloc((P * T + 1) * sizeof *d->target_offsets, err)))))
             return NN_ERR;
     }
@@ -292,14 +276,14 @@ static int bcast_corpus(const nn_comm *cm, corpus_data *d, nn_err *err)
             memcpy(names + at, d->names[t], k);
             at += k;
         }
-    nn_comm_bcast(cm, d->tokens, N * sizeof *d->tokens);
+    nn_comm_bcast(cm, d->tokens.ids, N * sizeof *d->tokens.ids);
     nn_comm_bcast(cm, d->offsets, (P + 1) * sizeof *d->offsets);
     nn_comm_bcast(cm, d->source_line, P * sizeof *d->source_line);
     nn_comm_bcast(cm, d->text_offsets, (P + 1) * sizeof *d->text_offsets);
     nn_comm_bcast(cm, d->text, B);
     nn_comm_bcast(cm, names, names_len);
     if (T) {
-        nn_comm_bcast(cm, d->target_ids, NT * sizeof *d->target_ids);
+        nn_comm_bcast(cm, d->target_ids.ids, NT * sizeof *d->target_ids.ids);
         nn_comm_bcast(cm, d->target_offsets, (P * T + 1) * sizeof *d->target_offsets);
     }
     int rc = NN_OK;
@@ -311,10 +295,10 @@ static int bcast_corpus(const nn_comm *cm, corpus_data *d, nn_err *err)
                 at += strlen(names + at) + 1;
         }
     nn_free(names);
-    d->c.tokens = d->tokens;
+    d->c.tokens = d->tokens.ids;
     d->c.offsets = d->offsets;
     d->c.target_names = (const char *const *)d->names;
-    d->c.target_ids = d->target_ids;
+    d->c.target_ids = d->target_ids.ids;
     d->c.target_offsets = d->target_offsets;
     return rc;
 }
