@@ -1,5 +1,6 @@
 #include "nn_test.h"
 
+#include <math.h>
 #include <string.h>
 
 int nn_test_failures;
@@ -41,4 +42,12 @@ void nn_test_write_file(const char *path, const void *data, size_t n)
         fprintf(stderr, "cannot write %s\n", path);
         exit(1);
     }
+}
+
+double nn_test_max_diff(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++)
+        d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
 }

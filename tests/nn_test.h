@@ -38,5 +38,7 @@ int nn_test_finish(const char *name);
 /* Test scaffolding: a whole file read or written, or the test ends with the reason (exit 1). */
 char *nn_test_slurp(const char *path, size_t *n);
 void nn_test_write_file(const char *path, const void *data, size_t n);
+/* The largest |a[i] - b[i]|, in double. */
+double nn_test_max_diff(const float *a, const float *b, size_t n);
 
 #endif

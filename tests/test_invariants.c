@@ -73,14 +73,6 @@ done:
     return rc;
 }
 
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 static int32_t tokens[3][40];
 static const int lens[3] = {17, 40, 3};
 
@@ -124,13 +116,14 @@ static void check_model(const char *dir)
         float *lg = nn_malloc(V * sizeof(float), &err);
         CHECK_OK(run(m, &alone, &one, lg, &err), &err);
         for (int l = 0; l < L; l++)
-            worst = fmax(worst, max_diff(one.data[NN_HP_LAYERS_OUTPUT][l],
-                                         all.data[NN_HP_LAYERS_OUTPUT][l] + (size_t)offsets[q] * D,
-                                         (size_t)lens[q] * D));
-        worst = fmax(worst, max_diff(one.data[NN_HP_LOGITS][0],
-                                     all.data[NN_HP_LOGITS][0] + (size_t)offsets[q] * V,
-                                     (size_t)lens[q] * V));
-        worst = fmax(worst, max_diff(lg, logits + (size_t)q * V, V));
+            worst = fmax(worst,
+                         nn_test_max_diff(one.data[NN_HP_LAYERS_OUTPUT][l],
+                                          all.data[NN_HP_LAYERS_OUTPUT][l] + (size_t)offsets[q] * D,
+                                          (size_t)lens[q] * D));
+        worst = fmax(worst, nn_test_max_diff(one.data[NN_HP_LOGITS][0],
+                                             all.data[NN_HP_LOGITS][0] + (size_t)offsets[q] * V,
+                                             (size_t)lens[q] * V));
+        worst = fmax(worst, nn_test_max_diff(lg, logits + (size_t)q * V, V));
         capture_free(&one);
         nn_free(lg);
     }
@@ -143,10 +136,11 @@ static void check_model(const char *dir)
     float *lg2 = nn_malloc(3 * V * sizeof(float), &err);
     CHECK_OK(run(m, &batch, &two, lg2, &err), &err);
     openblas_set_num_threads(1);
-    worst = max_diff(lg2, logits, 3 * V);
+    worst = nn_test_max_diff(lg2, logits, 3 * V);
     for (int l = 0; l < L; l++)
-        worst = fmax(worst, max_diff(two.data[NN_HP_LAYERS_OUTPUT][l],
-                                     all.data[NN_HP_LAYERS_OUTPUT][l], (size_t)offsets[3] * D));
+        worst =
+            fmax(worst, nn_test_max_diff(two.data[NN_HP_LAYERS_OUTPUT][l],
+                                         all.data[NN_HP_LAYERS_OUTPUT][l], (size_t)offsets[3] * D));
     printf("  1 vs 2 threads: max abs diff %.3g\n", worst);
     CHECK(worst <= 1e-6, "1 and 2 threads differ by %.3g", worst);
     capture_free(&two);
@@ -207,7 +201,7 @@ static void check_model(const char *dir)
                            .pos0 = &pos1,
                            .slot = &slot};
         CHECK_OK(nn_forward(m, st, &second, &fp, &err), &err);
-        double d = max_diff(nn_state_logits(st), logits + V, V);
+        double d = nn_test_max_diff(nn_state_logits(st), logits + V, V);
         printf("  KV-cache continuation vs one pass: max abs diff %.3g\n", d);
         CHECK(d <= 1e-5, "KV-cache continuation differs by %.3g", d);
     }

@@ -21,14 +21,6 @@ static nn_model *load(const char *rel)
     return m;
 }
 
-static double max_diff(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d = fmax(d, fabs((double)a[i] - b[i]));
-    return d;
-}
-
 static int32_t prompt_a[12] = {1, 45, 88, 12, 230, 7, 99, 150, 3, 61, 201, 17};
 static int32_t prompt_b[7] = {1, 19, 240, 5, 77, 130, 66};
 
@@ -87,7 +79,7 @@ static void lens_and_patchscope(const nn_model *m, const char *name)
     double worst_last = 0, worst_sum = 0;
     for (int p = 0; p < 2; p++) {
         const float *last = r.full + (((size_t)p * L + (L - 1)) * 2 + 0) * V;
-        worst_last = fmax(worst_last, max_diff(last, ntp + (size_t)p * V, V));
+        worst_last = fmax(worst_last, nn_test_max_diff(last, ntp + (size_t)p * V, V));
         for (int l = 0; l < L; l++)
             for (int j = 0; j < 2; j++) {
                 const float *row = r.full + (((size_t)p * L + l) * 2 + j) * V;
@@ -114,7 +106,7 @@ static void lens_and_patchscope(const nn_model *m, const char *name)
     CHECK_OK(nn_patchscope(m, ps[0], ps[0], &pp, &pr, &err), &err);
     double worst = 0;
     for (int l = 0; l < pr.n_layers; l++)
-        worst = fmax(worst, max_diff(pr.probs + (size_t)l * V, ntp, V));
+        worst = fmax(worst, nn_test_max_diff(pr.probs + (size_t)l * V, ntp, V));
     printf("  %-12s identity patchscope vs next_token_probs %.3g\n", name, worst);
     CHECK(worst <= 1e-6, "%s: identity patchscope differs by %.3g", name, worst);
     nn_patchscope_result_free(&pr);
@@ -157,8 +149,8 @@ static void steering(const nn_model *m)
     CHECK_OK(nn_steer_add(&hs, m, &svw, &err), &err);
     CHECK_OK(run_logits(m, p, &hs, &sum, &err), &err);
     nn_hookset_free(&hs);
-    double d = max_diff(two.data, sum.data, clean.n),
-           moved = max_diff(two.data, clean.data, clean.n);
+    double d = nn_test_max_diff(two.data, sum.data, clean.n),
+           moved = nn_test_max_diff(two.data, clean.data, clean.n);
     printf("  steer v then w vs v+w: %.3g (moved the logits by %.3g)\n", d, moved);
     CHECK(d <= 1e-5 && moved > 1e-3, "steer v then w vs v+w: %.3g, moved %.3g", d, moved);
     /* From position 5 on: logits before 5 unchanged, bit for bit. */
@@ -171,7 +163,7 @@ static void steering(const nn_model *m)
     size_t V = (size_t)m->cfg.vocab_size;
     CHECK(memcmp(late.data, clean.data, 5 * V * sizeof(float)) == 0,
           "steering from position 5 changed earlier logits");
-    CHECK(max_diff(late.data + 5 * V, clean.data + 5 * V, 7 * V) > 1e-3,
+    CHECK(nn_test_max_diff(late.data + 5 * V, clean.data + 5 * V, 7 * V) > 1e-3,
           "steering from position 5 changed nothing after it");
     /* Bad vectors */
     nn_steer bad = {.vector = v, .factor = 1.0f, .layers = (int[]){L}, .n_layers = 1};
@@ -225,7 +217,8 @@ static void skipping(const nn_model *m)
     size_t n = (size_t)12 * m->cfg.d_model;
     CHECK(memcmp(skip_io[64 + 1], skip_io[1], n * sizeof(float)) == 0,
           "skipping layer 1: layers_output.1 != layers_input.1");
-    CHECK(max_diff(skipped.data, clean.data, clean.n) > 1e-4, "skipping layer 1 changed nothing");
+    CHECK(nn_test_max_diff(skipped.data, clean.data, clean.n) > 1e-4,
+          "skipping layer 1 changed nothing");
     /* Skipping layers 0..k with the clean layers_output.k reproduces the clean logits. */
     int k = L - 2 > 0 ? L - 2 : 0, layers[64];
     const float *values[64];
@@ -299,7 +292,7 @@ static void attention_edits(const nn_model *m)
     nn_hookset_add(&hs, NN_HP_ATTENTION_PROBABILITIES, 0, check_probs_hook, &pc, &err);
     CHECK_OK(run_logits(m, p, &hs, &edited, &err), &err);
     nn_hookset_free(&hs);
-    double d = max_diff(edited.data, clean.data, clean.n);
+    double d = nn_test_max_diff(edited.data, clean.data, clean.n);
     printf("  moving attention mass from key 0 to key 1 at layer 0 moves the logits by %.3g\n", d);
     CHECK(d > 1e-4, "moving attention mass changed nothing");
     CHECK(pc.worst_sum < 1e-5, "an edited row no longer sums to 1 (%.3g)", pc.worst_sum);
@@ -352,7 +345,8 @@ static void lens_reference(const char *arch_dir)
                 CHECK(0, "%s: %s", file, err.msg);
                 continue;
             }
-            worst = fmax(worst, max_diff(r.full + (size_t)l * 11 * V, (const float *)ref, 11 * V));
+            worst = fmax(worst,
+                         nn_test_max_diff(r.full + (size_t)l * 11 * V, (const float *)ref, 11 * V));
             nn_free(ref);
         }
         printf("  %-12s logit lens vs reference logit_lens: %.3g\n", arch_dir, worst);
