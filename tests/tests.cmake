@@ -67,6 +67,13 @@ nn_test(test_plot nn_io)
 nn_add_test(plot test_plot)
 nn_add_test(plot_cli ${CMAKE_SOURCE_DIR}/tests/test_plot.sh $<TARGET_FILE:nnterp>)
 nn_add_test(plot_chromium ${CMAKE_SOURCE_DIR}/tests/test_plot_chromium.sh $<TARGET_FILE:nnterp>)
+# The bundled model: the engine's logits equal its PyTorch training code's; the toolkit finds
+# what it knows (the lens's answer rises over the last layers; patchscope reads words back out
+# of the repeat prompt; steering toward French works).
+nn_add_test(demo_model /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/test_demo_model.py
+            $<TARGET_FILE:nnterp> ${CMAKE_SOURCE_DIR})
+nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TARGET_FILE:nnterp>
+            ${CMAKE_SOURCE_DIR})
 
 # Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
 # target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
