@@ -3,6 +3,7 @@
 # compared with the Hugging Face reference dump), and the exit codes of bad input.
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 S=${NNTERP_SHARED:-}
 if [ -z "$S" ] || [ ! -d "$S/reference" ]; then
   echo "SKIPPED: test_cli needs the shared test data (NNTERP_SHARED='$S')"
@@ -14,10 +15,6 @@ if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
 fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 expect() { # name, expected exit code, stderr needle, command...
   local name=$1 code=$2 needle=$3
   shift 3
@@ -161,5 +158,4 @@ expect "unwritable output" 1 "cannot create the output file" "$NNTERP" trace -m 
 expect "text prompt without a tokenizer" 1 "no tokenizer.json" "$NNTERP" generate -m "$GPT2" -p "hello"
 expect "tokenize without TEXT" 2 "TEXT is required" "$NNTERP" tokenize -m "$S/tokenizers/gpt2"
 
-echo "test_cli: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish test_cli

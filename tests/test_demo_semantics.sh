@@ -5,15 +5,13 @@
 # French-minus-English direction moves generations toward French.
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 ROOT=$2
 MODEL=$ROOT/models/demo
 [ -f "$MODEL/model.safetensors" ] || { echo "SKIPPED: no bundled model at $MODEL"; exit 77; }
 /usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_demo_semantics needs python3-h5py"; exit 77; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 
 cat >"$T/facts.jsonl" <<'JSONL'
 {"text": "The capital of France is", "targets": {"answer": "Paris"}}
@@ -66,5 +64,4 @@ for prompt in "The cat is" "The sky is" "The dog says"; do
     ok "steering toward French on '$prompt': $steered"
   else bad "steering on '$prompt': baseline $base / steered $steered"; fi
 done
-echo "test_demo_semantics: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish test_demo_semantics

@@ -4,6 +4,7 @@
 # the tests leave no stray processes and no files outside their temporary directory.
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 S=${NNTERP_SHARED:-}
 if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
   echo "SKIPPED: test_mpi needs the shared test data (NNTERP_SHARED='$S')"; exit 77
@@ -14,11 +15,6 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_
 T=$(mktemp -d)
 trap 'pkill -9 -f "$T/" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-# A race the test lost (the job ended before the signal) proves nothing: say so, count nothing.
-skip() { echo "SKIP $1"; }
 run() { timeout 300 mpirun --oversubscribe -np "$@"; }
 
 /usr/bin/python3 - <<'PY'
@@ -147,5 +143,4 @@ for p in $(pgrep -f "$NNTERP run"); do
   [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$T" ] && stray="$stray $p"
 done
 [ -z "$stray" ] && ok "no stray processes" || bad "stray nnterp processes:$stray"
-echo "test_mpi: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish test_mpi

@@ -8,6 +8,7 @@
 # - the errors: a bad extension, a missing store, a prompt out of range, a store without results.
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 S=${NNTERP_SHARED:-}
 if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
   echo "SKIPPED: test_plot needs the shared test data (NNTERP_SHARED='$S')"; exit 77
@@ -20,9 +21,6 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 expect() { # name, expected exit code, output needle, command...
   local name=$1 code=$2 needle=$3
   shift 3
@@ -258,5 +256,4 @@ expect "plot of a store without lens results" 1 "no logit_lens or patchscope_len
   "$NNTERP" plot collect.h5 -o x.png
 [ ! -e x.png ] && ok "no picture left by a failed plot" || bad "a failed plot left x.png"
 
-echo "test_plot: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish test_plot

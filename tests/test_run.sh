@@ -9,6 +9,7 @@
 # - bad jobs, datasets, outputs and a full disk give clear errors and leave no final store.
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 S=${NNTERP_SHARED:-}
 if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
   echo "SKIPPED: test_run needs the shared test data (NNTERP_SHARED='$S')"; exit 77
@@ -19,11 +20,6 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"
-pass=0; fail=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-# A race the test lost (the job ended before the signal) proves nothing: say so, count nothing.
-skip() { echo "SKIP $1"; }
 MODEL=$S/models/stories260K/hf
 PY=/usr/bin/python3
 
@@ -202,5 +198,4 @@ job disk float32 '[{"op": "collect", "hooks": ["layers_output", "mlps_output", "
 (ulimit -f 200; "$NNTERP" run disk.json >out 2>err); code=$?
 if [ $code -eq 1 ] && [ ! -e disk.h5 ] && grep -q "disk full" err; then ok "a full disk is a clear error and no final store"; else bad "full disk: exit $code, $(cat err)"; fi
 
-echo "test_run: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish test_run
