@@ -227,6 +227,18 @@ double nn_seconds(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+int nn_grow_floats(float **buf, size_t *cap, size_t need, nn_err *err)
+{
+    if (need <= *cap)
+        return NN_OK;
+    float *p = nn_realloc(*buf, need * sizeof(float), err);
+    if (!p)
+        return NN_ERR;
+    *buf = p;
+    *cap = need;
+    return NN_OK;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

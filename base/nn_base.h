@@ -63,6 +63,8 @@ size_t nn_utf8_validate(const char *s, size_t len);
 
 /* Monotonic seconds. */
 double nn_seconds(void);
+/* Grows *buf to hold at least need floats (never shrinks; contents kept); *cap counts floats. */
+int nn_grow_floats(float **buf, size_t *cap, size_t need, nn_err *err);
 /* The median of x[0..n) (n >= 1; the mean of the middle two for even n), sorting x in place. */
 double nn_median_in_place(double *x, size_t n);
 

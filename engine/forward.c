@@ -273,18 +273,6 @@ const float *nn_state_logits(const nn_state *s)
     return s->logits;
 }
 
-static int grow(float **buf, size_t *cap, size_t need, nn_err *err)
-{
-    if (need <= *cap)
-        return NN_OK;
-    float *p = nn_realloc(*buf, need * sizeof(float), err);
-    if (!p)
-        return NN_ERR;
-    *buf = p;
-    *cap = need;
-    return NN_OK;
-}
-
 /* ---- Kernels ----------------------------------------------------------------------------------
  */
 
@@ -700,7 +688,7 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
         const float *K, *Vv;
         seq_kv(s, b, layer, q, KVD, &K, &Vv);
         size_t block = (size_t)n * (size_t)C;
-        if (grow(&s->scores, &s->scores_cap, block * (size_t)H, err))
+        if (nn_grow_floats(&s->scores, &s->scores_cap, block * (size_t)H, err))
             return NN_ERR;
         for (int h = 0; h < H; h++) {
             int g = h / group;
@@ -732,7 +720,7 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
         /* Hooks that only read the probabilities (or write them back unchanged) must not change
          * the output: it is then computed tiled, as without the hook; edited probabilities are
          * multiplied into the values as they are. */
-        if (grow(&s->scores_seen, &s->scores_seen_cap, block * (size_t)H, err))
+        if (nn_grow_floats(&s->scores_seen, &s->scores_seen_cap, block * (size_t)H, err))
             return NN_ERR;
         memcpy(s->scores_seen, s->scores, block * (size_t)H * sizeof(float));
         int stop = call_hooks(hooks, NN_HP_ATTENTION_PROBABILITIES, layer, s->scores, (size_t)H * n,
@@ -1065,7 +1053,7 @@ layers:
         HOOK(NN_HP_LN_FINAL, -1, s->xn, (size_t)N, D, -1);
     }
     if (hook_logits) {
-        if (grow(&s->all_logits, &s->all_logits_cap, (size_t)N * V, err))
+        if (nn_grow_floats(&s->all_logits, &s->all_logits_cap, (size_t)N * V, err))
             return NN_ERR;
         linear(s, &m->head, s->xn, D, s->all_logits, V, N);
         post_logits(c, s->all_logits, (size_t)N * V);

@@ -36,10 +36,8 @@ struct nn_harvest {
     int64_t tok0;   /* the batch's first global token */
     float *gather;  /* rows gathered for a write */
     size_t gather_cap;
-    float *lens_rows; /* [op][layer][rows][d] captured layers_output rows */
-    size_t lens_cap;
     float *probs, *normed; /* (rows, V), (rows, d) */
-    size_t probs_rows, normed_cap;
+    size_t probs_cap, normed_cap;
     int *batch_offsets; /* [max_prompts + 1] */
     const nn_sink *sink;
 };
@@ -70,7 +68,6 @@ void nn_harvest_free(nn_harvest *h)
     nn_free(h->ops);
     nn_state_free(h->st);
     nn_free(h->gather);
-    nn_free(h->lens_rows);
     nn_free(h->probs);
     nn_free(h->normed);
     nn_free(h->batch_offsets);
@@ -394,18 +391,6 @@ typedef struct collect_hook {
     char path[160];
 } collect_hook;
 
-static int ensure(float **buf, size_t *cap, size_t n, nn_err *err)
-{
-    if (n <= *cap)
-        return NN_OK;
-    float *p = nn_realloc(*buf, n * sizeof(float), err);
-    if (!p)
-        return NN_ERR;
-    *buf = p;
-    *cap = n;
-    return NN_OK;
-}
-
 static int collect_fn(const nn_hook_view *v, void *user, nn_err *err)
 {
     collect_hook *ch = user;
@@ -422,7 +407,7 @@ static int collect_fn(const nn_hook_view *v, void *user, nn_err *err)
                    : NN_HOOK_CONTINUE;
     /* gather the chosen positions' rows */
     int64_t r0 = o->row_offsets[h->begin], r1 = o->row_offsets[h->end];
-    if (ensure(&h->gather, &h->gather_cap, (size_t)(r1 - r0) * v->cols, err))
+    if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(r1 - r0) * v->cols, err))
         return NN_ERR;
     for (int64_t r = r0; r < r1; r++) {
         size_t row = (size_t)(o->token_index[r] - h->tok0);
@@ -454,11 +439,6 @@ static int lens_fn(const nn_hook_view *v, void *user, nn_err *err)
         memcpy(dst + (size_t)(r - r0) * D, v->data + row * D, D * sizeof(float));
     }
     return NN_HOOK_CONTINUE;
-}
-
-static int stop_fn(const nn_hook_view *v, void *user, nn_err *err)
-{
-    return NN_HOOK_STOP;
 }
 
 /* Sum of probs over the first-token ids of target t of prompt p. */
@@ -503,8 +483,8 @@ static int lens_write(nn_harvest *h, op_state *o, const float *rows, nn_err *err
     if (!vals || (op->targets && !tp))
         goto done;
     const size_t chunk = 64;
-    if (ensure(&h->probs, &h->probs_rows, chunk * V, err) ||
-        ensure(&h->normed, &h->normed_cap, chunk * D, err))
+    if (nn_grow_floats(&h->probs, &h->probs_cap, chunk * V, err) ||
+        nn_grow_floats(&h->normed, &h->normed_cap, chunk * D, err))
         goto done;
     for (size_t l = 0; l < nl; l++)
         for (size_t start = 0; start < nr; start += chunk) {
@@ -599,7 +579,7 @@ static int base_pass(nn_harvest *h, const nn_batch *b, nn_err *err)
         }
     }
     if (!h->need_logits &&
-        nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, h->last_layer, stop_fn, NULL, err))
+        nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, h->last_layer, nn_hook_stop, NULL, err))
         goto done;
     nn_forward_params fp = {.hooks = &hs, .want_logits = h->need_logits};
     if (nn_forward(h->m, h->st, b, &fp, err) == NN_ERR)
@@ -612,7 +592,7 @@ static int base_pass(nn_harvest *h, const nn_batch *b, nn_err *err)
             size_t V = (size_t)cfg->vocab_size, T = (size_t)h->c->n_targets;
             int n = h->end - h->begin;
             float *out = nn_malloc((size_t)n * T * sizeof(float) + 1, err), *z;
-            if (!out || ensure(&h->probs, &h->probs_rows, V, err)) {
+            if (!out || nn_grow_floats(&h->probs, &h->probs_cap, V, err)) {
                 nn_free(out);
                 goto done;
             }
@@ -733,7 +713,7 @@ static int steer_op(nn_harvest *h, op_state *o, const nn_batch *b, nn_err *err)
         return NN_ERR;
     int32_t *ids = nn_malloc((size_t)n * k * sizeof *ids, err);
     float *vals = ids ? nn_malloc((size_t)n * k * sizeof *vals, err) : NULL;
-    if (!vals || ensure(&h->probs, &h->probs_rows, V, err))
+    if (!vals || nn_grow_floats(&h->probs, &h->probs_cap, V, err))
         goto done;
     for (int l = 0; l < o->n_layers; l++)
         if (nn_steer_add(&hs, h->m, &o->steers[l], err))
