@@ -41,6 +41,16 @@ typedef struct corpus_data {
     int n_truncated, n_skipped;
 } corpus_data;
 
+/* Points the corpus view the jobs read at the arrays corpus_data owns. */
+static void corpus_link(corpus_data *d)
+{
+    d->c.tokens = d->tokens.ids;
+    d->c.offsets = d->offsets;
+    d->c.target_names = (const char *const *)d->names;
+    d->c.target_ids = d->target_ids.ids;
+    d->c.target_offsets = d->target_offsets;
+}
+
 static void corpus_free(corpus_data *d)
 {
     for (int t = 0; d->names && t < d->c.n_targets; t++)
@@ -215,11 +225,7 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         nn_fail(err, "%s: no prompts left (all were too long and skipped)", job->dataset_path);
         goto done;
     }
-    d->c.tokens = d->tokens.ids;
-    d->c.offsets = d->offsets;
-    d->c.target_names = (const char *const *)d->names;
-    d->c.target_ids = d->target_ids.ids;
-    d->c.target_offsets = d->target_offsets;
+    corpus_link(d);
     rc = NN_OK;
 done:
     nn_dataset_free(&ds);
@@ -295,19 +301,22 @@ static int bcast_corpus(const nn_comm *cm, corpus_data *d, nn_err *err)
                 at += strlen(names + at) + 1;
         }
     nn_free(names);
-    d->c.tokens = d->tokens.ids;
-    d->c.offsets = d->offsets;
-    d->c.target_names = (const char *const *)d->names;
-    d->c.target_ids = d->target_ids.ids;
-    d->c.target_offsets = d->target_offsets;
+    corpus_link(d);
     return rc;
 }
 
 /* Batches: contiguous prompts up to batch_tokens tokens; shards: shard_batches batches. */
 typedef struct plan {
     int *batch_start; /* [n_batches + 1] prompt index */
-    int n_batches, n_shards, max_prompts;
+    int n_batches, n_shards, max_prompts, shard_batches;
 } plan;
+
+/* Shard s is batches [b0, b1). */
+static void shard_range(const plan *pl, int s, int *b0, int *b1)
+{
+    *b0 = s * pl->shard_batches < pl->n_batches ? s * pl->shard_batches : pl->n_batches;
+    *b1 = *b0 + pl->shard_batches < pl->n_batches ? *b0 + pl->shard_batches : pl->n_batches;
+}
 
 static int make_plan(const nn_job *job, const nn_corpus *c, plan *pl, nn_err *err)
 {
@@ -325,6 +334,7 @@ static int make_plan(const nn_job *job, const nn_corpus *c, plan *pl, nn_err *er
             pl->max_prompts = q - p;
         p = q;
     }
+    pl->shard_batches = job->shard_batches;
     pl->n_shards = (pl->n_batches + job->shard_batches - 1) / job->shard_batches;
     return NN_OK;
 }
@@ -381,10 +391,7 @@ done:
 static int count_declare(void *ctx, const char *path, nn_sink_type type, int rank,
                          const uint64_t *dims, nn_err *err)
 {
-    static const nn_h5_type types[] = {
-        [NN_SINK_F32] = NN_H5_F32, [NN_SINK_I32] = NN_H5_I32, [NN_SINK_I64] = NN_H5_I64,
-        [NN_SINK_U8] = NN_H5_U8,   [NN_SINK_F16] = NN_H5_F16, [NN_SINK_BF16] = NN_H5_BF16};
-    *(uint64_t *)ctx += nn_h5_dataset_bytes(types[type], rank, dims) + 1024;
+    *(uint64_t *)ctx += nn_h5_dataset_bytes(nn_h5_sink_type(type), rank, dims) + 1024;
     return NN_OK;
 }
 
@@ -513,8 +520,9 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
     uint8_t *zeros = nn_calloc(ns, 1, err);
     rc = !sp || !zeros ? NN_ERR : NN_OK;
     for (int s = 0; rc == NN_OK && s <= pl->n_shards; s++) {
-        int b = s * job->shard_batches;
-        sp[s] = pl->batch_start[b < pl->n_batches ? b : pl->n_batches];
+        int b0, b1;
+        shard_range(pl, s, &b0, &b1);
+        sp[s] = pl->batch_start[b0];
     }
     if (rc == NN_OK &&
         (write_corpus(f, d, err) || nn_harvest_declare(h, &sink, err) ||
@@ -720,9 +728,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
                 MPI_Bcast(&k, 1, MPI_INT, 0, replica_comm);
             if (k < 0)
                 break;
-            int b0 = todo[k] * job.shard_batches, b1 = b0 + job.shard_batches;
-            if (b1 > pl.n_batches)
-                b1 = pl.n_batches;
+            int b0, b1;
+            shard_range(&pl, todo[k], &b0, &b1);
             for (int b = b0; b < b1 && step == NN_OK; b++)
                 step = nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
             if (step != NN_OK && P > 1 && cm->mpi) {
@@ -755,9 +762,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         if (nn_comm_agree(cm, step, err))
             goto done;
         for (int k = start; k < end; k++) {
-            int s = todo[k], b0 = s * job.shard_batches, b1 = b0 + job.shard_batches;
-            if (b1 > pl.n_batches)
-                b1 = pl.n_batches;
+            int s = todo[k], b0, b1;
+            shard_range(&pl, s, &b0, &b1);
             done[s] = true;
             done_prompts += pl.batch_start[b1] - pl.batch_start[b0];
             done_tokens += d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];

@@ -226,3 +226,8 @@ int nn_hookset_add_name(nn_hookset *hs, const char *name, nn_hook_fn fn, void *u
         return NN_ERR;
     return nn_hookset_add(hs, hp, layer, fn, user, err);
 }
+
+int nn_hook_stop(const nn_hook_view *view, void *user, nn_err *err)
+{
+    return NN_HOOK_STOP;
+}

@@ -83,6 +83,8 @@ void nn_hookset_free(nn_hookset *hs);
 int nn_hookset_add(nn_hookset *hs, nn_hook_point hp, int layer, nn_hook_fn fn, void *user,
                    nn_err *err);
 int nn_hookset_add_name(nn_hookset *hs, const char *name, nn_hook_fn fn, void *user, nn_err *err);
+/* A hook that only stops the pass: added at the last layer a caller needs, it skips the rest. */
+int nn_hook_stop(const nn_hook_view *view, void *user, nn_err *err);
 
 static inline nn_hook_entry *nn_hookset_site(const nn_hookset *hs, nn_hook_point hp, int layer)
 {

@@ -96,11 +96,6 @@ static int resolve_layers(const nn_model *m, const int *layers, int n, int **out
     return NN_OK;
 }
 
-static int stop_hook(const nn_hook_view *v, void *user, nn_err *err)
-{
-    return NN_HOOK_STOP;
-}
-
 void nn_top_k(const float *probs, size_t n, int k, int32_t *ids, float *values)
 {
     int have = 0;
@@ -244,7 +239,7 @@ int nn_logit_lens(const nn_model *m, const nn_prompt *prompts, int n_prompts,
         if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, r->layers[i], lens_capture, &ctx, err))
             goto done;
     }
-    if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last, stop_hook, NULL, err))
+    if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last, nn_hook_stop, NULL, err))
         goto done;
     nn_state_params sp = {.max_tokens = pk.n_tokens, .max_seqs = pk.n_seqs};
     nn_batch b = batch_of(&pk);
@@ -479,7 +474,7 @@ int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
         if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, r->layers[i], capture_row, &cap, err))
             goto done;
     }
-    if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last, stop_hook, NULL, err))
+    if (nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last, nn_hook_stop, NULL, err))
         goto done;
     nn_state_params sp = {.max_tokens = source.n, .max_seqs = 1};
     int off[2] = {0, source.n};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "nn_json.h"
+#include "toolkit.h"
 
 static const char *op_names[] = {"collect",         "logit_lens", "target_probs",
                                  "patchscope_lens", "steer",      "generate"};
@@ -517,8 +518,8 @@ int nn_positions_rows(const nn_positions *p, int n)
 
 int nn_positions_resolve(const nn_positions *p, int j, int n)
 {
-    int pos = p->kind == NN_POS_ALL ? j : p->kind == NN_POS_LAST ? -1 : p->list[j];
-    if (pos < 0)
-        pos += n;
-    return pos >= 0 && pos < n ? pos : -1;
+    return nn_position_resolve(p->kind == NN_POS_ALL    ? j
+                               : p->kind == NN_POS_LAST ? -1
+                                                        : p->list[j],
+                               n);
 }

@@ -31,11 +31,6 @@ static int save_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
-static int stop_hook(const nn_hook_view *v, void *user, nn_err *err)
-{
-    return NN_HOOK_STOP;
-}
-
 /* Registers save_hook for every requested (point, layer), once each. Returns the last layer any
  * of them needs, or n_layers when a point after the last block is requested. */
 static int add_requested(nn_hookset *hs, const nn_model *m, const nn_trace_params *p,
@@ -134,7 +129,7 @@ int nn_trace_run(const nn_model *m, const int32_t *tokens, const int *offsets, i
         goto done;
     /* Early exit: nothing after the last requested layer is computed. */
     if (last_layer < m->cfg.n_layers &&
-        nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last_layer, stop_hook, NULL, err))
+        nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last_layer, nn_hook_stop, NULL, err))
         goto done;
     nn_state_params sp = {.max_tokens = offsets[n_prompts], .max_seqs = n_prompts};
     if (nn_state_init(&st, m, &sp, err) || write_tokens(tokens, offsets, n_prompts, sink, err))

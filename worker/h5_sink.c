@@ -1,6 +1,6 @@
 #include "h5_sink.h"
 
-static nn_h5_type h5_type(nn_sink_type t)
+nn_h5_type nn_h5_sink_type(nn_sink_type t)
 {
     static const nn_h5_type types[] = {
         [NN_SINK_F32] = NN_H5_F32, [NN_SINK_I32] = NN_H5_I32, [NN_SINK_I64] = NN_H5_I64,
@@ -11,7 +11,7 @@ static nn_h5_type h5_type(nn_sink_type t)
 static int h5_write(void *ctx, const char *path, nn_sink_type type, int rank, const uint64_t *dims,
                     const void *data, nn_err *err)
 {
-    return nn_h5_write(ctx, path, h5_type(type), rank, dims, data, err);
+    return nn_h5_write(ctx, path, nn_h5_sink_type(type), rank, dims, data, err);
 }
 
 static int h5_attr(void *ctx, const char *path, const char *name, const char *value, nn_err *err)
@@ -22,7 +22,7 @@ static int h5_attr(void *ctx, const char *path, const char *name, const char *va
 static int h5_declare(void *ctx, const char *path, nn_sink_type type, int rank,
                       const uint64_t *dims, nn_err *err)
 {
-    return nn_h5_create_dataset(ctx, path, h5_type(type), rank, dims, err);
+    return nn_h5_create_dataset(ctx, path, nn_h5_sink_type(type), rank, dims, err);
 }
 
 static int h5_write_rows(void *ctx, const char *path, uint64_t row0, uint64_t n_rows,
