@@ -130,8 +130,9 @@ import json,sys; r=json.loads(sys.stdin.readline()); sys.exit(0 if r['probs']['l
   && ok "probs: P(Lily) > 0.9 over the first tokens of 'Lily' and ' Lily'" || bad "probs: $out"
 expect "steer --contrast" 0 "steered:" "$NNTERP" steer -m "$STORIES/hf" -p "Once upon a time" --contrast "The dog barked." "The girl sang." --layers 3 --factor 2 -n 8
 /usr/bin/python3 -c "import numpy as np; np.save('$T/v.npy', np.zeros(64, np.float32)); np.save('$T/v3.npy', np.zeros(3, np.float32)); np.save('$T/vi.npy', np.zeros(64, np.int32))"
-"$NNTERP" steer -m "$STORIES/hf" -p "Once upon a time" --vector "$T/v.npy" --layers all --factor 5 -n 12 >"$T/st" 2>&1
-[ "$(sed -n 1p "$T/st" | cut -c11-)" = "$(sed -n 2p "$T/st" | cut -c11-)" ] && ok "steering with a zero vector changes nothing" || bad "zero steer: $(cat "$T/st")"
+"$NNTERP" steer -m "$STORIES/hf" -p "Once upon a time" --vector "$T/v.npy" --layers all --factor 5 -n 12 >"$T/st" 2>&1 &&
+  grep -q '^baseline: .' "$T/st" && grep -q '^steered: ' "$T/st" &&
+  [ "$(sed -n 1p "$T/st" | cut -c11-)" = "$(sed -n 2p "$T/st" | cut -c11-)" ] && ok "steering with a zero vector changes nothing" || bad "zero steer: $(cat "$T/st")"
 expect "steer: wrong vector length" 1 "the vector has 3 values, the model's d_model is 64" "$NNTERP" steer -m "$STORIES/hf" -p "x" --vector "$T/v3.npy" --layers 1 --factor 1
 expect "steer: wrong dtype" 1 "dtype '<i4' is not supported" "$NNTERP" steer -m "$STORIES/hf" -p "x" --vector "$T/vi.npy" --layers 1 --factor 1
 printf 'not numpy' >"$T/bad.npy"

@@ -392,6 +392,8 @@ static void safetensors(void)
                "cut 1 byte before each tensor's end", good, cuts);
         CHECK(good == cuts, "truncations inside tensors: %d of %d errors", good, cuts);
         nn_st_close(&a);
+    } else {
+        CHECK(0, "the intact checkpoint did not parse: %s", err.msg);
     }
     nn_free(img);
 }

@@ -83,7 +83,7 @@ for resume_np in 3 1; do
   else bad "resume with $resume_np after killing a rank: $(cat out err | head -5)"; fi
 done
 
-# A pipeline job (2 stages) killed mid-run resumes data-parallel, and the other way round.
+# A 2x2 pipeline job (2 replicas of 2 stages) killed mid-run resumes as 1x2: another replica count.
 rm -f out.h5*
 run 4 "$NNTERP" run "$(stages 2)" >/dev/null 2>&1 &
 launcher=$!
@@ -92,9 +92,8 @@ victim=$(pgrep -f "$NNTERP run job2.json" | grep -v "^$launcher\$" | tail -1)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $launcher 2>/dev/null
 if [ -f out.h5 ]; then skip "(the pipeline job finished before the kill)"
-elif sed 's/"pipeline_stages": 2/"pipeline_stages": 3/' job2.json >job2b.json && cmp -s job2.json job2b.json; then bad "sed"
 else
-  # the job file must stay the same to resume; the split comes from the rank count
+  # the job file must stay the same to resume; the replica count comes from the rank count
   run 2 "$NNTERP" run job2.json --resume >out 2>err
   if [ -f out.h5 ] && grep -q resumed out && same single.h5 out.h5; then
     ok "kill -9 in a 2x2 pipeline run, --resume as 1x2: identical to the uninterrupted store"

@@ -313,14 +313,18 @@ static void lens_reference(const char *arch_dir)
     char path[1024];
     snprintf(path, sizeof path, "%s/reference/tiny/%s/ref-f32/manifest.json", shared, arch_dir);
     cJSON *man = nn_json_parse_file(path, 64 << 20, &err);
-    if (!man)
+    if (!man) {
+        CHECK(0, "%s", err.msg);
         return;
+    }
     snprintf(path, sizeof path, "reference/tiny/%s/model-f32", arch_dir);
     nn_model *m = load(path);
     const cJSON *cs;
+    int found = 0;
     cJSON_ArrayForEach (cs, nn_json_get(man, "cases")) {
         if (strcmp(nn_json_get(cs, "name")->valuestring, "single_len11") != 0)
             continue;
+        found++;
         int32_t ids[11];
         int positions[11];
         for (int t = 0; t < 11; t++) {
@@ -353,6 +357,7 @@ static void lens_reference(const char *arch_dir)
         CHECK(worst <= 1e-5, "%s: logit lens differs from the reference by %.3g", arch_dir, worst);
         nn_lens_result_free(&r);
     }
+    CHECK(found == 1, "%s: the manifest names single_len11 %d times", arch_dir, found);
     nn_model_free(m);
     cJSON_Delete(man);
 }
