@@ -111,14 +111,12 @@ int cmd_plan(int argc, char **argv)
     if (!q.model)
         return cli_usage_error(usage_plan, "%s", "-m MODEL is required");
     nn_err err = {{0}};
-    nn_config cfg;
-    if (nn_model_config(q.model, &cfg, &err))
-        return cli_fail(&err);
     fprintf(stderr, "nnterp: timing a batch on this machine...\n");
     nn_plan p;
     if (nn_plan_make(&q, &p, &err))
         return cli_fail(&err);
     int L = p.n_layers, P = p.n_stages;
+    const nn_config cfg = p.cfg;
     printf("model        %s: %s, %d layers, d_model %d, vocabulary %d\n", q.model, cfg.arch->family,
            L, cfg.d_model, cfg.vocab_size);
     printf("layout       %d rank%s = %d replica%s x %d pipeline stage%s, %d BLAS thread%s each, "

@@ -177,7 +177,6 @@ void nn_plan_free(nn_plan *p)
 int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
 {
     memset(p, 0, sizeof *p);
-    nn_config cfg;
     int P = req->stages;
     if (req->ranks < 1 || P < 1 || req->threads < 1 || req->cores < 1 || req->batch_tokens < 1 ||
         req->prompt_tokens < 1 || req->shard_batches < 1)
@@ -188,8 +187,9 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
                        "plan: %d ranks cannot form replicas of %d pipeline stages (ranks "
                        "must be a multiple of stages)",
                        req->ranks, P);
-    if (nn_model_config(req->model, &cfg, err))
+    if (nn_model_config(req->model, &p->cfg, err))
         return NN_ERR;
+    const nn_config cfg = p->cfg;
     if (P > cfg.n_layers)
         return nn_fail(err, "plan: %d pipeline stages exceed the model's %d layers", P,
                        cfg.n_layers);

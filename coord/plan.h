@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "model.h"
 #include "nn_base.h"
 
 /* Rows that go through the final norm and head. */
@@ -33,6 +34,7 @@ typedef struct nn_plan_request {
 } nn_plan_request;
 
 typedef struct nn_plan {
+    nn_config cfg; /* the model's */
     int n_layers, n_stages, replicas;
     int batch_tokens_used, batch_prompts; /* the batch actually measured */
     int measured_layers, threads;
