@@ -9,6 +9,16 @@
 #include <math.h>
 #include <string.h>
 
+/* The project builds for baseline x86-64 (SSE2), so a binary runs on any node of a cluster. The
+ * few elementwise loops that matter are cloned for x86-64-v3 (AVX2, FMA) and x86-64-v4
+ * (AVX-512), and the loader picks the clone for the CPU it runs on. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NN_VECTOR_CLONES                                                                           \
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define NN_VECTOR_CLONES
+#endif
+
 struct nn_state {
     nn_state_params p;
     int max_ctx;
@@ -354,19 +364,51 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
     }
 }
 
+/* e^x for the tiled softmax and the activations, written so that a loop over a row vectorizes
+ * (libm's expf is a call per element): x clamped to [-87, 88], x = n ln2 + r with |r| <= ln2/2,
+ * e^r by Cephes's degree-6 polynomial, times 2^n built in the exponent bits. Within 2 ulp of
+ * expf. The clamp keeps the result finite and normal: a masked score may be anything (its result
+ * is discarded), and x / (1 + e^88) is as good as x / inf for the activations. */
+static inline float exp_tile(float x)
+{
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float z = r * r;
+    float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
+                4.1665795894e-2f) *
+                   r +
+               1.6666665459e-1f) *
+                  r +
+              5.0000001201e-1f;
+    y = y * z + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+/* 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): the same function, without tanhf. */
+static inline float gelu_tanh(float x)
+{
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return x / (1.0f + exp_tile(-2.0f * u));
+}
+
+static inline float silu(float x)
+{
+    return x / (1.0f + exp_tile(-x));
+}
+
 static float activate(nn_activation act, float x)
 {
     switch (act) {
-    case NN_ACT_GELU_TANH: {
-        /* 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): the same function, a third of the cost of
-         * tanhf; exp overflowing to inf for very negative x still gives -0. */
-        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-        return x / (1.0f + expf(-2.0f * u));
-    }
+    case NN_ACT_GELU_TANH:
+        return gelu_tanh(x);
     case NN_ACT_GELU:
         return (float)(0.5 * x * (1.0 + erf(x * 0.7071067811865476)));
     case NN_ACT_SILU:
-        return x / (1.0f + expf(-x));
+        return silu(x);
     case NN_ACT_RELU:
         return x > 0.0f ? x : 0.0f;
     }
@@ -470,29 +512,6 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
                                q, b->tokens[t], t - b->offsets[q] + p0, c->vocab_size);
     }
     return NN_OK;
-}
-
-/* e^x for the shifted scores of the tiled softmax (x <= 0 where it matters), written so that a
- * loop over a tile row vectorizes: x clamped to [-87, 88], x = n ln2 + r with |r| <= ln2/2,
- * e^r by Cephes's degree-6 polynomial, times 2^n built in the exponent bits. Within 2 ulp of
- * expf; a masked score may be anything, its result is discarded. */
-static inline float exp_tile(float x)
-{
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float z = r * r;
-    float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
-                4.1665795894e-2f) *
-                   r +
-               1.6666665459e-1f) *
-                  r +
-              5.0000001201e-1f;
-    y = y * z + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
 }
 
 /* One head of one sequence, attention without its probability matrix: query rows [0, n) at
@@ -769,18 +788,43 @@ static void norm_rows_par(const nn_state *s, const nn_config *c, const nn_norm *
     nn_pool_run(s->pool, (size_t)n, 16, norm_range, &j);
 }
 
-/* up = act(gate) * up, or up = act(up) without a gate (gate NULL). */
+/* up = act(gate) * up, or up = act(up) without a gate (gate NULL). The common activations get
+ * loops of their own so that they vectorize, cloned for AVX2 and AVX-512 (picked at load time by
+ * the CPU; -ffp-contract=off under -std=c11 keeps every clone's results bitwise the same). */
+NN_VECTOR_CLONES
 static void activate_range(void *ctx, size_t begin, size_t end, int worker)
 {
     const rows_job *j = ctx;
     (void)worker;
+    float *restrict y = j->y;
+    const float *restrict x = j->x;
+    switch (j->c->act) {
+    case NN_ACT_GELU_TANH:
+        if (x)
+            for (size_t i = begin; i < end; i++)
+                y[i] *= gelu_tanh(x[i]);
+        else
+            for (size_t i = begin; i < end; i++)
+                y[i] = gelu_tanh(y[i]);
+        return;
+    case NN_ACT_SILU:
+        if (x)
+            for (size_t i = begin; i < end; i++)
+                y[i] *= silu(x[i]);
+        else
+            for (size_t i = begin; i < end; i++)
+                y[i] = silu(y[i]);
+        return;
+    default:
+        break;
+    }
     nn_activation act = j->c->act;
-    if (j->x)
+    if (x)
         for (size_t i = begin; i < end; i++)
-            j->y[i] *= activate(act, j->x[i]);
+            y[i] *= activate(act, x[i]);
     else
         for (size_t i = begin; i < end; i++)
-            j->y[i] = activate(act, j->y[i]);
+            y[i] = activate(act, y[i]);
 }
 
 static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *gate,
