@@ -24,6 +24,7 @@
 #include "forward.h"
 #include "hooks.h"
 #include "model.h"
+#include "pool.h"
 
 /* Where the layers_output hook copies to: one [n_tokens, d] buffer per layer, allocated before
  * timing so the measured pass includes the copy but not an allocation. */
@@ -183,6 +184,8 @@ int main(int argc, char **argv)
                         "[--threads 1] [--only-last] [--sgemm]\n");
         return 2;
     }
+    /* as the nnterp command does at start-up */
+    nn_blas_sleep_when_idle();
     openblas_set_num_threads(threads);
 
     int rc = 1;
@@ -263,7 +266,10 @@ int main(int argc, char **argv)
            model->source, c->arch->model_type);
     printf("  \"batch\": %d, \"tokens\": %d, \"threads\": %d, \"reps\": %d,\n", batch, tokens,
            threads, reps);
-    printf("  \"openblas_core\": \"%s\",\n  \"load_s\": %.6g,\n", openblas_get_corename(), t_load);
+    printf("  \"openblas_core\": \"%s\", \"blas_thread_timeout\": \"%s\",\n  \"load_s\": %.6g,\n",
+           openblas_get_corename(),
+           getenv("OPENBLAS_THREAD_TIMEOUT") ? getenv("OPENBLAS_THREAD_TIMEOUT") : "28 (default)",
+           t_load);
     printf("  \"tokens_per_s_median\": %.6g,\n", n / median(secs_a, reps));
     printf("  \"flops_per_token\": %.6g,\n", flops_per_token(model, tokens));
     if (want_sgemm)

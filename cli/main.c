@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "generate.h"
 #include "h5_sink.h"
+#include "pool.h"
 #include "run.h"
 #include "tokenizer.h"
 #include "trace.h"
@@ -482,6 +483,7 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    nn_blas_sleep_when_idle();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "help")) {
         printf("%s", usage_main);

@@ -1,6 +1,12 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+
+/* OpenBLAS exports these from its pthreads builds without declaring them in cblas.h. Weak, so
+ * that the engine still links against another BLAS, where they are NULL. */
+extern void openblas_read_env(void) __attribute__((weak));
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 
 typedef struct worker_arg {
     struct nn_pool *pool;
@@ -135,4 +141,17 @@ void nn_pool_run(nn_pool *p, size_t n, size_t min_per_thread, nn_pool_fn fn, voi
     while (p->pending > 0)
         pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
+}
+
+bool nn_blas_sleep_when_idle(void)
+{
+    if (!openblas_read_env || !blas_thread_shutdown_ || getenv("OPENBLAS_THREAD_TIMEOUT"))
+        return false;
+    /* OpenBLAS read its environment when it was loaded; it takes the timeout from it when its
+     * threads start, which the next threaded call does after the shutdown. */
+    if (setenv("OPENBLAS_THREAD_TIMEOUT", "12", 0) != 0)
+        return false;
+    openblas_read_env();
+    blas_thread_shutdown_();
+    return true;
 }

@@ -25,4 +25,12 @@ int nn_pool_threads(const nn_pool *pool);
  * min_per_thread items per thread run on fewer threads (waking a thread costs microseconds). */
 void nn_pool_run(nn_pool *pool, size_t n, size_t min_per_thread, nn_pool_fn fn, void *ctx);
 
+/* Tells OpenBLAS's worker threads to sleep almost at once when a GEMM ends (2^12 cycles of
+ * spinning instead of its default 2^28), unless OPENBLAS_THREAD_TIMEOUT is already set. Between
+ * GEMMs the pool's threads run the norms, activations and attention; an OpenBLAS thread spinning
+ * on sched_yield beside them takes a share of the same cores (bench/: +6% on two cores, nothing on
+ * one). Call once at start-up, before other threads use BLAS: it restarts OpenBLAS's threads.
+ * Returns true when it applied (an OpenBLAS pthreads build, the variable unset). */
+bool nn_blas_sleep_when_idle(void);
+
 #endif

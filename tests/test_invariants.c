@@ -10,10 +10,12 @@
  *   are distributions; Bloom's mlps_output is its layers_output. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "forward.h"
 #include "nn_test.h"
+#include "pool.h"
 
 #define MAX_L 16
 
@@ -356,6 +358,15 @@ int main(void)
             seed = seed * 1664525u + 1013904223u;
             tokens[q][t] = (int32_t)(3 + (seed >> 8) % 290);
         }
+    /* As the nnterp command does at start-up: OpenBLAS's threads restart with a short spin, and
+     * the 1- vs 2-thread comparisons below run on them. */
+    bool timeout_preset = getenv("OPENBLAS_THREAD_TIMEOUT") != NULL;
+    CHECK(nn_blas_sleep_when_idle() == !timeout_preset,
+          "nn_blas_sleep_when_idle applied with OPENBLAS_THREAD_TIMEOUT %s",
+          timeout_preset ? "set" : "unset");
+    const char *timeout = getenv("OPENBLAS_THREAD_TIMEOUT");
+    CHECK(timeout_preset || (timeout && !strcmp(timeout, "12")),
+          "OPENBLAS_THREAD_TIMEOUT is not 12 after nn_blas_sleep_when_idle");
     openblas_set_num_threads(1);
     /* One of each block shape: sequential (GPT-2, Llama, Mistral sliding window, stories260K),
      * sandwich norms with a per-layer window and soft-capping (Gemma-2), parallel on two norms
