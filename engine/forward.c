@@ -329,6 +329,46 @@ static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t
         memcpy(y + (size_t)t * ldy, s->pad_out + (size_t)t * out, out * sizeof(float));
 }
 
+/* Sums of a row in double, in eight lanes added in a fixed order: the loops vectorize (a single
+ * accumulator is a chain of dependent adds), and a row's result is the same in any batch. */
+enum { SUM_LANES = 8 };
+
+static inline double lanes_total(const double *lanes)
+{
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) +
+           ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
+
+static inline double row_sum(const float *x, size_t n)
+{
+    double lanes[SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++)
+            lanes[k] += (double)x[i + k];
+    for (; i < n; i++)
+        lanes[i % SUM_LANES] += (double)x[i];
+    return lanes_total(lanes);
+}
+
+/* sum of (x - center)^2; center 0 gives the sum of squares */
+static inline double row_sum_sq(const float *x, size_t n, double center)
+{
+    double lanes[SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + SUM_LANES <= n; i += SUM_LANES)
+        for (int k = 0; k < SUM_LANES; k++) {
+            double d = (double)x[i + k] - center;
+            lanes[k] += d * d;
+        }
+    for (; i < n; i++) {
+        double d = (double)x[i] - center;
+        lanes[i % SUM_LANES] += d * d;
+    }
+    return lanes_total(lanes);
+}
+
+NN_VECTOR_CLONES
 static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, float *y, int n)
 {
     size_t D = (size_t)c->d_model;
@@ -337,29 +377,30 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
         const float *xr = x + (size_t)t * D;
         float *yr = y + (size_t)t * D;
         if (c->arch->norm == NN_NORM_RMSNORM) {
-            double ss = 0.0;
-            for (size_t i = 0; i < D; i++)
-                ss += (double)xr[i] * xr[i];
+            double ss = row_sum_sq(xr, D, 0.0);
             float inv = (float)(1.0 / sqrt(ss / (double)D + (double)c->norm_eps));
             /* Gemma: (x * inv) * (1 + w), the scale rounded to float32 first, as HF does */
-            for (size_t i = 0; i < D; i++)
-                yr[i] = (unit_offset ? 1.0f + nm->w[i] : nm->w[i]) * (xr[i] * inv);
+            if (unit_offset)
+                for (size_t i = 0; i < D; i++)
+                    yr[i] = (1.0f + nm->w[i]) * (xr[i] * inv);
+            else
+                for (size_t i = 0; i < D; i++)
+                    yr[i] = nm->w[i] * (xr[i] * inv);
         } else {
-            double mean = 0.0, var = 0.0;
-            for (size_t i = 0; i < D; i++)
-                mean += xr[i];
-            mean /= (double)D;
-            for (size_t i = 0; i < D; i++)
-                var += ((double)xr[i] - mean) * ((double)xr[i] - mean);
-            var /= (double)D;
+            double mean = row_sum(xr, D) / (double)D;
+            double var = row_sum_sq(xr, D, mean) / (double)D;
             float inv = (float)(1.0 / sqrt(var + (double)c->norm_eps));
             float mu = (float)mean;
-            for (size_t i = 0; i < D; i++) {
-                float v = (xr[i] - mu) * inv;
-                if (nm->w)
-                    v *= nm->w[i];
-                yr[i] = nm->b ? v + nm->b[i] : v;
-            }
+            if (nm->w && nm->b)
+                for (size_t i = 0; i < D; i++)
+                    yr[i] = (xr[i] - mu) * inv * nm->w[i] + nm->b[i];
+            else
+                for (size_t i = 0; i < D; i++) {
+                    float v = (xr[i] - mu) * inv;
+                    if (nm->w)
+                        v *= nm->w[i];
+                    yr[i] = nm->b ? v + nm->b[i] : v;
+                }
         }
     }
 }
