@@ -563,6 +563,7 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
  * TILE_K and always have TILE_K keys (zero-padded at the end of the context), and a single query
  * row is padded to two, so each row sees the same sequence of GEMM shapes and operations whatever
  * block or batch it is in: prefill and KV-cache continuation give the same bits. */
+NN_VECTOR_CLONES
 static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t ldq,
                          const float *K, const float *V, size_t ld, float *out, size_t ldo, int n,
                          int p0, float scale, float alibi_slope, int window)
