@@ -298,12 +298,29 @@ static int gemm_min_rows(const nn_linear *W)
     return rows < 2 ? 2 : rows;
 }
 
-static void gemm(const nn_linear *W, const float *x, size_t ldx, float *y, size_t ldy, int n)
+typedef struct bias_job {
+    const float *bias;
+    float *y;
+    size_t ldy, n_out;
+} bias_job;
+
+static void bias_fill_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const bias_job *j = ctx;
+    (void)worker;
+    for (size_t t = begin; t < end; t++)
+        memcpy(j->y + t * j->ldy, j->bias, j->n_out * sizeof(float));
+}
+
+/* The bias is copied into every row of y (on the pool: it is as much memory traffic as a residual
+ * add) and the GEMM accumulates onto it with beta = 1. */
+static void gemm(nn_pool *pool, const nn_linear *W, const float *x, size_t ldx, float *y,
+                 size_t ldy, int n)
 {
     float beta = 0.0f;
     if (W->b) {
-        for (int t = 0; t < n; t++)
-            memcpy(y + (size_t)t * ldy, W->b, (size_t)W->n_out * sizeof(float));
+        bias_job j = {.bias = W->b, .y = y, .ldy = ldy, .n_out = (size_t)W->n_out};
+        nn_pool_run(pool, (size_t)n, 64, bias_fill_range, &j);
         beta = 1.0f;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, W->in_major ? CblasNoTrans : CblasTrans, n, W->n_out,
@@ -318,13 +335,13 @@ static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t
         return;
     int rows = gemm_min_rows(W);
     if (n >= rows) {
-        gemm(W, x, ldx, y, ldy, n);
+        gemm(s->pool, W, x, ldx, y, ldy, n);
         return;
     }
     size_t in = (size_t)W->n_in, out = (size_t)W->n_out;
     for (int t = 0; t < n; t++)
         memcpy(s->pad_in + (size_t)t * in, x + (size_t)t * ldx, in * sizeof(float));
-    gemm(W, s->pad_in, in, s->pad_out, out, rows);
+    gemm(s->pool, W, s->pad_in, in, s->pad_out, out, rows);
     for (int t = 0; t < n; t++)
         memcpy(y + (size_t)t * ldy, s->pad_out + (size_t)t * out, out * sizeof(float));
 }
@@ -971,10 +988,19 @@ static int mlp_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
     return NN_OK;
 }
 
-static void add_rows(float *x, const float *y, size_t n)
+static void add_range(void *ctx, size_t begin, size_t end, int worker)
 {
-    for (size_t i = 0; i < n; i++)
-        x[i] += y[i];
+    const rows_job *j = ctx;
+    (void)worker;
+    for (size_t i = begin; i < end; i++)
+        j->y[i] += j->x[i];
+}
+
+/* x += y over n floats, on the pool */
+static void add_rows(const nn_state *s, float *x, const float *y, size_t n)
+{
+    rows_job j = {.x = y, .y = x};
+    nn_pool_run(s->pool, n, 16384, add_range, &j);
 }
 
 /* One block. The hook points see what Hugging Face's modules output for the family:
@@ -1021,20 +1047,20 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         if (rc)
             return rc;
         HOOK(NN_HP_MLPS_OUTPUT, l, s->branch2, (size_t)N, D, -1);
-        add_rows(s->x, s->branch, ND);
-        add_rows(s->x, s->branch2, ND);
+        add_rows(s, s->x, s->branch, ND);
+        add_rows(s, s->x, s->branch2, ND);
         HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
         return NN_OK;
     }
 
     if (a->residual_in_modules) {
-        add_rows(s->x, s->branch, ND);
+        add_rows(s, s->x, s->branch, ND);
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->x, (size_t)N, D, -1);
     } else {
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_attn_norm)
             norm_rows(c, &L->post_attn_norm, s->branch, s->branch, N);
-        add_rows(s->x, s->branch, ND);
+        add_rows(s, s->x, s->branch, ND);
     }
 
     norm_rows_par(s, c, &L->mlp_norm, s->x, s->xn, N);
@@ -1043,13 +1069,13 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     if (rc)
         return rc;
     if (a->residual_in_modules) {
-        add_rows(s->x, s->branch, ND);
+        add_rows(s, s->x, s->branch, ND);
         HOOK(NN_HP_MLPS_OUTPUT, l, s->x, (size_t)N, D, -1);
     } else {
         HOOK(NN_HP_MLPS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_mlp_norm)
             norm_rows(c, &L->post_mlp_norm, s->branch, s->branch, N);
-        add_rows(s->x, s->branch, ND);
+        add_rows(s, s->x, s->branch, ND);
     }
     HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
     return NN_OK;
