@@ -12,7 +12,7 @@
 #   5. start-up on the 500 MB checkpoint: `nnterp inspect` and the load of a forward;
 #   6. peak memory of the harvest job against weights + activations of one batch.
 # Random-weight checkpoints are written once to bench/.cache (gitignored) by
-# tools/make_random_checkpoint.py. Takes about 10 minutes.
+# tools/make_random_checkpoint.py. Takes about 7 minutes.
 #
 # Usage: bench/run.sh
 # Environment (optional): BENCH_BUILD_DIR (default bench/.cache/build, kept apart from build/),
