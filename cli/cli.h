@@ -40,9 +40,8 @@ int cli_parse_int_list(const char *s, long min, int **out, int *n, nn_err *err);
 int cli_parse_ids(const char *s, int32_t **out, int *n, nn_err *err);
 /* Prints "nnterp: error: ..." and returns EXIT_FAILURE. */
 int cli_fail(const nn_err *err);
-/* The tokenizer for MODEL: --tokenizer, tokenizer.json in a checkpoint directory, or for a
- * llama2.c .bin, tokenizer.bin or tok<vocab>.bin beside it. *out stays NULL (no error) when none
- * exists and required is false. */
+/* nn_tokenizer_load_for_model with --tokenizer: *out stays NULL (no error) when none exists and
+ * required is false; when it is required, the error says which flags to give instead. */
 int cli_open_tokenizer(const args *a, const char *model_path, int vocab, bool required,
                        nn_tokenizer **out, nn_err *err);
 /* Prompt i as token ids (a new array): text through the tokenizer, or --ids parsed. */

@@ -198,32 +198,16 @@ int cli_fail(const nn_err *err)
 int cli_open_tokenizer(const args *a, const char *model_path, int vocab, bool required,
                        nn_tokenizer **out, nn_err *err)
 {
-    *out = NULL;
-    if (a->tokenizer)
-        return nn_tokenizer_load(a->tokenizer, out, err);
-    char candidate[4096];
-    if (nn_path_is_dir(model_path)) {
-        snprintf(candidate, sizeof candidate, "%s/tokenizer.json", model_path);
-        if (nn_path_is_file(candidate))
-            return nn_tokenizer_load(model_path, out, err);
-        return required ? nn_fail(err,
-                                  "%s: no tokenizer.json (give the prompt with --ids, or "
-                                  "--tokenizer FILE)",
-                                  model_path)
-                        : NN_OK;
-    }
-    const char *slash = strrchr(model_path, '/');
-    int dir = slash ? (int)(slash - model_path) + 1 : 0;
-    snprintf(candidate, sizeof candidate, "%.*stokenizer.bin", dir, model_path);
-    if (!nn_path_is_file(candidate))
-        snprintf(candidate, sizeof candidate, "%.*stok%d.bin", dir, model_path, vocab);
-    if (nn_path_is_file(candidate))
-        return nn_tokenizer_load(candidate, out, err);
-    return required ? nn_fail(err,
-                              "%s: no tokenizer.bin or tok%d.bin beside this llama2.c "
-                              "checkpoint (give --tokenizer FILE, or --ids)",
-                              model_path, vocab)
-                    : NN_OK;
+    int rc = nn_tokenizer_load_for_model(model_path, a->tokenizer, vocab, false, out, err);
+    if (rc != NN_OK || *out || !required)
+        return rc;
+    if (nn_path_is_dir(model_path))
+        return nn_fail(err, "%s: no tokenizer.json (give --tokenizer FILE, or the prompt as --ids)",
+                       model_path);
+    return nn_fail(err,
+                   "%s: no tokenizer.bin or tok%d.bin beside this llama2.c checkpoint (give "
+                   "--tokenizer FILE, or the prompt as --ids)",
+                   model_path, vocab);
 }
 
 /* Prompt i as token ids (a new array): text through the tokenizer, or --ids parsed. */

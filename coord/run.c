@@ -657,8 +657,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, split);
     if (P > 1)
         MPI_Comm_split(cm->comm, replica, stage, &replica_comm);
-    step = nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
-           nn_tokenizer_load_for_model(m->source, job.tokenizer, &tok, err);
+    step =
+        nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
+        nn_tokenizer_load_for_model(m->source, job.tokenizer, m->cfg.vocab_size, true, &tok, err);
     if (step == NN_OK && P > 1) {
         nn_pipeline_init(&pipe, m, replica_comm, stage, P);
         pipe_ready = true;

@@ -1004,28 +1004,34 @@ int nn_tokenizer_load(const char *path, nn_tokenizer **out, nn_err *err)
     return NN_OK;
 }
 
-int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_path,
-                                nn_tokenizer **out, nn_err *err)
+int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_path, int vocab,
+                                bool required, nn_tokenizer **out, nn_err *err)
 {
+    *out = NULL;
     if (tokenizer_path)
         return nn_tokenizer_load(tokenizer_path, out, err);
-    if (nn_path_is_dir(model_path))
-        return nn_tokenizer_load(model_path, out, err);
-    /* llama2.c: tokenizer.bin beside the checkpoint */
+    char candidate[4096];
+    if (nn_path_is_dir(model_path)) {
+        snprintf(candidate, sizeof candidate, "%s/tokenizer.json", model_path);
+        if (nn_path_is_file(candidate))
+            return nn_tokenizer_load(model_path, out, err);
+        return required ? nn_fail(err, "%s: no tokenizer.json (name a tokenizer file)", model_path)
+                        : NN_OK;
+    }
+    /* llama2.c: tokenizer.bin beside the checkpoint, or tok<vocab>.bin as llama2.c's training
+     * scripts name a custom vocabulary's */
     const char *slash = strrchr(model_path, '/');
-    size_t dir = slash ? (size_t)(slash - model_path) + 1 : 0;
-    char *p = nn_malloc(dir + 16, err);
-    if (!p)
-        return NN_ERR;
-    memcpy(p, model_path, dir);
-    strcpy(p + dir, "tokenizer.bin");
-    int rc = nn_path_is_file(p) ? nn_tokenizer_load(p, out, err)
-                                : nn_fail(err,
-                                          "%s: a llama2.c checkpoint needs --tokenizer "
-                                          "tokenizer.bin (none beside it)",
-                                          model_path);
-    nn_free(p);
-    return rc;
+    int dir = slash ? (int)(slash - model_path) + 1 : 0;
+    snprintf(candidate, sizeof candidate, "%.*stokenizer.bin", dir, model_path);
+    if (!nn_path_is_file(candidate))
+        snprintf(candidate, sizeof candidate, "%.*stok%d.bin", dir, model_path, vocab);
+    if (nn_path_is_file(candidate))
+        return nn_tokenizer_load(candidate, out, err);
+    return required ? nn_fail(err,
+                              "%s: no tokenizer.bin or tok%d.bin beside this llama2.c checkpoint "
+                              "(name a tokenizer file)",
+                              model_path, vocab)
+                    : NN_OK;
 }
 
 /* ---- Encoding ---------------------------------------------------------------------------------

@@ -25,10 +25,11 @@ void nn_ids_free(nn_ids *v);
 /* path: a directory holding tokenizer.json (and tokenizer_config.json when present), a
  * tokenizer.json file, or a llama2.c tokenizer.bin. */
 int nn_tokenizer_load(const char *path, nn_tokenizer **out, nn_err *err);
-/* The tokenizer that goes with MODEL (SPEC §1): tokenizer.json in a checkpoint directory, or
- * tokenizer_path for a llama2.c .bin (NULL: tokenizer.bin beside it). */
-int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_path,
-                                nn_tokenizer **out, nn_err *err);
+/* The tokenizer that goes with MODEL (SPEC §1): tokenizer_path when given, else tokenizer.json in
+ * a checkpoint directory, or tokenizer.bin (then tok<vocab>.bin) beside a llama2.c checkpoint.
+ * None found is an error when required; otherwise *out stays NULL and NN_OK is returned. */
+int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_path, int vocab,
+                                bool required, nn_tokenizer **out, nn_err *err);
 void nn_tokenizer_free(nn_tokenizer *t);
 
 /* Appends the ids of text (UTF-8, len bytes) to out. add_special adds the BOS/EOS/template
@@ -67,6 +68,5 @@ int nn_detokenizer_prime(nn_detokenizer *d, const int32_t *prompt, size_t n, nn_
 /* *out is a new string (possibly empty) the caller frees. */
 int nn_detokenizer_push(nn_detokenizer *d, int32_t id, char **out, nn_err *err);
 void nn_detokenizer_free(nn_detokenizer *d);
-
 
 #endif

@@ -195,6 +195,18 @@ expect "max_tokens beyond the context" "exceeds the model's context of 512" "$NN
 printf '{"model": "%s", "dataset": {"path": "prompts.jsonl"}, "operations": [{"op": "generate", "max_new_tokens": 2}], "output": "/nonexistent/x.h5"}' "$MODEL" >noout.json
 expect "unwritable output" "cannot create the output file" "$NNTERP" run noout.json
 [ ! -e x.h5 ] && ok "no store under the final name after errors" || bad "a failed job left x.h5"
+# A llama2.c checkpoint without a "tokenizer" field: tok512.bin beside it is found, and it
+# tokenizes the dataset as the HF copy's tokenizer.json does.
+printf '{"model": "%s", "dataset": {"path": "prompts.jsonl", "max_tokens": 48}, "operations": [{"op": "collect", "hooks": ["ln_final"]}], "output": "bin.h5"}' "$S/models/stories260K/stories260K.bin" >bin.json
+if "$NNTERP" run bin.json >out 2>err && $PY -c '
+import h5py, numpy as np
+a, b = h5py.File("bin.h5", "r"), h5py.File("full.h5", "r")
+assert np.array_equal(a["tokens/ids"][:], b["tokens/ids"][:])
+assert np.array_equal(a["prompts/token_offsets"][:], b["prompts/token_offsets"][:])'; then
+  ok "a llama2.c checkpoint finds tok512.bin beside it; the same tokens as tokenizer.json"
+else
+  bad "llama2.c run without a tokenizer field: $(cat out err)"
+fi
 # A full disk: the file size limit stops writes midway.
 job disk float32 '[{"op": "collect", "hooks": ["layers_output", "mlps_output", "attentions_output"], "layers": "all"}]'
 (ulimit -f 200; "$NNTERP" run disk.json >out 2>err); code=$?
