@@ -460,6 +460,15 @@ static int cmd_run(int argc, char **argv)
     }
     if (!job)
         return cli_usage_error(usage_run, "%s", "JOB.json is required");
+    const char *fail_at = getenv("NNTERP_FAIL_AT_BATCH"); /* docs/reliability.md */
+    if (fail_at) {
+        char tail;
+        if (sscanf(fail_at, "%d:%d%c", &o.fail_stage, &o.fail_batch, &tail) != 2 ||
+            o.fail_stage < 0 || o.fail_batch < 0)
+            return cli_usage_error(usage_run, "NNTERP_FAIL_AT_BATCH='%s': expected STAGE:BATCH",
+                                   fail_at);
+        o.fail_at = true;
+    }
     nn_err err = {{0}};
     /* Under mpirun every rank runs the job; a plain run is the same code with one rank. */
     bool mpi = nn_comm_launched_by_mpirun();

@@ -732,7 +732,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             int b0, b1;
             shard_range(&pl, todo[k], &b0, &b1);
             for (int b = b0; b < b1 && step == NN_OK; b++)
-                step = nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
+                step =
+                    opts->fail_at && stage == opts->fail_stage && b == opts->fail_batch
+                        ? nn_fail(err, "batch %d: the failure NNTERP_FAIL_AT_BATCH asked for", b)
+                        : nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
             if (step != NN_OK && P > 1 && cm->mpi) {
                 /* A stage that stops mid-round leaves the stages beside it waiting for its rows
                  * forever. End the job as a dead rank would (Open MPI has nothing gentler): the

@@ -15,6 +15,11 @@ typedef struct nn_run_options {
     bool resume;
     bool progress; /* a progress line on stderr (default: when stderr is a terminal) */
     bool quiet;    /* no summary on stdout */
+    /* Fault injection for tests (fail_at): the rank at pipeline stage fail_stage fails with an
+     * error when it reaches global batch fail_batch. The CLI sets it from
+     * NNTERP_FAIL_AT_BATCH=STAGE:BATCH. */
+    bool fail_at;
+    int fail_stage, fail_batch;
 } nn_run_options;
 
 /* Every rank of comm calls it. Returns NN_OK, NN_ERR (the same on every rank, with the first

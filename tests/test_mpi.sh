@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # nnterp run under mpirun: the store is bitwise identical whatever the number of ranks; killing one
 # rank mid-job (kill -9) and resuming with a different rank count gives the uninterrupted store;
+# a pipeline stage that fails alone (injected) ends the job, and --resume completes it;
 # the tests leave no stray processes and no files outside their temporary directory.
 set -u
 NNTERP=$1
@@ -99,6 +100,33 @@ else
     ok "kill -9 in a 2x2 pipeline run, --resume as 1x2: identical to the uninterrupted store"
   else bad "pipeline resume: $(cat out err | head -5)"; fi
 fi
+
+# A stage that fails alone mid-round (NNTERP_FAIL_AT_BATCH injects an error at one stage's batch)
+# ends the whole job instead of leaving the other stage waiting for its rows; no final store;
+# --resume without the fault gives the uninterrupted store.
+for at in 1:5 0:9; do
+  rm -f out.h5*
+  NNTERP_FAIL_AT_BATCH=$at run 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run "$(stages 2)" >out 2>err
+  code=$?
+  if [ $code -ne 0 ] && [ $code -ne 124 ] && [ ! -e out.h5 ] && [ -e out.h5.partial ] &&
+    grep -q "pipeline stage ${at%%:*}): error: batch ${at##*:}: the failure" err &&
+    grep -q "continue with: nnterp run job2.json --resume" err; then
+    run 2 "$NNTERP" run job2.json --resume >out 2>err
+    if [ -f out.h5 ] && same single.h5 out.h5; then
+      ok "stage ${at%%:*} failing at batch ${at##*:} ends the 2-stage job (exit $code); --resume: identical store"
+    else bad "resume after an injected stage failure at $at: $(cat out err | head -5)"; fi
+  else bad "injected stage failure at $at: exit $code, $(head -5 err)"; fi
+done
+# Without a pipeline the failure is an ordinary error, and no store is left under the final name.
+rm -f out.h5*
+NNTERP_FAIL_AT_BATCH=0:3 "$NNTERP" run job.json >out 2>err
+code=$?
+[ $code -eq 1 ] && [ ! -e out.h5 ] && grep -q "batch 3: the failure" err &&
+  ok "an injected failure in a plain run: exit 1 with the error, no final store" ||
+  bad "plain run with an injected failure: exit $code, $(head -3 err)"
+NNTERP_FAIL_AT_BATCH=x "$NNTERP" run job.json >out 2>err
+grep -q "NNTERP_FAIL_AT_BATCH='x': expected STAGE:BATCH" err && ok "a malformed NNTERP_FAIL_AT_BATCH is a usage error" ||
+  bad "malformed NNTERP_FAIL_AT_BATCH: $(head -3 err)"
 
 # Layouts that cannot work: clear errors on every rank.
 run 3 "$NNTERP" run "$(stages 2)" >out 2>err
