@@ -12,7 +12,15 @@
 /* The project builds for baseline x86-64 (SSE2), so a binary runs on any node of a cluster. The
  * few elementwise loops that matter are cloned for x86-64-v3 (AVX2, FMA) and x86-64-v4
  * (AVX-512), and the loader picks the clone for the CPU it runs on. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(NN_VECTOR_ONLY) /* one variant for the whole build: tools/check_clones.sh */
+#if NN_VECTOR_ONLY == 4
+#define NN_VECTOR_CLONES __attribute__((target("arch=x86-64-v4")))
+#elif NN_VECTOR_ONLY == 3
+#define NN_VECTOR_CLONES __attribute__((target("arch=x86-64-v3")))
+#else
+#define NN_VECTOR_CLONES
+#endif
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define NN_VECTOR_CLONES                                                                           \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else

@@ -59,6 +59,12 @@ nn_add_test(toolkit test_toolkit)
 nn_add_test(api test_api)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
+# The vector clones of the loops between GEMMs give the same bits as the baseline build (three
+# release builds of nnterp, ~20 s; not repeated in the sanitizer build, whose inner builds would
+# be the same release builds).
+if(NOT NNTERP_SANITIZE AND NOT NNTERP_FUZZ)
+  nn_add_test(vector_clones ${CMAKE_SOURCE_DIR}/tools/check_clones.sh)
+endif()
 nn_add_test(run ${CMAKE_SOURCE_DIR}/tests/test_run.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
