@@ -20,7 +20,9 @@
 #else
 #define NN_VECTOR_CLONES
 #endif
-#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#elif defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 &&         \
+    defined(__GLIBC__)
+/* GCC 12 is the first to take x86-64-vN levels in target_clones; clones need glibc's ifunc */
 #define NN_VECTOR_CLONES                                                                           \
     __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
@@ -434,12 +436,16 @@ static void norm_rows(const nn_config *c, const nn_norm *nm, const float *x, flo
  * (libm's expf is a call per element): x clamped to [-87, 88], x = n ln2 + r with |r| <= ln2/2,
  * e^r by Cephes's degree-6 polynomial, times 2^n built in the exponent bits. Within 2 ulp of
  * expf. The clamp keeps the result finite and normal: a masked score may be anything (its result
- * is discarded), and x / (1 + e^88) is as good as x / inf for the activations. */
+ * is discarded), and for the activations x / (1 + e^88) is a tiny number where x / inf is -0. NaN
+ * stays NaN. */
 static inline float exp_tile(float x)
 {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
-    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    /* written so that NaN clamps to -87 (both comparisons false): the float-to-int conversion
+     * below never sees NaN, and the NaN is given back at the end */
+    float c = x > -87.0f ? x : -87.0f;
+    c = c < 88.0f ? c : 88.0f;
+    float n = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float r = c - n * 0.693359375f + n * 2.12194440e-4f;
     float z = r * r;
     float y = ((((1.9875691500e-4f * r + 1.3981999507e-3f) * r + 8.3334519073e-3f) * r +
                 4.1665795894e-2f) *
@@ -451,7 +457,7 @@ static inline float exp_tile(float x)
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
+    return x == x ? y * scale : x;
 }
 
 /* 0.5 x (1 + tanh(u)) = x / (1 + exp(-2u)): the same function, without tanhf. */
