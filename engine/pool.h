@@ -30,7 +30,10 @@ void nn_pool_run(nn_pool *pool, size_t n, size_t min_per_thread, nn_pool_fn fn, 
  * GEMMs the pool's threads run the norms, activations and attention; an OpenBLAS thread spinning
  * on sched_yield beside them takes a share of the same cores (bench/: +6% on two cores, nothing on
  * one). Call once at start-up, before other threads use BLAS: it restarts OpenBLAS's threads.
- * Returns true when it applied (an OpenBLAS pthreads build, the variable unset). */
+ * Returns true when it set the variable and restarted the threads: the BLAS exports OpenBLAS's
+ * openblas_read_env and blas_thread_shutdown_ (its pthreads build; its OpenMP build too, where the
+ * timeout has no effect) and the variable was unset. A serial or other BLAS: false, nothing done.
+ */
 bool nn_blas_sleep_when_idle(void);
 
 #endif
