@@ -460,7 +460,7 @@ static int cmd_run(int argc, char **argv)
     }
     if (!job)
         return cli_usage_error(usage_run, "%s", "JOB.json is required");
-    const char *fail_at = getenv("NNTERP_FAIL_AT_BATCH"); /* docs/reliability.md */
+    const char *fail_at = getenv("NNTERP_FAIL_AT_BATCH"); /* docs/distributed.md */
     if (fail_at) {
         char tail;
         if (sscanf(fail_at, "%d:%d%c", &o.fail_stage, &o.fail_batch, &tail) != 2 ||

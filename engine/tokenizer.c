@@ -1011,6 +1011,9 @@ int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_pa
     if (tokenizer_path)
         return nn_tokenizer_load(tokenizer_path, out, err);
     char candidate[4096];
+    if (strlen(model_path) + 32 > sizeof candidate) /* room for the longest name tried below */
+        return nn_fail(err, "%.64s...: the model path is longer than %zu bytes", model_path,
+                       sizeof candidate - 32);
     if (nn_path_is_dir(model_path)) {
         snprintf(candidate, sizeof candidate, "%s/tokenizer.json", model_path);
         if (nn_path_is_file(candidate))
