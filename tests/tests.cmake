@@ -63,7 +63,7 @@ nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # release builds of nnterp, ~20 s; not repeated in the sanitizer build, whose inner builds would
 # be the same release builds).
 if(NOT NNTERP_SANITIZE AND NOT NNTERP_FUZZ)
-  nn_add_test(vector_clones ${CMAKE_SOURCE_DIR}/tools/check_clones.sh)
+  nn_add_test(vector_clones ${CMAKE_SOURCE_DIR}/tools/check_clones.sh ${CMAKE_C_COMPILER})
 endif()
 nn_add_test(run ${CMAKE_SOURCE_DIR}/tests/test_run.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)

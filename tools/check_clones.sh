@@ -3,9 +3,11 @@
 # x86-64, x86-64-v3, x86-64-v4) and the loader picks one per CPU, so a store written on one node
 # must not differ from a store written on another. This builds nnterp once per variant and traces
 # every hook point of several model families with each: the stores must be bitwise identical.
-# Takes a few minutes (three builds); run it after changing a cloned loop.
+# It compares single-variant builds (NN_VECTOR_ONLY) with each other; the product's binary holds
+# all three and runs the one its CPU supports. About 20 s (three builds of nnterp).
 #
-# Usage: tools/check_clones.sh   (NNTERP_SHARED: the shared test data, default ../shared)
+# Usage: tools/check_clones.sh [C_COMPILER]   (default cc; NNTERP_SHARED: the shared test data,
+#        default ../shared)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 S=${NNTERP_SHARED:-../shared}
@@ -19,14 +21,23 @@ fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 
-variants="0 3"
-grep -qw avx512f /proc/cpuinfo && variants="$variants 4"
+CC_USED=${1:-cc}
+if [ "$(uname -m)" != x86_64 ] || "$CC_USED" --version 2>/dev/null | grep -qi clang ||
+  [ "$("$CC_USED" -dumpversion 2>/dev/null | cut -d. -f1)" -lt 12 ] 2>/dev/null; then
+  echo "SKIPPED: check_clones needs GCC 12 or later on x86-64 (the clones exist only there)"; exit 77
+fi
+# each variant only where this CPU can run it
+variants=0
+grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo && variants="$variants 3"
+grep -qw avx512f /proc/cpuinfo && grep -qw avx512bw /proc/cpuinfo && variants="$variants 4"
+[ "$variants" = 0 ] && { echo "SKIPPED: this CPU runs only the baseline variant"; exit 77; }
 models="reference/tiny/gpt2/model-f32 reference/tiny/llama_gqa/model-f32 reference/tiny/gemma2/model-f32
 reference/tiny/gpt_neox/model-f32 reference/tiny/mixtral/model-f32 models/stories260K/hf"
 hooks=layers_input,attentions_output,mlps_input,mlps_output,layers_output,ln_final,logits
 for v in $variants; do
   echo "== building with NN_VECTOR_ONLY=$v" >&2
-  cmake -S . -B "$T/build-$v" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_FLAGS="-DNN_VECTOR_ONLY=$v" >/dev/null
+  cmake -S . -B "$T/build-$v" -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER="$CC_USED" \
+    -DCMAKE_C_FLAGS="-DNN_VECTOR_ONLY=$v" >/dev/null
   cmake --build "$T/build-$v" --target nnterp -j "$(nproc)" >/dev/null
   for m in $models; do
     [ -e "$S/$m" ] || { echo "check_clones: $S/$m missing" >&2; exit 1; }
