@@ -23,6 +23,7 @@ cd "$(dirname "$0")/.."
 BUILD=${BENCH_BUILD_DIR:-bench/.cache/build}
 REPS=${BENCH_REPS:-5}
 HARVEST_REPS=${BENCH_HARVEST_REPS:-2}
+[ "$HARVEST_REPS" -ge 1 ] 2>/dev/null || { echo "bench/run.sh: BENCH_HARVEST_REPS must be 1 or more" >&2; exit 1; }
 CPU=${BENCH_CPU:-0}
 PY=/usr/bin/python3 # Debian's python with torch 1.13, numpy and h5py
 GPT2=bench/.cache/gpt2-small-random

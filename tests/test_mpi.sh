@@ -125,8 +125,10 @@ code=$?
   ok "an injected failure in a plain run: exit 1 with the error, no final store" ||
   bad "plain run with an injected failure: exit $code, $(head -3 err)"
 NNTERP_FAIL_AT_BATCH=x "$NNTERP" run job.json >out 2>err
-grep -q "NNTERP_FAIL_AT_BATCH='x': expected STAGE:BATCH" err && ok "a malformed NNTERP_FAIL_AT_BATCH is a usage error" ||
-  bad "malformed NNTERP_FAIL_AT_BATCH: $(head -3 err)"
+code=$?
+[ $code -eq 2 ] && grep -q "NNTERP_FAIL_AT_BATCH='x': expected STAGE:BATCH" err &&
+  ok "a malformed NNTERP_FAIL_AT_BATCH is a usage error (exit 2)" ||
+  bad "malformed NNTERP_FAIL_AT_BATCH: exit $code, $(head -3 err)"
 
 # Layouts that cannot work: clear errors on every rank.
 run 3 "$NNTERP" run "$(stages 2)" >out 2>err
