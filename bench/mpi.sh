@@ -74,7 +74,7 @@ read -r p_1x2 _ <<<"$(plan 1 1 2)"
 read -r p_dp _ <<<"$(plan 2 1 1)"
 read -r p_pp _ <<<"$(plan 2 2 1)"
 read -r p_4 plan4 <<<"$(plan 4 4 1)"
-pct() { printf '%.0f' "$(echo "scale=4; 100 * ($1 - $2) / $2" | bc)"; } # rounded, not truncated
+pct() { printf '%.0f\n' "$(echo "scale=4; 100 * ($1 - $2) / $2" | bc)"; } # rounded, not truncated
 {
   echo "# Distributed runs: memory and throughput"
   echo
