@@ -15,6 +15,7 @@
 #include "nn_json.h"
 #include "pipeline.h"
 #include "plan.h"
+#include "trace.h"
 
 #ifndef NNTERP_VERSION
 #define NNTERP_VERSION "dev"
@@ -339,30 +340,16 @@ static int make_plan(const nn_job *job, const nn_corpus *c, plan *pl, nn_err *er
     return NN_OK;
 }
 
-static int write_corpus(nn_h5file *f, const corpus_data *d, nn_err *err)
+static int write_corpus(nn_h5file *f, const nn_sink *sink, const corpus_data *d, nn_err *err)
 {
     const nn_corpus *c = &d->c;
-    uint64_t P = (uint64_t)c->n_prompts, N = (uint64_t)c->offsets[c->n_prompts], P1 = P + 1,
-             B = (uint64_t)d->text_offsets[P];
-    int32_t *prompt = nn_malloc(N * sizeof *prompt + 1, err);
-    int32_t *position = prompt ? nn_malloc(N * sizeof *position + 1, err) : NULL;
-    int rc = NN_ERR;
-    if (!position)
-        goto done;
-    for (uint64_t p = 0; p < P; p++)
-        for (int64_t t = c->offsets[p]; t < c->offsets[p + 1]; t++) {
-            prompt[t] = (int32_t)p;
-            position[t] = (int32_t)(t - c->offsets[p]);
-        }
-    if (nn_h5_write(f, "/prompts/token_offsets", NN_H5_I64, 1, &P1, c->offsets, err) ||
+    uint64_t P = (uint64_t)c->n_prompts, P1 = P + 1, B = (uint64_t)d->text_offsets[P];
+    if (nn_write_token_index(c->tokens, c->offsets, c->n_prompts, sink, err) ||
         nn_h5_write(f, "/prompts/text_offsets", NN_H5_I64, 1, &P1, d->text_offsets, err) ||
         nn_h5_write(f, "/prompts/text", NN_H5_U8, 1, &(uint64_t){B ? B : 1}, B ? d->text : "",
                     err) ||
-        nn_h5_write(f, "/prompts/source_line", NN_H5_I64, 1, &P, d->source_line, err) ||
-        nn_h5_write(f, "/tokens/ids", NN_H5_I32, 1, &N, c->tokens, err) ||
-        nn_h5_write(f, "/tokens/prompt", NN_H5_I32, 1, &N, prompt, err) ||
-        nn_h5_write(f, "/tokens/position", NN_H5_I32, 1, &N, position, err))
-        goto done;
+        nn_h5_write(f, "/prompts/source_line", NN_H5_I64, 1, &P, d->source_line, err))
+        return NN_ERR;
     if (c->n_targets) {
         cJSON *names = cJSON_CreateArray();
         for (int t = 0; t < c->n_targets; t++)
@@ -378,13 +365,9 @@ static int write_corpus(nn_h5file *f, const corpus_data *d, nn_err *err)
                         nt ? c->target_ids : (int32_t[]){0}, err);
         cJSON_free(json);
         if (w)
-            goto done;
+            return NN_ERR;
     }
-    rc = NN_OK;
-done:
-    nn_free(prompt);
-    nn_free(position);
-    return rc;
+    return NN_OK;
 }
 
 /* A sink that only adds up the bytes of what would be declared: the store's final size. */
@@ -525,7 +508,7 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
         sp[s] = pl->batch_start[b0];
     }
     if (rc == NN_OK &&
-        (write_corpus(f, d, err) || nn_harvest_declare(h, &sink, err) ||
+        (write_corpus(f, &sink, d, err) || nn_harvest_declare(h, &sink, err) ||
          nn_h5_create_dataset(f, "/progress/shard_done", NN_H5_U8, 1, &ns, err) ||
          nn_h5_create_dataset(f, "/progress/shard_prompts", NN_H5_I32, 1, &(uint64_t){ns + 1},
                               err) ||

@@ -84,33 +84,41 @@ done:
     return rc;
 }
 
-static int write_tokens(const int32_t *tokens, const int *offsets, int n_prompts,
-                        const nn_sink *sink, nn_err *err)
+int nn_write_token_index(const int32_t *tokens, const int64_t *offsets, int64_t n_prompts,
+                         const nn_sink *sink, nn_err *err)
 {
-    int N = offsets[n_prompts];
-    int32_t *prompt = nn_malloc((size_t)N * sizeof *prompt, err);
-    int32_t *position = prompt ? nn_malloc((size_t)N * sizeof *position, err) : NULL;
-    int64_t *offs = position ? nn_malloc((size_t)(n_prompts + 1) * sizeof *offs, err) : NULL;
+    uint64_t N = (uint64_t)offsets[n_prompts], P1 = (uint64_t)n_prompts + 1;
+    int32_t *prompt = nn_malloc(N * sizeof *prompt + 1, err);
+    int32_t *position = prompt ? nn_malloc(N * sizeof *position + 1, err) : NULL;
     int rc = NN_ERR;
-    if (!offs)
+    if (!position)
         goto done;
-    for (int p = 0; p < n_prompts; p++)
-        for (int t = offsets[p]; t < offsets[p + 1]; t++) {
-            prompt[t] = p;
-            position[t] = t - offsets[p];
+    for (int64_t p = 0; p < n_prompts; p++)
+        for (int64_t t = offsets[p]; t < offsets[p + 1]; t++) {
+            prompt[t] = (int32_t)p;
+            position[t] = (int32_t)(t - offsets[p]);
         }
-    for (int p = 0; p <= n_prompts; p++)
-        offs[p] = offsets[p];
-    uint64_t n = (uint64_t)N, np = (uint64_t)n_prompts + 1;
-    if (sink->write(sink->ctx, "/tokens/ids", NN_SINK_I32, 1, &n, tokens, err) ||
-        sink->write(sink->ctx, "/tokens/prompt", NN_SINK_I32, 1, &n, prompt, err) ||
-        sink->write(sink->ctx, "/tokens/position", NN_SINK_I32, 1, &n, position, err) ||
-        sink->write(sink->ctx, "/prompts/token_offsets", NN_SINK_I64, 1, &np, offs, err))
+    if (sink->write(sink->ctx, "/tokens/ids", NN_SINK_I32, 1, &N, tokens, err) ||
+        sink->write(sink->ctx, "/tokens/prompt", NN_SINK_I32, 1, &N, prompt, err) ||
+        sink->write(sink->ctx, "/tokens/position", NN_SINK_I32, 1, &N, position, err) ||
+        sink->write(sink->ctx, "/prompts/token_offsets", NN_SINK_I64, 1, &P1, offsets, err))
         goto done;
     rc = NN_OK;
 done:
     nn_free(prompt);
     nn_free(position);
+    return rc;
+}
+
+static int write_tokens(const int32_t *tokens, const int *offsets, int n_prompts,
+                        const nn_sink *sink, nn_err *err)
+{
+    int64_t *offs = nn_malloc((size_t)(n_prompts + 1) * sizeof *offs, err);
+    if (!offs)
+        return NN_ERR;
+    for (int p = 0; p <= n_prompts; p++)
+        offs[p] = offsets[p];
+    int rc = nn_write_token_index(tokens, offs, n_prompts, sink, err);
     nn_free(offs);
     return rc;
 }

@@ -26,4 +26,10 @@ typedef struct nn_trace_params {
 int nn_trace_run(const nn_model *model, const int32_t *tokens, const int *offsets, int n_prompts,
                  const nn_trace_params *params, const nn_sink *sink, nn_err *err);
 
+/* The token index every store holds (docs/trace-format.md): /tokens/ids, /tokens/prompt,
+ * /tokens/position and /prompts/token_offsets, for prompt p = tokens[offsets[p] .. offsets[p+1]).
+ */
+int nn_write_token_index(const int32_t *tokens, const int64_t *offsets, int64_t n_prompts,
+                         const nn_sink *sink, nn_err *err);
+
 #endif
