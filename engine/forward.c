@@ -472,19 +472,14 @@ static inline float silu(float x)
     return x / (1.0f + exp_tile(-x));
 }
 
-static float activate(nn_activation act, float x)
+static inline float gelu_erf(float x)
 {
-    switch (act) {
-    case NN_ACT_GELU_TANH:
-        return gelu_tanh(x);
-    case NN_ACT_GELU:
-        return (float)(0.5 * x * (1.0 + erf(x * 0.7071067811865476)));
-    case NN_ACT_SILU:
-        return silu(x);
-    case NN_ACT_RELU:
-        return x > 0.0f ? x : 0.0f;
-    }
-    return x;
+    return (float)(0.5 * x * (1.0 + erf(x * 0.7071067811865476)));
+}
+
+static inline float relu(float x)
+{
+    return x > 0.0f ? x : 0.0f;
 }
 
 /* Rotates the first R dims of each head of rows (n, heads*E) at positions pos0.. */
@@ -861,43 +856,41 @@ static void norm_rows_par(const nn_state *s, const nn_config *c, const nn_norm *
     nn_pool_run(s->pool, (size_t)n, 16, norm_range, &j);
 }
 
-/* up = act(gate) * up, or up = act(up) without a gate (gate NULL). The common activations get
- * loops of their own so that they vectorize, cloned for AVX2 and AVX-512 (picked at load time by
- * the CPU; -ffp-contract=off under -std=c11 keeps every clone's results bitwise the same). */
+/* y[i] *= f(x[i]), or y[i] = f(y[i]) without x. Always inlined with a constant f, so each
+ * activation gets loops of its own that vectorize. */
+static inline __attribute__((always_inline)) void
+act_rows(float *restrict y, const float *restrict x, size_t begin, size_t end, float (*f)(float))
+{
+    if (x)
+        for (size_t i = begin; i < end; i++)
+            y[i] *= f(x[i]);
+    else
+        for (size_t i = begin; i < end; i++)
+            y[i] = f(y[i]);
+}
+
+/* up = act(gate) * up, or up = act(up) without a gate (gate NULL); cloned for AVX2 and AVX-512
+ * (picked at load time by the CPU; -ffp-contract=off under -std=c11 keeps every clone's results
+ * bitwise the same). */
 NN_VECTOR_CLONES
 static void activate_range(void *ctx, size_t begin, size_t end, int worker)
 {
     const rows_job *j = ctx;
     (void)worker;
-    float *restrict y = j->y;
-    const float *restrict x = j->x;
     switch (j->c->act) {
     case NN_ACT_GELU_TANH:
-        if (x)
-            for (size_t i = begin; i < end; i++)
-                y[i] *= gelu_tanh(x[i]);
-        else
-            for (size_t i = begin; i < end; i++)
-                y[i] = gelu_tanh(y[i]);
-        return;
+        act_rows(j->y, j->x, begin, end, gelu_tanh);
+        break;
+    case NN_ACT_GELU:
+        act_rows(j->y, j->x, begin, end, gelu_erf);
+        break;
     case NN_ACT_SILU:
-        if (x)
-            for (size_t i = begin; i < end; i++)
-                y[i] *= silu(x[i]);
-        else
-            for (size_t i = begin; i < end; i++)
-                y[i] = silu(y[i]);
-        return;
-    default:
+        act_rows(j->y, j->x, begin, end, silu);
+        break;
+    case NN_ACT_RELU:
+        act_rows(j->y, j->x, begin, end, relu);
         break;
     }
-    nn_activation act = j->c->act;
-    if (x)
-        for (size_t i = begin; i < end; i++)
-            y[i] *= activate(act, x[i]);
-    else
-        for (size_t i = begin; i < end; i++)
-            y[i] = activate(act, y[i]);
 }
 
 static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *gate,
