@@ -158,8 +158,8 @@ for l in range(6):
     same += int((x == y).sum())
     total += x.size
 lengths = np.diff(f_nn["prompts/token_offsets"][:])
-c_h = cfg_of(GPT2)
-D_h, F_h = c_h["n_embd"], c_h.get("n_inner") or 4 * c_h["n_embd"]
+c = cfg_of(GPT2)
+D, F, V = c["n_embd"], c.get("n_inner") or 4 * c["n_embd"], c["vocab_size"]
 padded = sum(int(lengths[i:i + 8].max()) * len(lengths[i:i + 8]) for i in range(0, len(lengths), 8))
 add("## The harvest job\n")
 add(f"{len(lengths)} prompts of {lengths.min()}–{lengths.max()} tokens, evenly spread and in "
@@ -182,7 +182,7 @@ add(f"\nThe two stores agree: {100 * same / total:.2f}% of the {total} stored va
     f"identical, the largest difference is {maxdiff:.3g} (one bfloat16 step, where the float32 "
     f"values round to different sides).\n")
 # What bounds the harvest ratio: padding, and each side's GFLOP/s per computed position.
-gf6 = 6 * 2 * (4 * D_h * D_h + 2 * D_h * F_h) / 1e9  # layers 0-5, per position, without attention
+gf6 = 6 * 2 * (4 * D * D + 2 * D * F) / 1e9  # layers 0-5, per position, without attention
 sg = load("nn-gpt2.json")["sgemm_gflops"]
 nn_eff = (N / nn_s) * gf6 / sg
 pt_eff = (padded / pt["seconds"]) * gf6 / sg
@@ -194,8 +194,6 @@ add(f"What bounds it: PyTorch computes {padded / N:.2f}× the positions nnterp d
 summary.append(("harvest job vs PyTorch + h5py", f"{(N / nn_s) / pt['tokens_per_s']:.2f}×",
                  "≥ 2.5×", ok((N / nn_s) / pt["tokens_per_s"], 2.5)))
 
-c = cfg_of(GPT2)
-D, F, V = c["n_embd"], c.get("n_inner") or 4 * c["n_embd"], c["vocab_size"]
 layer_mb = (4 * D * D + 2 * D * F + 9 * D + F) * 4 / 2**20
 weights_mb = 6 * layer_mb + (min(N, V) + 256) * D * 4 / 2**20  # 6 layers, touched embedding rows
 B = 2048
