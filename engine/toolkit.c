@@ -1066,13 +1066,8 @@ static int skip_save(const nn_hook_view *v, void *user, nn_err *err)
 {
     struct skip_entry *e = user;
     size_t n = v->rows * v->cols;
-    if (n > e->saved_cap) {
-        float *g = nn_realloc(e->saved, n * sizeof(float), err);
-        if (!g)
-            return NN_ERR;
-        e->saved = g;
-        e->saved_cap = n;
-    }
+    if (nn_grow_floats(&e->saved, &e->saved_cap, n, err))
+        return NN_ERR;
     memcpy(e->saved, v->data, n * sizeof(float));
     return NN_HOOK_CONTINUE;
 }

@@ -230,8 +230,7 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
                 for (int i = 0; i < offsets[b + 1] - offsets[b]; i++) {
                     const float *o = ours + (size_t)(offsets[b] + i) * cols;
                     const float *r = ref + ((size_t)b * T + i) * cols;
-                    for (size_t k = 0; k < cols; k++)
-                        max_diff = fmax(max_diff, fabs((double)o[k] - r[k]));
+                    max_diff = fmax(max_diff, nn_test_max_diff(o, r, cols));
                     if (hp == NN_HP_LOGITS)
                         argmax_mismatch += nn_argmax(o, (int)cols) != nn_argmax(r, (int)cols);
                 }
