@@ -605,8 +605,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     MPI_Comm replica_comm = MPI_COMM_NULL;
     nn_pipeline pipe;
     bool pipe_ready = false;
-    nn_counter counter;
-    bool counter_ready = false;
+    nn_counter counter = {0}; /* nn_counter_free does nothing until it is initialized */
     int shards_run = 0;
     rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
@@ -696,7 +695,6 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     int per = nn_plan_round_batches(P, replicas, job.shard_batches) / job.shard_batches,
         round = replicas * per;
     nn_counter_init(&counter, cm);
-    counter_ready = true;
     int drawn_base = 0;
     for (int start = 0; start < n_todo; start += round) {
         int n_round = n_todo - start < round ? n_todo - start : round;
@@ -719,7 +717,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
                     opts->fail_at && stage == opts->fail_stage && b == opts->fail_batch
                         ? nn_fail(err, "batch %d: the failure NNTERP_FAIL_AT_BATCH asked for", b)
                         : nn_harvest_run(h, pl.batch_start[b], pl.batch_start[b + 1], &sink, err);
-            if (step != NN_OK && P > 1 && cm->mpi) {
+            if (step != NN_OK && P > 1) { /* P > 1 means ranks under mpirun */
                 /* A stage that stops mid-round leaves the stages beside it waiting for its rows
                  * forever. End the job as a dead rank would (Open MPI has nothing gentler): the
                  * committed shards are in the ledger, and --resume finishes the job. */
@@ -832,8 +830,7 @@ done:
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);
     sigaction(SIGXFSZ, &old_xfsz, NULL);
-    if (counter_ready)
-        nn_counter_free(&counter);
+    nn_counter_free(&counter);
     if (pipe_ready)
         nn_pipeline_free(&pipe);
     if (replica_comm != MPI_COMM_NULL)
