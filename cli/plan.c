@@ -115,10 +115,10 @@ int cmd_plan(int argc, char **argv)
     nn_plan p;
     if (nn_plan_make(&q, &p, &err))
         return cli_fail(&err);
-    int L = p.n_layers, P = p.n_stages;
-    const nn_config cfg = p.cfg;
-    printf("model        %s: %s, %d layers, d_model %d, vocabulary %d\n", q.model, cfg.arch->family,
-           L, cfg.d_model, cfg.vocab_size);
+    const nn_config *cfg = &p.cfg;
+    int L = cfg->n_layers, P = p.n_stages;
+    printf("model        %s: %s, %d layers, d_model %d, vocabulary %d\n", q.model,
+           cfg->arch->family, L, cfg->d_model, cfg->vocab_size);
     printf("layout       %d rank%s = %d replica%s x %d pipeline stage%s, %d BLAS thread%s each, "
            "%d cores\n",
            q.ranks, q.ranks == 1 ? "" : "s", p.replicas, p.replicas == 1 ? "" : "s", P,

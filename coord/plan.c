@@ -189,12 +189,11 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
                        req->ranks, P);
     if (nn_model_config(req->model, &p->cfg, err))
         return NN_ERR;
-    const nn_config cfg = p->cfg;
-    if (P > cfg.n_layers)
+    const nn_config *cfg = &p->cfg;
+    if (P > cfg->n_layers)
         return nn_fail(err, "plan: %d pipeline stages exceed the model's %d layers", P,
-                       cfg.n_layers);
-    int L = cfg.n_layers;
-    p->n_layers = L;
+                       cfg->n_layers);
+    int L = cfg->n_layers;
     p->n_stages = P;
     p->replicas = req->ranks / P;
     p->threads = req->threads;
@@ -207,7 +206,7 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
         return NN_ERR;
     }
     openblas_set_num_threads(req->threads);
-    if (measure(req, &cfg, p, err)) {
+    if (measure(req, cfg, p, err)) {
         nn_plan_free(p);
         return NN_ERR;
     }
@@ -218,11 +217,11 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
         logit_rows * (req->logits == NN_PLAN_ROWS_ALL ? p->head_all_row_s : p->head_last_row_s);
     double lens_s =
         lens_rows * (req->lens == NN_PLAN_ROWS_ALL ? p->head_all_row_s : p->head_last_row_s);
-    nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, p->split);
+    nn_pipeline_split(cfg, P, NN_PIPELINE_HEAD_SHARE, p->split);
     /* A stage's batch: its layers (each with its lens rows), the embedding on the first, the head
      * on the last, and the residual stream received from the previous stage (on one node MPI
      * moves a few GB/s; 3 GB/s is assumed). */
-    double recv_s = (double)N * cfg.d_model * 4.0 / 3e9, slowest = 0;
+    double recv_s = (double)N * cfg->d_model * 4.0 / 3e9, slowest = 0;
     p->one_rank_s = p->embed_s + head_s;
     for (int l = 0; l < L; l++)
         p->one_rank_s += p->layer_s[l] + lens_s;

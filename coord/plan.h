@@ -35,12 +35,12 @@ typedef struct nn_plan_request {
 
 typedef struct nn_plan {
     nn_config cfg; /* the model's */
-    int n_layers, n_stages, replicas;
+    int n_stages, replicas;
     int batch_tokens_used, batch_prompts; /* the batch actually measured */
     int measured_layers, threads;
     /* measured on this machine, seconds per batch (head and lens: per row) */
     double embed_s, head_last_row_s, head_all_row_s;
-    double *layer_s; /* [n_layers]; unmeasured layers scaled from the measured ones by size */
+    double *layer_s; /* [cfg.n_layers]; unmeasured layers scaled from the measured ones by size */
     /* memory, MB: a layer's weights, the embedding rows a batch touches, the head, and what a
      * process holds beside weights (runtime, activations of one batch), measured */
     double *layer_mb;
