@@ -831,28 +831,26 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
     return NN_OK;
 }
 
-/* A dense MLP on n rows of in (n, D): down(act(gate(x)) * up(x)), or down(act(up(x))). Its width
- * is the layer's own (dense MLP or shared expert). */
 /* Element-wise and row-wise work spread over the state's threads. */
 typedef struct rows_job {
     const nn_config *c;
     const nn_norm *norm;
     const float *x;
     float *y;
-    size_t width; /* floats per row */
 } rows_job;
 
 static void norm_range(void *ctx, size_t begin, size_t end, int worker)
 {
     const rows_job *j = ctx;
     (void)worker;
-    norm_rows(j->c, j->norm, j->x + begin * j->width, j->y + begin * j->width, (int)(end - begin));
+    size_t D = (size_t)j->c->d_model;
+    norm_rows(j->c, j->norm, j->x + begin * D, j->y + begin * D, (int)(end - begin));
 }
 
 static void norm_rows_par(const nn_state *s, const nn_config *c, const nn_norm *nm, const float *x,
                           float *y, int n)
 {
-    rows_job j = {.c = c, .norm = nm, .x = x, .y = y, .width = (size_t)c->d_model};
+    rows_job j = {.c = c, .norm = nm, .x = x, .y = y};
     nn_pool_run(s->pool, (size_t)n, 16, norm_range, &j);
 }
 
@@ -893,6 +891,8 @@ static void activate_range(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
+/* A dense MLP on n rows of in (n, D): down(act(gate(x)) * up(x)), or down(act(up(x))). Its width
+ * is the layer's own (dense MLP or shared expert). */
 static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *gate,
                       const nn_linear *up, const nn_linear *down, const float *in, float *out,
                       int n)
