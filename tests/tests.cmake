@@ -5,7 +5,7 @@ set(REF "${NNTERP_SHARED}/reference")
 
 add_library(nn_test STATIC tests/nn_test.c)
 target_include_directories(nn_test PUBLIC tests)
-target_link_libraries(nn_test PUBLIC nn_base ${MATH_LIBRARY})
+target_link_libraries(nn_test PUBLIC nn_base)
 
 function(nn_test name)
   add_executable(${name} tests/${name}.c)
