@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_median.h"
 #include "forward.h"
 #include "hooks.h"
 #include "model.h"
@@ -67,18 +68,6 @@ static int parse_int(const char *flag, const char *s, int lo, int hi, int *out)
     }
     *out = (int)x;
     return NN_OK;
-}
-
-/* The median, leaving x in the order the runs are printed. */
-static double median(const double *x, int n)
-{
-    double *s = malloc((size_t)n * sizeof *s);
-    if (!s)
-        return x[0];
-    memcpy(s, x, (size_t)n * sizeof *s);
-    double m = nn_median_in_place(s, (size_t)n);
-    free(s);
-    return m;
 }
 
 /* The matmul and attention FLOPs of one token of mode "layers_output": every layer's linear maps,
@@ -247,11 +236,9 @@ int main(int argc, char **argv)
         time_mode(model, state, &b, &hs_a, reps, secs_a, &err))
         goto done;
     double gflops = 0;
-    if (want_sgemm) {
-        int ff = c->d_ff > c->d_model ? c->d_ff : 4 * c->d_model;
-        if (!(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
-            goto done;
-    }
+    int ff = c->d_ff > c->d_model ? c->d_ff : 4 * c->d_model; /* the largest layer's width */
+    if (want_sgemm && !(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
+        goto done;
 
     const float *logits = nn_state_logits(state);
     size_t V = (size_t)c->vocab_size;
@@ -273,8 +260,8 @@ int main(int argc, char **argv)
     printf("  \"tokens_per_s_median\": %.6g,\n", n / median(secs_a, reps));
     printf("  \"flops_per_token\": %.6g,\n", flops_per_token(model, tokens));
     if (want_sgemm)
-        printf("  \"sgemm_gflops\": %.6g, \"sgemm_shape\": [%d, %d, %d],\n", gflops, n,
-               c->d_ff > c->d_model ? c->d_ff : 4 * c->d_model, c->d_model);
+        printf("  \"sgemm_gflops\": %.6g, \"sgemm_shape\": [%d, %d, %d],\n", gflops, n, ff,
+               c->d_model);
     printf("  \"modes\": {\n");
     print_mode("layers_output", secs_a, reps, n, only_last);
     if (!only_last)

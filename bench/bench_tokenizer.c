@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_median.h"
 #include "tokenizer.h"
 
 /* The corpus as [start, end) spans of lines inside one buffer. */
@@ -38,18 +39,6 @@ static double cpu_seconds(void)
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* The median, leaving x in the order the runs are printed. */
-static double median(const double *x, int n)
-{
-    double *s = malloc((size_t)n * sizeof *s);
-    if (!s)
-        return x[0];
-    memcpy(s, x, (size_t)n * sizeof *s);
-    double m = nn_median_in_place(s, (size_t)n);
-    free(s);
-    return m;
 }
 
 static int parse_long(const char *flag, const char *s, long lo, long hi, long *out)
