@@ -6,6 +6,7 @@
 # shared test data, or when nnterp is built with AddressSanitizer (the two do not mix).
 set -u
 NNTERP=$1
+. "$(dirname "$0")/lib.sh"
 S=${NNTERP_SHARED:-}
 if ! command -v valgrind >/dev/null; then
   echo "SKIPPED: test_valgrind needs valgrind (apt-get install valgrind)"; exit 77
@@ -18,7 +19,6 @@ if nm "$NNTERP" 2>/dev/null | grep -q __asan_init; then
 fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
-pass=0; fail=0
 V=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect
    --log-file="$T/vg.log")
 expect() { # name, expected exit code, stderr needle, arguments...
@@ -27,10 +27,9 @@ expect() { # name, expected exit code, stderr needle, arguments...
   "${V[@]}" "$NNTERP" "$@" >"$T/out" 2>"$T/err"
   local rc=$?
   if [ "$rc" -eq "$code" ] && grep -qF -- "$needle" "$T/err" && [ ! -s "$T/vg.log" ]; then
-    pass=$((pass + 1)); echo "ok   $name"
+    ok "$name"
   else
-    fail=$((fail + 1))
-    echo "FAIL $name (exit $rc, wanted $code): $(head -3 "$T/err")"
+    bad "$name (exit $rc, wanted $code): $(head -3 "$T/err")"
     head -30 "$T/vg.log"
   fi
 }
@@ -80,5 +79,4 @@ expect "dataset line beyond max_line_bytes" 1 "long.txt:2: line of 100 bytes exc
 expect "malformed .npy vector" 1 "header lacks descr" steer -m "$S/models/stories260K/hf" -p x --vector "$T/bad.npy" --layers 1 --factor 1
 expect "token id beyond the vocabulary" 1 "token id 999 at position 1" generate -m "$GPT2" --ids "1 999"
 expect "unknown hook point" 1 "unknown hook point 'layer_output'" trace -m "$GPT2" --ids "1 2" --save layer_output -o "$T/x.h5"
-echo "test_valgrind: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish test_valgrind
