@@ -764,8 +764,8 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                      : 0;
     bool want_probs = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer) != NULL;
     store_kv(s, b, layer, KVD);
+    heads_job job = {.c = c, .s = s, .b = b, .layer = layer, .window = window, .scale = scale};
     if (!want_probs) {
-        heads_job job = {.c = c, .s = s, .b = b, .layer = layer, .window = window, .scale = scale};
         nn_pool_run(s->pool, (size_t)b->n_seqs * (size_t)H, 1, attend_heads, &job);
         return NN_OK;
     }
@@ -814,17 +814,13 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                               (size_t)C, q, H, b, err);
         if (stop < 0)
             return NN_ERR;
-        bool edited = memcmp(s->scores_seen, s->scores, block * (size_t)H * sizeof(float)) != 0;
-        for (int h = 0; h < H; h++) {
-            const float *Kh = K + (size_t)(h / group) * E, *Vh = Vv + (size_t)(h / group) * E;
-            float *out = s->att + (size_t)off * QD + (size_t)h * E;
-            if (edited)
+        if (memcmp(s->scores_seen, s->scores, block * (size_t)H * sizeof(float)) == 0)
+            attend_heads(&job, (size_t)q * H, (size_t)(q + 1) * H, 0);
+        else
+            for (int h = 0; h < H; h++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f,
-                            s->scores + (size_t)h * block, C, Vh, (int)KVD, 0.0f, out, (int)QD);
-            else
-                attend_tiled(c, s->tile, s->q + (size_t)off * QD + (size_t)h * E, QD, Kh, Vh, KVD,
-                             out, QD, n, p0, scale, s->alibi ? s->alibi[h] : 0.0f, window);
-        }
+                            s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * E,
+                            (int)KVD, 0.0f, s->att + (size_t)off * QD + (size_t)h * E, (int)QD);
         if (stop)
             return NN_STOPPED;
     }
