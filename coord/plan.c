@@ -217,7 +217,10 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
         logit_rows * (req->logits == NN_PLAN_ROWS_ALL ? p->head_all_row_s : p->head_last_row_s);
     double lens_s =
         lens_rows * (req->lens == NN_PLAN_ROWS_ALL ? p->head_all_row_s : p->head_last_row_s);
-    nn_pipeline_split(cfg, P, NN_PIPELINE_HEAD_SHARE, p->split);
+    if (nn_pipeline_split(cfg, P, NN_PIPELINE_HEAD_SHARE, p->split, err)) {
+        nn_plan_free(p);
+        return NN_ERR;
+    }
     /* A stage's batch: its layers (each with its lens rows), the embedding on the first, the head
      * on the last, and the residual stream received from the previous stage (on one node MPI
      * moves a few GB/s; 3 GB/s is assumed). */

@@ -636,7 +636,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     if (nn_comm_agree(cm, step, err))
         goto done;
     /* Stage k holds a contiguous layer range; the head's cost counts for the last stage. */
-    nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, split);
+    step = nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, split, err);
+    if (nn_comm_agree(cm, step, err))
+        goto done;
     if (P > 1)
         MPI_Comm_split(cm->comm, replica, stage, &replica_comm);
     step =

@@ -456,6 +456,12 @@ static const nn_arch arch_table[] = {
     },
 };
 
+bool nn_config_layer_is_moe(const nn_config *c, int layer)
+{
+    return c->arch->router && c->n_experts > 0 && c->moe_layer_step > 0 &&
+           (layer + 1) % c->moe_layer_step == 0;
+}
+
 const nn_arch *nn_arch_find(const char *model_type)
 {
     for (size_t i = 0; i < sizeof arch_table / sizeof arch_table[0]; i++)
@@ -1307,8 +1313,7 @@ static int load_weights(nn_model *m, nn_err *err)
         }
         if (load_linear(m, a->o, i, qd, d, c->o_bias, &L->o, err))
             return NN_ERR;
-        bool moe = a->router && c->n_experts > 0 && (i + 1) % c->moe_layer_step == 0;
-        if (moe) {
+        if (nn_config_layer_is_moe(c, i)) {
             if (load_moe(m, i, L, err))
                 return NN_ERR;
         } else if (!a->up && !a->gate_up) {

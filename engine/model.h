@@ -182,6 +182,9 @@ const nn_arch *nn_arch_find(const char *model_type);
 /* Comma-separated list of supported model_type values, for error messages. */
 const char *nn_arch_supported(void);
 
+/* Whether layer l's MLP is a sparse mixture of experts (else the dense MLP). */
+bool nn_config_layer_is_moe(const nn_config *cfg, int layer);
+
 /* Parses a Hugging Face config.json (already loaded) into cfg. */
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *cfg, nn_err *err);
 

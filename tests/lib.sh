@@ -8,5 +8,9 @@ bad() { fail=$((fail + 1)); echo "FAIL $1"; }
 skip() { echo "SKIP $1"; }
 finish() { # test name
   echo "$1: $pass passed, $fail failed"
+  if [ $((pass + fail)) -eq 0 ]; then
+    echo "$1: no check ran" >&2 # a suite that checked nothing has not passed
+    return 1
+  fi
   [ "$fail" -eq 0 ]
 }

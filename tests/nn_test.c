@@ -21,6 +21,11 @@ const char *nn_test_shared_dir(const char *what)
 int nn_test_finish(const char *name)
 {
     printf("%s: %d checks, %d failed\n", name, nn_test_checks, nn_test_failures);
+    if (nn_test_checks == 0) {
+        /* A suite that checked nothing has not passed: its data or its loop went missing. */
+        fprintf(stderr, "%s: no check ran\n", name);
+        return 1;
+    }
     return nn_test_failures ? 1 : 0;
 }
 

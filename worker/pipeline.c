@@ -1,5 +1,6 @@
 #include "pipeline.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 enum { TAG_STATUS = 11, TAG_HIDDEN = 12 };
@@ -97,42 +98,76 @@ void nn_pipeline_free(nn_pipeline *p)
     }
 }
 
-double nn_pipeline_layer_cost(const nn_config *c)
+double nn_pipeline_layer_cost_at(const nn_config *c, int layer)
 {
     double d = c->d_model, qd = (double)c->n_heads * c->head_dim,
-           kvd = (double)c->n_kv_heads * c->head_dim, ff = c->d_ff;
-    double mlp = (c->arch->gated_mlp ? 3.0 : 2.0) * d * ff;
-    if (c->n_experts)
-        mlp *= c->n_experts_per_tok;
+           kvd = (double)c->n_kv_heads * c->head_dim;
+    double per_ff = (c->arch->gated_mlp ? 3.0 : 2.0) * d; /* weights per unit of MLP width */
+    double mlp;
+    if (nn_config_layer_is_moe(c, layer)) {
+        /* each token runs its top-k experts of width moe_d_ff (d_ff is the dense layers' width
+         * and may be much larger), the shared expert and the router */
+        double expert_ff = c->moe_d_ff > 0 ? c->moe_d_ff : c->d_ff;
+        mlp = per_ff * (expert_ff * c->n_experts_per_tok + c->shared_d_ff) +
+              d * (double)c->n_experts;
+    } else {
+        mlp = per_ff * c->d_ff;
+    }
     return d * (qd + 2 * kvd) + qd * d + mlp;
 }
 
-void nn_pipeline_split(const nn_config *c, int P, double head_share, int *split)
+double nn_pipeline_layer_cost(const nn_config *c)
+{
+    double sum = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        sum += nn_pipeline_layer_cost_at(c, l);
+    return c->n_layers > 0 ? sum / c->n_layers : 0;
+}
+
+int nn_pipeline_split(const nn_config *c, int P, double head_share, int *split, nn_err *err)
 {
     int L = c->n_layers;
-    double layer = nn_pipeline_layer_cost(c);
-    double head = head_share * (double)c->vocab_size * c->d_model / layer; /* in layers */
+    size_t cells = ((size_t)P + 1) * ((size_t)L + 1);
+    /* prefix[i]: the cost of layers [0, i), in units of the mean layer */
+    double *prefix = nn_malloc(((size_t)L + 1) * sizeof *prefix, err);
     /* best[k][i]: the smallest largest-stage cost placing layers [0, i) on stages [0, k) */
-    double best[P + 1][L + 1];
-    int cut[P + 1][L + 1];
+    double *best = prefix ? nn_malloc(cells * sizeof *best, err) : NULL;
+    int *cut = best ? nn_malloc(cells * sizeof *cut, err) : NULL;
+    if (!cut) {
+        free(prefix);
+        free(best);
+        return NN_ERR;
+    }
+#define AT(a, k, i) (a)[(size_t)(k) * ((size_t)L + 1) + (size_t)(i)]
+    double mean = nn_pipeline_layer_cost(c);
+    prefix[0] = 0;
+    for (int i = 0; i < L; i++)
+        prefix[i + 1] = prefix[i] + nn_pipeline_layer_cost_at(c, i) / mean;
+    double head = head_share * (double)c->vocab_size * c->d_model / mean; /* in layers */
     for (int i = 0; i <= L; i++)
-        best[1][i] = i + (P == 1 ? head : 0);
+        AT(best, 1, i) = prefix[i] + (P == 1 ? head : 0);
     for (int k = 2; k <= P; k++)
         for (int i = k; i <= L; i++) {
-            best[k][i] = 1e300;
+            AT(best, k, i) = 1e300;
             for (int j = k - 1; j < i; j++) {
-                double stage = (i - j) + (k == P && i == L ? head : 0);
-                double cost = best[k - 1][j] > stage ? best[k - 1][j] : stage;
-                if (cost < best[k][i]) {
-                    best[k][i] = cost;
-                    cut[k][i] = j;
+                double stage = prefix[i] - prefix[j] + (k == P && i == L ? head : 0);
+                double prev = AT(best, k - 1, j);
+                double cost = prev > stage ? prev : stage;
+                if (cost < AT(best, k, i)) {
+                    AT(best, k, i) = cost;
+                    AT(cut, k, i) = j;
                 }
             }
         }
     split[P] = L;
     for (int k = P, i = L; k > 1; k--) {
-        i = cut[k][i];
+        i = AT(cut, k, i);
         split[k - 1] = i;
     }
     split[0] = 0;
+#undef AT
+    free(prefix);
+    free(best);
+    free(cut);
+    return NN_OK;
 }

@@ -34,8 +34,10 @@ void nn_pipeline_init(nn_pipeline *p, nn_model *model, MPI_Comm replica, int sta
 /* Waits for the sends in flight and frees the buffers; before the replica's communicator goes. */
 void nn_pipeline_free(nn_pipeline *p);
 
-/* The weights one transformer layer computes with per token (its active experts only): the
- * unit of a stage's cost. */
+/* The weights transformer layer l computes with per token (a sparse layer: its active experts'
+ * width, plus the shared expert and the router): the unit of a stage's cost. */
+double nn_pipeline_layer_cost_at(const nn_config *cfg, int layer);
+/* The mean of nn_pipeline_layer_cost_at over the model's layers. */
 double nn_pipeline_layer_cost(const nn_config *cfg);
 
 /* The share of rows that go through the head, as `nnterp run` splits layers: about one in ten
@@ -45,6 +47,7 @@ double nn_pipeline_layer_cost(const nn_config *cfg);
 /* Splits layers into n_stages contiguous ranges minimizing the largest stage's cost: a
  * transformer layer costs its weights, the last stage also pays for the head (its weights times
  * head_share, the fraction of rows that go through it). split receives [n_stages + 1] bounds. */
-void nn_pipeline_split(const nn_config *cfg, int n_stages, double head_share, int *split);
+int nn_pipeline_split(const nn_config *cfg, int n_stages, double head_share, int *split,
+                      nn_err *err);
 
 #endif
