@@ -865,7 +865,9 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         goto done;
     if (first_key(root, (const char *const[]){"attention_bias", NULL}))
         c->qkv_bias = c->o_bias = b;
+    /* qkv_bias: Qwen2-MoE's switch since transformers 5 */
     if (nn_json_bool(root, "use_qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
+        nn_json_bool(root, "qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
         nn_json_bool(root, "mlp_bias", false, c->mlp_bias, path, &c->mlp_bias, err))
         goto done;
 

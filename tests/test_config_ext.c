@@ -54,6 +54,9 @@ static void accepted(void)
         parse("qwen2_moe", 4, "\"sliding_window\": 0, \"use_sliding_window\": false", &c, &err),
         &err);
     CHECK(c.sliding_window == 0 && !nn_layer_sliding(&c, 0), "sliding_window 0 is none");
+    CHECK(c.qkv_bias, "qwen2_moe: q/k/v biases by default");
+    CHECK_OK(parse("qwen2_moe", 4, "\"qkv_bias\": false", &c, &err), &err);
+    CHECK(!c.qkv_bias, "qwen2_moe: qkv_bias false (transformers 5)");
 
     /* Gemma 3, transformers 5: one set per layer type, layer_types */
     CHECK_OK(parse("gemma3_text", 4,

@@ -69,6 +69,9 @@ foreach(arch ${NN_NEW_REFERENCE})
 endforeach()
 
 nn_add_test(config_ext test_config_ext)
+# The older families' checkpoints with config.json as transformers 5 writes it.
+nn_add_test(transformers5_configs ${CMAKE_SOURCE_DIR}/tests/test_transformers5_configs.sh
+            $<TARGET_FILE:test_reference>)
 nn_add_test(invariants test_invariants)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
