@@ -77,6 +77,7 @@ FAMILIES = {
                                                             rope_theta=1000000.0),
                                      "sliding_attention": dict(rope_type="default",
                                                                rope_theta=10000.0)}),
+        sharded=True,
         description="Gemma 3 text: RMSNorm x(1+w) incl. per-head q/k norms; layers 0, 1, 3, 4 "
                     "sliding (window 4), layer 2 global (sliding_window_pattern 3); global rotary "
                     "theta 1e6 with linear scaling 8, local theta 1e4; query_pre_attn_scalar 24; "
