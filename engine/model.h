@@ -16,7 +16,8 @@ typedef enum { NN_POS_LEARNED, NN_POS_ROPE, NN_POS_ALIBI } nn_pos_kind;
 typedef enum {
     NN_ROPE_SCALING_NONE,
     NN_ROPE_SCALING_LINEAR,
-    NN_ROPE_SCALING_LLAMA3
+    NN_ROPE_SCALING_LLAMA3,
+    NN_ROPE_SCALING_LONGROPE /* Phi-3 / Phi-4: per-frequency short and long factors */
 } nn_rope_scaling;
 /* Where q, k and v sit in a fused projection's output (E = head_dim, H query heads, G kv heads). */
 typedef enum {
@@ -27,6 +28,14 @@ typedef enum {
 
 /* One family's architecture: what is fixed by the family, not by its config. Flags that a config
  * may change (parallel blocks, biases, the qkv layout) are defaults here and final in nn_config. */
+#define NN_MAX_ROPE_FACTORS 256 /* longrope factors: rotary dims / 2 */
+#define NN_MAX_LAYER_LIST 1024  /* layers a config may describe one by one */
+/* Per-layer kinds a config lists layer by layer (layer_types, no_rope_layers, mlp_only_layers). */
+enum { NN_LAYER_SLIDING = 1, NN_LAYER_NO_ROPE = 2, NN_LAYER_DENSE = 4 };
+
+struct cJSON;
+struct nn_config;
+
 typedef struct nn_arch {
     const char *model_type; /* config.json "model_type" */
     const char *family;     /* human name */
@@ -68,6 +77,17 @@ typedef struct nn_arch {
      * (a dense gated MLP) scaled by sigmoid(shared_expert_gate(x)) (Qwen2-MoE). */
     const char *router, *expert_gate, *expert_up, *expert_down;
     const char *shared_gate, *shared_up, *shared_down, *shared_expert_gate;
+    /* ---- Families of 2025-26 (Qwen3, Gemma 3, OLMo 2/3, SmolLM3, Granite, Phi-4-mini, ...). ----
+     */
+    /* RMSNorms on q and k after their projections, before rotary: over each head's head_dim
+     * (Qwen3, Gemma 3), or over the whole projection, all heads at once (qk_norm_whole: OLMo 2). */
+    const char *q_norm, *k_norm;
+    bool qk_norm_whole;
+    /* No norm before attention or the MLP (OLMo 2/3): the branches read the residual stream. */
+    bool no_pre_norm;
+    /* Family-specific config.json fields (Granite's multipliers, SmolLM3's NoPE layers, ...), read
+     * after the common ones; NULL: none. */
+    int (*configure)(const struct cJSON *root, const char *path, struct nn_config *c, nn_err *err);
 } nn_arch;
 
 typedef struct nn_config {
@@ -109,7 +129,26 @@ typedef struct nn_config {
     int shared_d_ff;     /* the shared expert's width; 0: none */
     int moe_layer_step;  /* layer l is sparse iff (l + 1) % step == 0 */
     bool norm_topk_prob; /* renormalize the top-k router probabilities to sum 1 */
+    /* ---- Families of 2025-26. Zero always means "the standard block". ---- */
+    float residual_scale;    /* x += branch * residual_scale (Granite's residual_multiplier) */
+    float logits_divisor;    /* logits = lm_head(x) / logits_divisor (Granite's logits_scaling) */
+    double rope_local_theta; /* sliding-window layers rotate with this theta, unscaled (Gemma 3) */
+    /* longrope: inv_freq / short_factor while a sequence ends within rope_original_max_positions,
+     * / long_factor beyond; cos and sin times rope_attention_factor */
+    float rope_attention_factor;
+    float rope_short_factor[NN_MAX_ROPE_FACTORS], rope_long_factor[NN_MAX_ROPE_FACTORS];
+    /* Per-layer kinds from config lists: layer_lists has the NN_LAYER_* bit of each kind a list
+     * gave (layer_types: sliding, replacing sliding_window_pattern; no_rope_layers;
+     * mlp_only_layers, combined with moe_layer_step as Hugging Face does), layer_flags[l] the
+     * layer's bits. Read them with nn_layer_*(). */
+    uint8_t layer_lists;
+    uint8_t layer_flags[NN_MAX_LAYER_LIST];
 } nn_config;
+
+/* Layer l uses the sliding window / rotary / a sparse MoE block. */
+bool nn_layer_sliding(const nn_config *c, int l);
+bool nn_layer_rope(const nn_config *c, int l);
+bool nn_layer_moe(const nn_config *c, int l);
 
 /* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld
  * (or [n_in][n_out] when in_major), so a slice of a fused matrix is a view, not a copy. */
@@ -135,10 +174,11 @@ typedef struct nn_layer {
     nn_linear q, k, v, o;
     nn_linear gate, up, down; /* the dense MLP, or the MoE block's shared expert (w NULL: none) */
     nn_norm post_attn_norm, post_mlp_norm; /* sandwich norms (when arch->post_attn_norm) */
-    bool moe;                              /* a sparse MoE block replaces the dense MLP */
-    nn_linear router;                      /* [n_experts, d] */
-    nn_expert *experts;                    /* [n_experts] */
-    nn_linear shared_expert_gate;          /* [1, d] (w NULL: none) */
+    nn_norm q_norm, k_norm;       /* (when arch->q_norm) [head_dim], or whole [H*E]/[G*E] */
+    bool moe;                     /* a sparse MoE block replaces the dense MLP */
+    nn_linear router;             /* [n_experts, d] */
+    nn_expert *experts;           /* [n_experts] */
+    nn_linear shared_expert_gate; /* [1, d] (w NULL: none) */
 } nn_layer;
 
 struct nn_model;
@@ -181,9 +221,6 @@ typedef struct nn_model {
 const nn_arch *nn_arch_find(const char *model_type);
 /* Comma-separated list of supported model_type values, for error messages. */
 const char *nn_arch_supported(void);
-
-/* Whether layer l's MLP is a sparse mixture of experts (else the dense MLP). */
-bool nn_config_layer_is_moe(const nn_config *cfg, int layer);
 
 /* Parses a Hugging Face config.json (already loaded) into cfg. */
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *cfg, nn_err *err);

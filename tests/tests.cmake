@@ -14,12 +14,14 @@ endfunction()
 
 nn_test(test_reference nn_engine)
 nn_test(test_invariants nn_engine)
+target_compile_definitions(test_invariants PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 nn_test(test_stories nn_engine)
 nn_test(test_loading nn_engine)
 nn_test(test_io nn_io)
 nn_test(test_tokenizer nn_engine)
 nn_test(test_toolkit nn_engine)
 nn_test(test_api nn_engine)
+nn_test(test_config_ext nn_engine)
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -50,6 +52,26 @@ nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --to
 nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5
             --model ${NNTERP_SHARED}/models/stories260K/stories260K.bin)
 
+# The families of 2025-26 against transformers 5 (tests/reference, committed; written by
+# tools/reference/make_reference.py): F32, BF16 where the family has it, sharded where it has one.
+set(NEW_REF "${CMAKE_SOURCE_DIR}/tests/reference")
+set(NN_NEW_REFERENCE qwen3 qwen3_moe qwen3_moe_step2 gemma3_text olmo2 olmo3 smollm3 llama32
+    mistral_head_dim phi4_mini granite)
+foreach(arch ${NN_NEW_REFERENCE})
+  nn_add_test(reference_${arch} test_reference ${NEW_REF}/${arch}/ref-f32)
+  if(EXISTS ${NEW_REF}/${arch}/ref-bf16)
+    nn_add_test(reference_${arch}_bf16 test_reference ${NEW_REF}/${arch}/ref-bf16)
+  endif()
+  if(EXISTS ${NEW_REF}/${arch}/model-f32-sharded)
+    nn_add_test(reference_${arch}_sharded test_reference ${NEW_REF}/${arch}/ref-f32
+                --model ${NEW_REF}/${arch}/model-f32-sharded)
+  endif()
+endforeach()
+
+nn_add_test(config_ext test_config_ext)
+# The older families' checkpoints with config.json as transformers 5 writes it.
+nn_add_test(transformers5_configs ${CMAKE_SOURCE_DIR}/tests/test_transformers5_configs.sh
+            $<TARGET_FILE:test_reference>)
 nn_add_test(invariants test_invariants)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)

@@ -104,7 +104,7 @@ double nn_pipeline_layer_cost_at(const nn_config *c, int layer)
            kvd = (double)c->n_kv_heads * c->head_dim;
     double per_ff = (c->arch->gated_mlp ? 3.0 : 2.0) * d; /* weights per unit of MLP width */
     double mlp;
-    if (nn_config_layer_is_moe(c, layer)) {
+    if (nn_layer_moe(c, layer)) {
         /* each token runs its top-k experts of width moe_d_ff (d_ff is the dense layers' width
          * and may be much larger), the shared expert and the router */
         double expert_ff = c->moe_d_ff > 0 ? c->moe_d_ff : c->d_ff;
