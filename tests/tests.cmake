@@ -106,3 +106,16 @@ nn_add_test(malformed test_malformed)
 # A few of those bad inputs through the command line under valgrind (skipped without valgrind and
 # in the AddressSanitizer build).
 nn_add_test(valgrind ${CMAKE_SOURCE_DIR}/tests/test_valgrind.sh $<TARGET_FILE:nnterp>)
+
+# The Python package over libnnterp.so (python/, docs/python.md), with Debian's pytest; under the
+# sanitizer build with the ASan runtime preloaded into the (uninstrumented) interpreter.
+if(NNTERP_SHARED_LIBRARY)
+  if(NNTERP_SANITIZE)
+    set(nn_python_mode asan)
+  endif()
+  nn_add_test(python ${CMAKE_SOURCE_DIR}/tests/test_python.sh $<TARGET_FILE:nnterp_shared>
+              $<TARGET_FILE:nnterp> ${CMAKE_SOURCE_DIR} ${nn_python_mode})
+  set_property(TEST python APPEND PROPERTY ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
+  nn_add_test(cxx_header ${CMAKE_SOURCE_DIR}/tests/test_cxx_header.sh
+              $<TARGET_FILE:nnterp_shared> ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+endif()

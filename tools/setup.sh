@@ -19,6 +19,7 @@ packages=(
   libcairo2-dev libpango1.0-dev        # pictures (nnterp plot, --plot): PNG through cairo, text through pango
   fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji  # glyphs for any token: Latin, CJK, emoji
   python3-pil                          # tests decode the PNG pictures
+  python3-pytest                       # the Python package's tests (python/tests)
   chromium                             # tests render the HTML pictures headless
 )
 
