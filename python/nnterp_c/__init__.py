@@ -12,6 +12,13 @@ from ._plot import TopkPlot, plot_topk_tokens
 from ._store import Store, open_store
 
 __version__ = _clib.nn_version_string().decode()
+
+
+def blas_sleep_when_idle():
+    """What the nnterp command does at start-up (pool.h): OpenBLAS's threads sleep soon after a
+    GEMM instead of spinning beside the engine's own threads. Call once, before heavy work."""
+    return bool(_clib.nn_blas_sleep_when_idle())
+
 library_path = _clib.path
 
 __all__ = ["StandardizedTransformer", "Tokenizer", "TraceResult", "HookInfo", "NnterpError", "STOP",
@@ -19,4 +26,4 @@ __all__ = ["StandardizedTransformer", "Tokenizer", "TraceResult", "HookInfo", "N
            "steer", "Steer", "contrast_vector", "skip_layers", "SkipLayers",
            "get_token_activations", "collect_token_activations_batched", "Prompt",
            "get_first_tokens", "next_token_probs", "run_prompts", "generate", "plot_topk_tokens",
-           "TopkPlot", "open_store", "Store", "library_path"]
+           "TopkPlot", "open_store", "Store", "library_path", "blas_sleep_when_idle"]

@@ -105,9 +105,10 @@ class Tokenizer:
 
 
 class HookInfo:
-    """The second argument of a two-argument hook: where the view is and how the batch is packed."""
+    """The second argument of a two-argument hook: where the view is and how the batch is packed
+    (offsets: prompt p's rows are offsets[p]:offsets[p+1] of a per-token view)."""
 
-    __slots__ = ("name", "point", "layer", "seq", "n_heads", "offsets")
+    __slots__ = ("name", "point", "layer", "seq", "n_heads", "_batch", "_offsets")
 
     def __init__(self, v, name):
         self.name = name
@@ -115,8 +116,43 @@ class HookInfo:
         self.layer = v.layer
         self.seq = v.seq
         self.n_heads = v.n_heads
-        b = v.batch.contents
-        self.offsets = np.ctypeslib.as_array(b.offsets, shape=(b.n_seqs + 1,)).copy()
+        self._batch = v.batch
+        self._offsets = None
+
+    @property
+    def offsets(self):
+        if self._offsets is None:
+            b = self._batch.contents
+            self._offsets = np.ctypeslib.as_array(b.offsets, shape=(b.n_seqs + 1,)).copy()
+        return self._offsets
+
+
+def _wants_info(fn):
+    """Whether fn takes (view, info): counted from its code object (inspect is slow)."""
+    code = getattr(fn, "__code__", None)
+    if code is not None:
+        n = code.co_argcount - (1 if inspect.ismethod(fn) else 0)
+        return n >= 2 or (n == 1 and bool(code.co_flags & inspect.CO_VARARGS))
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        return len(params) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+    except (TypeError, ValueError):
+        return False
+
+
+# One C trampoline for every Python hook: making a ctypes callback allocates an executable
+# closure (tens of microseconds), so hooks are found through the `user` pointer instead.
+_HOOKS = {}
+_NEXT_ID = [1]
+
+
+def _dispatch(view_p, user, err_p):
+    return _HOOKS[user]._call(view_p, err_p)
+
+
+_TRAMPOLINE = _lib.HOOK_FN(_dispatch)
+_TRAMPOLINE_ADDR = ctypes.cast(_TRAMPOLINE, c_void_p).value
 
 
 class _PyHook:
@@ -124,15 +160,9 @@ class _PyHook:
 
     def __init__(self, name, fn, run):
         self.name, self.fn, self.run = name, fn, run
-        try:
-            params = [p for p in inspect.signature(fn).parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-            self.two_args = len(params) >= 2
-        except (TypeError, ValueError):
-            self.two_args = False
-        self.c_fn = _lib.HOOK_FN(self._call)
+        self.two_args = _wants_info(fn)
 
-    def _call(self, view_p, user, err_p):
+    def _call(self, view_p, err_p):
         try:
             v = view_p.contents
             n = v.rows * v.cols
@@ -166,8 +196,12 @@ class _Run:
         _check(lib.nn_hookset_create(byref(hs), model.num_layers, byref(err)), err)
         self.hs = hs.value
         self.skips = []
+        self.hook_ids = []
 
     def close(self):
+        for i in self.hook_ids:
+            _HOOKS.pop(i, None)
+        self.hook_ids = []
         for s in self.skips:
             lib.nn_skip_free(s)
         self.skips = []
@@ -195,9 +229,11 @@ class _Run:
         if not callable(fn):
             raise TypeError(f"hook {name}: {fn!r} is not callable")
         hp, layer = self.parse(name)
-        h = _PyHook(name, fn, self)
-        self.keep.append(h)
-        self.add_c(hp, layer, ctypes.cast(h.c_fn, c_void_p), None)
+        hid = _NEXT_ID[0]
+        _NEXT_ID[0] += 1
+        _HOOKS[hid] = _PyHook(name, fn, self)
+        self.hook_ids.append(hid)
+        self.add_c(hp, layer, _TRAMPOLINE_ADDR, hid)
 
     def finish(self, rc, err):
         """Raises the hook's own exception if one failed the call, else the engine's error."""

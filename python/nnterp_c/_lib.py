@@ -8,7 +8,7 @@ import ctypes.util
 import os
 import pathlib
 from ctypes import (POINTER, Structure, c_bool, c_char, c_char_p, c_double, c_float, c_int,
-                    c_int32, c_size_t, c_uint8, c_uint64, c_void_p)
+                    c_int32, c_size_t, c_uint64, c_void_p)
 
 NN_OK, NN_ERR, NN_STOPPED = 0, -1, 1
 NN_HOOK_CONTINUE, NN_HOOK_STOP = 0, 1
@@ -197,6 +197,7 @@ _SIGNATURES = {
     "nn_generate_ctx": (c_int, [P, POINTER(c_int32), c_int, POINTER(GenerateParams),
                                 POINTER(c_int32), POINTER(c_int), E]),
     "nn_softmax": (None, [POINTER(c_float), c_size_t]),
+    "nn_blas_sleep_when_idle": (c_bool, []),
 }
 _OPTIONAL = {  # present when the library was built with the component
     "nn_plot_png": (c_int, [POINTER(Plot), c_char_p, POINTER(PlotInfo), E]),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _lib
-from ._core import NnterpError, _check, _cint_array, _float_ptr, _int_array, _layers_of, _Run
+from ._core import NnterpError, _check, _cint_array, _float_ptr, _layers_of, _Run
 from ._lib import lib
 
 

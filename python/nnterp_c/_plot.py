@@ -2,7 +2,7 @@
 CLI draws, returned as an object that shows itself in Jupyter."""
 import os
 import tempfile
-from ctypes import POINTER, byref, c_char_p
+from ctypes import byref, c_char_p
 
 import numpy as np
 

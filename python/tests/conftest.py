@@ -19,9 +19,18 @@ def tiny(arch):
     return p
 
 
+def cli_env():
+    """The environment for the nnterp command: without the sanitizer runtime that the ASan run
+    preloads into the interpreter (the sanitized command links its own)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
 def cli(*args, **kw):
     """Runs the nnterp command; its stdout. A failure fails the test with its stderr."""
-    r = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, **kw)
+    r = subprocess.run([CLI, *map(str, args)], capture_output=True, text=True, env=cli_env(),
+                       **kw)
     assert r.returncode == 0, f"nnterp {' '.join(map(str, args))}: {r.stderr}"
     return r.stdout
 

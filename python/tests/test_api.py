@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import nnterp_c as nc
-from conftest import CLI, DEMO, SHARED, TINY, cli, tiny
+from conftest import CLI, DEMO, SHARED, TINY, cli, cli_env, tiny
 
 PROMPTS = ["The capital of France is", "Hello there", "One two three four five six"]
 
@@ -174,7 +174,8 @@ def job_store(tmp_path_factory):
                {"op": "generate", "max_new_tokens": 7}],
            "output": str(d / "s.h5")}
     (d / "job.json").write_text(json.dumps(job))
-    subprocess.run([CLI, "run", str(d / "job.json")], check=True, capture_output=True)
+    subprocess.run([CLI, "run", str(d / "job.json")], check=True, capture_output=True,
+                   env=cli_env())
     return nc.open_store(d / "s.h5"), [r["text"] for r in rows], rows, v
 
 
@@ -403,3 +404,14 @@ def test_llama2c_and_stories(tmp_path):
     text = nc.generate(m, "Once upon a time", 20)
     out = cli("generate", "-m", p, "-p", "Once upon a time", "-n", 20)
     assert text.strip() in out
+
+
+def test_patchscope_generate_equals_cli(demo):
+    out = cli("patchscope", "-m", DEMO, "--source", "Paris", "--generate", 5, "--layers", "0,3")
+    got = nc.patchscope_generate(demo, ["Paris"], nc.repeat_prompt(), max_length=5, layers=[0, 3])
+    want = {int(line.split()[1]): line.split(" -> ", 1)[1] for line in out.splitlines()
+            if line.strip().startswith("layer")}
+    assert sorted(got) == [0, 3]
+    for layer, texts in got.items():
+        # the command quotes the text with a newline written as \n
+        assert want[layer] == "'" + texts[0].replace("\n", "\\n") + "'"
