@@ -189,6 +189,7 @@ class _Run:
     """The hooks and buffers of one call; keeps every object C points to alive until it ends."""
 
     def __init__(self, model):
+        model._check_open()
         self.model = model
         self.error = None
         self.keep = []
@@ -355,6 +356,11 @@ class StandardizedTransformer:
     def close(self):
         """Frees the engine's model and context now (otherwise when the object is collected)."""
         self._fin()
+        self._m = self._ctx = None
+
+    def _check_open(self):
+        if self._ctx is None:
+            raise NnterpError(f"{self.source}: the model was closed")
 
     # ---- prompts -----------------------------------------------------------------------------
     def _ids(self, prompt):
@@ -399,6 +405,7 @@ class StandardizedTransformer:
         return arr
 
     def _enter(self):
+        self._check_open()
         self._lock.acquire()
         if self._busy:
             self._lock.release()

@@ -12,6 +12,7 @@ from ._lib import lib
 
 
 def _prompts(model, prompts):
+    model._check_open()
     ids = model._prompt_list(prompts)
     return ids, model._c_prompts(ids)
 
@@ -182,6 +183,7 @@ class Steer:
     steering hook (nn_steer_add), in trace, generate, run_prompts and next_token_probs."""
 
     def __init__(self, model, layers, vector, factor=1.0, positions=None):
+        model._check_open()
         self.layers = np.asarray(_layers_of(model, layers), dtype=np.intc)
         v = np.ascontiguousarray(vector, dtype=np.float32).reshape(-1)
         if v.size != model.hidden_size:

@@ -415,3 +415,16 @@ def test_patchscope_generate_equals_cli(demo):
     for layer, texts in got.items():
         # the command quotes the text with a newline written as \n
         assert want[layer] == "'" + texts[0].replace("\n", "\\n") + "'"
+
+
+def test_closed_model_raises():
+    m = nc.StandardizedTransformer(DEMO)
+    st = nc.steer(m, [1], np.zeros(m.hidden_size))
+    m.close()
+    m.close()  # twice is fine
+    for call in (lambda: m.trace("x"), lambda: nc.logit_lens(m, "x"),
+                 lambda: nc.patchscope_lens(m, ["x"]), lambda: nc.generate(m, "x", 2),
+                 lambda: nc.next_token_probs(m, "x", [st]), lambda: nc.steer(m, [1], st.vector)):
+        with pytest.raises(nc.NnterpError, match="closed"):
+            call()
+    assert m.tokenizer.encode("x")  # the tokenizer is its own object and keeps working
