@@ -13,6 +13,7 @@ packages=(
   libpcre2-dev                         # Unicode regex for tokenizer pre-tokenizers (UTF + UCP)
   libutf8proc-dev                      # Unicode normalization (NFC/NFKC) for tokenizers
   clang                                # AddressSanitizer/UBSan and libFuzzer builds
+  libclang-rt-dev                      # their runtimes (not pulled in by clang without recommends)
   python3-numpy python3-h5py           # tests read stores back the way users do
   python3-torch                        # benchmark baseline (PyTorch on the same machine)
   python3-sentencepiece                # tokenizer benchmark baseline (Llama 2)
