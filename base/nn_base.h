@@ -12,6 +12,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Marks a function of the public API. The shared library exports nn_* (engine/libnnterp.map); the
+ * macro makes the intent explicit and, built with -fvisibility=hidden, is what exports a symbol. */
+#if defined(_WIN32)
+#define NNTERP_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define NNTERP_API __attribute__((visibility("default")))
+#else
+#define NNTERP_API
+#endif
+
 #define NN_OK 0
 #define NN_ERR (-1)
 

@@ -5,8 +5,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "forward.h"
 #include "pipeline.h"
+#include "stage.h"
 
 /* Above this many bytes of layer weights, only a few layers are loaded and timed. */
 #define MEASURE_ALL_BYTES (2.0 * 1024 * 1024 * 1024)

@@ -4,6 +4,7 @@
 #include "forward.h"
 
 #include "pool.h"
+#include "stage.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -68,6 +69,9 @@ struct nn_state {
     /* Families of 2025-26: Gemma 3's local rotary table (sliding layers), longrope's long one. */
     float *rope_cos_local, *rope_sin_local;
     float *rope_cos_long, *rope_sin_long;
+    /* pool, the rotary tables and alibi belong to an nn_run_tables the state borrows (an
+     * nn_context's) when tables_borrowed; else the state made them and frees them. */
+    bool tables_borrowed;
 };
 
 static int gemm_min_rows(const nn_linear *W);
@@ -199,26 +203,80 @@ void nn_state_free(nn_state *s)
 {
     if (!s)
         return;
-    float *bufs[] = {s->x,       s->xn,     s->q,          s->k,        s->v,
-                     s->att,     s->branch, s->gate,       s->up,       s->last,
-                     s->logits,  s->probs,  s->rope_cos,   s->rope_sin, s->k_cache,
-                     s->v_cache, s->scores, s->all_logits, s->pad_in,   s->pad_out};
+    float *bufs[] = {s->x,       s->xn,      s->q,      s->k,          s->v,      s->att,
+                     s->branch,  s->gate,    s->up,     s->last,       s->logits, s->probs,
+                     s->k_cache, s->v_cache, s->scores, s->all_logits, s->pad_in, s->pad_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nn_free(bufs[i]);
-    float *more[] = {s->branch2,        s->alibi,         s->router,       s->route_w,
-                     s->moe_in,         s->moe_out,       s->gate1,        s->rope_cos_local,
-                     s->rope_sin_local, s->rope_cos_long, s->rope_sin_long};
+    float *more[] = {s->branch2, s->router, s->route_w, s->moe_in, s->moe_out, s->gate1};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         nn_free(more[i]);
     nn_free(s->route_idx);
     nn_free(s->rows);
     nn_free(s->tile);
-    nn_pool_free(s->pool);
+    if (!s->tables_borrowed)
+        nn_run_tables_free(&(nn_run_tables){s->pool, s->rope_cos, s->rope_sin, s->alibi,
+                                             s->rope_cos_local, s->rope_sin_local,
+                                             s->rope_cos_long, s->rope_sin_long});
     nn_free(s->scores_seen);
     nn_free(s);
 }
 
+void nn_run_tables_free(nn_run_tables *t)
+{
+    nn_pool_free(t->pool);
+    nn_free(t->rope_cos);
+    nn_free(t->rope_sin);
+    nn_free(t->alibi);
+    nn_free(t->rope_cos_local);
+    nn_free(t->rope_sin_local);
+    nn_free(t->rope_cos_long);
+    nn_free(t->rope_sin_long);
+    *t = (nn_run_tables){0};
+}
+
+int nn_run_tables_init(nn_run_tables *t, const nn_model *m, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    *t = (nn_run_tables){0};
+    if (nn_pool_create(&t->pool, openblas_get_num_threads(), err))
+        return NN_ERR;
+    if (c->arch->pos == NN_POS_ALIBI) {
+        if (!(t->alibi = nn_calloc((size_t)c->n_heads, sizeof(float), err)))
+            goto fail;
+        alibi_slopes(c->n_heads, t->alibi);
+    }
+    if (c->arch->pos == NN_POS_ROPE) {
+        size_t n = (size_t)c->max_positions * (size_t)(c->rotary_dim / 2);
+        if (!(t->rope_cos = nn_calloc(n, sizeof(float), err)) ||
+            !(t->rope_sin = nn_calloc(n, sizeof(float), err)))
+            goto fail;
+        rope_tables(c, ROPE_MAIN, t->rope_cos, t->rope_sin);
+        if (c->rope_local_theta > 0 && (!(t->rope_cos_local = nn_calloc(n, sizeof(float), err)) ||
+                                        !(t->rope_sin_local = nn_calloc(n, sizeof(float), err))))
+            goto fail;
+        if (c->rope_scaling == NN_ROPE_SCALING_LONGROPE &&
+            (!(t->rope_cos_long = nn_calloc(n, sizeof(float), err)) ||
+             !(t->rope_sin_long = nn_calloc(n, sizeof(float), err))))
+            goto fail;
+        if (t->rope_cos_local)
+            rope_tables(c, ROPE_LOCAL, t->rope_cos_local, t->rope_sin_local);
+        if (t->rope_cos_long)
+            rope_tables(c, ROPE_LONG, t->rope_cos_long, t->rope_sin_long);
+    }
+    return NN_OK;
+fail:
+    nn_run_tables_free(t);
+    return NN_ERR;
+}
+
 int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, nn_err *err)
+{
+    return nn_state_init_shared(out, m, p, NULL, err);
+}
+
+int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_params *p,
+                         const nn_run_tables *shared, nn_err *err)
 {
     *out = NULL;
     const nn_config *c = &m->cfg;
@@ -276,35 +334,26 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
                 pad_size(&L->experts[e].down, &pad_in, &pad_out);
             }
     }
+    nn_run_tables tables;
+    if (shared) {
+        tables = *shared;
+        s->tables_borrowed = true;
+    } else if (nn_run_tables_init(&tables, m, err)) {
+        goto fail;
+    }
+    s->pool = tables.pool;
+    s->rope_cos = tables.rope_cos;
+    s->rope_sin = tables.rope_sin;
+    s->alibi = tables.alibi;
+    s->rope_cos_local = tables.rope_cos_local;
+    s->rope_sin_local = tables.rope_sin_local;
+    s->rope_cos_long = tables.rope_cos_long;
+    s->rope_sin_long = tables.rope_sin_long;
     if (!(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
         !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)) ||
-        nn_pool_create(&s->pool, openblas_get_num_threads(), err) ||
         !(s->tile =
               nn_calloc(tile_floats(c) * (size_t)nn_pool_threads(s->pool), sizeof(float), err)))
         goto fail;
-    if (c->arch->pos == NN_POS_ALIBI) {
-        if (!(s->alibi = nn_calloc((size_t)c->n_heads, sizeof(float), err)))
-            goto fail;
-        alibi_slopes(c->n_heads, s->alibi);
-    }
-    if (c->arch->pos == NN_POS_ROPE) {
-        size_t n = (size_t)c->max_positions * (size_t)(c->rotary_dim / 2);
-        if (!(s->rope_cos = nn_calloc(n, sizeof(float), err)) ||
-            !(s->rope_sin = nn_calloc(n, sizeof(float), err)))
-            goto fail;
-        rope_tables(c, ROPE_MAIN, s->rope_cos, s->rope_sin);
-        if (c->rope_local_theta > 0 && (!(s->rope_cos_local = nn_calloc(n, sizeof(float), err)) ||
-                                        !(s->rope_sin_local = nn_calloc(n, sizeof(float), err))))
-            goto fail;
-        if (c->rope_scaling == NN_ROPE_SCALING_LONGROPE &&
-            (!(s->rope_cos_long = nn_calloc(n, sizeof(float), err)) ||
-             !(s->rope_sin_long = nn_calloc(n, sizeof(float), err))))
-            goto fail;
-        if (s->rope_cos_local)
-            rope_tables(c, ROPE_LOCAL, s->rope_cos_local, s->rope_sin_local);
-        if (s->rope_cos_long)
-            rope_tables(c, ROPE_LONG, s->rope_cos_long, s->rope_sin_long);
-    }
     if (p->n_slots > 0) {
         size_t rows = (size_t)p->n_slots * (size_t)p->slot_capacity, n;
         if (!nn_mul_size(rows * KVD, (size_t)c->n_layers, &n)) {

@@ -43,20 +43,9 @@ typedef struct nn_forward_params {
 #define NN_STOPPED 1 /* a hook stopped the pass early; not an error */
 
 /* Runs the model over batch. Returns NN_OK, NN_STOPPED or NN_ERR. A model with an executor
- * (a pipeline stage, see model.h) runs through it. */
+ * (a pipeline stage, see stage.h) runs through it. */
 int nn_forward(const nn_model *model, nn_state *state, const nn_batch *batch,
                const nn_forward_params *params, nn_err *err);
-
-/* The unit a pipeline stage runs: layers [layer_begin, layer_end) of the batch, starting from the
- * token embeddings when embed, else from the residual stream already in nn_state_hidden; then
- * the final norm and head (and their hooks) when head. Hooks of other layers do not fire. */
-int nn_forward_range(const nn_model *model, nn_state *state, const nn_batch *batch,
-                     const nn_forward_params *params, int layer_begin, int layer_end, bool embed,
-                     bool head, nn_err *err);
-/* (n_tokens, d): the residual stream between layers; a stage reads and writes it. */
-float *nn_state_hidden(nn_state *state);
-/* (n_seqs, V): the last-position logits, writable (a pipeline stage receives them). */
-float *nn_state_logits_mut(nn_state *state);
 
 /* [n_seqs, vocab]: the last-position logits of the latest call with want_logits. */
 const float *nn_state_logits(const nn_state *state);

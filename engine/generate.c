@@ -1,5 +1,7 @@
 #include "generate.h"
 
+#include "context.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,9 +81,10 @@ static int sample(float *logits, int V, const nn_generate_params *p, uint64_t *r
     return scratch[keep - 1].id;
 }
 
-int nn_generate(const nn_model *m, const int32_t *prompt, int n_prompt, const nn_generate_params *p,
-                int32_t *out, int *n_out, nn_err *err)
+int nn_generate_ctx(nn_context *cx, const int32_t *prompt, int n_prompt,
+                    const nn_generate_params *p, int32_t *out, int *n_out, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     *n_out = 0;
     const nn_config *c = &m->cfg;
     if (n_prompt < 1)
@@ -100,7 +103,7 @@ int nn_generate(const nn_model *m, const int32_t *prompt, int n_prompt, const nn
     candidate *scratch = NULL;
     float *logits = NULL;
     int rc = NN_ERR;
-    if (nn_state_init(&s, m, &sp, err) ||
+    if (nn_context_state(cx, &sp, &s, err) ||
         !(scratch = nn_malloc((size_t)c->vocab_size * sizeof *scratch, err)) ||
         !(logits = nn_malloc((size_t)c->vocab_size * sizeof *logits, err)))
         goto done;
@@ -123,7 +126,7 @@ int nn_generate(const nn_model *m, const int32_t *prompt, int n_prompt, const nn
             b.n_tokens = 1;
             offsets[1] = 1;
         }
-        int f = nn_forward(m, s, &b, &fp, err);
+        int f = nn_context_run(cx, s, &b, &fp, err);
         if (f == NN_ERR)
             goto done;
         memcpy(logits, nn_state_logits(s), (size_t)c->vocab_size * sizeof *logits);
@@ -138,6 +141,17 @@ int nn_generate(const nn_model *m, const int32_t *prompt, int n_prompt, const nn
 done:
     nn_free(scratch);
     nn_free(logits);
-    nn_state_free(s);
+    return rc;
+}
+
+int nn_generate(const nn_model *m, const int32_t *prompt, int n_prompt, const nn_generate_params *p,
+                int32_t *out, int *n_out, nn_err *err)
+{
+    *n_out = 0;
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_generate_ctx(cx, prompt, n_prompt, p, out, n_out, err);
+    nn_context_free(cx);
     return rc;
 }

@@ -4,6 +4,7 @@
 #ifndef NN_GENERATE_H
 #define NN_GENERATE_H
 
+#include "context.h"
 #include "forward.h"
 
 typedef struct nn_generate_params {
@@ -25,6 +26,11 @@ nn_generate_params nn_generate_default_params(void);
  * count; generation ends early at EOS (which is kept as the last id) or at the model's context. */
 int nn_generate(const nn_model *model, const int32_t *prompt, int n_prompt,
                 const nn_generate_params *params, int32_t *out, int *n_out, nn_err *err);
+
+/* The same on a context (its state and tables reused; the same tokens). */
+NNTERP_API int nn_generate_ctx(nn_context *ctx, const int32_t *prompt, int n_prompt,
+                               const nn_generate_params *params, int32_t *out, int *n_out,
+                               nn_err *err);
 
 /* The index of the largest value (the first one on ties, as torch.argmax and llama2.c do). */
 int nn_argmax(const float *x, int n);

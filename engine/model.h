@@ -181,19 +181,7 @@ typedef struct nn_layer {
     nn_linear shared_expert_gate; /* [1, d] (w NULL: none) */
 } nn_layer;
 
-struct nn_model;
-struct nn_state;
-struct nn_batch;
-struct nn_forward_params;
-
-/* Runs forward passes for a model that is one stage of a pipeline (or any other placement): the
- * engine knows nothing of MPI; the worker installs one. */
-typedef struct nn_executor {
-    void *ctx;
-    int (*forward)(void *ctx, const struct nn_model *model, struct nn_state *state,
-                   const struct nn_batch *batch, const struct nn_forward_params *params,
-                   nn_err *err);
-} nn_executor;
+struct nn_executor; /* stage.h: how a pipeline stage runs (internal) */
 
 typedef struct nn_model {
     nn_config cfg;
@@ -214,7 +202,7 @@ typedef struct nn_model {
      * whether it is the stage that computes the logits. */
     int layer_begin, layer_end;
     bool last_stage;
-    const nn_executor *executor; /* NULL: nn_forward runs everything here */
+    const struct nn_executor *executor; /* NULL: nn_forward runs everything here */
 } nn_model;
 
 /* Architecture rows, looked up by config.json's model_type. NULL when unsupported. */

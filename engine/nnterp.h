@@ -11,6 +11,8 @@
  *                 tokens[offsets[s] .. offsets[s+1]). No padding: each attends only to itself.
  *   nn_state      activation buffers and KV cache for a maximum batch shape (nn_state_init).
  *   nn_hookset    callbacks attached to hook points, built once, passed to each forward call.
+ *   nn_context    a model's state, thread pool and rotary tables, made once and reused by the
+ *                 toolkit's _ctx functions, generation and nn_context_forward (context.h).
  *
  * HOOK POINTS (names as in SPEC §2; per prompt of T tokens, hidden size d)
  *   token_embeddings [T,d]   layers_input.i [T,d]        attentions_input.i [T,d]
@@ -24,6 +26,13 @@
  * OPERATIONS (toolkit.h): nn_logit_lens, nn_patchscope (+ nn_repeat_prompt), nn_steer_add
  * (+ nn_npy_read_vector, nn_contrast_vector), nn_first_tokens + nn_next_token_probs (target
  * probabilities), nn_activation_patch, nn_skip_add, nn_attn_edit_add; nn_generate (generate.h).
+ *
+ * LINKING
+ *   pkg-config --cflags --libs nnterp (the shared libnnterp.so) or the static nn_engine + nn_base.
+ *   From C++ the header is wrapped in extern "C". Fields of nn_model and nn_hookset are visible but
+ *   not a stable interface: use the accessors of api.h (nn_model_n_layers, nn_hookset_create ...).
+ *   NNTERP_VERSION_* give the version of the headers, nn_version_number() the library's.
+ *   The pipeline plumbing (nn_executor, nn_forward_range) is internal (stage.h, not installed).
  *
  * CONVENTIONS
  *   - Functions that can fail return NN_OK (0) or NN_ERR and fill a caller-owned nn_err whose
@@ -48,11 +57,23 @@
 #ifndef NNTERP_H
 #define NNTERP_H
 
+#include "nnterp_version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include "api.h"
+#include "context.h"
 #include "forward.h"
 #include "generate.h"
 #include "hooks.h"
 #include "model.h"
 #include "tokenizer.h"
 #include "toolkit.h"
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -1,6 +1,8 @@
 /* The toolkit: every operation is a hook set plus one or a few forward passes. */
 #include "toolkit.h"
 
+#include "context.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -172,9 +174,10 @@ void nn_lens_result_free(nn_lens_result *r)
     memset(r, 0, sizeof *r);
 }
 
-int nn_logit_lens(const nn_model *m, const nn_prompt *prompts, int n_prompts,
-                  const nn_lens_params *lp, nn_lens_result *r, nn_err *err)
+int nn_logit_lens_ctx(nn_context *cx, const nn_prompt *prompts, int n_prompts,
+                      const nn_lens_params *lp, nn_lens_result *r, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     memset(r, 0, sizeof *r);
     const nn_config *c = &m->cfg;
     size_t D = (size_t)c->d_model, V = (size_t)c->vocab_size;
@@ -244,7 +247,7 @@ int nn_logit_lens(const nn_model *m, const nn_prompt *prompts, int n_prompts,
     nn_state_params sp = {.max_tokens = pk.n_tokens, .max_seqs = pk.n_seqs};
     nn_batch b = batch_of(&pk);
     nn_forward_params fp = {.hooks = &hs};
-    if (nn_state_init(&st, m, &sp, err) || nn_forward(m, st, &b, &fp, err) == NN_ERR)
+    if (nn_context_state(cx, &sp, &st, err) || nn_context_run(cx, st, &b, &fp, err) == NN_ERR)
         goto done;
     /* Unembed in chunks of rows. */
     size_t k = (size_t)lp->top_k, nt = (size_t)lp->n_targets, chunk = 64;
@@ -281,7 +284,6 @@ done:
     nn_free(rows);
     nn_free(normed);
     nn_free(logits);
-    nn_state_free(st);
     nn_hookset_free(&hs);
     packed_free(&pk);
     return rc;
@@ -291,9 +293,10 @@ done:
  */
 
 /* The last-position logits of each prompt (one packed pass): out [n_prompts][vocab]. */
-static int last_logits(const nn_model *m, const nn_prompt *prompts, int n_prompts,
+static int last_logits(nn_context *cx, const nn_prompt *prompts, int n_prompts,
                        const nn_hookset *hooks, float *out, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     packed pk;
     if (pack(prompts, n_prompts, 1, &pk, err))
         return NN_ERR;
@@ -302,9 +305,9 @@ static int last_logits(const nn_model *m, const nn_prompt *prompts, int n_prompt
     nn_batch b = batch_of(&pk);
     nn_forward_params fp = {.hooks = hooks, .want_logits = true};
     int rc = NN_ERR;
-    if (nn_state_init(&st, m, &sp, err))
+    if (nn_context_state(cx, &sp, &st, err))
         goto done;
-    int f = nn_forward(m, st, &b, &fp, err);
+    int f = nn_context_run(cx, st, &b, &fp, err);
     if (f == NN_ERR)
         goto done;
     if (f == NN_STOPPED) {
@@ -314,15 +317,15 @@ static int last_logits(const nn_model *m, const nn_prompt *prompts, int n_prompt
     memcpy(out, nn_state_logits(st), (size_t)n_prompts * m->cfg.vocab_size * sizeof(float));
     rc = NN_OK;
 done:
-    nn_state_free(st);
     packed_free(&pk);
     return rc;
 }
 
-int nn_next_token_probs(const nn_model *m, const nn_prompt *prompts, int n_prompts,
-                        const nn_hookset *hooks, float *out, nn_err *err)
+int nn_next_token_probs_ctx(nn_context *cx, const nn_prompt *prompts, int n_prompts,
+                            const nn_hookset *hooks, float *out, nn_err *err)
 {
-    if (last_logits(m, prompts, n_prompts, hooks, out, err))
+    const nn_model *m = nn_context_model(cx);
+    if (last_logits(cx, prompts, n_prompts, hooks, out, err))
         return NN_ERR;
     size_t V = (size_t)m->cfg.vocab_size;
     for (int p = 0; p < n_prompts; p++)
@@ -414,9 +417,10 @@ static int patch_row_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
-int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
-                  const nn_patchscope_params *pp, nn_patchscope_result *r, nn_err *err)
+int nn_patchscope_ctx(nn_context *cx, nn_prompt source, nn_prompt target,
+                      const nn_patchscope_params *pp, nn_patchscope_result *r, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     memset(r, 0, sizeof *r);
     const nn_config *c = &m->cfg;
     size_t D = (size_t)c->d_model, V = (size_t)c->vocab_size;
@@ -480,10 +484,9 @@ int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
     int off[2] = {0, source.n};
     nn_batch sb = {.tokens = source.ids, .n_tokens = source.n, .n_seqs = 1, .offsets = off};
     nn_forward_params fp = {.hooks = &hs};
-    if (nn_state_init(&st, m, &sp, err) || nn_forward(m, st, &sb, &fp, err) == NN_ERR)
+    if (nn_context_state(cx, &sp, &st, err) || nn_context_run(cx, st, &sb, &fp, err) == NN_ERR)
         goto done;
-    nn_state_free(st);
-    st = NULL;
+    st = NULL; /* the context keeps it */
     nn_hookset_free(&hs);
     /* 2. The target once per layer, all copies in one packed batch: copy i patched at layer i. */
     if (pack(&target, 1, nl, &pk, err) || nn_hookset_init(&hs, L, err))
@@ -506,7 +509,7 @@ int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
         goto done;
     for (int i = 0; i < nl; i++)
         copies[i] = target;
-    int f = nn_next_token_probs(m, copies, nl, &hs, r->probs, err);
+    int f = nn_next_token_probs_ctx(cx, copies, nl, &hs, r->probs, err);
     nn_free(copies);
     if (f)
         goto done;
@@ -542,7 +545,7 @@ int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
             int n_out = 0;
             int g = nn_hookset_add(&one, NN_HP_LAYERS_OUTPUT, r->layers[i], patch_row_hook, &single,
                                    err) ||
-                    nn_generate(m, target.ids, target.n, &gp, dst, &n_out, err);
+                    nn_generate_ctx(cx, target.ids, target.n, &gp, dst, &n_out, err);
             nn_hookset_free(&one);
             if (g)
                 goto done;
@@ -554,7 +557,6 @@ int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
 done:
     if (rc != NN_OK)
         nn_patchscope_result_free(r);
-    nn_state_free(st);
     nn_hookset_free(&hs);
     packed_free(&pk);
     nn_free(layer_index);
@@ -819,9 +821,10 @@ static int mean_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_STOP;
 }
 
-static int mean_activation(const nn_model *m, const nn_prompt *p, int n, int layer, int32_t bos,
+static int mean_activation(nn_context *cx, const nn_prompt *p, int n, int layer, int32_t bos,
                            double *sum, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     mean_ctx ctx = {.sum = sum, .d = (size_t)m->cfg.d_model, .bos = bos};
     nn_hookset hs;
     if (nn_hookset_init(&hs, m->cfg.n_layers, err))
@@ -835,10 +838,10 @@ static int mean_activation(const nn_model *m, const nn_prompt *p, int n, int lay
             nn_state_params sp = {.max_tokens = pk.n_tokens, .max_seqs = pk.n_seqs};
             nn_batch b = batch_of(&pk);
             nn_forward_params fp = {.hooks = &hs};
-            rc = nn_state_init(&st, m, &sp, err) || nn_forward(m, st, &b, &fp, err) == NN_ERR
+            rc = nn_context_state(cx, &sp, &st, err) ||
+                         nn_context_run(cx, st, &b, &fp, err) == NN_ERR
                      ? NN_ERR
                      : NN_OK;
-            nn_state_free(st);
             packed_free(&pk);
         }
     }
@@ -854,9 +857,10 @@ static int mean_activation(const nn_model *m, const nn_prompt *p, int n, int lay
     return rc;
 }
 
-int nn_contrast_vector(const nn_model *m, const nn_prompt *a, int n_a, const nn_prompt *b, int n_b,
-                       int layer, int32_t bos, float *out, nn_err *err)
+int nn_contrast_vector_ctx(nn_context *cx, const nn_prompt *a, int n_a, const nn_prompt *b, int n_b,
+                           int layer, int32_t bos, float *out, nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     int L = m->cfg.n_layers;
     int l = layer < 0 ? layer + L : layer;
     if (l < 0 || l >= L)
@@ -865,8 +869,8 @@ int nn_contrast_vector(const nn_model *m, const nn_prompt *a, int n_a, const nn_
     size_t D = (size_t)m->cfg.d_model;
     double *ma = nn_calloc(D, sizeof *ma, err), *mb = ma ? nn_calloc(D, sizeof *mb, err) : NULL;
     int rc = NN_ERR;
-    if (mb && !mean_activation(m, a, n_a, l, bos, ma, err) &&
-        !mean_activation(m, b, n_b, l, bos, mb, err)) {
+    if (mb && !mean_activation(cx, a, n_a, l, bos, ma, err) &&
+        !mean_activation(cx, b, n_b, l, bos, mb, err)) {
         for (size_t i = 0; i < D; i++)
             out[i] = (float)(ma[i] - mb[i]);
         rc = NN_OK;
@@ -966,10 +970,11 @@ static int grab_row_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
-int nn_activation_patch(const nn_model *m, nn_prompt source, nn_prompt target,
-                        const nn_patch *patches, int n_patches, float *probs, float *logits,
-                        nn_err *err)
+int nn_activation_patch_ctx(nn_context *cx, nn_prompt source, nn_prompt target,
+                            const nn_patch *patches, int n_patches, float *probs, float *logits,
+                            nn_err *err)
 {
+    const nn_model *m = nn_context_model(cx);
     const nn_config *c = &m->cfg;
     size_t D = (size_t)c->d_model, V = (size_t)c->vocab_size;
     int rc = NN_ERR;
@@ -1016,7 +1021,7 @@ int nn_activation_patch(const nn_model *m, nn_prompt source, nn_prompt target,
     nn_batch sb = {.tokens = source.ids, .n_tokens = source.n, .n_seqs = 1, .offsets = off};
     nn_state_params sp = {.max_tokens = source.n, .max_seqs = 1};
     nn_forward_params fp = {.hooks = &hs};
-    if (nn_state_init(&st, m, &sp, err) || nn_forward(m, st, &sb, &fp, err) == NN_ERR)
+    if (nn_context_state(cx, &sp, &st, err) || nn_context_run(cx, st, &sb, &fp, err) == NN_ERR)
         goto done;
     nn_hookset_free(&hs);
     if (nn_hookset_init(&hs, c->n_layers, err))
@@ -1029,7 +1034,7 @@ int nn_activation_patch(const nn_model *m, nn_prompt source, nn_prompt target,
     float *z = logits ? logits : nn_malloc(V * sizeof(float), err);
     if (!z)
         goto done;
-    int f = last_logits(m, &target, 1, &hs, z, err);
+    int f = last_logits(cx, &target, 1, &hs, z, err);
     if (f == NN_OK && probs) {
         memcpy(probs, z, V * sizeof(float));
         nn_softmax(probs, V);
@@ -1040,7 +1045,6 @@ int nn_activation_patch(const nn_model *m, nn_prompt source, nn_prompt target,
         goto done;
     rc = NN_OK;
 done:
-    nn_state_free(st);
     nn_hookset_free(&hs);
     nn_free(values);
     nn_free(grabs);
@@ -1177,4 +1181,65 @@ int nn_attn_edit_add(nn_hookset *hs, const nn_model *m, const nn_attn_edit *e, n
         return nn_fail(err, "attention edit: value %g is not a probability", (double)e->value);
     return nn_hookset_add(hs, NN_HP_ATTENTION_PROBABILITIES, e->layer, attn_edit_fn, (void *)e,
                           err);
+}
+
+/* ---- Without a context: a temporary one per call ----------------------------------------------
+ */
+
+int nn_logit_lens(const nn_model *m, const nn_prompt *prompts, int n_prompts,
+                  const nn_lens_params *lp, nn_lens_result *r, nn_err *err)
+{
+    memset(r, 0, sizeof *r);
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_logit_lens_ctx(cx, prompts, n_prompts, lp, r, err);
+    nn_context_free(cx);
+    return rc;
+}
+
+int nn_next_token_probs(const nn_model *m, const nn_prompt *prompts, int n_prompts,
+                        const nn_hookset *hooks, float *out, nn_err *err)
+{
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_next_token_probs_ctx(cx, prompts, n_prompts, hooks, out, err);
+    nn_context_free(cx);
+    return rc;
+}
+
+int nn_patchscope(const nn_model *m, nn_prompt source, nn_prompt target,
+                  const nn_patchscope_params *pp, nn_patchscope_result *r, nn_err *err)
+{
+    memset(r, 0, sizeof *r);
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_patchscope_ctx(cx, source, target, pp, r, err);
+    nn_context_free(cx);
+    return rc;
+}
+
+int nn_contrast_vector(const nn_model *m, const nn_prompt *a, int n_a, const nn_prompt *b, int n_b,
+                       int layer, int32_t bos, float *out, nn_err *err)
+{
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_contrast_vector_ctx(cx, a, n_a, b, n_b, layer, bos, out, err);
+    nn_context_free(cx);
+    return rc;
+}
+
+int nn_activation_patch(const nn_model *m, nn_prompt source, nn_prompt target,
+                        const nn_patch *patches, int n_patches, float *probs, float *logits,
+                        nn_err *err)
+{
+    nn_context *cx;
+    if (nn_context_init(&cx, m, NULL, err))
+        return NN_ERR;
+    int rc = nn_activation_patch_ctx(cx, source, target, patches, n_patches, probs, logits, err);
+    nn_context_free(cx);
+    return rc;
 }

@@ -4,7 +4,12 @@
  *
  * Prompts are given as token ids (tokenize with nn_tokenizer_encode). A position is an index into a
  * prompt, negative counting from its end (-1 = last token). Results are owned by the caller and
- * released with the matching _free function. */
+ * released with the matching _free function.
+ *
+ * Each operation that runs the model has a _ctx form taking an nn_context (context.h) instead of
+ * the model: a caller in a loop (a job, the Python package) makes the context once, and the calls
+ * reuse its state, thread pool and rotary tables. The forms taking the model make a temporary
+ * context; both give the same bits. */
 #ifndef NN_TOOLKIT_H
 #define NN_TOOLKIT_H
 
@@ -50,6 +55,8 @@ typedef struct nn_lens_result {
 
 int nn_logit_lens(const nn_model *model, const nn_prompt *prompts, int n_prompts,
                   const nn_lens_params *params, nn_lens_result *out, nn_err *err);
+NNTERP_API int nn_logit_lens_ctx(nn_context *ctx, const nn_prompt *prompts, int n_prompts,
+                                 const nn_lens_params *params, nn_lens_result *out, nn_err *err);
 void nn_lens_result_free(nn_lens_result *r);
 
 /* The lens distribution of residual rows: probs (n, V) = softmax(head(ln_final(rows))) with the
@@ -99,6 +106,9 @@ typedef struct nn_patchscope_result {
 
 int nn_patchscope(const nn_model *model, nn_prompt source, nn_prompt target,
                   const nn_patchscope_params *params, nn_patchscope_result *out, nn_err *err);
+NNTERP_API int nn_patchscope_ctx(nn_context *ctx, nn_prompt source, nn_prompt target,
+                                 const nn_patchscope_params *params, nn_patchscope_result *out,
+                                 nn_err *err);
 void nn_patchscope_result_free(nn_patchscope_result *r);
 
 /* ---- Steering ---------------------------------------------------------------------------------
@@ -131,6 +141,9 @@ int nn_npy_write_vector(const char *path, const float *v, size_t n, nn_err *err)
  * unrelated to content. out has d_model floats. */
 int nn_contrast_vector(const nn_model *model, const nn_prompt *a, int n_a, const nn_prompt *b,
                        int n_b, int layer, int32_t bos, float *out, nn_err *err);
+NNTERP_API int nn_contrast_vector_ctx(nn_context *ctx, const nn_prompt *a, int n_a,
+                                      const nn_prompt *b, int n_b, int layer, int32_t bos,
+                                      float *out, nn_err *err);
 
 /* ---- Target probabilities -------------------------------------------------------------------- */
 
@@ -144,6 +157,8 @@ int nn_first_tokens(nn_tokenizer *tok, const char *const *words, int n_words, nn
 /* next_token_probs of each prompt (one packed pass): out [n_prompts][vocab]. */
 int nn_next_token_probs(const nn_model *model, const nn_prompt *prompts, int n_prompts,
                         const nn_hookset *hooks, float *out, nn_err *err);
+NNTERP_API int nn_next_token_probs_ctx(nn_context *ctx, const nn_prompt *prompts, int n_prompts,
+                                       const nn_hookset *hooks, float *out, nn_err *err);
 
 /* ---- Patching, skipping, attention edits ----------------------------------------------------- */
 
@@ -160,6 +175,9 @@ typedef struct nn_patch {
 int nn_activation_patch(const nn_model *model, nn_prompt source, nn_prompt target,
                         const nn_patch *patches, int n_patches, float *next_token_probs,
                         float *logits, nn_err *err);
+NNTERP_API int nn_activation_patch_ctx(nn_context *ctx, nn_prompt source, nn_prompt target,
+                                       const nn_patch *patches, int n_patches,
+                                       float *next_token_probs, float *logits, nn_err *err);
 
 /* Skips layer blocks: layers_output.i := layers_input.i for each listed layer, or := the given
  * rows when values != NULL (values[k] holds the whole batch's [n_tokens, d] for layers[k]).

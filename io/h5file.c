@@ -636,3 +636,117 @@ int nn_h5_shape(nn_h5file *f, const char *dataset, nn_h5_type *type, int *rank, 
         dims[i] = hd[i];
     return NN_OK;
 }
+
+/* ---- Listing, for readers that do not know a store's layout (the Python package) ------------- */
+
+typedef struct name_list {
+    char **names;
+    int n, cap;
+    nn_err *err;
+    bool failed;
+} name_list;
+
+static herr_t push_name(name_list *l, const char *name, bool group)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **grown = nn_realloc(l->names, (size_t)cap * sizeof *grown, l->err);
+        if (!grown) {
+            l->failed = true;
+            return -1;
+        }
+        l->names = grown;
+        l->cap = cap;
+    }
+    size_t len = strlen(name);
+    char *copy = nn_malloc(len + 2, l->err);
+    if (!copy) {
+        l->failed = true;
+        return -1;
+    }
+    memcpy(copy, name, len);
+    copy[len] = group ? '/' : '\0';
+    copy[len + 1] = '\0';
+    l->names[l->n++] = copy;
+    return 0;
+}
+
+static herr_t link_visit(hid_t group, const char *name, const H5L_info_t *info, void *user)
+{
+    (void)info;
+    hid_t g = H5Gopen2(group, name, H5P_DEFAULT); /* fails (silently) on a dataset */
+    if (g >= 0)
+        H5Gclose(g);
+    return push_name(user, name, g >= 0);
+}
+
+static herr_t attr_visit(hid_t obj, const char *name, const H5A_info_t *info, void *user)
+{
+    (void)obj;
+    (void)info;
+    return push_name(user, name, false);
+}
+
+static void names_free(name_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        nn_free(l->names[i]);
+    nn_free(l->names);
+}
+
+int nn_h5_list(nn_h5file *f, const char *group, char ***names, int *n, nn_err *err)
+{
+    *names = NULL;
+    *n = 0;
+    name_list l = {.err = err};
+    if (strcmp(group, "/") && !nn_h5_exists(f, group))
+        return nn_fail(err, "%s: no group %s", f->path, group);
+    hid_t g = H5Gopen2(f->file, group, H5P_DEFAULT);
+    if (g < 0)
+        return nn_fail(err, "%s: %s is not a group", f->path, group);
+    herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, link_visit, &l);
+    H5Gclose(g);
+    if (rc < 0 || l.failed) {
+        names_free(&l);
+        return l.failed ? NN_ERR : nn_fail(err, "%s: cannot list %s", f->path, group);
+    }
+    *names = l.names;
+    *n = l.n;
+    return NN_OK;
+}
+
+int nn_h5_attr_names(nn_h5file *f, const char *object, char ***names, int *n, nn_err *err)
+{
+    *names = NULL;
+    *n = 0;
+    name_list l = {.err = err};
+    hsize_t idx = 0;
+    herr_t rc = H5Aiterate_by_name(f->file, object, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_visit,
+                                   &l, H5P_DEFAULT);
+    if (rc < 0 || l.failed) {
+        names_free(&l);
+        return l.failed ? NN_ERR
+                        : nn_fail(err, "%s: cannot list the attributes of %s", f->path, object);
+    }
+    *names = l.names;
+    *n = l.n;
+    return NN_OK;
+}
+
+int nn_h5_get_attr_i64(nn_h5file *f, const char *object, const char *name, int64_t *value,
+                       nn_err *err)
+{
+    if (H5Aexists_by_name(f->file, object, name, H5P_DEFAULT) <= 0)
+        return nn_fail(err, "%s: attribute %s is missing", f->path, name);
+    hid_t attr = H5Aopen_by_name(f->file, object, name, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t type = attr >= 0 ? H5Aget_type(attr) : -1;
+    bool integer = type >= 0 && H5Tget_class(type) == H5T_INTEGER;
+    int rc = integer && H5Aread(attr, H5T_NATIVE_INT64, value) >= 0
+                 ? NN_OK
+                 : nn_fail(err, "%s: attribute %s is not an integer", f->path, name);
+    if (type >= 0)
+        H5Tclose(type);
+    if (attr >= 0)
+        H5Aclose(attr);
+    return rc;
+}

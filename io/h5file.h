@@ -89,4 +89,12 @@ bool nn_h5_exists(nn_h5file *f, const char *path);
 int nn_h5_shape(nn_h5file *f, const char *dataset, nn_h5_type *type, int *rank, uint64_t dims[8],
                 nn_err *err);
 
+/* The links of GROUP ("/" for the root) in name order, a group's name ending in '/'; the names
+ * of OBJECT's attributes. Each name and the array are new (nn_free them). */
+int nn_h5_list(nn_h5file *f, const char *group, char ***names, int *n, nn_err *err);
+int nn_h5_attr_names(nn_h5file *f, const char *object, char ***names, int *n, nn_err *err);
+/* An integer attribute (format_version, ...). */
+int nn_h5_get_attr_i64(nn_h5file *f, const char *object, const char *name, int64_t *value,
+                       nn_err *err);
+
 #endif

@@ -28,6 +28,9 @@ struct nn_harvest {
     op_state *ops;
     int n_ops;
     nn_state *st;
+    /* Per-prompt operations (patchscope, generation) run on this context: its state, pool and
+     * rotary tables are made once per job, not once per prompt. */
+    nn_context *cx;
     int max_tokens, max_prompts;
     bool base_pass, need_logits;
     int last_layer; /* the base pass may stop after this layer */
@@ -67,6 +70,7 @@ void nn_harvest_free(nn_harvest *h)
     }
     nn_free(h->ops);
     nn_state_free(h->st);
+    nn_context_free(h->cx);
     nn_free(h->gather);
     nn_free(h->probs);
     nn_free(h->normed);
@@ -231,7 +235,7 @@ int nn_harvest_init(nn_harvest **out, const nn_model *m, nn_tokenizer *tok, cons
             goto fail;
     }
     nn_state_params sp = {.max_tokens = max_tokens, .max_seqs = max_prompts};
-    if (nn_state_init(&h->st, m, &sp, err) ||
+    if (nn_state_init(&h->st, m, &sp, err) || nn_context_init(&h->cx, m, NULL, err) ||
         !(h->batch_offsets = nn_malloc(((size_t)max_prompts + 1) * sizeof(int), err)))
         goto fail;
     *out = h;
@@ -642,7 +646,7 @@ static int patchscope_op(nn_harvest *h, op_state *o, nn_err *err)
         pp.top_k = op->top_k;
         nn_patchscope_result r;
         nn_prompt src = {c->tokens + c->offsets[p], prompt_len(c, p)};
-        if (nn_patchscope(h->m, src, (nn_prompt){o->target_ids, o->target_n}, &pp, &r, err))
+        if (nn_patchscope_ctx(h->cx, src, (nn_prompt){o->target_ids, o->target_n}, &pp, &r, err))
             return nn_err_prefix(err, "prompt %d", p);
         if (!h->m->last_stage) { /* a pipeline's last stage holds the results */
             nn_patchscope_result_free(&r);
@@ -690,7 +694,7 @@ static int generate_rows(nn_harvest *h, const nn_op *op, const nn_hookset *hooks
         gp.seed = op->seed + (uint64_t)p; /* reproducible per prompt, whatever the batching */
         gp.hooks = hooks;
         int n = 0;
-        rc = nn_generate(h->m, c->tokens + c->offsets[p], prompt_len(c, p), &gp, out, &n, err);
+        rc = nn_generate_ctx(h->cx, c->tokens + c->offsets[p], prompt_len(c, p), &gp, out, &n, err);
         for (int i = n; i < G; i++)
             out[i] = -1;
         if (rc == NN_OK && h->m->last_stage)

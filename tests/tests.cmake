@@ -22,6 +22,8 @@ nn_test(test_tokenizer nn_engine)
 nn_test(test_toolkit nn_engine)
 nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
+nn_test(test_context nn_engine)
+target_compile_definitions(test_context PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -79,6 +81,7 @@ nn_add_test(io test_io)
 nn_add_test(tokenizer test_tokenizer)
 nn_add_test(toolkit test_toolkit)
 nn_add_test(api test_api)
+nn_add_test(context test_context)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # The vector clones of the loops between GEMMs give the same bits as the baseline build (three
@@ -128,3 +131,22 @@ nn_add_test(malformed test_malformed)
 # A few of those bad inputs through the command line under valgrind (skipped without valgrind and
 # in the AddressSanitizer build).
 nn_add_test(valgrind ${CMAKE_SOURCE_DIR}/tests/test_valgrind.sh $<TARGET_FILE:nnterp>)
+
+# The Python package over libnnterp.so (python/, docs/python.md), with Debian's pytest; under the
+# sanitizer build with the ASan runtime preloaded into the (uninstrumented) interpreter.
+if(NNTERP_SHARED_LIBRARY)
+  if(NNTERP_SANITIZE)
+    set(nn_python_mode asan)
+  endif()
+  nn_add_test(python ${CMAKE_SOURCE_DIR}/tests/test_python.sh $<TARGET_FILE:nnterp_shared>
+              $<TARGET_FILE:nnterp> ${CMAKE_SOURCE_DIR} ${nn_python_mode})
+  set_property(TEST python APPEND PROPERTY ENVIRONMENT "CC=${CMAKE_C_COMPILER}")
+  # Not in the sanitizer builds: a program linking the sanitized library needs the sanitizer
+  # runtime linked in by clang, which a plain C++ link does not do; the check is about the header.
+  if(NOT NNTERP_SANITIZE AND NOT NNTERP_FUZZ)
+    nn_add_test(cxx_header ${CMAKE_SOURCE_DIR}/tests/test_cxx_header.sh
+                $<TARGET_FILE:nnterp_shared> ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})
+    nn_add_test(install ${CMAKE_SOURCE_DIR}/tests/test_install.sh ${CMAKE_BINARY_DIR}
+                ${CMAKE_C_COMPILER})
+  endif()
+endif()

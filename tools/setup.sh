@@ -13,12 +13,14 @@ packages=(
   libpcre2-dev                         # Unicode regex for tokenizer pre-tokenizers (UTF + UCP)
   libutf8proc-dev                      # Unicode normalization (NFC/NFKC) for tokenizers
   clang                                # AddressSanitizer/UBSan and libFuzzer builds
+  libclang-rt-dev                      # their runtimes (not pulled in by clang without recommends)
   python3-numpy python3-h5py           # tests read stores back the way users do
   python3-torch                        # benchmark baseline (PyTorch on the same machine)
   python3-sentencepiece                # tokenizer benchmark baseline (Llama 2)
   libcairo2-dev libpango1.0-dev        # pictures (nnterp plot, --plot): PNG through cairo, text through pango
   fonts-dejavu-core fonts-noto-cjk fonts-noto-color-emoji  # glyphs for any token: Latin, CJK, emoji
   python3-pil                          # tests decode the PNG pictures
+  python3-pytest                       # the Python package's tests (python/tests)
   chromium                             # tests render the HTML pictures headless
 )
 

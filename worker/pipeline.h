@@ -11,7 +11,7 @@
 
 #include <mpi.h>
 
-#include "forward.h"
+#include "stage.h"
 
 typedef struct nn_pipeline_send {
     int header[2]; /* status, n_tokens */
