@@ -454,6 +454,83 @@ static const nn_arch arch_table[] = {
         .up = "model.layers.%d.mlp.up_proj",
         .down = "model.layers.%d.mlp.down_proj",
     },
+    /* ---- gpt-oss and DeepSeek-V3 ---- */
+    {
+        .model_type = "gpt_oss",
+        .family = "gpt-oss",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .qkv_bias = true,
+        .o_bias = true,
+        .moe_renormalize = true,
+        .default_act = "silu",
+        .notes = "attention sinks: each head has a learned sink logit that joins every softmax row "
+                 "and takes its share of the mass without contributing a value; "
+                 "attention_probabilities.i are the probabilities of the real keys with the sink's "
+                 "column dropped (as Hugging Face returns them), so a row sums to 1 - p(sink), not "
+                 "1. Sliding window on the layers config layer_types names sliding_attention "
+                 "(alternating), global on the others; q/k/v/o biases; rotary half-split with "
+                 "yarn scaling (cos and sin carry its attention factor). Every layer is a MoE "
+                 "block: router with bias, router_probabilities.i = softmax over all experts "
+                 "(Hugging Face softmaxes only the top-k logits: the same weights, as the top-k "
+                 "renormalised), experts with a fused interleaved gate_up and the clamped SwiGLU "
+                 "(clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g), g = min(gate, limit), "
+                 "down projection with bias; mlps_output.i is the MoE block's output",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .attn_sinks = "model.layers.%d.self_attn.sinks",
+        .router = "model.layers.%d.mlp.router",
+        .router_bias = true,
+        .expert_gate_up_stack = "model.layers.%d.mlp.experts.gate_up_proj",
+        .expert_down_stack = "model.layers.%d.mlp.experts.down_proj",
+        .expert_gate_up_interleaved = true,
+    },
+    {
+        .model_type = "deepseek_v3",
+        .family = "DeepSeek-V3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .moe_renormalize = true,
+        .default_act = "silu",
+        .notes = "multi-head latent attention: attentions_input.i is input_layernorm's output "
+                 "(the input of q_a_proj/q_proj and kv_a_proj_with_mqa); queries q_b(rms(q_a(x))), "
+                 "a shared latent c and one rotary key part kr = kv_a(x), per-head [k_nope | v] = "
+                 "kv_b(rms(c)); attention_probabilities.i [n_heads, T, T] is the softmax of "
+                 "q_h . [k_nope_h | rope(kr)] * scale per query head (every head has its own key, "
+                 "no grouping; scale = qk_head_dim^-0.5 times yarn's mscale^2); "
+                 "attentions_output.i is o_proj's output. The latent itself is not a hook point; "
+                 "the KV cache holds the expanded per-head keys and values. Rotary on the last "
+                 "qk_rope_head_dim dims of each query/key head (adjacent pairs with "
+                 "rope_interleave). Layers l < first_k_dense_replace have a dense MLP; the others "
+                 "a MoE block: router_probabilities.i are the sigmoid scores of the experts (each "
+                 "in (0, 1), not a distribution); the choice is group-limited top-k on score + "
+                 "e_score_correction_bias (the bias moves the choice only), the chosen scores "
+                 "renormalised and times routed_scaling_factor, plus the shared experts "
+                 "(unscaled); mlps_output.i is the MoE block's output",
+        HF_EMB_NAMES,
+        .attn_norm = "model.layers.%d.input_layernorm",
+        .q = "model.layers.%d.self_attn.q_proj",
+        .o = "model.layers.%d.self_attn.o_proj",
+        .mla = true,
+        .q_a = "model.layers.%d.self_attn.q_a_proj",
+        .q_a_norm = "model.layers.%d.self_attn.q_a_layernorm",
+        .q_b = "model.layers.%d.self_attn.q_b_proj",
+        .kv_a = "model.layers.%d.self_attn.kv_a_proj_with_mqa",
+        .kv_a_norm = "model.layers.%d.self_attn.kv_a_layernorm",
+        .kv_b = "model.layers.%d.self_attn.kv_b_proj",
+        HF_MLP_NAMES,
+        .router_kind = NN_ROUTER_SIGMOID_GROUPED,
+        .router = "model.layers.%d.mlp.gate",
+        .router_score_bias = "model.layers.%d.mlp.gate.e_score_correction_bias",
+        .expert_gate = "model.layers.%d.mlp.experts.%d.gate_proj",
+        .expert_up = "model.layers.%d.mlp.experts.%d.up_proj",
+        .expert_down = "model.layers.%d.mlp.experts.%d.down_proj",
+        .shared_gate = "model.layers.%d.mlp.shared_experts.gate_proj",
+        .shared_up = "model.layers.%d.mlp.shared_experts.up_proj",
+        .shared_down = "model.layers.%d.mlp.shared_experts.down_proj",
+    },
 };
 
 const nn_arch *nn_arch_find(const char *model_type)
@@ -467,7 +544,8 @@ const nn_arch *nn_arch_find(const char *model_type)
 const char *nn_arch_supported(void)
 {
     return "gpt2, llama, mistral, qwen2, gemma, gemma2, gpt_neox, gptj, opt, phi, phi3, stablelm, "
-           "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere";
+           "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere, gpt_oss, "
+           "deepseek_v3";
 }
 
 /* ---- config.json ------------------------------------------------------------------------------
@@ -508,27 +586,86 @@ static int parse_token_id(const cJSON *root, const char *key, const char *path, 
     return NN_OK;
 }
 
+/* yarn's attention factor for a context scale (transformers' get_mscale). */
+static double yarn_mscale(double scale, double mscale)
+{
+    return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+/* YaRN (transformers' _compute_yarn_parameters): the ramp's bounds and the factor on cos/sin. */
+static int parse_yarn(const cJSON *rs, const cJSON *root, const char *key, const char *path,
+                      nn_config *c, nn_err *err)
+{
+    double factor, attn_factor, mscale, mscale_all, beta_fast, beta_slow;
+    long orig;
+    bool truncate;
+    const char *o = nn_json_get(root, "original_max_position_embeddings")
+                        ? "original_max_position_embeddings"
+                        : NULL; /* Phi-3 keeps it beside rope_scaling: it then wins */
+    if ((o ? nn_json_int(root, o, true, 0, 1, 1L << 30, path, &orig, err)
+           : nn_json_int(rs, "original_max_position_embeddings", false, c->max_positions, 1,
+                         1L << 30, path, &orig, err)) ||
+        nn_json_double(rs, "factor", false, 0, path, &factor, err) ||
+        nn_json_double(rs, "attention_factor", false, 0, path, &attn_factor, err) ||
+        nn_json_double(rs, "mscale", false, 0, path, &mscale, err) ||
+        nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err) ||
+        nn_json_double(rs, "beta_fast", false, 0, path, &beta_fast, err) ||
+        nn_json_double(rs, "beta_slow", false, 0, path, &beta_slow, err) ||
+        nn_json_bool(rs, "truncate", false, true, path, &truncate, err))
+        return nn_err_prefix(err, "%s", key);
+    if (factor == 0) /* DeepSeek: the ratio of the contexts */
+        factor = (double)c->max_positions / (double)orig;
+    if (!(factor > 0) || attn_factor < 0 || beta_fast < 0 || beta_slow < 0)
+        return nn_fail(err, "%s: %s: factor, attention_factor and beta_fast/beta_slow must be "
+                       "positive", path, key);
+    if (attn_factor == 0)
+        attn_factor = mscale != 0 && mscale_all != 0
+                          ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
+                          : yarn_mscale(factor, 1.0);
+    c->rope_scaling = NN_ROPE_SCALING_YARN;
+    c->rope_factor = factor;
+    c->rope_original_max_positions = (int)orig;
+    c->rope_attention_factor = (float)attn_factor;
+    c->rope_beta_fast = beta_fast != 0 ? beta_fast : 32; /* Python's `or`: 0 means the default */
+    c->rope_beta_slow = beta_slow != 0 ? beta_slow : 1;
+    c->rope_truncate = truncate;
+    return NN_OK;
+}
+
+/* The rotary scaling: transformers 4 writes "rope_scaling" (rope_theta beside it), transformers 5
+ * "rope_parameters" with rope_theta inside. */
 static int parse_rope_scaling(const cJSON *root, const char *path, nn_config *c, nn_err *err)
 {
-    const cJSON *rs = nn_json_get(root, "rope_scaling");
+    const char *key = "rope_scaling";
+    const cJSON *rs = nn_json_get(root, key);
     c->rope_scaling = NN_ROPE_SCALING_NONE;
+    if (!rs || cJSON_IsNull(rs)) {
+        key = "rope_parameters";
+        rs = nn_json_get(root, key);
+        const cJSON *theta = nn_json_get(root, "rope_theta");
+        if (rs && cJSON_IsObject(rs) && (!theta || cJSON_IsNull(theta)) &&
+            nn_json_double(rs, "rope_theta", false, c->rope_theta, path, &c->rope_theta, err))
+            return nn_err_prefix(err, "%s", key);
+    }
     if (!rs || cJSON_IsNull(rs))
         return NN_OK;
     if (!cJSON_IsObject(rs))
-        return nn_fail(err, "%s: field 'rope_scaling' must be an object or null", path);
+        return nn_fail(err, "%s: field '%s' must be an object or null", path, key);
     const char *type = NULL;
     if (nn_json_string(rs, "rope_type", false, path, &type, err) != NN_OK)
         return NN_ERR;
     if (!type && nn_json_string(rs, "type", false, path, &type, err) != NN_OK)
         return NN_ERR;
     if (!type)
-        return nn_fail(err, "%s: field 'rope_scaling.rope_type' is missing", path);
+        return nn_fail(err, "%s: field '%s.rope_type' is missing", path, key);
     if (!strcmp(type, "default"))
         return NN_OK;
+    if (!strcmp(type, "yarn"))
+        return parse_yarn(rs, root, key, path, c, err);
     if (nn_json_double(rs, "factor", true, 1.0, path, &c->rope_factor, err) != NN_OK)
-        return nn_err_prefix(err, "rope_scaling");
+        return nn_err_prefix(err, "%s", key);
     if (!(c->rope_factor > 0))
-        return nn_fail(err, "%s: field 'rope_scaling.factor' must be positive", path);
+        return nn_fail(err, "%s: field '%s.factor' must be positive", path, key);
     if (!strcmp(type, "linear")) {
         c->rope_scaling = NN_ROPE_SCALING_LINEAR;
         return NN_OK;
@@ -540,17 +677,16 @@ static int parse_rope_scaling(const cJSON *root, const char *path, nn_config *c,
             nn_json_double(rs, "high_freq_factor", true, 4, path, &c->rope_high_freq_factor, err) ||
             nn_json_int(rs, "original_max_position_embeddings", true, 8192, 1, 1L << 30, path,
                         &orig, err))
-            return nn_err_prefix(err, "rope_scaling");
+            return nn_err_prefix(err, "%s", key);
         if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
-            return nn_fail(err, "%s: rope_scaling: high_freq_factor must exceed low_freq_factor",
-                           path);
+            return nn_fail(err, "%s: %s: high_freq_factor must exceed low_freq_factor", path, key);
         c->rope_original_max_positions = (int)orig;
         return NN_OK;
     }
     return nn_fail(err,
-                   "%s: field 'rope_scaling.rope_type' = '%s' is not supported (default, linear, "
-                   "llama3)",
-                   path, type);
+                   "%s: field '%s.rope_type' = '%s' is not supported (default, linear, llama3, "
+                   "yarn)",
+                   path, key, type);
 }
 
 /* Families name the same quantity differently (hidden_size, n_embd, n_embed); the first key of a
@@ -612,6 +748,18 @@ static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
             return nn_fail(err, "%s: field '%s' other than null is not supported", path,
                            must_be_null[i]);
     }
+    const cJSON *quant = nn_json_get(root, "quantization_config");
+    if (quant && !cJSON_IsNull(quant)) {
+        const char *method = NULL;
+        const cJSON *qm = cJSON_IsObject(quant) ? nn_json_get(quant, "quant_method") : NULL;
+        if (cJSON_IsString(qm))
+            method = qm->valuestring;
+        return nn_fail(err,
+                       "%s: field 'quantization_config' (quant_method '%s') is not supported: the "
+                       "engine computes from F32, F16 or BF16 weights; use a dequantized copy of "
+                       "the checkpoint",
+                       path, method ? method : "?");
+    }
     const cJSON *v = nn_json_get(root, "mlp_only_layers");
     if (v && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0)
         return nn_fail(err, "%s: field 'mlp_only_layers' other than [] is not supported", path);
@@ -643,6 +791,142 @@ static int configure_falcon(const cJSON *root, const char *path, nn_config *c, n
     return NN_OK;
 }
 
+/* layer_types (transformers 5: "sliding_attention" / "full_attention" per layer) as the window
+ * pattern the forward pass knows: every layer windowed, none, or global exactly on the layers l
+ * with (l + 1) % P == 0. Any other arrangement is refused rather than approximated. */
+static int parse_layer_types(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    const cJSON *types = nn_json_get(root, "layer_types");
+    if (!types || cJSON_IsNull(types))
+        return NN_OK;
+    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->n_layers)
+        return nn_fail(err, "%s: field 'layer_types' must be a list of %d layer types", path,
+                       c->n_layers);
+    int L = c->n_layers, n_sliding = 0;
+    for (int l = 0; l < L; l++) {
+        const cJSON *t = cJSON_GetArrayItem(types, l);
+        if (!cJSON_IsString(t) || (strcmp(t->valuestring, "sliding_attention") &&
+                                   strcmp(t->valuestring, "full_attention")))
+            return nn_fail(err,
+                           "%s: field 'layer_types[%d]' = '%s' is not supported "
+                           "(sliding_attention, full_attention)",
+                           path, l, cJSON_IsString(t) ? t->valuestring : "?");
+        n_sliding += !strcmp(t->valuestring, "sliding_attention");
+    }
+    if (n_sliding == 0) {
+        c->sliding_window = 0;
+        return NN_OK;
+    }
+    if (c->sliding_window <= 0)
+        return nn_fail(err, "%s: field 'layer_types' names sliding_attention layers but "
+                       "'sliding_window' is not set", path);
+    if (n_sliding == L) {
+        c->sliding_window_pattern = 0;
+        return NN_OK;
+    }
+    for (int P = 2; P <= L; P++) {
+        bool fits = true;
+        for (int l = 0; l < L && fits; l++)
+            fits = !strcmp(cJSON_GetArrayItem(types, l)->valuestring, "sliding_attention") ==
+                   ((l + 1) % P != 0);
+        if (fits) {
+            c->sliding_window_pattern = P;
+            return NN_OK;
+        }
+    }
+    return nn_fail(err,
+                   "%s: field 'layer_types': this arrangement of sliding and full attention layers "
+                   "is not supported (full attention on layers l with (l + 1) %% P == 0 only)",
+                   path);
+}
+
+/* gpt-oss's clamped SwiGLU experts. */
+static int configure_gpt_oss(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    double limit, alpha;
+    if (nn_json_double(root, "swiglu_limit", false, 7.0, path, &limit, err) ||
+        nn_json_double(root, "swiglu_alpha", false, 1.702, path, &alpha, err))
+        return NN_ERR;
+    if (!(limit > 0))
+        return nn_fail(err, "%s: field 'swiglu_limit' must be positive", path);
+    c->swiglu_limit = (float)limit;
+    c->swiglu_alpha = (float)alpha;
+    if (c->n_experts < 1)
+        return nn_fail(err, "%s: field 'num_local_experts' must be at least 1", path);
+    return NN_OK;
+}
+
+/* DeepSeek-V3: multi-head latent attention's widths, and the group-limited router. */
+static int configure_deepseek(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    long q_rank, kv_rank, nope, rope, vdim, first_dense, n_group, topk_group, n_shared;
+    double routed_scale;
+    bool interleave;
+    if (nn_json_int(root, "q_lora_rank", false, 0, 1, 1 << 20, path, &q_rank, err) ||
+        nn_json_int(root, "kv_lora_rank", true, 0, 1, 1 << 20, path, &kv_rank, err) ||
+        nn_json_int(root, "qk_nope_head_dim", true, 0, 0, 1 << 16, path, &nope, err) ||
+        nn_json_int(root, "qk_rope_head_dim", true, 0, 2, 1024, path, &rope, err) ||
+        nn_json_int(root, "v_head_dim", true, 0, 1, 1 << 16, path, &vdim, err) ||
+        nn_json_bool(root, "rope_interleave", false, true, path, &interleave, err) ||
+        nn_json_int(root, "first_k_dense_replace", false, 0, 0, 1 << 16, path, &first_dense,
+                    err) ||
+        nn_json_int(root, "n_shared_experts", false, 0, 0, 1 << 10, path, &n_shared, err) ||
+        nn_json_double(root, "routed_scaling_factor", false, 1.0, path, &routed_scale, err))
+        return NN_ERR;
+    if (rope % 2)
+        return nn_fail(err, "%s: field 'qk_rope_head_dim' = %ld must be even", path, rope);
+    if (c->n_kv_heads != c->n_heads)
+        return nn_fail(err,
+                       "%s: field 'num_key_value_heads' = %d != num_attention_heads %d is not "
+                       "supported (multi-head latent attention expands one key per head)",
+                       path, c->n_kv_heads, c->n_heads);
+    if ((long)c->n_heads * (nope + rope + vdim) > (1L << 24))
+        return nn_fail(err, "%s: heads x (qk_nope + qk_rope + v) head dims exceeds %ld", path,
+                       1L << 24);
+    c->q_lora_rank = (int)q_rank;
+    c->kv_lora_rank = (int)kv_rank;
+    c->head_dim = (int)(nope + rope);
+    c->rotary_dim = c->qk_rope_dim = (int)rope;
+    c->v_head_dim = (int)vdim;
+    c->mla_rope_interleaved = interleave;
+    /* DeepseekV3Attention: scaling = qk_head_dim^-0.5, times yarn's mscale(factor,
+     * mscale_all_dim)^2 for any non-default rope type */
+    double scale = pow((double)(nope + rope), -0.5), mscale_all = 0;
+    if (c->rope_scaling != NN_ROPE_SCALING_NONE) {
+        const cJSON *rs = nn_json_get(root, "rope_scaling");
+        if (!rs || cJSON_IsNull(rs))
+            rs = nn_json_get(root, "rope_parameters");
+        if (nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err))
+            return NN_ERR;
+        if (mscale_all != 0)
+            scale *= yarn_mscale(c->rope_factor, mscale_all) * yarn_mscale(c->rope_factor,
+                                                                           mscale_all);
+    }
+    c->attn_scale = (float)scale;
+    c->moe_first_layer = (int)first_dense;
+    c->shared_d_ff = (int)(n_shared * c->moe_d_ff);
+    c->routed_scale = (float)routed_scale;
+    if (c->n_experts > 0) {
+        int X = c->n_experts;
+        if (nn_json_int(root, "n_group", true, 0, 1, X, path, &n_group, err) ||
+            nn_json_int(root, "topk_group", true, 0, 1, n_group, path, &topk_group, err))
+            return NN_ERR;
+        if (X > NN_MAX_GROUPED_EXPERTS || X % n_group || X / n_group < 2)
+            return nn_fail(err,
+                           "%s: %d routed experts in %ld groups: the groups must divide the "
+                           "experts evenly, at least 2 per group, at most %d experts",
+                           path, X, n_group, NN_MAX_GROUPED_EXPERTS);
+        if (c->n_experts_per_tok > topk_group * (X / n_group))
+            return nn_fail(err,
+                           "%s: field 'num_experts_per_tok' = %d exceeds the %ld experts of the "
+                           "topk_group groups",
+                           path, c->n_experts_per_tok, topk_group * (X / n_group));
+        c->n_expert_groups = (int)n_group;
+        c->topk_groups = (int)topk_group;
+    }
+    return NN_OK;
+}
+
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_err *err)
 {
     static const char *const K_D[] = {"hidden_size", "n_embd", "n_embed", NULL};
@@ -663,7 +947,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     static const char *const K_PARTIAL[] = {"partial_rotary_factor", "rotary_pct", NULL};
     static const char *const K_ROTARY_DIM[] = {"rotary_dim", NULL};
     static const char *const K_PARALLEL[] = {"use_parallel_residual", "parallel_attn", NULL};
-    static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", NULL};
+    static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", "n_routed_experts",
+                                            NULL};
 
     memset(c, 0, sizeof *c);
     c->bos_token_id = c->eos_token_id = -1;
@@ -837,6 +1122,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     }
     c->sliding_window = use_window ? (int)window : 0;
     c->sliding_window_pattern = a->sliding_window_pattern;
+    if (parse_layer_types(root, path, c, err))
+        goto done;
     double scalar, softcap, final_softcap, logit_scale;
     if (nn_json_double(root, "query_pre_attn_scalar", false, 0, path, &scalar, err) ||
         nn_json_double(root, "attn_logit_softcapping", false, 0, path, &softcap, err) ||
@@ -872,6 +1159,11 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         c->shared_d_ff = (int)shared_ff;
         c->moe_layer_step = (int)step;
     }
+
+    if (!strcmp(a->model_type, "gpt_oss") && configure_gpt_oss(root, path, c, err))
+        goto done;
+    if (a->mla && configure_deepseek(root, path, c, err))
+        goto done;
 
     if (nn_json_bool(root, "tie_word_embeddings", false, a->tie_default, path, &c->tie_embeddings,
                      err) ||
@@ -1067,15 +1359,17 @@ static bool add_product(size_t *acc, size_t a, size_t b, size_t c)
     return true;
 }
 
-/* Looks up "<prefix><name>.<suffix>" (also without the prefix), where name is name_fmt with the
- * layer (and expert) filled in; name_fmt may list alternatives "a|b", tried in order. Checks the
- * shape. */
-static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
-                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+/* Looks up "<prefix><name>.<suffix>" (also without the prefix; no ".<suffix>" when suffix is
+ * empty), where name is name_fmt with the layer (and expert) filled in; name_fmt may list
+ * alternatives "a|b", tried in order. The name found (or the first tried) is left in full. */
+static const nn_st_tensor *find_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                       const char *suffix, bool required, char *full,
+                                       size_t full_size, nn_err *err)
 {
-    char alt[512], name[512], first[512] = "", full[600];
+    char alt[512], name[512], first[512] = "";
     const nn_arch *a = m->cfg.arch;
     const nn_st_tensor *t = NULL;
+    const char *dot = *suffix ? "." : "";
     for (const char *p = name_fmt; p && !t;) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
@@ -1087,21 +1381,32 @@ static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, in
         snprintf(name, sizeof name, alt, layer, expert);
         if (!first[0])
             snprintf(first, sizeof first, "%s", name);
-        snprintf(full, sizeof full, "%s%s.%s", a->prefix, name, suffix);
+        snprintf(full, full_size, "%s%s%s%s", a->prefix, name, dot, suffix);
         t = nn_st_find(&m->archive, full);
         if (!t && *a->prefix) {
-            snprintf(full, sizeof full, "%s.%s", name, suffix);
+            snprintf(full, full_size, "%s%s%s", name, dot, suffix);
             t = nn_st_find(&m->archive, full);
         }
     }
     if (!t) {
         if (required)
-            nn_fail(err, "%s: tensor '%s%s.%s' is missing from the checkpoint", m->source,
-                    a->prefix, first, suffix);
+            nn_fail(err, "%s: tensor '%s%s%s%s' is missing from the checkpoint", m->source,
+                    a->prefix, first, dot, suffix);
         else
             err->msg[0] = '\0';
-        return NULL;
     }
+    return t;
+}
+
+/* A tensor of shape [d0] (d1 = 0) or [d0, d1], found as find_tensor says, as float32. */
+static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+{
+    char full[600];
+    const nn_st_tensor *t =
+        find_tensor(m, name_fmt, layer, expert, suffix, required, full, sizeof full, err);
+    if (!t)
+        return NULL;
     int want_dims = d1 > 0 ? 2 : 1;
     bool ok = t->n_dims == want_dims && t->shape[0] == d0 && (want_dims == 1 || t->shape[1] == d1);
     if (!ok) {
@@ -1238,6 +1543,86 @@ static int load_dense_mlp(nn_model *m, int i, const char *gate, const char *up, 
     return load_linear(m, down, i, F, d, c->mlp_bias, &L->down, err);
 }
 
+/* A stacked tensor [X, d1] or [X, d1, d2] (d2 > 0) under its full name (no suffix), as float32. */
+static const float *load_stack(nn_model *m, const char *fmt, int layer, int X, int d1, int d2,
+                               nn_err *err)
+{
+    char full[600];
+    const nn_st_tensor *t = find_tensor(m, fmt, layer, 0, "", true, full, sizeof full, err);
+    if (!t)
+        return NULL;
+    int dims = d2 > 0 ? 3 : 2;
+    if (t->n_dims != dims || t->shape[0] != X || t->shape[1] != d1 ||
+        (dims == 3 && t->shape[2] != d2)) {
+        if (dims == 3)
+            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d, %d]",
+                    nn_st_file_of(&m->archive, t), full, X, d1, d2);
+        else
+            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d]",
+                    nn_st_file_of(&m->archive, t), full, X, d1);
+        return NULL;
+    }
+    return tensor_f32(m, t, err);
+}
+
+/* Experts stored stacked, one tensor per layer for all of them (gpt-oss): gate_up [X, d, 2F] and
+ * down [X, F, d], in-major, with biases "<name>_bias" [X, 2F] and [X, d]. Each expert's
+ * matrices are views into the stacks. */
+static int load_expert_stacks(nn_model *m, int i, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int X = c->n_experts, d = c->d_model, F = c->moe_d_ff;
+    char gub_name[256], dnb_name[256];
+    snprintf(gub_name, sizeof gub_name, "%s_bias", a->expert_gate_up_stack);
+    snprintf(dnb_name, sizeof dnb_name, "%s_bias", a->expert_down_stack);
+    const float *gu, *gub, *dn, *dnb;
+    NEED(gu = load_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err));
+    NEED(gub = load_stack(m, gub_name, i, X, 2 * F, 0, err));
+    NEED(dn = load_stack(m, a->expert_down_stack, i, X, F, d, err));
+    NEED(dnb = load_stack(m, dnb_name, i, X, d, 0, err));
+    for (int e = 0; e < X; e++) {
+        nn_expert *x = &L->experts[e];
+        size_t E = (size_t)e;
+        x->gate_up = (nn_linear){.w = gu + E * (size_t)d * 2 * (size_t)F,
+                                 .b = gub + E * 2 * (size_t)F,
+                                 .n_in = d,
+                                 .n_out = 2 * F,
+                                 .ld = 2 * (size_t)F,
+                                 .in_major = true};
+        x->down = (nn_linear){.w = dn + E * (size_t)F * (size_t)d,
+                              .b = dnb + E * (size_t)d,
+                              .n_in = F,
+                              .n_out = d,
+                              .ld = (size_t)d,
+                              .in_major = true};
+    }
+    return NN_OK;
+}
+
+/* Multi-head latent attention's projections and latent norms (DeepSeek; attention_mla.h). */
+static int load_mla(nn_model *m, int i, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int d = c->d_model, H = c->n_heads, E = c->head_dim, dn = E - c->qk_rope_dim,
+        dv = c->v_head_dim, R = c->kv_lora_rank, Rq = c->q_lora_rank;
+    /* DeepseekV3Attention: attention_bias puts biases on q_a, kv_a and o only */
+    if (Rq > 0) {
+        if (load_linear(m, a->q_a, i, d, Rq, c->qkv_bias, &L->q_a, err) ||
+            load_linear(m, a->q_b, i, Rq, H * E, false, &L->q_b, err))
+            return NN_ERR;
+        NEED(L->q_a_norm.w = load_tensor(m, a->q_a_norm, i, 0, "weight", Rq, 0, true, err));
+    } else if (load_linear(m, a->q, i, d, H * E, false, &L->q, err)) {
+        return NN_ERR;
+    }
+    if (load_linear(m, a->kv_a, i, d, R + c->qk_rope_dim, c->qkv_bias, &L->kv_a, err) ||
+        load_linear(m, a->kv_b, i, R, H * (dn + dv), false, &L->kv_b, err))
+        return NN_ERR;
+    NEED(L->kv_a_norm.w = load_tensor(m, a->kv_a_norm, i, 0, "weight", R, 0, true, err));
+    return NN_OK;
+}
+
 static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
 {
     const nn_config *c = &m->cfg;
@@ -1245,10 +1630,15 @@ static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
     int d = c->d_model, E = c->n_experts, F = c->moe_d_ff;
     bool in_major = a->linear_in_major;
     L->moe = true;
-    if (load_linear(m, a->router, i, d, E, false, &L->router, err))
+    if (load_linear(m, a->router, i, d, E, a->router_bias, &L->router, err))
         return NN_ERR;
+    if (a->router_score_bias)
+        NEED(L->router_score_bias =
+                 load_tensor(m, a->router_score_bias, i, 0, "", E, 0, true, err));
     NEED(L->experts = nn_calloc((size_t)E, sizeof *L->experts, err));
-    for (int e = 0; e < E; e++) {
+    if (a->expert_gate_up_stack && load_expert_stacks(m, i, L, err))
+        return NN_ERR;
+    for (int e = 0; e < E && !a->expert_gate_up_stack; e++) {
         nn_expert *x = &L->experts[e];
         if (load_linear_as(m, a->expert_gate, i, e, d, F, false, in_major, &x->gate, err) ||
             load_linear_as(m, a->expert_up, i, e, d, F, false, in_major, &x->up, err) ||
@@ -1297,7 +1687,10 @@ static int load_weights(nn_model *m, nn_err *err)
         if (a->post_attn_norm && (load_norm(m, a->post_attn_norm, i, &L->post_attn_norm, err) ||
                                   load_norm(m, a->post_mlp_norm, i, &L->post_mlp_norm, err)))
             return NN_ERR;
-        if (a->fused_qkv) {
+        if (a->mla) {
+            if (load_mla(m, i, L, err))
+                return NN_ERR;
+        } else if (a->fused_qkv) {
             if (load_fused_qkv(m, i, L, err))
                 return NN_ERR;
         } else if (load_linear(m, a->q, i, d, qd, c->qkv_bias, &L->q, err) ||
@@ -1305,9 +1698,13 @@ static int load_weights(nn_model *m, nn_err *err)
                    load_linear(m, a->v, i, d, kvd, c->qkv_bias, &L->v, err)) {
             return NN_ERR;
         }
-        if (load_linear(m, a->o, i, qd, d, c->o_bias, &L->o, err))
+        if (load_linear(m, a->o, i, a->mla ? c->n_heads * c->v_head_dim : qd, d, c->o_bias, &L->o,
+                        err))
             return NN_ERR;
-        bool moe = a->router && c->n_experts > 0 && (i + 1) % c->moe_layer_step == 0;
+        if (a->attn_sinks)
+            NEED(L->sinks = load_tensor(m, a->attn_sinks, i, 0, "", c->n_heads, 0, true, err));
+        bool moe = a->router && c->n_experts > 0 && (i + 1) % c->moe_layer_step == 0 &&
+                   i >= c->moe_first_layer;
         if (moe) {
             if (load_moe(m, i, L, err))
                 return NN_ERR;
