@@ -50,6 +50,18 @@ nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --to
 nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5
             --model ${NNTERP_SHARED}/models/stories260K/stories260K.bin)
 
+# gpt-oss and DeepSeek-V3 against transformers 5's code (tools/reference/make_reference.py; the
+# data is committed under tests/reference). Their manifests hold router_probabilities.i too.
+set(NN_REF_NEW "${CMAKE_SOURCE_DIR}/tests/reference")
+foreach(arch gpt_oss deepseek_v3 deepseek_v3_no_q_lora)
+  nn_add_test(reference_${arch} test_reference ${NN_REF_NEW}/${arch}/ref-f32)
+endforeach()
+foreach(arch gpt_oss deepseek_v3)
+  nn_add_test(reference_${arch}_bf16 test_reference ${NN_REF_NEW}/${arch}/ref-bf16)
+endforeach()
+nn_add_test(reference_deepseek_v3_sharded test_reference ${NN_REF_NEW}/deepseek_v3/ref-f32
+            --model ${NN_REF_NEW}/deepseek_v3/model-f32-sharded)
+
 nn_add_test(invariants test_invariants)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
