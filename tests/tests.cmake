@@ -63,6 +63,10 @@ nn_add_test(reference_deepseek_v3_sharded test_reference ${NN_REF_NEW}/deepseek_
             --model ${NN_REF_NEW}/deepseek_v3/model-f32-sharded)
 
 nn_add_test(invariants test_invariants)
+# The same invariants for attention sinks + stacked experts (gpt-oss) and multi-head latent
+# attention + group-limited routing + dense first layers (DeepSeek-V3).
+nn_add_test(invariants_sinks_mla test_invariants ${NN_REF_NEW}/gpt_oss/model-f32
+            ${NN_REF_NEW}/deepseek_v3/model-f32 ${NN_REF_NEW}/deepseek_v3_no_q_lora/model-f32)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
 nn_add_test(io test_io)
