@@ -4,7 +4,7 @@
  *
  * Per token x (the attention input, attentions_input.i):
  *   q        = q_b(rms(q_a(x)))             or q_proj(x) when q_lora_rank is null, [H, dn + dr]
- *   [c | kr] = kv_a(x)                       c: the latent [kv_lora_rank], kr: [dr], one for all heads
+ *   [c | kr] = kv_a(x)                       c: the latent [kv_lora_rank]; kr [dr], for all heads
  *   [kn | v] = kv_b(rms(c)) per head         kn: [dn], v: [dv]
  *   key_h    = [kn_h | rope(kr)],  query_h = [q_h[:dn] | rope(q_h[dn:])]
  * so head h's score is (q_h . key_h) * scale. dn = qk_nope_head_dim, dr = qk_rope_head_dim,

@@ -60,13 +60,13 @@ struct nn_state {
     float *branch2;          /* (N, D) MLP output of a parallel block */
     float *alibi;            /* (H) ALiBi slopes */
     /* Mixture of experts. */
-    float *router;  /* (N, X) router probabilities, X experts */
-    int *route_idx; /* (N, K) chosen experts, K per token */
-    float *route_w; /* (N, K) their weights */
-    int *rows;      /* (N) rows routed to one expert */
-    float *moe_in;  /* (N, D) those rows gathered */
-    float *moe_out; /* (N, D) an expert's (or the shared expert's) output */
-    float *gate1;   /* (N) shared-expert gate */
+    float *router;       /* (N, X) router probabilities, X experts */
+    int *route_idx;      /* (N, K) chosen experts, K per token */
+    float *route_w;      /* (N, K) their weights */
+    int *rows;           /* (N) rows routed to one expert */
+    float *moe_in;       /* (N, D) those rows gathered */
+    float *moe_out;      /* (N, D) an expert's (or the shared expert's) output */
+    float *gate1;        /* (N) shared-expert gate */
     nn_mla_scratch *mla; /* multi-head latent attention's projections (attention_mla.c) */
 };
 
@@ -139,8 +139,10 @@ static float yarn_inv_freq(const nn_config *c, int i)
 {
     int dim = c->rotary_dim;
     double base = c->rope_theta, orig = c->rope_original_max_positions;
-    double low = dim * log(orig / (c->rope_beta_fast * 2 * 3.14159265358979323846)) / (2 * log(base));
-    double high = dim * log(orig / (c->rope_beta_slow * 2 * 3.14159265358979323846)) / (2 * log(base));
+    double low =
+        dim * log(orig / (c->rope_beta_fast * 2 * 3.14159265358979323846)) / (2 * log(base));
+    double high =
+        dim * log(orig / (c->rope_beta_slow * 2 * 3.14159265358979323846)) / (2 * log(base));
     if (c->rope_truncate) {
         low = floor(low);
         high = ceil(high);
@@ -271,7 +273,7 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
            KVD = (size_t)c->n_kv_heads * (size_t)c->head_dim, F = widest_mlp(m),
            VD = (size_t)c->n_kv_heads * value_dim(c), AD = (size_t)c->n_heads * value_dim(c),
            GF = c->arch->expert_gate_up_stack ? 2 * (size_t)c->moe_d_ff : 0, /* fused gate_up */
-           V = (size_t)c->vocab_size, X = (size_t)c->n_experts,
+        V = (size_t)c->vocab_size, X = (size_t)c->n_experts,
            K = (size_t)(c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1);
     s->max_ctx =
         p->n_slots > 0 && p->slot_capacity > p->max_tokens ? p->slot_capacity : p->max_tokens;
@@ -780,8 +782,7 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
  * and values may differ in width: MLA). */
 static size_t slot_base(const nn_state *s, const nn_batch *b, int layer, int q, size_t width)
 {
-    return ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity *
-           width;
+    return ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * width;
 }
 
 /* Sequence q's keys and values for this layer: its KV-cache slot (holding this call's rows once
@@ -843,8 +844,8 @@ static void attend_heads(void *ctx, size_t begin, size_t end, int worker)
 /* Whether layer l attends through a sliding window, and its width (0: global). */
 static int layer_window(const nn_config *c, int layer)
 {
-    return c->sliding_window > 0 && (c->sliding_window_pattern == 0 ||
-                                     (layer + 1) % c->sliding_window_pattern != 0)
+    return c->sliding_window > 0 &&
+                   (c->sliding_window_pattern == 0 || (layer + 1) % c->sliding_window_pattern != 0)
                ? c->sliding_window
                : 0;
 }

@@ -616,8 +616,10 @@ static int parse_yarn(const cJSON *rs, const cJSON *root, const char *key, const
     if (factor == 0) /* DeepSeek: the ratio of the contexts */
         factor = (double)c->max_positions / (double)orig;
     if (!(factor > 0) || attn_factor < 0 || beta_fast < 0 || beta_slow < 0)
-        return nn_fail(err, "%s: %s: factor, attention_factor and beta_fast/beta_slow must be "
-                       "positive", path, key);
+        return nn_fail(err,
+                       "%s: %s: factor, attention_factor and beta_fast/beta_slow must be "
+                       "positive",
+                       path, key);
     if (attn_factor == 0)
         attn_factor = mscale != 0 && mscale_all != 0
                           ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
@@ -818,8 +820,10 @@ static int parse_layer_types(const cJSON *root, const char *path, nn_config *c, 
         return NN_OK;
     }
     if (c->sliding_window <= 0)
-        return nn_fail(err, "%s: field 'layer_types' names sliding_attention layers but "
-                       "'sliding_window' is not set", path);
+        return nn_fail(err,
+                       "%s: field 'layer_types' names sliding_attention layers but "
+                       "'sliding_window' is not set",
+                       path);
     if (n_sliding == L) {
         c->sliding_window_pattern = 0;
         return NN_OK;
@@ -868,8 +872,7 @@ static int configure_deepseek(const cJSON *root, const char *path, nn_config *c,
         nn_json_int(root, "qk_rope_head_dim", true, 0, 2, 1024, path, &rope, err) ||
         nn_json_int(root, "v_head_dim", true, 0, 1, 1 << 16, path, &vdim, err) ||
         nn_json_bool(root, "rope_interleave", false, true, path, &interleave, err) ||
-        nn_json_int(root, "first_k_dense_replace", false, 0, 0, 1 << 16, path, &first_dense,
-                    err) ||
+        nn_json_int(root, "first_k_dense_replace", false, 0, 0, 1 << 16, path, &first_dense, err) ||
         nn_json_int(root, "n_shared_experts", false, 0, 0, 1 << 10, path, &n_shared, err) ||
         nn_json_double(root, "routed_scaling_factor", false, 1.0, path, &routed_scale, err))
         return NN_ERR;
@@ -899,8 +902,8 @@ static int configure_deepseek(const cJSON *root, const char *path, nn_config *c,
         if (nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err))
             return NN_ERR;
         if (mscale_all != 0)
-            scale *= yarn_mscale(c->rope_factor, mscale_all) * yarn_mscale(c->rope_factor,
-                                                                           mscale_all);
+            scale *=
+                yarn_mscale(c->rope_factor, mscale_all) * yarn_mscale(c->rope_factor, mscale_all);
     }
     c->attn_scale = (float)scale;
     c->moe_first_layer = (int)first_dense;
@@ -1558,8 +1561,8 @@ static const float *load_stack(nn_model *m, const char *fmt, int layer, int X, i
             nn_fail(err, "%s: tensor '%s' must have shape [%d, %d, %d]",
                     nn_st_file_of(&m->archive, t), full, X, d1, d2);
         else
-            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d]",
-                    nn_st_file_of(&m->archive, t), full, X, d1);
+            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d]", nn_st_file_of(&m->archive, t),
+                    full, X, d1);
         return NULL;
     }
     return tensor_f32(m, t, err);

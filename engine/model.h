@@ -178,10 +178,10 @@ typedef struct nn_layer {
     nn_expert *experts;                    /* [n_experts] */
     nn_linear shared_expert_gate;          /* [1, d] (w NULL: none) */
     /* gpt-oss, DeepSeek-V3 */
-    const float *sinks;              /* [n_heads] attention sink logits, or NULL */
-    const float *router_score_bias;  /* [n_experts] added to the scores for the choice only */
-    nn_linear q_a, q_b, kv_a, kv_b;  /* MLA projections (q is q_proj when q_lora_rank is 0) */
-    nn_norm q_a_norm, kv_a_norm;     /* MLA RMSNorms of widths q_lora_rank, kv_lora_rank */
+    const float *sinks;             /* [n_heads] attention sink logits, or NULL */
+    const float *router_score_bias; /* [n_experts] added to the scores for the choice only */
+    nn_linear q_a, q_b, kv_a, kv_b; /* MLA projections (q is q_proj when q_lora_rank is 0) */
+    nn_norm q_a_norm, kv_a_norm;    /* MLA RMSNorms of widths q_lora_rank, kv_lora_rank */
 } nn_layer;
 
 struct nn_model;

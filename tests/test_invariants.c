@@ -304,9 +304,9 @@ static void check_model(const char *dir)
         nn_hookset hs;
         capture cap = {0};
         CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
-        CHECK_OK(nn_hookset_add(&hs, NN_HP_ROUTER_PROBABILITIES, first_moe, route_to_0_hook, NULL,
-                                &err),
-                 &err);
+        CHECK_OK(
+            nn_hookset_add(&hs, NN_HP_ROUTER_PROBABILITIES, first_moe, route_to_0_hook, NULL, &err),
+            &err);
         CHECK_OK(nn_hookset_add(&hs, NN_HP_MLPS_OUTPUT, first_moe, capture_hook, &cap, &err), &err);
         nn_forward_params fp = {.hooks = &hs};
         CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
