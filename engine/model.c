@@ -531,6 +531,32 @@ static const nn_arch arch_table[] = {
         .shared_up = "model.layers.%d.mlp.shared_experts.up_proj",
         .shared_down = "model.layers.%d.mlp.shared_experts.down_proj",
     },
+    {
+        .model_type = "glm4",
+        .family = "GLM-4",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .rope_interleaved = true,
+        .rotary_fraction_default = 0.5f,
+        .gated_mlp = true,
+        .qkv_bias = true,
+        .o_bias_never = true,
+        .default_act = "silu",
+        .notes = "sandwich norms: attentions_output.i is o_proj's output BEFORE "
+                 "post_self_attn_layernorm, mlps_input.i is post_attention_layernorm's output (the "
+                 "norm before the MLP), mlps_output.i is the MLP output BEFORE post_mlp_layernorm; "
+                 "the residual adds the post-normed values, so layers_output.i != layers_input.i "
+                 "+ attentions_output.i + mlps_output.i. Rotary on the first partial_rotary_factor "
+                 "(default 0.5) of each head's dims, adjacent pairs; q/k/v biases "
+                 "(attention_bias), never on o_proj; fused gate_up_proj [gate | up]",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .post_attn_norm = "model.layers.%d.post_self_attn_layernorm",
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_mlp_layernorm",
+        .gate_up = "model.layers.%d.mlp.gate_up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
 };
 
 const nn_arch *nn_arch_find(const char *model_type)
@@ -545,7 +571,7 @@ const char *nn_arch_supported(void)
 {
     return "gpt2, llama, mistral, qwen2, gemma, gemma2, gpt_neox, gptj, opt, phi, phi3, stablelm, "
            "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere, gpt_oss, "
-           "deepseek_v3";
+           "deepseek_v3, glm4";
 }
 
 /* ---- config.json ------------------------------------------------------------------------------
@@ -1045,6 +1071,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     if (nn_json_bool(root, "use_qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
         nn_json_bool(root, "mlp_bias", false, c->mlp_bias, path, &c->mlp_bias, err))
         goto done;
+    if (a->o_bias_never)
+        c->o_bias = false;
 
     /* Block shape. */
     c->qkv_layout = a->qkv_layout;
@@ -1089,8 +1117,14 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     if (a->pos == NN_POS_ROPE) {
         double partial;
         long rdim;
+        double partial_default = a->rotary_fraction_default > 0 ? a->rotary_fraction_default : 1.0;
+        const cJSON *rp = nn_json_get(root, "rope_parameters"); /* transformers 5 keeps it there */
+        if (!first_key(root, K_PARTIAL) && cJSON_IsObject(rp) &&
+            nn_json_double(rp, "partial_rotary_factor", false, partial_default, path,
+                           &partial_default, err))
+            goto done;
         if (get_double(root, K_THETA, 10000.0, path, &c->rope_theta, err) ||
-            get_double(root, K_PARTIAL, 1.0, path, &partial, err))
+            get_double(root, K_PARTIAL, partial_default, path, &partial, err))
             goto done;
         if (!(partial > 0 && partial <= 1)) {
             nn_fail(err, "%s: field '%s' = %g must be in (0, 1]", path, first_key(root, K_PARTIAL),

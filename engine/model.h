@@ -93,6 +93,9 @@ typedef struct nn_arch {
      * kv_b(norm(latent)). */
     bool mla;
     const char *q_a, *q_a_norm, *q_b, *kv_a, *kv_a_norm, *kv_b;
+    /* ---- GLM-4 ---- */
+    float rotary_fraction_default; /* partial_rotary_factor when the config names none (0: 1) */
+    bool o_bias_never;             /* o_proj has no bias whatever attention_bias says */
 } nn_arch;
 
 typedef struct nn_config {

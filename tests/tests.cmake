@@ -50,13 +50,13 @@ nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --to
 nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5
             --model ${NNTERP_SHARED}/models/stories260K/stories260K.bin)
 
-# gpt-oss and DeepSeek-V3 against transformers 5's code (tools/reference/make_reference.py; the
-# data is committed under tests/reference). Their manifests hold router_probabilities.i too.
+# gpt-oss, DeepSeek-V3 and GLM-4 against transformers 5's code (tools/reference/make_reference.py;
+# the data is committed under tests/reference). The MoE manifests hold router_probabilities.i too.
 set(NN_REF_NEW "${CMAKE_SOURCE_DIR}/tests/reference")
-foreach(arch gpt_oss deepseek_v3 deepseek_v3_no_q_lora)
+foreach(arch gpt_oss deepseek_v3 deepseek_v3_no_q_lora glm4)
   nn_add_test(reference_${arch} test_reference ${NN_REF_NEW}/${arch}/ref-f32)
 endforeach()
-foreach(arch gpt_oss deepseek_v3)
+foreach(arch gpt_oss deepseek_v3 glm4)
   nn_add_test(reference_${arch}_bf16 test_reference ${NN_REF_NEW}/${arch}/ref-bf16)
 endforeach()
 nn_add_test(reference_deepseek_v3_sharded test_reference ${NN_REF_NEW}/deepseek_v3/ref-f32
@@ -64,9 +64,11 @@ nn_add_test(reference_deepseek_v3_sharded test_reference ${NN_REF_NEW}/deepseek_
 
 nn_add_test(invariants test_invariants)
 # The same invariants for attention sinks + stacked experts (gpt-oss) and multi-head latent
-# attention + group-limited routing + dense first layers (DeepSeek-V3).
+# attention + group-limited routing + dense first layers (DeepSeek-V3), and GLM-4's sandwich norms
+# with partial interleaved rotary.
 nn_add_test(invariants_sinks_mla test_invariants ${NN_REF_NEW}/gpt_oss/model-f32
-            ${NN_REF_NEW}/deepseek_v3/model-f32 ${NN_REF_NEW}/deepseek_v3_no_q_lora/model-f32)
+            ${NN_REF_NEW}/deepseek_v3/model-f32 ${NN_REF_NEW}/deepseek_v3_no_q_lora/model-f32
+            ${NN_REF_NEW}/glm4/model-f32)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
 nn_add_test(io test_io)

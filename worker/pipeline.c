@@ -104,6 +104,12 @@ double nn_pipeline_layer_cost(const nn_config *c)
     double mlp = (c->arch->gated_mlp ? 3.0 : 2.0) * d * ff;
     if (c->n_experts)
         mlp *= c->n_experts_per_tok;
+    if (c->arch->mla) { /* latent attention: its low-rank projections, o from the value heads */
+        double h = c->n_heads, rq = c->q_lora_rank, r = c->kv_lora_rank, dr = c->qk_rope_dim,
+               dn = c->head_dim - c->qk_rope_dim, dv = c->v_head_dim;
+        double q = rq > 0 ? d * rq + rq * qd : d * qd;
+        return q + d * (r + dr) + r * h * (dn + dv) + h * dv * d + mlp;
+    }
     return d * (qd + 2 * kvd) + qd * d + mlp;
 }
 

@@ -181,6 +181,15 @@ FAMILIES = {
                     "(q/kv_a and o biases), half-split rotary, default rope; layers 0-1 dense; "
                     "6 experts in 2 groups, top-1 group, top-2 not renormalised, 2 shared "
                     "experts"),
+    "glm4": dict(
+        model_type="glm4",
+        config=dict(head_dim=16, attention_bias=True, partial_rotary_factor=0.5,
+                    rope_parameters=dict(rope_type="default", rope_theta=10000.0,
+                                         partial_rotary_factor=0.5)),
+        description="GLM-4 (0414): sandwich norms (post_self_attn_layernorm, "
+                    "post_attention_layernorm before the MLP, post_mlp_layernorm); rotary on the "
+                    "first half of each 16-dim head, adjacent pairs; q/k/v biases, none on o_proj; "
+                    "fused gate_up_proj; GQA"),
 }
 
 
