@@ -746,7 +746,8 @@ static int get_double(const cJSON *root, const char *const *keys, double fallbac
 }
 
 /* Options whose other value changes the math in a way no row expresses: refused, not ignored. */
-static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
+static int refuse_unsupported(const cJSON *root, const char *path, const nn_arch *arch, bool *mxfp4,
+                              nn_err *err)
 {
     static const char *const must_be_false[] = {"scale_attn_by_inverse_layer_idx",
                                                 "apply_residual_connection_post_layernorm",
@@ -782,11 +783,16 @@ static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
         const cJSON *qm = cJSON_IsObject(quant) ? nn_json_get(quant, "quant_method") : NULL;
         if (cJSON_IsString(qm))
             method = qm->valuestring;
-        return nn_fail(err,
-                       "%s: field 'quantization_config' (quant_method '%s') is not supported: the "
-                       "engine computes from F32, F16 or BF16 weights; use a dequantized copy of "
-                       "the checkpoint",
-                       path, method ? method : "?");
+        /* gpt-oss's MXFP4 experts dequantize exactly at load (load_mxfp4_stack); the modules it
+         * does not convert are stored as they are */
+        if (method && !strcmp(method, "mxfp4") && arch->expert_gate_up_stack)
+            *mxfp4 = true;
+        else
+            return nn_fail(err,
+                           "%s: field 'quantization_config' (quant_method '%s') is not supported: "
+                           "the engine computes from F32, F16 or BF16 weights (and gpt-oss's MXFP4 "
+                           "experts); use a dequantized copy of the checkpoint",
+                           path, method ? method : "?");
     }
     const cJSON *v = nn_json_get(root, "mlp_only_layers");
     if (v && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0)
@@ -1108,7 +1114,7 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
             goto done;
         }
     }
-    if (refuse_unsupported(root, path, err))
+    if (refuse_unsupported(root, path, a, &c->experts_mxfp4, err))
         goto done;
 
     /* Positions and attention. */
@@ -1602,6 +1608,65 @@ static const float *load_stack(nn_model *m, const char *fmt, int layer, int X, i
     return tensor_f32(m, t, err);
 }
 
+/* gpt-oss's MXFP4 expert stacks (quantization_config quant_method "mxfp4", as OpenAI released
+ * the checkpoints): "<name>_blocks" [X, n_out, n_in/32, 16] U8 holds two e2m1 values a byte (low
+ * nibble first) and "<name>_scales" [X, n_out, n_in/32] U8 one power of two (exponent + 127) per
+ * 32 inputs. Dequantized exactly into float32 and transposed to the in-major stack [X, n_in,
+ * n_out], as transformers' convert_moe_packed_tensors does. NULL with no error when the checkpoint
+ * has no "<name>_blocks" (a dequantized copy). */
+static const float *load_mxfp4_stack(nn_model *m, const char *fmt, int layer, int X, int n_in,
+                                     int n_out, nn_err *err)
+{
+    static const float e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                   -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+    char bname[300], sname[300], bfull[600], sfull[600];
+    snprintf(bname, sizeof bname, "%s_blocks", fmt);
+    snprintf(sname, sizeof sname, "%s_scales", fmt);
+    const nn_st_tensor *b = find_tensor(m, bname, layer, 0, "", false, bfull, sizeof bfull, err);
+    if (!b)
+        return NULL;
+    const nn_st_tensor *sc = find_tensor(m, sname, layer, 0, "", true, sfull, sizeof sfull, err);
+    if (!sc)
+        return NULL;
+    int G = n_in / 32;
+    if (n_in % 32 || b->dtype != NN_DT_U8 || b->n_dims != 4 || b->shape[0] != X ||
+        b->shape[1] != n_out || b->shape[2] != G || b->shape[3] != 16) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' must be U8 of shape [%d, %d, %d, 16]",
+                nn_st_file_of(&m->archive, b), bfull, X, n_out, G);
+        return NULL;
+    }
+    if (sc->dtype != NN_DT_U8 || sc->n_dims != 3 || sc->shape[0] != X || sc->shape[1] != n_out ||
+        sc->shape[2] != G) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' must be U8 of shape [%d, %d, %d]",
+                nn_st_file_of(&m->archive, sc), sfull, X, n_out, G);
+        return NULL;
+    }
+    size_t per = (size_t)n_in * (size_t)n_out;
+    float *w = owned_floats(m, (size_t)X * per, err);
+    if (!w)
+        return NULL;
+    const uint8_t *blocks = (const uint8_t *)b->data, *scales = (const uint8_t *)sc->data;
+    for (size_t e = 0; e < (size_t)X; e++)
+        for (size_t r = 0; r < (size_t)n_out; r++)
+            for (size_t g = 0; g < (size_t)G; g++) {
+                size_t row = (e * (size_t)n_out + r) * (size_t)G + g;
+                int exponent = (int)scales[row] - 127;
+                for (size_t j = 0; j < 16; j++) {
+                    uint8_t byte = blocks[row * 16 + j];
+                    size_t in = g * 32 + 2 * j;
+                    w[e * per + in * (size_t)n_out + r] = ldexpf(e2m1[byte & 15], exponent);
+                    w[e * per + (in + 1) * (size_t)n_out + r] = ldexpf(e2m1[byte >> 4], exponent);
+                }
+            }
+    size_t bad = first_non_finite(w, (size_t)X * per);
+    if (bad < (size_t)X * per) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' dequantizes to infinity at element %zu (scale 255)",
+                nn_st_file_of(&m->archive, sc), sfull, bad);
+        return NULL;
+    }
+    return w;
+}
+
 /* Experts stored stacked, one tensor per layer for all of them (gpt-oss): gate_up [X, d, 2F] and
  * down [X, F, d], in-major, with biases "<name>_bias" [X, 2F] and [X, d]. Each expert's
  * matrices are views into the stacks. */
@@ -1613,10 +1678,20 @@ static int load_expert_stacks(nn_model *m, int i, nn_layer *L, nn_err *err)
     char gub_name[256], dnb_name[256];
     snprintf(gub_name, sizeof gub_name, "%s_bias", a->expert_gate_up_stack);
     snprintf(dnb_name, sizeof dnb_name, "%s_bias", a->expert_down_stack);
-    const float *gu, *gub, *dn, *dnb;
-    NEED(gu = load_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err));
+    const float *gu = NULL, *gub, *dn = NULL, *dnb;
+    err->msg[0] = '\0';
+    if (c->experts_mxfp4) {
+        if (!(gu = load_mxfp4_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err)) &&
+            err->msg[0])
+            return NN_ERR;
+        if (!(dn = load_mxfp4_stack(m, a->expert_down_stack, i, X, F, d, err)) && err->msg[0])
+            return NN_ERR;
+    }
+    if (!gu)
+        NEED(gu = load_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err));
+    if (!dn)
+        NEED(dn = load_stack(m, a->expert_down_stack, i, X, F, d, err));
     NEED(gub = load_stack(m, gub_name, i, X, 2 * F, 0, err));
-    NEED(dn = load_stack(m, a->expert_down_stack, i, X, F, d, err));
     NEED(dnb = load_stack(m, dnb_name, i, X, d, 0, err));
     for (int e = 0; e < X; e++) {
         nn_expert *x = &L->experts[e];

@@ -149,6 +149,7 @@ typedef struct nn_config {
     int q_lora_rank;                       /* MLA: 0 = a plain q projection */
     int kv_lora_rank, qk_rope_dim;         /* MLA: latent width; rotary dims per head (the last) */
     bool mla_rope_interleaved;             /* MLA: the rotary dims rotate as adjacent pairs */
+    bool experts_mxfp4; /* quantization_config mxfp4: stacked experts may be MXFP4 (gpt-oss) */
 } nn_config;
 
 /* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld

@@ -210,11 +210,15 @@ static void bad_configs(const char *shared)
          "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
          "\"intermediate_size\": 8, \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}}",
          "'rope_scaling.rope_type' = 'dynamic' is not supported"},
-        {"quantized checkpoint (gpt-oss's MXFP4)",
-         "{\"model_type\": \"gpt_oss\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+        {"quantized checkpoint (DeepSeek-V3's FP8)",
+         "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
          "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
-         "\"intermediate_size\": 8, \"num_local_experts\": 2, \"num_experts_per_tok\": 1, "
-         "\"quantization_config\": {\"quant_method\": \"mxfp4\"}}",
+         "\"intermediate_size\": 8, \"quantization_config\": {\"quant_method\": \"fp8\"}}",
+         "'quantization_config' (quant_method 'fp8') is not supported"},
+        {"MXFP4 outside gpt-oss's experts",
+         "{\"model_type\": \"mixtral\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+         "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
+         "\"intermediate_size\": 8, \"quantization_config\": {\"quant_method\": \"mxfp4\"}}",
          "'quantization_config' (quant_method 'mxfp4') is not supported"},
         {"layer_types the window pattern cannot express",
          "{\"model_type\": \"gpt_oss\", \"hidden_size\": 8, \"num_attention_heads\": 2, "

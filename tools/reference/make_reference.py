@@ -144,7 +144,7 @@ FAMILIES = {
                     rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
                                          beta_fast=32.0, beta_slow=1.0, truncate=False,
                                          original_max_position_embeddings=4096)),
-        moe=True, router_probs="softmax", tweak="gpt_oss",
+        moe=True, router_probs="softmax", tweak="gpt_oss", mxfp4=True,
         description="gpt-oss: attention sinks (one logit per head, N(0.5, 1) here); sliding "
                     "window 4 on layers 0 and 2, full attention on 1 and 3 (layer_types); GQA; "
                     "q/k/v/o biases; yarn rotary (factor 32, original 4096: the ramp falls inside "
@@ -191,6 +191,43 @@ FAMILIES = {
                     "first half of each 16-dim head, adjacent pairs; q/k/v biases, none on o_proj; "
                     "fused gate_up_proj; GQA"),
 }
+
+
+E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                     -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def write_mxfp4(src, dst):
+    """An MXFP4 copy of a gpt-oss checkpoint, laid out as OpenAI released theirs: each expert stack
+    [X, in, out] becomes "<name>_blocks" [X, out, in/32, 16] (two e2m1 nibbles a byte, low first)
+    and "<name>_scales" [X, out, in/32] (power-of-two exponents + 127), rounded to nearest with the
+    block's scale 2^ceil(log2(max/6)); everything else unchanged; config.json gains
+    quantization_config. Its references come from transformers' own dequantizing loader."""
+    from safetensors.torch import load_file, save_file
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    sd = load_file(os.path.join(src, "model.safetensors"))
+    out = {}
+    for k, v in sd.items():
+        if not (k.endswith("experts.gate_up_proj") or k.endswith("experts.down_proj")):
+            out[k] = v
+            continue
+        t = v.transpose(1, 2).contiguous()
+        X, R, C = t.shape
+        g = t.reshape(X, R, C // 32, 32)
+        e = torch.ceil(torch.log2(g.abs().amax(-1).clamp_min(1e-30) / 6.0)).to(torch.int32)
+        idx = ((g / torch.ldexp(torch.ones(()), e)[..., None])[..., None] - E2M1).abs().argmin(-1)
+        idx = idx.to(torch.uint8)
+        out[k + "_blocks"] = (idx[..., 0::2] | (idx[..., 1::2] << 4)).contiguous()
+        out[k + "_scales"] = (e + 127).to(torch.uint8).contiguous()
+    save_file(out, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    shutil.copy(os.path.join(src, "generation_config.json"), dst)
 
 
 def tweak(entry, model, g):
@@ -546,6 +583,21 @@ def make_family_seed(name, entry, out_root, seed):
         summary["dirs"]["bf16"] = dict(model_dir="model-bf16", bytes=dir_bytes(bf),
                                        ref_dir="ref-bf16", max_abs_weight_rounding=rounding,
                                        selfcheck=sc_bf)
+    if entry.get("mxfp4"):
+        from transformers import Mxfp4Config
+        mx = os.path.join(root, "model-mxfp4")
+        write_mxfp4(f32_dir, mx)
+        up = AutoModelForCausalLM.from_pretrained(
+            mx, dtype=torch.float32, attn_implementation="eager",
+            quantization_config=Mxfp4Config(dequantize=True)).eval()
+        meta_mx = dict(meta, weights_dtype="mxfp4 experts, float32 elsewhere",
+                       note="MXFP4 checkpoint loaded with from_pretrained(dtype=float32, "
+                            "Mxfp4Config(dequantize=True)): transformers' own dequantization")
+        sc_mx, margin_mx = dump(up, entry, os.path.join(root, "ref-mxfp4"), "../model-mxfp4",
+                                meta_mx, bf16_cases=True)
+        summary["dirs"]["mxfp4"] = dict(model_dir="model-mxfp4", bytes=dir_bytes(mx),
+                                        ref_dir="ref-mxfp4", selfcheck=sc_mx,
+                                        moe_min_routing_margin=margin_mx)
     with open(os.path.join(root, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
