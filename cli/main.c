@@ -164,6 +164,9 @@ static int cmd_inspect(int argc, char **argv)
         else if (ar->router_bias)
             printf("router           linear with bias; router_probabilities = softmax over all "
                    "experts\n");
+        if (c->experts_mxfp4)
+            printf("experts          quantization_config mxfp4: MXFP4 stacks dequantized exactly "
+                   "to float32 at load\n");
         if (c->moe_first_layer > 0)
             printf("dense layers     0..%d (first_k_dense_replace %d)\n", c->moe_first_layer - 1,
                    c->moe_first_layer);

@@ -59,6 +59,9 @@ endforeach()
 foreach(arch gpt_oss deepseek_v3 glm4)
   nn_add_test(reference_${arch}_bf16 test_reference ${NN_REF_NEW}/${arch}/ref-bf16)
 endforeach()
+# gpt-oss as OpenAI released it: MXFP4 experts, dequantized at load (references: transformers'
+# own dequantizing loader on the same file).
+nn_add_test(reference_gpt_oss_mxfp4 test_reference ${NN_REF_NEW}/gpt_oss/ref-mxfp4)
 nn_add_test(reference_deepseek_v3_sharded test_reference ${NN_REF_NEW}/deepseek_v3/ref-f32
             --model ${NN_REF_NEW}/deepseek_v3/model-f32-sharded)
 
