@@ -85,6 +85,57 @@ static const char *act_name(nn_activation a)
     return names[a];
 }
 
+/* ---- inspect: what the families of 2025-26 add ---- */
+
+/* "0, 1, 3" (or "none", or "all"): the layers where pred holds. */
+static void layers_where(const nn_config *c, bool (*pred)(const nn_config *, int), char *buf,
+                         size_t size)
+{
+    size_t n = 0;
+    int count = 0;
+    buf[0] = '\0';
+    for (int l = 0; l < c->n_layers; l++)
+        if (pred(c, l)) {
+            count++;
+            if (n + 16 < size)
+                n += (size_t)snprintf(buf + n, size - n, "%s%d", n ? ", " : "", l);
+            else if (n + 4 < size && !strstr(buf, "..."))
+                n += (size_t)snprintf(buf + n, size - n, ", ...");
+        }
+    if (count == 0)
+        snprintf(buf, size, "none");
+    else if (count == c->n_layers)
+        snprintf(buf, size, "all");
+}
+
+static bool layer_nope(const nn_config *c, int l)
+{
+    return !nn_layer_rope(c, l);
+}
+
+static void describe_modern(const nn_config *c)
+{
+    char which[160];
+    if (c->arch->pos == NN_POS_ROPE && (c->layer_lists & NN_LAYER_NO_ROPE)) {
+        layers_where(c, layer_nope, which, sizeof which);
+        printf("NoPE layers      %s (no rotary embedding on q and k there)\n", which);
+    }
+    if (c->rope_local_theta > 0)
+        printf("local rotary     sliding-window layers rotate with theta %g, unscaled\n",
+               c->rope_local_theta);
+    if (c->rope_scaling == NN_ROPE_SCALING_LONGROPE)
+        printf("longrope         short factors while a prompt ends within %d positions, long "
+               "factors beyond (decided per prompt); cos/sin x %g\n",
+               c->rope_original_max_positions, (double)c->rope_attention_factor);
+    if (c->residual_scale != 0)
+        printf("residual         x += branch * %g (residual_multiplier; hooks see the branch "
+               "unscaled)\n",
+               (double)c->residual_scale);
+    if (c->logits_divisor != 0)
+        printf("logits           lm_head(x) / %g (logits_scaling; the logit lens divides too)\n",
+               (double)c->logits_divisor);
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
     args a;
@@ -124,20 +175,25 @@ static int cmd_inspect(int argc, char **argv)
     if (c->attn_softcap > 0)
         printf("score capping    tanh(s / %g) * %g before masking\n", (double)c->attn_softcap,
                (double)c->attn_softcap);
-    if (c->sliding_window)
-        printf("sliding window   %d (query i attends to keys i-%d < j <= i)%s\n", c->sliding_window,
-               c->sliding_window,
-               c->sliding_window_pattern == 2 ? " on even layers; odd layers are global"
-               : c->sliding_window_pattern    ? " on layers l with (l+1) % pattern != 0"
-                                              : "");
-    if (c->sliding_window && c->sliding_window_pattern > 2)
-        printf("                 pattern %d: global on layers %d, %d, ...\n",
-               c->sliding_window_pattern, c->sliding_window_pattern - 1,
-               2 * c->sliding_window_pattern - 1);
+    if (c->sliding_window) {
+        char which[160];
+        layers_where(c, nn_layer_sliding, which, sizeof which);
+        printf("sliding window   %d (query i attends to keys i-%d < j <= i) on layers %s; the "
+               "others are global\n",
+               c->sliding_window, c->sliding_window, which);
+    }
+    if (ar->q_norm)
+        printf("q/k norm         RMSNorm%s of q and k over %s, after the projections, before "
+               "rotary\n",
+               ar->norm_unit_offset ? " (1 + w)" : "",
+               ar->qk_norm_whole ? "the whole projection (all heads at once)"
+                                 : "each head's head_dim");
     printf("block            %s\n",
            c->parallel ? (c->shared_norm ? "parallel on one norm: x + attn(norm(x)) + mlp(norm(x))"
                                          : "parallel on two norms: x + attn(norm1(x)) + "
                                            "mlp(norm2(x))")
+           : ar->no_pre_norm    ? "sequential post-norm branches: x += post_norm(branch(x)) (no "
+                                  "pre-norm)"
            : ar->post_attn_norm ? "sequential with sandwich norms: x += post_norm(branch(norm(x)))"
            : ar->residual_in_modules
                ? "sequential; the attention and MLP modules add the residual themselves"
@@ -188,10 +244,11 @@ static int cmd_inspect(int argc, char **argv)
     else
         printf("positions        RoPE theta %g, %d of %d dims, %s%s\n", c->rope_theta,
                c->rotary_dim, c->head_dim, ar->rope_interleaved ? "adjacent pairs" : "half-split",
-               c->rope_scaling == NN_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
-               : c->rope_scaling == NN_ROPE_SCALING_LINEAR ? ", linear scaling"
-               : c->rope_scaling == NN_ROPE_SCALING_YARN   ? ", yarn scaling"
-                                                           : "");
+               c->rope_scaling == NN_ROPE_SCALING_LLAMA3     ? ", llama3 scaling"
+               : c->rope_scaling == NN_ROPE_SCALING_LINEAR   ? ", linear scaling"
+               : c->rope_scaling == NN_ROPE_SCALING_LONGROPE ? ", longrope scaling"
+               : c->rope_scaling == NN_ROPE_SCALING_YARN     ? ", yarn scaling"
+                                                             : "");
     if (c->rope_scaling == NN_ROPE_SCALING_YARN)
         printf("                 yarn factor %g, original context %d, beta %g/%g, cos and sin x "
                "%g\n",
@@ -201,10 +258,18 @@ static int cmd_inspect(int argc, char **argv)
         printf("                 rotary on the last %d dims of each q/k head (%s)\n",
                c->qk_rope_dim,
                c->mla_rope_interleaved ? "adjacent pairs, rope_interleave" : "half-split");
-    if (c->emb_scale != 0 || ar->emb_norm)
-        printf("embedding        %s\n",
-               ar->emb_norm ? "LayerNorm after the lookup (layers_input.0 = norm(embedding))"
-                            : "scaled by sqrt(d_model) (layers_input.0 = embedding * sqrt(d))");
+    describe_modern(c);
+    if (c->emb_scale != 0 || ar->emb_norm) {
+        if (ar->emb_norm)
+            printf("embedding        LayerNorm after the lookup (layers_input.0 = "
+                   "norm(embedding))\n");
+        else if (ar->emb_scale_sqrt_d)
+            printf("embedding        scaled by sqrt(d_model) (layers_input.0 = embedding * "
+                   "sqrt(d))\n");
+        else
+            printf("embedding        scaled by %g (layers_input.0 = embedding * %g)\n",
+                   (double)c->emb_scale, (double)c->emb_scale);
+    }
     printf("norm             %s, eps %g\n",
            ar->norm == NN_NORM_RMSNORM
                ? (ar->norm_unit_offset ? "RMSNorm scaling by (1 + w)" : "RMSNorm")
@@ -254,9 +319,16 @@ static int cmd_inspect(int argc, char **argv)
     else if (ar->post_attn_norm)
         printf("does not hold    layers_output.i == layers_input.i + attentions_output.i + "
                "mlps_output.i: the residual adds the post-normed branch outputs\n");
+    else if (c->residual_scale != 0)
+        printf("does not hold    layers_output.i == layers_input.i + attentions_output.i + "
+               "mlps_output.i: the residual adds the branches times %g\n",
+               (double)c->residual_scale);
     else
         printf("                 layers_output.i == layers_input.i + attentions_output.i + "
                "mlps_output.i\n");
+    if (ar->no_pre_norm)
+        printf("does not hold    attentions_input.i / mlps_input.i are no norm's output: the "
+               "branches read the residual stream (a copy of it)\n");
     if (c->parallel)
         printf("does not hold    mlps_input.i == norm(layers_input.i + attentions_output.i): the "
                "MLP reads %s\n",

@@ -60,13 +60,16 @@ struct nn_state {
     float *branch2;          /* (N, D) MLP output of a parallel block */
     float *alibi;            /* (H) ALiBi slopes */
     /* Mixture of experts. */
-    float *router;       /* (N, X) router probabilities, X experts */
-    int *route_idx;      /* (N, K) chosen experts, K per token */
-    float *route_w;      /* (N, K) their weights */
-    int *rows;           /* (N) rows routed to one expert */
-    float *moe_in;       /* (N, D) those rows gathered */
-    float *moe_out;      /* (N, D) an expert's (or the shared expert's) output */
-    float *gate1;        /* (N) shared-expert gate */
+    float *router;  /* (N, X) router probabilities, X experts */
+    int *route_idx; /* (N, K) chosen experts, K per token */
+    float *route_w; /* (N, K) their weights */
+    int *rows;      /* (N) rows routed to one expert */
+    float *moe_in;  /* (N, D) those rows gathered */
+    float *moe_out; /* (N, D) an expert's (or the shared expert's) output */
+    float *gate1;   /* (N) shared-expert gate */
+    /* Families of 2025-26: Gemma 3's local rotary table (sliding layers), longrope's long one. */
+    float *rope_cos_local, *rope_sin_local;
+    float *rope_cos_long, *rope_sin_long;
     nn_mla_scratch *mla; /* multi-head latent attention's projections (attention_mla.c) */
 };
 
@@ -160,17 +163,35 @@ static float yarn_inv_freq(const nn_config *c, int i)
     return inv_interpolation * (1.0f - extrapolation) + inv_extrapolation * extrapolation;
 }
 
+/* Which rotary table: the model's (longrope: its short factors), longrope's long factors, or
+ * Gemma 3's local one (sliding layers: rope_local_theta, unscaled). */
+typedef enum { ROPE_MAIN, ROPE_LONG, ROPE_LOCAL } rope_table;
+
 /* Rotary tables as Hugging Face computes them in float32: inv_freq = 1 / theta^(2i/R), angle =
  * float(position * inv_freq), then cos/sin. */
-static void rope_tables(const nn_config *c, float *cos_t, float *sin_t)
+static void rope_tables(const nn_config *c, rope_table which, float *cos_t, float *sin_t)
 {
     int half = c->rotary_dim / 2;
+    double theta = which == ROPE_LOCAL ? c->rope_local_theta : c->rope_theta;
+    nn_rope_scaling scaling = which == ROPE_LOCAL ? NN_ROPE_SCALING_NONE : c->rope_scaling;
     for (int i = 0; i < half; i++) {
         float e = (float)(2 * i) / (float)c->rotary_dim;
-        float inv = 1.0f / (float)pow(c->rope_theta, (double)e);
-        if (c->rope_scaling == NN_ROPE_SCALING_LINEAR) {
+        float inv = 1.0f / (float)pow(theta, (double)e);
+        if (scaling == NN_ROPE_SCALING_LONGROPE) {
+            /* 1 / (factor * theta^e), the product in float32 */
+            const float *f = which == ROPE_LONG ? c->rope_long_factor : c->rope_short_factor;
+            inv = 1.0f / (f[i] * (float)pow(theta, (double)e));
+            float att = c->rope_attention_factor;
+            for (int pos = 0; pos < c->max_positions; pos++) {
+                float angle = (float)pos * inv;
+                cos_t[(size_t)pos * half + i] = (float)cos((double)angle) * att;
+                sin_t[(size_t)pos * half + i] = (float)sin((double)angle) * att;
+            }
+            continue;
+        }
+        if (scaling == NN_ROPE_SCALING_LINEAR) {
             inv = (float)(inv / c->rope_factor);
-        } else if (c->rope_scaling == NN_ROPE_SCALING_LLAMA3) {
+        } else if (scaling == NN_ROPE_SCALING_LLAMA3) {
             double orig = c->rope_original_max_positions;
             double low_wavelen = orig / c->rope_low_freq_factor;
             double high_wavelen = orig / c->rope_high_freq_factor;
@@ -182,11 +203,11 @@ static void rope_tables(const nn_config *c, float *cos_t, float *sin_t)
                                 (c->rope_high_freq_factor - c->rope_low_freq_factor);
                 inv = (float)((1.0 - smooth) * inv / c->rope_factor + smooth * inv);
             }
-        } else if (c->rope_scaling == NN_ROPE_SCALING_YARN) {
+        } else if (scaling == NN_ROPE_SCALING_YARN) {
             inv = yarn_inv_freq(c, i);
         }
         /* yarn scales cos and sin (so every q.k through the rotary dims) by its attention factor */
-        float factor = c->rope_attention_factor > 0 ? c->rope_attention_factor : 1.0f;
+        float factor = scaling == NN_ROPE_SCALING_YARN ? c->rope_attention_factor : 1.0f;
         for (int pos = 0; pos < c->max_positions; pos++) {
             float angle = (float)pos * inv;
             cos_t[(size_t)pos * half + i] = (float)cos((double)angle) * factor;
@@ -244,7 +265,9 @@ void nn_state_free(nn_state *s)
                      s->v_cache, s->scores, s->all_logits, s->pad_in,   s->pad_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nn_free(bufs[i]);
-    float *more[] = {s->branch2, s->alibi, s->router, s->route_w, s->moe_in, s->moe_out, s->gate1};
+    float *more[] = {s->branch2,        s->alibi,         s->router,       s->route_w,
+                     s->moe_in,         s->moe_out,       s->gate1,        s->rope_cos_local,
+                     s->rope_sin_local, s->rope_cos_long, s->rope_sin_long};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         nn_free(more[i]);
     nn_free(s->route_idx);
@@ -337,7 +360,18 @@ int nn_state_init(nn_state **out, const nn_model *m, const nn_state_params *p, n
         if (!(s->rope_cos = nn_calloc(n, sizeof(float), err)) ||
             !(s->rope_sin = nn_calloc(n, sizeof(float), err)))
             goto fail;
-        rope_tables(c, s->rope_cos, s->rope_sin);
+        rope_tables(c, ROPE_MAIN, s->rope_cos, s->rope_sin);
+        if (c->rope_local_theta > 0 && (!(s->rope_cos_local = nn_calloc(n, sizeof(float), err)) ||
+                                        !(s->rope_sin_local = nn_calloc(n, sizeof(float), err))))
+            goto fail;
+        if (c->rope_scaling == NN_ROPE_SCALING_LONGROPE &&
+            (!(s->rope_cos_long = nn_calloc(n, sizeof(float), err)) ||
+             !(s->rope_sin_long = nn_calloc(n, sizeof(float), err))))
+            goto fail;
+        if (s->rope_cos_local)
+            rope_tables(c, ROPE_LOCAL, s->rope_cos_local, s->rope_sin_local);
+        if (s->rope_cos_long)
+            rope_tables(c, ROPE_LONG, s->rope_cos_long, s->rope_sin_long);
     }
     if (p->n_slots > 0) {
         size_t rows = (size_t)p->n_slots * (size_t)p->slot_capacity, n, nv;
@@ -565,15 +599,16 @@ static inline float relu(float x)
     return x > 0.0f ? x : 0.0f;
 }
 
-/* Rotates the first R dims of each head of rows (n, heads*E) at positions pos0.. */
-static void rope(const nn_config *c, const nn_state *s, float *rows, size_t ld, int n, int heads,
-                 int pos0)
+/* Rotates the first R dims of each head of rows (n, heads*E) at positions pos0.., with the tables
+ * cos_t, sin_t (max_positions, R/2). */
+static void rope(const nn_config *c, const float *cos_t, const float *sin_t, float *rows, size_t ld,
+                 int n, int heads, int pos0)
 {
     int E = c->head_dim, half = c->rotary_dim / 2;
     bool interleaved = c->arch->rope_interleaved;
     for (int t = 0; t < n; t++) {
-        const float *cs = s->rope_cos + (size_t)(pos0 + t) * half;
-        const float *sn = s->rope_sin + (size_t)(pos0 + t) * half;
+        const float *cs = cos_t + (size_t)(pos0 + t) * half;
+        const float *sn = sin_t + (size_t)(pos0 + t) * half;
         for (int h = 0; h < heads; h++) {
             float *v = rows + (size_t)t * ld + (size_t)h * E;
             for (int i = 0; i < half; i++) {
@@ -841,15 +876,6 @@ static void attend_heads(void *ctx, size_t begin, size_t end, int worker)
     }
 }
 
-/* Whether layer l attends through a sliding window, and its width (0: global). */
-static int layer_window(const nn_config *c, int layer)
-{
-    return c->sliding_window > 0 &&
-                   (c->sliding_window_pattern == 0 || (layer + 1) % c->sliding_window_pattern != 0)
-               ? c->sliding_window
-               : 0;
-}
-
 static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int layer,
                      const nn_hookset *hooks, nn_err *err)
 {
@@ -860,7 +886,7 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
            AD = (size_t)H * Ev;
     float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)E));
     float cap = c->attn_softcap;
-    int window = layer_window(c, layer);
+    int window = nn_layer_sliding(c, layer) ? c->sliding_window : 0;
     bool want_probs = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer) != NULL;
     store_kv(s, b, layer, KD, VD);
     heads_job job = {
@@ -1202,6 +1228,91 @@ static void add_rows(const nn_state *s, float *x, const float *y, size_t n)
     nn_pool_run(s->pool, n, 16384, add_range, &j);
 }
 
+/* ---- Pieces of the families of 2025-26 (Qwen3, Gemma 3, OLMo 2/3, SmolLM3, Granite, Phi-4) ----
+ */
+
+/* xn = the norm feeding a branch of x; a family without pre-norms (OLMo 2) gives
+ * the branch the residual stream itself, copied so that a hook on the branch input edits that
+ * branch only. */
+static void pre_norm(const nn_state *s, const nn_config *c, const nn_norm *nm, int n)
+{
+    if (!c->arch->no_pre_norm)
+        norm_rows_par(s, c, nm, s->x, s->xn, n);
+    else
+        memcpy(s->xn, s->x, (size_t)n * (size_t)c->d_model * sizeof(float));
+}
+
+/* RMSNorm of every `width` floats of n rows (row stride ld, `groups` groups a row) with weight w
+ * [width], as norm_rows computes it (sum of squares in double, the scale rounded to float), with
+ * Gemma's (1 + w) where the family's norms have it. */
+static void rms_groups(const nn_config *c, const float *w, float *rows, size_t ld, int n,
+                       int groups, size_t width)
+{
+    bool unit_offset = c->arch->norm_unit_offset;
+    for (int t = 0; t < n; t++)
+        for (int g = 0; g < groups; g++) {
+            float *x = rows + (size_t)t * ld + (size_t)g * width;
+            double ss = row_sum_sq(x, width, 0.0);
+            float inv = (float)(1.0 / sqrt(ss / (double)width + (double)c->norm_eps));
+            if (unit_offset)
+                for (size_t i = 0; i < width; i++)
+                    x[i] = (1.0f + w[i]) * (x[i] * inv);
+            else
+                for (size_t i = 0; i < width; i++)
+                    x[i] = w[i] * (x[i] * inv);
+        }
+}
+
+/* q and k normed in place after their projections, before rotary: per head (Qwen3, Gemma 3), or
+ * over the whole projection (OLMo 2). */
+static void qk_norms(const nn_state *s, const nn_config *c, const nn_layer *L, int n)
+{
+    int H = c->n_heads, G = c->n_kv_heads;
+    size_t E = (size_t)c->head_dim, QD = (size_t)H * E, KVD = (size_t)G * E;
+    bool whole = c->arch->qk_norm_whole;
+    rms_groups(c, L->q_norm.w, s->q, QD, n, whole ? 1 : H, whole ? QD : E);
+    rms_groups(c, L->k_norm.w, s->k, KVD, n, whole ? 1 : G, whole ? KVD : E);
+}
+
+/* The rotary tables of layer l for a sequence ending at position end - 1: Gemma 3's local table on
+ * sliding layers; longrope's long factors once the sequence passes the original context (Hugging
+ * Face decides this for the whole batch from its longest row; here each prompt decides alone, as
+ * when it runs alone). */
+static void rope_for(const nn_config *c, const nn_state *s, int l, int end, const float **cos_t,
+                     const float **sin_t)
+{
+    *cos_t = s->rope_cos;
+    *sin_t = s->rope_sin;
+    if (s->rope_cos_local && nn_layer_sliding(c, l)) {
+        *cos_t = s->rope_cos_local;
+        *sin_t = s->rope_sin_local;
+    } else if (s->rope_cos_long && end > c->rope_original_max_positions) {
+        *cos_t = s->rope_cos_long;
+        *sin_t = s->rope_sin_long;
+    }
+}
+
+static void add_scaled_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const rows_job *j = ctx;
+    (void)worker;
+    float m = j->c->residual_scale;
+    for (size_t i = begin; i < end; i++)
+        j->y[i] += j->x[i] * m;
+}
+
+/* x += branch, or x += branch * residual_multiplier (Granite), over n floats. */
+static void add_branch(const nn_state *s, const nn_config *c, float *x, const float *branch,
+                       size_t n)
+{
+    if (c->residual_scale == 0.0f) {
+        add_rows(s, x, branch, n);
+        return;
+    }
+    rows_job j = {.c = c, .x = branch, .y = x};
+    nn_pool_run(s->pool, n, 16384, add_scaled_range, &j);
+}
+
 /* One block. The hook points see what Hugging Face's modules output for the family:
  * - sequential (pre-norm): x += attn(norm(x)); x += mlp(norm'(x));
  * - sandwich norms (Gemma-2): the residual adds post_norm(branch); the hooks see the branch
@@ -1222,7 +1333,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
 
     HOOK(NN_HP_LAYERS_INPUT, l, s->x, (size_t)N, D, -1);
 
-    norm_rows_par(s, c, &L->attn_norm, s->x, s->xn, N);
+    pre_norm(s, c, &L->attn_norm, N);
     HOOK(NN_HP_ATTENTIONS_INPUT, l, s->xn, (size_t)N, D, -1);
     if (a->mla) {
         /* multi-head latent attention: per-head queries, keys and values (rotary applied) */
@@ -1232,11 +1343,15 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         linear(s, &L->k, s->xn, D, s->k, KVD, N);
         linear(s, &L->v, s->xn, D, s->v, KVD, N);
     }
-    if (a->pos == NN_POS_ROPE && !a->mla)
+    if (a->q_norm)
+        qk_norms(s, c, L, N);
+    if (nn_layer_rope(c, l) && !a->mla)
         for (int q = 0; q < b->n_seqs; q++) {
             int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
-            rope(c, s, s->q + (size_t)off * QD, QD, n, c->n_heads, p0);
-            rope(c, s, s->k + (size_t)off * KVD, KVD, n, c->n_kv_heads, p0);
+            const float *cs, *sn;
+            rope_for(c, s, l, p0 + n, &cs, &sn);
+            rope(c, cs, sn, s->q + (size_t)off * QD, QD, n, c->n_heads, p0);
+            rope(c, cs, sn, s->k + (size_t)off * KVD, KVD, n, c->n_kv_heads, p0);
         }
     int rc = attention(m, s, b, l, hooks, err);
     if (rc)
@@ -1265,10 +1380,10 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_attn_norm)
             norm_rows(c, &L->post_attn_norm, s->branch, s->branch, N);
-        add_rows(s, s->x, s->branch, ND);
+        add_branch(s, c, s->x, s->branch, ND);
     }
 
-    norm_rows_par(s, c, &L->mlp_norm, s->x, s->xn, N);
+    pre_norm(s, c, &L->mlp_norm, N);
     HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
     rc = mlp_block(m, s, b, l, hooks, s->xn, s->branch, err);
     if (rc)
@@ -1280,15 +1395,19 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         HOOK(NN_HP_MLPS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_mlp_norm)
             norm_rows(c, &L->post_mlp_norm, s->branch, s->branch, N);
-        add_rows(s, s->x, s->branch, ND);
+        add_branch(s, c, s->x, s->branch, ND);
     }
     HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
     return NN_OK;
 }
 
-/* What the family does after lm_head: Cohere's logit_scale, Gemma-2's final soft-capping. */
+/* What the family does after lm_head: Cohere's logit_scale, Gemma-2's final soft-capping,
+ * Granite's logits_scaling. */
 static void post_logits(const nn_config *c, float *x, size_t n)
 {
+    if (c->logits_divisor != 0.0f)
+        for (size_t i = 0; i < n; i++)
+            x[i] /= c->logits_divisor;
     if (c->logit_scale != 0.0f)
         for (size_t i = 0; i < n; i++)
             x[i] *= c->logit_scale;

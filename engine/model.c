@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config_ext.h"
 #include "nn_json.h"
 
 /* ---- The architecture table ------------------------------------------------------------------ */
@@ -250,7 +251,11 @@ static const nn_arch arch_table[] = {
         .gated_mlp = true,
         .fused_qkv = true,
         .default_act = "silu",
-        .notes = "standard pre-norm block; fused qkv_proj [q|k|v] and gate_up_proj [gate|up]",
+        .notes = "standard pre-norm block; fused qkv_proj [q|k|v] and gate_up_proj [gate|up]; "
+                 "partial rotary and longrope scaling where the config says so (Phi-4-mini: "
+                 "short factors while a sequence ends within original_max_position_embeddings, "
+                 "long factors beyond, decided per prompt, where Hugging Face decides per "
+                 "batch)",
         HF_EMB_NAMES,
         .attn_norm = "model.layers.%d.input_layernorm",
         .qkv = "model.layers.%d.self_attn.qkv_proj",
@@ -454,6 +459,162 @@ static const nn_arch arch_table[] = {
         .up = "model.layers.%d.mlp.up_proj",
         .down = "model.layers.%d.mlp.down_proj",
     },
+
+    /* ---- Families of 2025-26, checked against transformers 5 (tests/reference, made by
+     * tools/reference/make_reference.py). Phi-4-mini is the phi3 row (partial rotary, longrope),
+     * Llama 3.2 the llama row, Mistral Nemo / Small 3 the mistral row (explicit head_dim). ---- */
+    {
+        .model_type = "qwen3",
+        .family = "Qwen3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "pre-norm block with per-head q/k RMSNorm: q_norm and k_norm (over head_dim, "
+                 "weights shared by the heads) after the q/k projections, before rotary; "
+                 "attentions_input.i is still the input_layernorm output",
+        LLAMA_NAMES,
+        .q_norm = "model.layers.%d.self_attn.q_norm",
+        .k_norm = "model.layers.%d.self_attn.k_norm",
+    },
+    {
+        .model_type = "qwen3_moe",
+        .family = "Qwen3-MoE",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "Qwen3's per-head q/k RMSNorm before rotary; sparse MoE: mlps_output.i is the "
+                 "MoE block's output (router softmax, top-k, renormalised when norm_topk_prob, "
+                 "sum of w * expert; no shared expert); layer i is sparse when it is not in "
+                 "mlp_only_layers and (i + 1) % decoder_sparse_step == 0, else a dense MLP of "
+                 "intermediate_size; router_probabilities.i [T, n_experts] is the router softmax "
+                 "before top-k, on sparse layers only",
+        LLAMA_NAMES,
+        .q_norm = "model.layers.%d.self_attn.q_norm",
+        .k_norm = "model.layers.%d.self_attn.k_norm",
+        .router = "model.layers.%d.mlp.gate",
+        .expert_gate = "model.layers.%d.mlp.experts.%d.gate_proj",
+        .expert_up = "model.layers.%d.mlp.experts.%d.up_proj",
+        .expert_down = "model.layers.%d.mlp.experts.%d.down_proj",
+    },
+    {
+        .model_type = "gemma3_text",
+        .family = "Gemma 3 (text)",
+        .sliding_window_pattern = 6,
+        .norm = NN_NORM_RMSNORM,
+        .norm_unit_offset = true,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .emb_scale_sqrt_d = true,
+        .tie_default = true,
+        .default_act = "gelu_pytorch_tanh",
+        .act_is_hidden_activation = true,
+        .configure = nn_configure_gemma3,
+        .notes = "Gemma-2's sandwich norms (attentions_output.i before post_attention_layernorm, "
+                 "mlps_input.i = pre_feedforward_layernorm's output, mlps_output.i before "
+                 "post_feedforward_layernorm; the residual adds the post-normed values), plus "
+                 "per-head q/k RMSNorm (1 + w) before rotary; sliding-window and global layers "
+                 "interleaved (layer_types, else every sliding_window_pattern-th layer is "
+                 "global), the sliding ones rotating with the local theta "
+                 "(rope_local_base_freq) unscaled, the global ones with rope_theta and its "
+                 "scaling; scores scaled by query_pre_attn_scalar^-0.5; layers_input.0 = "
+                 "token_embeddings * sqrt(d) (token_embeddings is the unscaled lookup, although "
+                 "Hugging Face's embedding module scales inside itself); RMSNorm (1 + w); GeGLU; "
+                 "tied head",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .q_norm = "model.layers.%d.self_attn.q_norm",
+        .k_norm = "model.layers.%d.self_attn.k_norm",
+        .post_attn_norm = "model.layers.%d.post_attention_layernorm",
+        .mlp_norm = "model.layers.%d.pre_feedforward_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_feedforward_layernorm",
+        .gate = "model.layers.%d.mlp.gate_proj",
+        .up = "model.layers.%d.mlp.up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
+    {
+        .model_type = "olmo2",
+        .family = "OLMo 2",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "post-norm branches and no pre-norm: x += post_attention_layernorm(attn(x)); x "
+                 "+= post_feedforward_layernorm(mlp(x)). attentions_input.i is therefore a copy "
+                 "of layers_input.i, and mlps_input.i the residual stream after the attention "
+                 "add (editing either changes that branch's input only); attentions_output.i and "
+                 "mlps_output.i are the branch outputs before their post norms. q/k RMSNorm over "
+                 "the whole projection (all heads at once) before rotary",
+        HF_EMB_NAMES,
+        .q = "model.layers.%d.self_attn.q_proj",
+        .k = "model.layers.%d.self_attn.k_proj",
+        .v = "model.layers.%d.self_attn.v_proj",
+        .o = "model.layers.%d.self_attn.o_proj",
+        .q_norm = "model.layers.%d.self_attn.q_norm",
+        .k_norm = "model.layers.%d.self_attn.k_norm",
+        .qk_norm_whole = true,
+        .no_pre_norm = true,
+        .post_attn_norm = "model.layers.%d.post_attention_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_feedforward_layernorm",
+        .gate = "model.layers.%d.mlp.gate_proj",
+        .up = "model.layers.%d.mlp.up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
+    {
+        .model_type = "olmo3",
+        .family = "OLMo 3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .notes = "OLMo 2's block (no pre-norm, post-normed branches, q/k RMSNorm over the whole "
+                 "projection; attentions_input.i is a copy of layers_input.i) with sliding-window "
+                 "layers where layer_types says so (by default three of every four)",
+        HF_EMB_NAMES,
+        .q = "model.layers.%d.self_attn.q_proj",
+        .k = "model.layers.%d.self_attn.k_proj",
+        .v = "model.layers.%d.self_attn.v_proj",
+        .o = "model.layers.%d.self_attn.o_proj",
+        .q_norm = "model.layers.%d.self_attn.q_norm",
+        .k_norm = "model.layers.%d.self_attn.k_norm",
+        .qk_norm_whole = true,
+        .no_pre_norm = true,
+        .sliding_window_pattern = 4,
+        .post_attn_norm = "model.layers.%d.post_attention_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_feedforward_layernorm",
+        .gate = "model.layers.%d.mlp.gate_proj",
+        .up = "model.layers.%d.mlp.up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
+    {
+        .model_type = "smollm3",
+        .family = "SmolLM3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .configure = nn_configure_smollm3,
+        .notes = "standard pre-norm block, except that NoPE layers (no_rope_layers[i] = 0; by "
+                 "default every 4th layer) apply no rotary embedding to q and k",
+        LLAMA_NAMES,
+    },
+    {
+        .model_type = "granite",
+        .family = "Granite",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .default_act = "silu",
+        .configure = nn_configure_granite,
+        .notes = "pre-norm block with four multipliers: layers_input.0 = token_embeddings * "
+                 "embedding_multiplier; scores scaled by attention_multiplier (not "
+                 "1/sqrt(head_dim)); the residual adds attentions_output.i and mlps_output.i "
+                 "times residual_multiplier (the hooks see them unscaled, as Hugging Face's "
+                 "modules output them); logits = lm_head(x) / logits_scaling, and the logit lens "
+                 "divides too",
+        LLAMA_NAMES,
+    },
     /* ---- gpt-oss and DeepSeek-V3 ---- */
     {
         .model_type = "gpt_oss",
@@ -485,6 +646,7 @@ static const nn_arch arch_table[] = {
         .expert_gate_up_stack = "model.layers.%d.mlp.experts.gate_up_proj",
         .expert_down_stack = "model.layers.%d.mlp.experts.down_proj",
         .expert_gate_up_interleaved = true,
+        .configure = nn_configure_gpt_oss,
     },
     {
         .model_type = "deepseek_v3",
@@ -530,6 +692,7 @@ static const nn_arch arch_table[] = {
         .shared_gate = "model.layers.%d.mlp.shared_experts.gate_proj",
         .shared_up = "model.layers.%d.mlp.shared_experts.up_proj",
         .shared_down = "model.layers.%d.mlp.shared_experts.down_proj",
+        .configure = nn_configure_deepseek,
     },
     {
         .model_type = "glm4",
@@ -570,8 +733,8 @@ const nn_arch *nn_arch_find(const char *model_type)
 const char *nn_arch_supported(void)
 {
     return "gpt2, llama, mistral, qwen2, gemma, gemma2, gpt_neox, gptj, opt, phi, phi3, stablelm, "
-           "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere, gpt_oss, "
-           "deepseek_v3, glm4";
+           "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere, qwen3, "
+           "qwen3_moe, gemma3_text, olmo2, olmo3, smollm3, granite, gpt_oss, deepseek_v3, glm4";
 }
 
 /* ---- config.json ------------------------------------------------------------------------------
@@ -610,111 +773,6 @@ static int parse_token_id(const cJSON *root, const char *key, const char *path, 
         return nn_fail(err, "%s: field '%s' must be a non-negative token id", path, key);
     *out = (int)v->valuedouble;
     return NN_OK;
-}
-
-/* yarn's attention factor for a context scale (transformers' get_mscale). */
-static double yarn_mscale(double scale, double mscale)
-{
-    return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
-}
-
-/* YaRN (transformers' _compute_yarn_parameters): the ramp's bounds and the factor on cos/sin. */
-static int parse_yarn(const cJSON *rs, const cJSON *root, const char *key, const char *path,
-                      nn_config *c, nn_err *err)
-{
-    double factor, attn_factor, mscale, mscale_all, beta_fast, beta_slow;
-    long orig;
-    bool truncate;
-    const char *o = nn_json_get(root, "original_max_position_embeddings")
-                        ? "original_max_position_embeddings"
-                        : NULL; /* Phi-3 keeps it beside rope_scaling: it then wins */
-    if ((o ? nn_json_int(root, o, true, 0, 1, 1L << 30, path, &orig, err)
-           : nn_json_int(rs, "original_max_position_embeddings", false, c->max_positions, 1,
-                         1L << 30, path, &orig, err)) ||
-        nn_json_double(rs, "factor", false, 0, path, &factor, err) ||
-        nn_json_double(rs, "attention_factor", false, 0, path, &attn_factor, err) ||
-        nn_json_double(rs, "mscale", false, 0, path, &mscale, err) ||
-        nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err) ||
-        nn_json_double(rs, "beta_fast", false, 0, path, &beta_fast, err) ||
-        nn_json_double(rs, "beta_slow", false, 0, path, &beta_slow, err) ||
-        nn_json_bool(rs, "truncate", false, true, path, &truncate, err))
-        return nn_err_prefix(err, "%s", key);
-    if (factor == 0) /* DeepSeek: the ratio of the contexts */
-        factor = (double)c->max_positions / (double)orig;
-    if (!(factor > 0) || attn_factor < 0 || beta_fast < 0 || beta_slow < 0)
-        return nn_fail(err,
-                       "%s: %s: factor, attention_factor and beta_fast/beta_slow must be "
-                       "positive",
-                       path, key);
-    if (attn_factor == 0)
-        attn_factor = mscale != 0 && mscale_all != 0
-                          ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
-                          : yarn_mscale(factor, 1.0);
-    c->rope_scaling = NN_ROPE_SCALING_YARN;
-    c->rope_factor = factor;
-    c->rope_original_max_positions = (int)orig;
-    c->rope_attention_factor = (float)attn_factor;
-    c->rope_beta_fast = beta_fast != 0 ? beta_fast : 32; /* Python's `or`: 0 means the default */
-    c->rope_beta_slow = beta_slow != 0 ? beta_slow : 1;
-    c->rope_truncate = truncate;
-    return NN_OK;
-}
-
-/* The rotary scaling: transformers 4 writes "rope_scaling" (rope_theta beside it), transformers 5
- * "rope_parameters" with rope_theta inside. */
-static int parse_rope_scaling(const cJSON *root, const char *path, nn_config *c, nn_err *err)
-{
-    const char *key = "rope_scaling";
-    const cJSON *rs = nn_json_get(root, key);
-    c->rope_scaling = NN_ROPE_SCALING_NONE;
-    if (!rs || cJSON_IsNull(rs)) {
-        key = "rope_parameters";
-        rs = nn_json_get(root, key);
-        const cJSON *theta = nn_json_get(root, "rope_theta");
-        if (rs && cJSON_IsObject(rs) && (!theta || cJSON_IsNull(theta)) &&
-            nn_json_double(rs, "rope_theta", false, c->rope_theta, path, &c->rope_theta, err))
-            return nn_err_prefix(err, "%s", key);
-    }
-    if (!rs || cJSON_IsNull(rs))
-        return NN_OK;
-    if (!cJSON_IsObject(rs))
-        return nn_fail(err, "%s: field '%s' must be an object or null", path, key);
-    const char *type = NULL;
-    if (nn_json_string(rs, "rope_type", false, path, &type, err) != NN_OK)
-        return NN_ERR;
-    if (!type && nn_json_string(rs, "type", false, path, &type, err) != NN_OK)
-        return NN_ERR;
-    if (!type)
-        return nn_fail(err, "%s: field '%s.rope_type' is missing", path, key);
-    if (!strcmp(type, "default"))
-        return NN_OK;
-    if (!strcmp(type, "yarn"))
-        return parse_yarn(rs, root, key, path, c, err);
-    if (nn_json_double(rs, "factor", true, 1.0, path, &c->rope_factor, err) != NN_OK)
-        return nn_err_prefix(err, "%s", key);
-    if (!(c->rope_factor > 0))
-        return nn_fail(err, "%s: field '%s.factor' must be positive", path, key);
-    if (!strcmp(type, "linear")) {
-        c->rope_scaling = NN_ROPE_SCALING_LINEAR;
-        return NN_OK;
-    }
-    if (!strcmp(type, "llama3")) {
-        long orig;
-        c->rope_scaling = NN_ROPE_SCALING_LLAMA3;
-        if (nn_json_double(rs, "low_freq_factor", true, 1, path, &c->rope_low_freq_factor, err) ||
-            nn_json_double(rs, "high_freq_factor", true, 4, path, &c->rope_high_freq_factor, err) ||
-            nn_json_int(rs, "original_max_position_embeddings", true, 8192, 1, 1L << 30, path,
-                        &orig, err))
-            return nn_err_prefix(err, "%s", key);
-        if (!(c->rope_high_freq_factor > c->rope_low_freq_factor))
-            return nn_fail(err, "%s: %s: high_freq_factor must exceed low_freq_factor", path, key);
-        c->rope_original_max_positions = (int)orig;
-        return NN_OK;
-    }
-    return nn_fail(err,
-                   "%s: field '%s.rope_type' = '%s' is not supported (default, linear, llama3, "
-                   "yarn)",
-                   path, key, type);
 }
 
 /* Families name the same quantity differently (hidden_size, n_embd, n_embed); the first key of a
@@ -794,9 +852,6 @@ static int refuse_unsupported(const cJSON *root, const char *path, const nn_arch
                            "experts); use a dequantized copy of the checkpoint",
                            path, method ? method : "?");
     }
-    const cJSON *v = nn_json_get(root, "mlp_only_layers");
-    if (v && cJSON_IsArray(v) && cJSON_GetArraySize(v) > 0)
-        return nn_fail(err, "%s: field 'mlp_only_layers' other than [] is not supported", path);
     return NN_OK;
 }
 
@@ -825,143 +880,6 @@ static int configure_falcon(const cJSON *root, const char *path, nn_config *c, n
     return NN_OK;
 }
 
-/* layer_types (transformers 5: "sliding_attention" / "full_attention" per layer) as the window
- * pattern the forward pass knows: every layer windowed, none, or global exactly on the layers l
- * with (l + 1) % P == 0. Any other arrangement is refused rather than approximated. */
-static int parse_layer_types(const cJSON *root, const char *path, nn_config *c, nn_err *err)
-{
-    const cJSON *types = nn_json_get(root, "layer_types");
-    if (!types || cJSON_IsNull(types))
-        return NN_OK;
-    if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != c->n_layers)
-        return nn_fail(err, "%s: field 'layer_types' must be a list of %d layer types", path,
-                       c->n_layers);
-    int L = c->n_layers, n_sliding = 0;
-    for (int l = 0; l < L; l++) {
-        const cJSON *t = cJSON_GetArrayItem(types, l);
-        if (!cJSON_IsString(t) || (strcmp(t->valuestring, "sliding_attention") &&
-                                   strcmp(t->valuestring, "full_attention")))
-            return nn_fail(err,
-                           "%s: field 'layer_types[%d]' = '%s' is not supported "
-                           "(sliding_attention, full_attention)",
-                           path, l, cJSON_IsString(t) ? t->valuestring : "?");
-        n_sliding += !strcmp(t->valuestring, "sliding_attention");
-    }
-    if (n_sliding == 0) {
-        c->sliding_window = 0;
-        return NN_OK;
-    }
-    if (c->sliding_window <= 0)
-        return nn_fail(err,
-                       "%s: field 'layer_types' names sliding_attention layers but "
-                       "'sliding_window' is not set",
-                       path);
-    if (n_sliding == L) {
-        c->sliding_window_pattern = 0;
-        return NN_OK;
-    }
-    for (int P = 2; P <= L; P++) {
-        bool fits = true;
-        for (int l = 0; l < L && fits; l++)
-            fits = !strcmp(cJSON_GetArrayItem(types, l)->valuestring, "sliding_attention") ==
-                   ((l + 1) % P != 0);
-        if (fits) {
-            c->sliding_window_pattern = P;
-            return NN_OK;
-        }
-    }
-    return nn_fail(err,
-                   "%s: field 'layer_types': this arrangement of sliding and full attention layers "
-                   "is not supported (full attention on layers l with (l + 1) %% P == 0 only)",
-                   path);
-}
-
-/* gpt-oss's clamped SwiGLU experts. */
-static int configure_gpt_oss(const cJSON *root, const char *path, nn_config *c, nn_err *err)
-{
-    double limit, alpha;
-    if (nn_json_double(root, "swiglu_limit", false, 7.0, path, &limit, err) ||
-        nn_json_double(root, "swiglu_alpha", false, 1.702, path, &alpha, err))
-        return NN_ERR;
-    if (!(limit > 0))
-        return nn_fail(err, "%s: field 'swiglu_limit' must be positive", path);
-    c->swiglu_limit = (float)limit;
-    c->swiglu_alpha = (float)alpha;
-    if (c->n_experts < 1)
-        return nn_fail(err, "%s: field 'num_local_experts' must be at least 1", path);
-    return NN_OK;
-}
-
-/* DeepSeek-V3: multi-head latent attention's widths, and the group-limited router. */
-static int configure_deepseek(const cJSON *root, const char *path, nn_config *c, nn_err *err)
-{
-    long q_rank, kv_rank, nope, rope, vdim, first_dense, n_group, topk_group, n_shared;
-    double routed_scale;
-    bool interleave;
-    if (nn_json_int(root, "q_lora_rank", false, 0, 1, 1 << 20, path, &q_rank, err) ||
-        nn_json_int(root, "kv_lora_rank", true, 0, 1, 1 << 20, path, &kv_rank, err) ||
-        nn_json_int(root, "qk_nope_head_dim", true, 0, 0, 1 << 16, path, &nope, err) ||
-        nn_json_int(root, "qk_rope_head_dim", true, 0, 2, 1024, path, &rope, err) ||
-        nn_json_int(root, "v_head_dim", true, 0, 1, 1 << 16, path, &vdim, err) ||
-        nn_json_bool(root, "rope_interleave", false, true, path, &interleave, err) ||
-        nn_json_int(root, "first_k_dense_replace", false, 0, 0, 1 << 16, path, &first_dense, err) ||
-        nn_json_int(root, "n_shared_experts", false, 0, 0, 1 << 10, path, &n_shared, err) ||
-        nn_json_double(root, "routed_scaling_factor", false, 1.0, path, &routed_scale, err))
-        return NN_ERR;
-    if (rope % 2)
-        return nn_fail(err, "%s: field 'qk_rope_head_dim' = %ld must be even", path, rope);
-    if (c->n_kv_heads != c->n_heads)
-        return nn_fail(err,
-                       "%s: field 'num_key_value_heads' = %d != num_attention_heads %d is not "
-                       "supported (multi-head latent attention expands one key per head)",
-                       path, c->n_kv_heads, c->n_heads);
-    if ((long)c->n_heads * (nope + rope + vdim) > (1L << 24))
-        return nn_fail(err, "%s: heads x (qk_nope + qk_rope + v) head dims exceeds %ld", path,
-                       1L << 24);
-    c->q_lora_rank = (int)q_rank;
-    c->kv_lora_rank = (int)kv_rank;
-    c->head_dim = (int)(nope + rope);
-    c->rotary_dim = c->qk_rope_dim = (int)rope;
-    c->v_head_dim = (int)vdim;
-    c->mla_rope_interleaved = interleave;
-    /* DeepseekV3Attention: scaling = qk_head_dim^-0.5, times yarn's mscale(factor,
-     * mscale_all_dim)^2 for any non-default rope type */
-    double scale = pow((double)(nope + rope), -0.5), mscale_all = 0;
-    if (c->rope_scaling != NN_ROPE_SCALING_NONE) {
-        const cJSON *rs = nn_json_get(root, "rope_scaling");
-        if (!rs || cJSON_IsNull(rs))
-            rs = nn_json_get(root, "rope_parameters");
-        if (nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err))
-            return NN_ERR;
-        if (mscale_all != 0)
-            scale *=
-                yarn_mscale(c->rope_factor, mscale_all) * yarn_mscale(c->rope_factor, mscale_all);
-    }
-    c->attn_scale = (float)scale;
-    c->moe_first_layer = (int)first_dense;
-    c->shared_d_ff = (int)(n_shared * c->moe_d_ff);
-    c->routed_scale = (float)routed_scale;
-    if (c->n_experts > 0) {
-        int X = c->n_experts;
-        if (nn_json_int(root, "n_group", true, 0, 1, X, path, &n_group, err) ||
-            nn_json_int(root, "topk_group", true, 0, 1, n_group, path, &topk_group, err))
-            return NN_ERR;
-        if (X > NN_MAX_GROUPED_EXPERTS || X % n_group || X / n_group < 2)
-            return nn_fail(err,
-                           "%s: %d routed experts in %ld groups: the groups must divide the "
-                           "experts evenly, at least 2 per group, at most %d experts",
-                           path, X, n_group, NN_MAX_GROUPED_EXPERTS);
-        if (c->n_experts_per_tok > topk_group * (X / n_group))
-            return nn_fail(err,
-                           "%s: field 'num_experts_per_tok' = %d exceeds the %ld experts of the "
-                           "topk_group groups",
-                           path, c->n_experts_per_tok, topk_group * (X / n_group));
-        c->n_expert_groups = (int)n_group;
-        c->topk_groups = (int)topk_group;
-    }
-    return NN_OK;
-}
-
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_err *err)
 {
     static const char *const K_D[] = {"hidden_size", "n_embd", "n_embed", NULL};
@@ -978,9 +896,6 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
                                         "norm_epsilon", NULL};
     static const char *const K_ACT[] = {"hidden_act", "activation_function", "activation", NULL};
     static const char *const K_ACT_GEMMA[] = {"hidden_activation", NULL};
-    static const char *const K_THETA[] = {"rope_theta", "rotary_emb_base", NULL};
-    static const char *const K_PARTIAL[] = {"partial_rotary_factor", "rotary_pct", NULL};
-    static const char *const K_ROTARY_DIM[] = {"rotary_dim", NULL};
     static const char *const K_PARALLEL[] = {"use_parallel_residual", "parallel_attn", NULL};
     static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", "n_routed_experts",
                                             NULL};
@@ -1074,7 +989,9 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         goto done;
     if (first_key(root, (const char *const[]){"attention_bias", NULL}))
         c->qkv_bias = c->o_bias = b;
+    /* qkv_bias: Qwen2-MoE's switch since transformers 5 */
     if (nn_json_bool(root, "use_qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
+        nn_json_bool(root, "qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
         nn_json_bool(root, "mlp_bias", false, c->mlp_bias, path, &c->mlp_bias, err))
         goto done;
     if (a->o_bias_never)
@@ -1121,42 +1038,15 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     c->rope_theta = 10000.0;
     c->rotary_dim = c->head_dim;
     if (a->pos == NN_POS_ROPE) {
-        double partial;
-        long rdim;
-        double partial_default = a->rotary_fraction_default > 0 ? a->rotary_fraction_default : 1.0;
-        const cJSON *rp = nn_json_get(root, "rope_parameters"); /* transformers 5 keeps it there */
-        if (!first_key(root, K_PARTIAL) && cJSON_IsObject(rp) &&
-            nn_json_double(rp, "partial_rotary_factor", false, partial_default, path,
-                           &partial_default, err))
+        if (nn_config_rope(root, path, c, err))
             goto done;
-        if (get_double(root, K_THETA, 10000.0, path, &c->rope_theta, err) ||
-            get_double(root, K_PARTIAL, partial_default, path, &partial, err))
-            goto done;
-        if (!(partial > 0 && partial <= 1)) {
-            nn_fail(err, "%s: field '%s' = %g must be in (0, 1]", path, first_key(root, K_PARTIAL),
-                    partial);
-            goto done;
-        }
-        if (get_int(root, K_ROTARY_DIM, false, (long)(c->head_dim * partial), 0, c->head_dim, path,
-                    &rdim, NULL, err) ||
-            parse_rope_scaling(root, path, c, err))
-            goto done;
-        if (!(c->rope_theta > 0)) {
-            nn_fail(err, "%s: field 'rope_theta' must be positive", path);
-            goto done;
-        }
-        if (c->head_dim % 2 || rdim % 2 || rdim < 2) {
-            nn_fail(err, "%s: head_dim %d with %ld rotary dims: rotary dims must be even and > 0",
-                    path, c->head_dim, rdim);
-            goto done;
-        }
-        c->rotary_dim = (int)rdim;
     } else {
         c->rotary_dim = 0;
     }
     long window = 0;
     bool use_window = true;
-    if (nn_json_int(root, "sliding_window", false, 0, 1, 1L << 30, path, &window, err) ||
+    /* 0 means none: transformers 5 writes Qwen2-MoE's null window as 0 */
+    if (nn_json_int(root, "sliding_window", false, 0, 0, 1L << 30, path, &window, err) ||
         nn_json_bool(root, "use_sliding_window", false, true, path, &use_window, err))
         goto done;
     if (first_key(root, (const char *const[]){"use_sliding_window", NULL}) && use_window) {
@@ -1165,7 +1055,7 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     }
     c->sliding_window = use_window ? (int)window : 0;
     c->sliding_window_pattern = a->sliding_window_pattern;
-    if (parse_layer_types(root, path, c, err))
+    if (nn_config_layer_lists(root, path, c, err))
         goto done;
     double scalar, softcap, final_softcap, logit_scale;
     if (nn_json_double(root, "query_pre_attn_scalar", false, 0, path, &scalar, err) ||
@@ -1203,11 +1093,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         c->moe_layer_step = (int)step;
     }
 
-    if (!strcmp(a->model_type, "gpt_oss") && configure_gpt_oss(root, path, c, err))
+    if (a->configure && a->configure(root, path, c, err))
         goto done;
-    if (a->mla && configure_deepseek(root, path, c, err))
-        goto done;
-
     if (nn_json_bool(root, "tie_word_embeddings", false, a->tie_default, path, &c->tie_embeddings,
                      err) ||
         parse_token_id(root, "bos_token_id", path, &c->bos_token_id, err) ||
@@ -1766,6 +1653,19 @@ static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
     return NN_OK;
 }
 
+/* ---- q/k norms (Qwen3, Gemma 3, OLMo 2): weights of head_dim, or of the whole projection ---- */
+static int load_qk_norms(nn_model *m, int layer, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int E = c->head_dim;
+    int wq = a->qk_norm_whole ? c->n_heads * E : E, wk = a->qk_norm_whole ? c->n_kv_heads * E : E;
+    L->q_norm.b = L->k_norm.b = NULL;
+    NEED(L->q_norm.w = load_tensor(m, a->q_norm, layer, 0, "weight", wq, 0, true, err));
+    NEED(L->k_norm.w = load_tensor(m, a->k_norm, layer, 0, "weight", wk, 0, true, err));
+    return NN_OK;
+}
+
 static int load_weights(nn_model *m, nn_err *err)
 {
     const nn_config *c = &m->cfg;
@@ -1790,11 +1690,13 @@ static int load_weights(nn_model *m, nn_err *err)
     NEED(m->layers);
     for (int i = m->layer_begin; i < m->layer_end; i++) {
         nn_layer *L = &m->layers[i];
-        if (load_norm(m, a->attn_norm, i, &L->attn_norm, err))
+        if (!a->no_pre_norm && load_norm(m, a->attn_norm, i, &L->attn_norm, err))
             return NN_ERR;
         if (c->parallel && c->shared_norm)
             L->mlp_norm = L->attn_norm;
-        else if (load_norm(m, a->mlp_norm, i, &L->mlp_norm, err))
+        else if (!a->no_pre_norm && load_norm(m, a->mlp_norm, i, &L->mlp_norm, err))
+            return NN_ERR;
+        if (a->q_norm && load_qk_norms(m, i, L, err))
             return NN_ERR;
         if (a->post_attn_norm && (load_norm(m, a->post_attn_norm, i, &L->post_attn_norm, err) ||
                                   load_norm(m, a->post_mlp_norm, i, &L->post_mlp_norm, err)))
@@ -1815,8 +1717,7 @@ static int load_weights(nn_model *m, nn_err *err)
             return NN_ERR;
         if (a->attn_sinks)
             NEED(L->sinks = load_tensor(m, a->attn_sinks, i, 0, "", c->n_heads, 0, true, err));
-        bool moe = a->router && c->n_experts > 0 && (i + 1) % c->moe_layer_step == 0 &&
-                   i >= c->moe_first_layer;
+        bool moe = nn_layer_moe(c, i);
         if (moe) {
             if (load_moe(m, i, L, err))
                 return NN_ERR;

@@ -17,7 +17,8 @@ typedef enum {
     NN_ROPE_SCALING_NONE,
     NN_ROPE_SCALING_LINEAR,
     NN_ROPE_SCALING_LLAMA3,
-    NN_ROPE_SCALING_YARN
+    NN_ROPE_SCALING_LONGROPE, /* Phi-3 / Phi-4: per-frequency short and long factors */
+    NN_ROPE_SCALING_YARN      /* gpt-oss, DeepSeek-V3 */
 } nn_rope_scaling;
 /* The most experts a group-limited (DeepSeek-V3) router may have (the real model has 256). */
 #define NN_MAX_GROUPED_EXPERTS 1024
@@ -35,6 +36,14 @@ typedef enum {
 
 /* One family's architecture: what is fixed by the family, not by its config. Flags that a config
  * may change (parallel blocks, biases, the qkv layout) are defaults here and final in nn_config. */
+#define NN_MAX_ROPE_FACTORS 256 /* longrope factors: rotary dims / 2 */
+#define NN_MAX_LAYER_LIST 1024  /* layers a config may describe one by one */
+/* Per-layer kinds a config lists layer by layer (layer_types, no_rope_layers, mlp_only_layers). */
+enum { NN_LAYER_SLIDING = 1, NN_LAYER_NO_ROPE = 2, NN_LAYER_DENSE = 4 };
+
+struct cJSON;
+struct nn_config;
+
 typedef struct nn_arch {
     const char *model_type; /* config.json "model_type" */
     const char *family;     /* human name */
@@ -76,6 +85,17 @@ typedef struct nn_arch {
      * (a dense gated MLP) scaled by sigmoid(shared_expert_gate(x)) (Qwen2-MoE). */
     const char *router, *expert_gate, *expert_up, *expert_down;
     const char *shared_gate, *shared_up, *shared_down, *shared_expert_gate;
+    /* ---- Families of 2025-26 (Qwen3, Gemma 3, OLMo 2/3, SmolLM3, Granite, Phi-4-mini, ...). ----
+     */
+    /* RMSNorms on q and k after their projections, before rotary: over each head's head_dim
+     * (Qwen3, Gemma 3), or over the whole projection, all heads at once (qk_norm_whole: OLMo 2). */
+    const char *q_norm, *k_norm;
+    bool qk_norm_whole;
+    /* No norm before attention or the MLP (OLMo 2/3): the branches read the residual stream. */
+    bool no_pre_norm;
+    /* Family-specific config.json fields (Granite's multipliers, SmolLM3's NoPE layers, ...), read
+     * after the common ones; NULL: none. */
+    int (*configure)(const struct cJSON *root, const char *path, struct nn_config *c, nn_err *err);
     /* ---- gpt-oss and DeepSeek-V3 (all optional; zero = the standard block). ---- */
     /* Attention sinks: one learned logit per head that joins every softmax row and takes its
      * share of the probability mass without contributing a value (gpt-oss). Full name, no
@@ -137,9 +157,22 @@ typedef struct nn_config {
     int shared_d_ff;     /* the shared expert's width; 0: none */
     int moe_layer_step;  /* layer l is sparse iff (l + 1) % step == 0 */
     bool norm_topk_prob; /* renormalize the top-k router probabilities to sum 1 */
+    /* ---- Families of 2025-26. Zero always means "the standard block". ---- */
+    float residual_scale;    /* x += branch * residual_scale (Granite's residual_multiplier) */
+    float logits_divisor;    /* logits = lm_head(x) / logits_divisor (Granite's logits_scaling) */
+    double rope_local_theta; /* sliding-window layers rotate with this theta, unscaled (Gemma 3) */
+    /* longrope: inv_freq / short_factor while a sequence ends within rope_original_max_positions,
+     * / long_factor beyond; cos and sin times rope_attention_factor (also yarn's factor) */
+    float rope_attention_factor;
+    float rope_short_factor[NN_MAX_ROPE_FACTORS], rope_long_factor[NN_MAX_ROPE_FACTORS];
+    /* Per-layer kinds from config lists: layer_lists has the NN_LAYER_* bit of each kind a list
+     * gave (layer_types: sliding, replacing sliding_window_pattern; no_rope_layers;
+     * mlp_only_layers, combined with moe_layer_step as Hugging Face does), layer_flags[l] the
+     * layer's bits. Read them with nn_layer_*(). */
+    uint8_t layer_lists;
+    uint8_t layer_flags[NN_MAX_LAYER_LIST];
     /* ---- gpt-oss and DeepSeek-V3. Zero always means "the standard block". ---- */
-    int v_head_dim;              /* 0: head_dim. Values' (and the attention output's) head width */
-    float rope_attention_factor; /* 0: 1. yarn: cos and sin are multiplied by it */
+    int v_head_dim; /* 0: head_dim. Values' (and the attention output's) head width */
     double rope_beta_fast, rope_beta_slow; /* yarn's correction range */
     bool rope_truncate;                    /* yarn: round the correction range outward */
     float swiglu_limit, swiglu_alpha;      /* > 0: gpt-oss's clamped SwiGLU experts */
@@ -151,6 +184,11 @@ typedef struct nn_config {
     bool mla_rope_interleaved;             /* MLA: the rotary dims rotate as adjacent pairs */
     bool experts_mxfp4; /* quantization_config mxfp4: stacked experts may be MXFP4 (gpt-oss) */
 } nn_config;
+
+/* Layer l uses the sliding window / rotary / a sparse MoE block. */
+bool nn_layer_sliding(const nn_config *c, int l);
+bool nn_layer_rope(const nn_config *c, int l);
+bool nn_layer_moe(const nn_config *c, int l);
 
 /* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld
  * (or [n_in][n_out] when in_major), so a slice of a fused matrix is a view, not a copy. */
@@ -177,10 +215,11 @@ typedef struct nn_layer {
     nn_linear q, k, v, o;
     nn_linear gate, up, down; /* the dense MLP, or the MoE block's shared expert (w NULL: none) */
     nn_norm post_attn_norm, post_mlp_norm; /* sandwich norms (when arch->post_attn_norm) */
-    bool moe;                              /* a sparse MoE block replaces the dense MLP */
-    nn_linear router;                      /* [n_experts, d] */
-    nn_expert *experts;                    /* [n_experts] */
-    nn_linear shared_expert_gate;          /* [1, d] (w NULL: none) */
+    nn_norm q_norm, k_norm;       /* (when arch->q_norm) [head_dim], or whole [H*E]/[G*E] */
+    bool moe;                     /* a sparse MoE block replaces the dense MLP */
+    nn_linear router;             /* [n_experts, d] */
+    nn_expert *experts;           /* [n_experts] */
+    nn_linear shared_expert_gate; /* [1, d] (w NULL: none) */
     /* gpt-oss, DeepSeek-V3 */
     const float *sinks;             /* [n_heads] attention sink logits, or NULL */
     const float *router_score_bias; /* [n_experts] added to the scores for the choice only */

@@ -32,6 +32,20 @@ STORIES=$S/models/stories260K
 expect "inspect gpt2" 0 "GPT-2 (model_type gpt2)" "$NNTERP" inspect -m "$GPT2"
 expect "inspect lists hook points" 0 "attention_probabilities.i" "$NNTERP" inspect -m "$LLAMA"
 expect "inspect llama2.c bin" 0 "adjacent pairs" "$NNTERP" inspect -m "$STORIES/stories260K.bin"
+# The families of 2025-26 (tests/reference): inspect names each deviation.
+NEW=$(dirname "$0")/reference
+expect "inspect gemma3 sliding layers" 0 "on layers 0, 1, 3, 4; the others are global" \
+  "$NNTERP" inspect -m "$NEW/gemma3_text/model-f32"
+expect "inspect gemma3 local rotary" 0 "sliding-window layers rotate with theta 10000, unscaled" \
+  "$NNTERP" inspect -m "$NEW/gemma3_text/model-f32"
+expect "inspect qwen3 q/k norm" 0 "q and k over each head's head_dim" \
+  "$NNTERP" inspect -m "$NEW/qwen3/model-f32"
+expect "inspect olmo2 block" 0 "no pre-norm" "$NNTERP" inspect -m "$NEW/olmo2/model-f32"
+expect "inspect smollm3 NoPE" 0 "NoPE layers      1, 3" "$NNTERP" inspect -m "$NEW/smollm3/model-f32"
+expect "inspect granite residual" 0 "x += branch * 0.22" "$NNTERP" inspect -m "$NEW/granite/model-f32"
+expect "inspect phi4 longrope" 0 "longrope scaling" "$NNTERP" inspect -m "$NEW/phi4_mini/model-f32"
+expect "inspect qwen3_moe dense layers" 0 "(3 of 4 layers)" \
+  "$NNTERP" inspect -m "$NEW/qwen3_moe/model-f32"
 expect "--help" 0 "usage: nnterp trace" "$NNTERP" trace --help
 
 # Greedy generation from BOS reproduces the published story's first 32 ids.

@@ -220,13 +220,6 @@ static void bad_configs(const char *shared)
          "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
          "\"intermediate_size\": 8, \"quantization_config\": {\"quant_method\": \"mxfp4\"}}",
          "'quantization_config' (quant_method 'mxfp4') is not supported"},
-        {"layer_types the window pattern cannot express",
-         "{\"model_type\": \"gpt_oss\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
-         "\"num_hidden_layers\": 3, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
-         "\"intermediate_size\": 8, \"num_local_experts\": 2, \"num_experts_per_tok\": 1, "
-         "\"sliding_window\": 4, \"layer_types\": [\"full_attention\", \"sliding_attention\", "
-         "\"sliding_attention\"]}",
-         "this arrangement of sliding and full attention layers is not supported"},
         {"MLA with grouped kv heads",
          "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
          "\"num_key_value_heads\": 1, \"num_hidden_layers\": 1, \"max_position_embeddings\": 8, "

@@ -77,6 +77,7 @@ FAMILIES = {
                                                             rope_theta=1000000.0),
                                      "sliding_attention": dict(rope_type="default",
                                                                rope_theta=10000.0)}),
+        sharded=True,
         description="Gemma 3 text: RMSNorm x(1+w) incl. per-head q/k norms; layers 0, 1, 3, 4 "
                     "sliding (window 4), layer 2 global (sliding_window_pattern 3); global rotary "
                     "theta 1e6 with linear scaling 8, local theta 1e4; query_pre_attn_scalar 24; "
@@ -401,6 +402,8 @@ def order(names, n_layers):
 
 
 def prompts(entry=None, seed=1234):
+    if entry and entry.get("cases_from"):
+        return manifest_prompts(entry["cases_from"])
     rng = np.random.default_rng(seed)
     cases = []
     for name, lengths, lens, in_bf16 in CASES + list((entry or {}).get("extra_cases", [])):
@@ -412,6 +415,15 @@ def prompts(entry=None, seed=1234):
             mask[b, :n] = 1
         cases.append((name, ids, mask, lengths, lens, in_bf16))
     return cases
+
+
+def manifest_prompts(path):
+    """The cases of an existing manifest (../shared/reference's), every tensor dumped."""
+    with open(path) as f:
+        man = json.load(f)
+    return [(c["name"], np.array(c["input_ids"], dtype=np.int64),
+             np.array(c["attention_mask"], dtype=np.int64), c["lengths"], True, True)
+            for c in man["cases"]]
 
 
 def routing_margin(routers, lengths, k, model=None):
@@ -610,6 +622,9 @@ def main():
                                                   "reference"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--checkpoint", help="dump references of this existing checkpoint instead")
+    ap.add_argument("--cases-from", help="with --checkpoint: the prompts of this manifest.json")
+    ap.add_argument("--resave", help="with --checkpoint: also save_pretrained the loaded model "
+                                     "here (the checkpoint as this transformers writes it)")
     ap.add_argument("--list", action="store_true", help="list the families and exit")
     a = ap.parse_args()
     torch.set_num_threads(1)
@@ -619,7 +634,11 @@ def main():
         return 0
     if a.checkpoint:
         model = load_f32(a.checkpoint)
-        entry = dict(lens_post="granite" if model.config.model_type == "granite" else None)
+        entry = dict(lens_post="granite" if model.config.model_type == "granite" else None,
+                     cases_from=a.cases_from)
+        if a.resave:
+            shutil.rmtree(a.resave, ignore_errors=True)
+            model.save_pretrained(a.resave)
         rel = os.path.relpath(os.path.abspath(a.checkpoint), os.path.abspath(a.out))
         dump(model, entry, a.out, rel, dict(arch=model.config.model_type, seed=None,
                                            weights_dtype=str(model.config.dtype)))
