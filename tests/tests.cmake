@@ -20,6 +20,7 @@ nn_test(test_loading nn_engine)
 nn_test(test_io nn_io)
 nn_test(test_tokenizer nn_engine)
 nn_test(test_toolkit nn_engine)
+target_compile_definitions(test_toolkit PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
 
