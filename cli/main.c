@@ -160,6 +160,16 @@ static int cmd_inspect(int argc, char **argv)
            c->n_kv_heads == c->n_heads
                ? ""
                : (c->n_kv_heads == 1 ? " (multi-query)" : " (grouped-query)"));
+    if (ar->mla)
+        printf("latent attention q = %s (q_lora_rank %d); [latent %d | rotary key %d] = kv_a(x), "
+               "shared by the heads; per head [k_nope %d | v %d] = kv_b(rms(latent)); q/k heads "
+               "%d + %d rotary dims, value heads %d\n",
+               c->q_lora_rank ? "q_b(rms(q_a(x)))" : "q_proj(x)", c->q_lora_rank, c->kv_lora_rank,
+               c->qk_rope_dim, c->head_dim - c->qk_rope_dim, c->v_head_dim,
+               c->head_dim - c->qk_rope_dim, c->qk_rope_dim, c->v_head_dim);
+    if (ar->attn_sinks)
+        printf("attention sinks  one learned logit per head joins each softmax row (no value): "
+               "attention_probabilities rows sum to 1 - p(sink)\n");
     if (c->attn_scale > 0)
         printf("attention scale  %g (not 1/sqrt(head_dim))\n", (double)c->attn_scale);
     if (c->attn_softcap > 0)
@@ -189,13 +199,37 @@ static int cmd_inspect(int argc, char **argv)
                ? "sequential; the attention and MLP modules add the residual themselves"
                : "sequential pre-norm: x += attn(norm(x)); x += mlp(norm(x))");
     if (n_moe) {
+        char act[96];
+        if (c->swiglu_limit > 0)
+            snprintf(act, sizeof act,
+                     "clamped SwiGLU (limit %g, alpha %g) on an interleaved gate_up, biases",
+                     (double)c->swiglu_limit, (double)c->swiglu_alpha);
+        else
+            snprintf(act, sizeof act, "%s", act_name(c->act));
         printf("mlp              mixture of %d experts of width %d, %s, top-%d %s (%d of %d "
                "layers)\n",
-               c->n_experts, c->moe_d_ff, act_name(c->act), c->n_experts_per_tok,
+               c->n_experts, c->moe_d_ff, act, c->n_experts_per_tok,
                c->norm_topk_prob ? "renormalised" : "not renormalised", n_moe, c->n_layers);
+        if (ar->router_kind == NN_ROUTER_SIGMOID_GROUPED)
+            printf("router           sigmoid scores (router_probabilities); top-%d of %d groups "
+                   "(a group's score: its two best) by score + e_score_correction_bias, then "
+                   "top-%d experts in them; weights = scores%s x %g\n",
+                   c->topk_groups, c->n_expert_groups, c->n_experts_per_tok,
+                   c->norm_topk_prob ? " renormalised" : "",
+                   (double)(c->routed_scale != 0 ? c->routed_scale : 1.0f));
+        else if (ar->router_bias)
+            printf("router           linear with bias; router_probabilities = softmax over all "
+                   "experts\n");
+        if (c->experts_mxfp4)
+            printf("experts          quantization_config mxfp4: MXFP4 stacks dequantized exactly "
+                   "to float32 at load\n");
+        if (c->moe_first_layer > 0)
+            printf("dense layers     0..%d (first_k_dense_replace %d)\n", c->moe_first_layer - 1,
+                   c->moe_first_layer);
         if (c->shared_d_ff)
-            printf("shared expert    width %d, scaled by sigmoid(shared_expert_gate(x))\n",
-                   c->shared_d_ff);
+            printf("shared expert    width %d, %s\n", c->shared_d_ff,
+                   ar->shared_expert_gate ? "scaled by sigmoid(shared_expert_gate(x))"
+                                          : "added unscaled");
     }
     if (n_moe < c->n_layers)
         printf("mlp              %d, %s%s\n", c->d_ff, act_name(c->act),
@@ -213,7 +247,17 @@ static int cmd_inspect(int argc, char **argv)
                c->rope_scaling == NN_ROPE_SCALING_LLAMA3     ? ", llama3 scaling"
                : c->rope_scaling == NN_ROPE_SCALING_LINEAR   ? ", linear scaling"
                : c->rope_scaling == NN_ROPE_SCALING_LONGROPE ? ", longrope scaling"
+               : c->rope_scaling == NN_ROPE_SCALING_YARN     ? ", yarn scaling"
                                                              : "");
+    if (c->rope_scaling == NN_ROPE_SCALING_YARN)
+        printf("                 yarn factor %g, original context %d, beta %g/%g, cos and sin x "
+               "%g\n",
+               c->rope_factor, c->rope_original_max_positions, c->rope_beta_fast, c->rope_beta_slow,
+               (double)c->rope_attention_factor);
+    if (ar->mla)
+        printf("                 rotary on the last %d dims of each q/k head (%s)\n",
+               c->qk_rope_dim,
+               c->mla_rope_interleaved ? "adjacent pairs, rope_interleave" : "half-split");
     describe_modern(c);
     if (c->emb_scale != 0 || ar->emb_norm) {
         if (ar->emb_norm)
@@ -258,8 +302,9 @@ static int cmd_inspect(int argc, char **argv)
         else if (hp == NN_HP_ROUTER_PROBABILITIES && !n_moe)
             snprintf(shape, sizeof shape, "(MoE layers only: none here)");
         else if (hp == NN_HP_ROUTER_PROBABILITIES)
-            snprintf(shape, sizeof shape, "[T, %d]%s", c->n_experts,
-                     n_moe < c->n_layers ? " (MoE layers only)" : "");
+            snprintf(shape, sizeof shape, "[T, %d]%s%s", c->n_experts,
+                     n_moe < c->n_layers ? " (MoE layers only)" : "",
+                     ar->router_kind == NN_ROUTER_SIGMOID_GROUPED ? " sigmoid scores" : "");
         else
             snprintf(shape, sizeof shape, "[T, %d]", c->d_model);
         printf("  %-28s %s\n", name, shape);

@@ -24,7 +24,8 @@ bool nn_layer_rope(const nn_config *c, int l)
 
 bool nn_layer_moe(const nn_config *c, int l)
 {
-    if (!c->arch->router || c->n_experts <= 0 || (l + 1) % c->moe_layer_step != 0)
+    if (!c->arch->router || c->n_experts <= 0 || (l + 1) % c->moe_layer_step != 0 ||
+        l < c->moe_first_layer) /* DeepSeek-V3's first_k_dense_replace */
         return false;
     return !(c->layer_lists & NN_LAYER_DENSE) ||
            (l < NN_MAX_LAYER_LIST && !(c->layer_flags[l] & NN_LAYER_DENSE));
@@ -114,6 +115,55 @@ static int read_factors(const cJSON *node, const char *key, const char *field, c
     return NN_OK;
 }
 
+/* yarn's attention factor for a context scale (transformers' get_mscale). */
+static double yarn_mscale(double scale, double mscale)
+{
+    return scale <= 1 ? 1.0 : 0.1 * mscale * log(scale) + 1.0;
+}
+
+/* YaRN (transformers' _compute_yarn_parameters): the ramp's bounds and the factor on cos/sin. */
+static int parse_yarn(const cJSON *root, const cJSON *node, const char *field, const char *path,
+                      nn_config *c, nn_err *err)
+{
+    double factor, attn_factor, mscale, mscale_all, beta_fast, beta_slow;
+    long orig;
+    bool truncate;
+    /* Phi-3 keeps original_max_position_embeddings beside the rope object: it then wins */
+    const char *o = nn_json_get(root, "original_max_position_embeddings")
+                        ? "original_max_position_embeddings"
+                        : NULL;
+    if ((o ? nn_json_int(root, o, true, 0, 1, 1L << 30, path, &orig, err)
+           : nn_json_int(node, "original_max_position_embeddings", false, c->max_positions, 1,
+                         1L << 30, path, &orig, err)) ||
+        nn_json_double(node, "factor", false, 0, path, &factor, err) ||
+        nn_json_double(node, "attention_factor", false, 0, path, &attn_factor, err) ||
+        nn_json_double(node, "mscale", false, 0, path, &mscale, err) ||
+        nn_json_double(node, "mscale_all_dim", false, 0, path, &mscale_all, err) ||
+        nn_json_double(node, "beta_fast", false, 0, path, &beta_fast, err) ||
+        nn_json_double(node, "beta_slow", false, 0, path, &beta_slow, err) ||
+        nn_json_bool(node, "truncate", false, true, path, &truncate, err))
+        return nn_err_prefix(err, "%s", field);
+    if (factor == 0) /* DeepSeek: the ratio of the contexts */
+        factor = (double)c->max_positions / (double)orig;
+    if (!(factor > 0) || attn_factor < 0 || beta_fast < 0 || beta_slow < 0)
+        return nn_fail(err,
+                       "%s: %s: factor, attention_factor and beta_fast/beta_slow must be "
+                       "positive",
+                       path, field);
+    if (attn_factor == 0)
+        attn_factor = mscale != 0 && mscale_all != 0
+                          ? yarn_mscale(factor, mscale) / yarn_mscale(factor, mscale_all)
+                          : yarn_mscale(factor, 1.0);
+    c->rope_scaling = NN_ROPE_SCALING_YARN;
+    c->rope_factor = factor;
+    c->rope_original_max_positions = (int)orig;
+    c->rope_attention_factor = (float)attn_factor;
+    c->rope_beta_fast = beta_fast != 0 ? beta_fast : 32; /* Python's `or`: 0 means the default */
+    c->rope_beta_slow = beta_slow != 0 ? beta_slow : 1;
+    c->rope_truncate = truncate;
+    return NN_OK;
+}
+
 /* The scaling of one parameter set: `node` is rope_parameters (or its full_attention set) or the
  * older rope_scaling object; `field` names it in errors. */
 static int parse_scaling(const cJSON *root, const cJSON *node, const char *field, const char *path,
@@ -133,6 +183,8 @@ static int parse_scaling(const cJSON *root, const cJSON *node, const char *field
         return nn_fail(err, "%s: field '%s.rope_type' is missing", path, field);
     if (!strcmp(type, "default"))
         return NN_OK;
+    if (!strcmp(type, "yarn"))
+        return parse_yarn(root, node, field, path, c, err);
     if (!strcmp(type, "longrope") || !strcmp(type, "su")) {
         long orig;
         double factor, attention;
@@ -188,7 +240,7 @@ static int parse_scaling(const cJSON *root, const cJSON *node, const char *field
     }
     return nn_fail(err,
                    "%s: field '%s.rope_type' = '%s' is not supported (default, linear, llama3, "
-                   "longrope)",
+                   "longrope, yarn)",
                    path, field, type);
 }
 
@@ -238,7 +290,11 @@ int nn_config_rope(const cJSON *root, const char *path, nn_config *c, nn_err *er
     const cJSON *partial_obj = kp ? full : root;
     if (!kp)
         kp = present(root, K_PARTIAL);
-    if (nn_json_double(partial_obj, kp ? kp : K_PARTIAL[0], false, 1.0, path, &partial, err))
+    /* a family's own default where the config names none (GLM-4: 0.5) */
+    double partial_default =
+        c->arch->rotary_fraction_default > 0 ? c->arch->rotary_fraction_default : 1.0;
+    if (nn_json_double(partial_obj, kp ? kp : K_PARTIAL[0], false, partial_default, path, &partial,
+                       err))
         return NN_ERR;
     if (!(partial > 0 && partial <= 1))
         return nn_fail(err, "%s: field '%s' = %g must be in (0, 1]", path, kp, partial);
@@ -359,5 +415,96 @@ int nn_configure_granite(const cJSON *root, const char *path, nn_config *c, nn_e
     c->attn_scale = (float)att;
     c->residual_scale = (float)res;
     c->logits_divisor = (float)logits;
+    return NN_OK;
+}
+
+/* ---- gpt-oss and DeepSeek-V3 ------------------------------------------------------------------
+ */
+
+/* gpt-oss's clamped SwiGLU experts. */
+int nn_configure_gpt_oss(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    double limit, alpha;
+    if (nn_json_double(root, "swiglu_limit", false, 7.0, path, &limit, err) ||
+        nn_json_double(root, "swiglu_alpha", false, 1.702, path, &alpha, err))
+        return NN_ERR;
+    if (!(limit > 0))
+        return nn_fail(err, "%s: field 'swiglu_limit' must be positive", path);
+    c->swiglu_limit = (float)limit;
+    c->swiglu_alpha = (float)alpha;
+    if (c->n_experts < 1)
+        return nn_fail(err, "%s: field 'num_local_experts' must be at least 1", path);
+    return NN_OK;
+}
+
+/* DeepSeek-V3: multi-head latent attention's widths, and the group-limited router. */
+int nn_configure_deepseek(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    long q_rank, kv_rank, nope, rope, vdim, first_dense, n_group, topk_group, n_shared;
+    double routed_scale;
+    bool interleave;
+    if (nn_json_int(root, "q_lora_rank", false, 0, 1, 1 << 20, path, &q_rank, err) ||
+        nn_json_int(root, "kv_lora_rank", true, 0, 1, 1 << 20, path, &kv_rank, err) ||
+        nn_json_int(root, "qk_nope_head_dim", true, 0, 0, 1 << 16, path, &nope, err) ||
+        nn_json_int(root, "qk_rope_head_dim", true, 0, 2, 1024, path, &rope, err) ||
+        nn_json_int(root, "v_head_dim", true, 0, 1, 1 << 16, path, &vdim, err) ||
+        nn_json_bool(root, "rope_interleave", false, true, path, &interleave, err) ||
+        nn_json_int(root, "first_k_dense_replace", false, 0, 0, 1 << 16, path, &first_dense, err) ||
+        nn_json_int(root, "n_shared_experts", false, 0, 0, 1 << 10, path, &n_shared, err) ||
+        nn_json_double(root, "routed_scaling_factor", false, 1.0, path, &routed_scale, err))
+        return NN_ERR;
+    if (rope % 2)
+        return nn_fail(err, "%s: field 'qk_rope_head_dim' = %ld must be even", path, rope);
+    if (c->n_kv_heads != c->n_heads)
+        return nn_fail(err,
+                       "%s: field 'num_key_value_heads' = %d != num_attention_heads %d is not "
+                       "supported (multi-head latent attention expands one key per head)",
+                       path, c->n_kv_heads, c->n_heads);
+    if ((long)c->n_heads * (nope + rope + vdim) > (1L << 24))
+        return nn_fail(err, "%s: heads x (qk_nope + qk_rope + v) head dims exceeds %ld", path,
+                       1L << 24);
+    c->q_lora_rank = (int)q_rank;
+    c->kv_lora_rank = (int)kv_rank;
+    c->head_dim = (int)(nope + rope);
+    c->rotary_dim = c->qk_rope_dim = (int)rope;
+    c->v_head_dim = (int)vdim;
+    c->mla_rope_interleaved = interleave;
+    /* DeepseekV3Attention: scaling = qk_head_dim^-0.5, times yarn's mscale(factor,
+     * mscale_all_dim)^2 for any non-default rope type */
+    double scale = pow((double)(nope + rope), -0.5), mscale_all = 0;
+    if (c->rope_scaling != NN_ROPE_SCALING_NONE) {
+        const cJSON *rs = nn_json_get(root, "rope_parameters");
+        if (!rs || cJSON_IsNull(rs))
+            rs = nn_json_get(root, "rope_scaling");
+        else if (nn_json_get(rs, "full_attention"))
+            rs = nn_json_get(rs, "full_attention");
+        if (nn_json_double(rs, "mscale_all_dim", false, 0, path, &mscale_all, err))
+            return NN_ERR;
+        if (mscale_all != 0)
+            scale *=
+                yarn_mscale(c->rope_factor, mscale_all) * yarn_mscale(c->rope_factor, mscale_all);
+    }
+    c->attn_scale = (float)scale;
+    c->moe_first_layer = (int)first_dense;
+    c->shared_d_ff = (int)(n_shared * c->moe_d_ff);
+    c->routed_scale = (float)routed_scale;
+    if (c->n_experts > 0) {
+        int X = c->n_experts;
+        if (nn_json_int(root, "n_group", true, 0, 1, X, path, &n_group, err) ||
+            nn_json_int(root, "topk_group", true, 0, 1, n_group, path, &topk_group, err))
+            return NN_ERR;
+        if (X > NN_MAX_GROUPED_EXPERTS || X % n_group || X / n_group < 2)
+            return nn_fail(err,
+                           "%s: %d routed experts in %ld groups: the groups must divide the "
+                           "experts evenly, at least 2 per group, at most %d experts",
+                           path, X, n_group, NN_MAX_GROUPED_EXPERTS);
+        if (c->n_experts_per_tok > topk_group * (X / n_group))
+            return nn_fail(err,
+                           "%s: field 'num_experts_per_tok' = %d exceeds the %ld experts of the "
+                           "topk_group groups",
+                           path, c->n_experts_per_tok, topk_group * (X / n_group));
+        c->n_expert_groups = (int)n_group;
+        c->topk_groups = (int)topk_group;
+    }
     return NN_OK;
 }

@@ -22,5 +22,7 @@ int nn_config_layer_lists(const cJSON *root, const char *path, nn_config *c, nn_
 int nn_configure_gemma3(const cJSON *root, const char *path, nn_config *c, nn_err *err);
 int nn_configure_smollm3(const cJSON *root, const char *path, nn_config *c, nn_err *err);
 int nn_configure_granite(const cJSON *root, const char *path, nn_config *c, nn_err *err);
+int nn_configure_gpt_oss(const cJSON *root, const char *path, nn_config *c, nn_err *err);
+int nn_configure_deepseek(const cJSON *root, const char *path, nn_config *c, nn_err *err);
 
 #endif

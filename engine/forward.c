@@ -3,6 +3,8 @@
  * F MLP width, V vocabulary, C context (keys) of a sequence. */
 #include "forward.h"
 
+#include "attention_mla.h"
+#include "forward_internal.h"
 #include "pool.h"
 #include "stage.h"
 
@@ -69,6 +71,7 @@ struct nn_state {
     /* Families of 2025-26: Gemma 3's local rotary table (sliding layers), longrope's long one. */
     float *rope_cos_local, *rope_sin_local;
     float *rope_cos_long, *rope_sin_long;
+    nn_mla_scratch *mla; /* multi-head latent attention's projections (attention_mla.c) */
     /* pool, the rotary tables and alibi belong to an nn_run_tables the state borrows (an
      * nn_context's) when tables_borrowed; else the state made them and frees them. */
     bool tables_borrowed;
@@ -90,10 +93,17 @@ static int tile_rows(size_t E)
     return q;
 }
 
+/* The width of a value head: head_dim unless the family's values are narrower or wider than its
+ * query/key heads (MLA). */
+static size_t value_dim(const nn_config *c)
+{
+    return (size_t)(c->v_head_dim > 0 ? c->v_head_dim : c->head_dim);
+}
+
 static size_t tile_floats(const nn_config *c)
 {
-    size_t E = (size_t)c->head_dim;
-    return TILE_Q * TILE_K + 2 * TILE_K * E + 2 * E + TILE_Q * E + 2 * TILE_Q;
+    size_t E = (size_t)c->head_dim, Ev = value_dim(c);
+    return TILE_Q * TILE_K + TILE_K * E + TILE_K * Ev + 2 * E + TILE_Q * Ev + 2 * TILE_Q;
 }
 
 void nn_softmax(float *x, size_t n)
@@ -109,6 +119,52 @@ void nn_softmax(float *x, size_t n)
     float inv = 1.0f / sum;
     for (size_t i = 0; i < n; i++)
         x[i] *= inv;
+}
+
+/* Softmax over n scores and one extra logit, the sink, that takes its share of the mass and is
+ * then dropped (gpt-oss): the n results sum to 1 - p(sink). */
+static void softmax_with_sink(float *x, size_t n, float sink)
+{
+    float max = sink;
+    for (size_t i = 0; i < n; i++)
+        max = x[i] > max ? x[i] : max;
+    float sum = expf(sink - max);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++)
+        x[i] *= inv;
+}
+
+/* YaRN's inverse frequencies (transformers' _compute_yarn_parameters, in its float32 steps): the
+ * dims whose wavelength fits the original context many times keep their frequency
+ * (extrapolation), the slow ones are divided by factor (interpolation), and a linear ramp between
+ * the correction dims low and high blends the two. */
+static float yarn_inv_freq(const nn_config *c, int i)
+{
+    int dim = c->rotary_dim;
+    double base = c->rope_theta, orig = c->rope_original_max_positions;
+    double low =
+        dim * log(orig / (c->rope_beta_fast * 2 * 3.14159265358979323846)) / (2 * log(base));
+    double high =
+        dim * log(orig / (c->rope_beta_slow * 2 * 3.14159265358979323846)) / (2 * log(base));
+    if (c->rope_truncate) {
+        low = floor(low);
+        high = ceil(high);
+    }
+    low = low > 0 ? low : 0;
+    high = high < dim - 1 ? high : dim - 1;
+    if (low == high)
+        high += 0.001;
+    float ramp = ((float)i - (float)low) / (float)(high - low);
+    ramp = ramp < 0.0f ? 0.0f : ramp > 1.0f ? 1.0f : ramp;
+    float extrapolation = 1.0f - ramp;
+    float pos_freq = (float)pow(base, (double)((float)(2 * i) / (float)dim));
+    float inv_extrapolation = 1.0f / pos_freq;
+    float inv_interpolation = 1.0f / ((float)c->rope_factor * pos_freq);
+    return inv_interpolation * (1.0f - extrapolation) + inv_extrapolation * extrapolation;
 }
 
 /* Which rotary table: the model's (longrope: its short factors), longrope's long factors, or
@@ -151,11 +207,15 @@ static void rope_tables(const nn_config *c, rope_table which, float *cos_t, floa
                                 (c->rope_high_freq_factor - c->rope_low_freq_factor);
                 inv = (float)((1.0 - smooth) * inv / c->rope_factor + smooth * inv);
             }
+        } else if (scaling == NN_ROPE_SCALING_YARN) {
+            inv = yarn_inv_freq(c, i);
         }
+        /* yarn scales cos and sin (so every q.k through the rotary dims) by its attention factor */
+        float factor = scaling == NN_ROPE_SCALING_YARN ? c->rope_attention_factor : 1.0f;
         for (int pos = 0; pos < c->max_positions; pos++) {
             float angle = (float)pos * inv;
-            cos_t[(size_t)pos * half + i] = (float)cos((double)angle);
-            sin_t[(size_t)pos * half + i] = (float)sin((double)angle);
+            cos_t[(size_t)pos * half + i] = (float)cos((double)angle) * factor;
+            sin_t[(size_t)pos * half + i] = (float)sin((double)angle) * factor;
         }
     }
 }
@@ -219,6 +279,7 @@ void nn_state_free(nn_state *s)
                                              s->rope_cos_local, s->rope_sin_local,
                                              s->rope_cos_long, s->rope_sin_long});
     nn_free(s->scores_seen);
+    nn_mla_scratch_free(s->mla);
     nn_free(s);
 }
 
@@ -291,7 +352,9 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
     size_t N = (size_t)p->max_tokens, S = (size_t)p->max_seqs, D = (size_t)c->d_model,
            QD = (size_t)c->n_heads * (size_t)c->head_dim,
            KVD = (size_t)c->n_kv_heads * (size_t)c->head_dim, F = widest_mlp(m),
-           V = (size_t)c->vocab_size, X = (size_t)c->n_experts,
+           VD = (size_t)c->n_kv_heads * value_dim(c), AD = (size_t)c->n_heads * value_dim(c),
+           GF = c->arch->expert_gate_up_stack ? 2 * (size_t)c->moe_d_ff : 0, /* fused gate_up */
+        V = (size_t)c->vocab_size, X = (size_t)c->n_experts,
            K = (size_t)(c->n_experts_per_tok > 0 ? c->n_experts_per_tok : 1);
     s->max_ctx =
         p->n_slots > 0 && p->slot_capacity > p->max_tokens ? p->slot_capacity : p->max_tokens;
@@ -299,10 +362,10 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
         !(s->xn = nn_calloc(N * D, sizeof(float), err)) ||
         !(s->q = nn_calloc(N * QD, sizeof(float), err)) ||
         !(s->k = nn_calloc(N * KVD, sizeof(float), err)) ||
-        !(s->v = nn_calloc(N * KVD, sizeof(float), err)) ||
-        !(s->att = nn_calloc(N * QD, sizeof(float), err)) ||
+        !(s->v = nn_calloc(N * VD, sizeof(float), err)) ||
+        !(s->att = nn_calloc(N * AD, sizeof(float), err)) ||
         !(s->branch = nn_calloc(N * D, sizeof(float), err)) ||
-        !(s->gate = nn_calloc(N * F, sizeof(float), err)) ||
+        !(s->gate = nn_calloc(N * (GF > F ? GF : F), sizeof(float), err)) ||
         !(s->up = nn_calloc(N * F, sizeof(float), err)) ||
         !(s->last = nn_calloc(S * D, sizeof(float), err)) ||
         !(s->logits = nn_calloc(S * V, sizeof(float), err)) ||
@@ -318,13 +381,17 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
                   !(s->moe_out = nn_calloc(N * D, sizeof(float), err)) ||
                   !(s->gate1 = nn_calloc(N, sizeof(float), err))))
         goto fail;
+    if (c->arch->mla && nn_mla_scratch_init(&s->mla, m, p->max_tokens, err))
+        goto fail;
     size_t pad_in = 0, pad_out = 0;
     pad_size(&m->head, &pad_in, &pad_out);
     for (int l = 0; l < c->n_layers; l++) {
         const nn_layer *L = &m->layers[l];
         const nn_linear *ws[] = {&L->q,    &L->k,      &L->v,
                                  &L->o,    &L->gate,   &L->up,
-                                 &L->down, &L->router, &L->shared_expert_gate};
+                                 &L->down, &L->router, &L->shared_expert_gate,
+                                 &L->q_a,  &L->q_b,    &L->kv_a,
+                                 &L->kv_b};
         for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
             pad_size(ws[i], &pad_in, &pad_out);
         if (L->moe)
@@ -332,6 +399,7 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
                 pad_size(&L->experts[e].gate, &pad_in, &pad_out);
                 pad_size(&L->experts[e].up, &pad_in, &pad_out);
                 pad_size(&L->experts[e].down, &pad_in, &pad_out);
+                pad_size(&L->experts[e].gate_up, &pad_in, &pad_out);
             }
     }
     nn_run_tables tables;
@@ -355,13 +423,14 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
               nn_calloc(tile_floats(c) * (size_t)nn_pool_threads(s->pool), sizeof(float), err)))
         goto fail;
     if (p->n_slots > 0) {
-        size_t rows = (size_t)p->n_slots * (size_t)p->slot_capacity, n;
-        if (!nn_mul_size(rows * KVD, (size_t)c->n_layers, &n)) {
+        size_t rows = (size_t)p->n_slots * (size_t)p->slot_capacity, n, nv;
+        if (!nn_mul_size(rows * KVD, (size_t)c->n_layers, &n) ||
+            !nn_mul_size(rows * VD, (size_t)c->n_layers, &nv)) {
             nn_fail(err, "state: KV cache size overflows");
             goto fail;
         }
         if (!(s->k_cache = nn_calloc(n, sizeof(float), err)) ||
-            !(s->v_cache = nn_calloc(n, sizeof(float), err)))
+            !(s->v_cache = nn_calloc(nv, sizeof(float), err)))
             goto fail;
     }
     *out = s;
@@ -437,6 +506,20 @@ static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t
     gemm(s->pool, W, s->pad_in, in, s->pad_out, out, rows);
     for (int t = 0; t < n; t++)
         memcpy(y + (size_t)t * ldy, s->pad_out + (size_t)t * out, out * sizeof(float));
+}
+
+/* ---- For the engine's other files (forward_internal.h) ---- */
+
+void nn_fw_linear(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
+                  size_t ldy, int n)
+{
+    linear(s, W, x, ldx, y, ldy, n);
+}
+
+void nn_fw_rope_tables(const nn_state *s, const float **cos_t, const float **sin_t)
+{
+    *cos_t = s->rope_cos;
+    *sin_t = s->rope_sin;
 }
 
 /* Sums of a row in double, in eight lanes added in a fixed order: the loops vectorize (a single
@@ -666,7 +749,8 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
 }
 
 /* One head of one sequence, attention without its probability matrix: query rows [0, n) at
- * positions p0 + i, keys and values [0, C) (row stride ld), output rows out (stride ldo). Query
+ * positions p0 + i, keys and values [0, C) (row strides ldk_in, ldv_in; a value head may be
+ * narrower than a key head), output rows out (stride ldo), an optional sink logit. Query
  * blocks of TILE_Q rows meet key blocks of TILE_K keys with an online softmax (a running maximum
  * and sum per row, the partial output rescaled as the maximum grows), so memory is O(TILE) and
  * key blocks past a query block's last position are skipped. Key blocks start at multiples of
@@ -675,14 +759,15 @@ static int check_batch(const nn_model *m, const nn_state *s, const nn_batch *b, 
  * block or batch it is in: prefill and KV-cache continuation give the same bits. */
 NN_VECTOR_CLONES
 static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t ldq,
-                         const float *K, const float *V, size_t ld, float *out, size_t ldo, int n,
-                         int p0, float scale, float alibi_slope, int window)
+                         const float *K, size_t ldk_in, const float *V, size_t ldv_in, float *out,
+                         size_t ldo, int n, int p0, float scale, float alibi_slope, int window,
+                         const float *sink)
 {
-    size_t E = (size_t)c->head_dim;
+    size_t E = (size_t)c->head_dim, Ev = value_dim(c);
     float cap = c->attn_softcap;
-    int C = p0 + n, tq = tile_rows(E);
+    int C = p0 + n, tq = tile_rows(E > Ev ? E : Ev);
     float *S = tile, *kpad = S + TILE_Q * TILE_K, *vpad = kpad + TILE_K * E,
-          *qpad = vpad + TILE_K * E, *acc = qpad + 2 * E, *mx = acc + TILE_Q * E,
+          *qpad = vpad + TILE_K * Ev, *acc = qpad + 2 * E, *mx = acc + TILE_Q * Ev,
           *sum = mx + TILE_Q;
     for (int i0 = 0; i0 < n; i0 += tq) {
         int m = n - i0 < tq ? n - i0 : tq, rows = m;
@@ -696,26 +781,29 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
             ldqb = E;
             rows = 2;
         }
+        /* A sink joins every row's softmax as one more logit with no value: the running maximum
+         * starts at it and the running sum at its exp(sink - sink) = 1. */
         for (int i = 0; i < rows; i++) {
-            mx[i] = -INFINITY;
-            sum[i] = 0.0f;
+            mx[i] = sink ? *sink : -INFINITY;
+            sum[i] = sink ? 1.0f : 0.0f;
         }
-        memset(acc, 0, (size_t)rows * E * sizeof(float));
+        memset(acc, 0, (size_t)rows * Ev * sizeof(float));
         int lo_first = window > 0 && first - window + 1 > 0 ? first - window + 1 : 0;
         for (int k0 = lo_first / TILE_K * TILE_K; k0 <= last; k0 += TILE_K) {
-            const float *Kb = K + (size_t)k0 * ld, *Vb = V + (size_t)k0 * ld;
-            size_t ldk = ld;
+            const float *Kb = K + (size_t)k0 * ldk_in, *Vb = V + (size_t)k0 * ldv_in;
+            size_t ldk = ldk_in, ldv = ldv_in;
             if (C - k0 < TILE_K) {
                 size_t have = (size_t)(C - k0);
                 for (size_t j = 0; j < have; j++) {
-                    memcpy(kpad + j * E, Kb + j * ld, E * sizeof(float));
-                    memcpy(vpad + j * E, Vb + j * ld, E * sizeof(float));
+                    memcpy(kpad + j * E, Kb + j * ldk_in, E * sizeof(float));
+                    memcpy(vpad + j * Ev, Vb + j * ldv_in, Ev * sizeof(float));
                 }
                 memset(kpad + have * E, 0, (TILE_K - have) * E * sizeof(float));
-                memset(vpad + have * E, 0, (TILE_K - have) * E * sizeof(float));
+                memset(vpad + have * Ev, 0, (TILE_K - have) * Ev * sizeof(float));
                 Kb = kpad;
                 Vb = vpad;
                 ldk = E;
+                ldv = Ev;
             }
             float beta = 0.0f;
             if (alibi_slope != 0.0f) { /* scores = slope * key position + scale * q.k */
@@ -757,51 +845,52 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
                 if (mx[i] != new_max && mx[i] != -INFINITY) {
                     float corr = expf(mx[i] - new_max);
                     sum[i] *= corr;
-                    for (size_t e = 0; e < E; e++)
-                        acc[(size_t)i * E + e] *= corr;
+                    for (size_t e = 0; e < Ev; e++)
+                        acc[(size_t)i * Ev + e] *= corr;
                 }
                 sum[i] += part;
                 mx[i] = new_max;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)E, TILE_K, 1.0f, S,
-                        TILE_K, Vb, (int)ldk, 1.0f, acc, (int)E);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)Ev, TILE_K, 1.0f, S,
+                        TILE_K, Vb, (int)ldv, 1.0f, acc, (int)Ev);
         }
         for (int i = 0; i < m; i++) {
             float inv = 1.0f / sum[i];
-            for (size_t e = 0; e < E; e++)
-                out[(size_t)(i0 + i) * ldo + e] = acc[(size_t)i * E + e] * inv;
+            for (size_t e = 0; e < Ev; e++)
+                out[(size_t)(i0 + i) * ldo + e] = acc[(size_t)i * Ev + e] * inv;
         }
     }
 }
 
-/* Where sequence q's KV-cache slot for this layer begins, in floats. */
-static size_t slot_base(const nn_state *s, const nn_batch *b, int layer, int q, size_t KVD)
+/* Where sequence q's KV-cache slot for this layer begins, in floats of rows `width` wide (keys
+ * and values may differ in width: MLA). */
+static size_t slot_base(const nn_state *s, const nn_batch *b, int layer, int q, size_t width)
 {
-    return ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * KVD;
+    return ((size_t)layer * s->p.n_slots + (size_t)b->slot[q]) * (size_t)s->p.slot_capacity * width;
 }
 
 /* Sequence q's keys and values for this layer: its KV-cache slot (holding this call's rows once
- * store_kv has run) or this call's rows. */
-static void seq_kv(const nn_state *s, const nn_batch *b, int layer, int q, size_t KVD,
+ * store_kv has run) or this call's rows. Keys are KD floats a row, values VD. */
+static void seq_kv(const nn_state *s, const nn_batch *b, int layer, int q, size_t KD, size_t VD,
                    const float **K, const float **V)
 {
     if (b->slot) {
-        size_t base = slot_base(s, b, layer, q, KVD);
-        *K = s->k_cache + base;
-        *V = s->v_cache + base;
+        *K = s->k_cache + slot_base(s, b, layer, q, KD);
+        *V = s->v_cache + slot_base(s, b, layer, q, VD);
     } else {
-        *K = s->k + (size_t)b->offsets[q] * KVD;
-        *V = s->v + (size_t)b->offsets[q] * KVD;
+        *K = s->k + (size_t)b->offsets[q] * KD;
+        *V = s->v + (size_t)b->offsets[q] * VD;
     }
 }
 
-static void store_kv(nn_state *s, const nn_batch *b, int layer, size_t KVD)
+static void store_kv(nn_state *s, const nn_batch *b, int layer, size_t KD, size_t VD)
 {
     for (int q = 0; b->slot && q < b->n_seqs; q++) {
         int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
-        size_t at = slot_base(s, b, layer, q, KVD) + (size_t)p0 * KVD;
-        memcpy(s->k_cache + at, s->k + (size_t)off * KVD, (size_t)n * KVD * sizeof(float));
-        memcpy(s->v_cache + at, s->v + (size_t)off * KVD, (size_t)n * KVD * sizeof(float));
+        memcpy(s->k_cache + slot_base(s, b, layer, q, KD) + (size_t)p0 * KD,
+               s->k + (size_t)off * KD, (size_t)n * KD * sizeof(float));
+        memcpy(s->v_cache + slot_base(s, b, layer, q, VD) + (size_t)p0 * VD,
+               s->v + (size_t)off * VD, (size_t)n * VD * sizeof(float));
     }
 }
 
@@ -812,6 +901,7 @@ typedef struct heads_job {
     const nn_batch *b;
     int layer, window;
     float scale;
+    const float *sinks; /* [H] or NULL */
 } heads_job;
 
 static void attend_heads(void *ctx, size_t begin, size_t end, int worker)
@@ -819,18 +909,19 @@ static void attend_heads(void *ctx, size_t begin, size_t end, int worker)
     const heads_job *j = ctx;
     const nn_config *c = j->c;
     int H = c->n_heads, E = c->head_dim, group = H / c->n_kv_heads;
-    size_t QD = (size_t)H * E, KVD = (size_t)c->n_kv_heads * E;
+    size_t Ev = value_dim(c), QD = (size_t)H * E, KD = (size_t)c->n_kv_heads * E,
+           VD = (size_t)c->n_kv_heads * Ev, AD = (size_t)H * Ev;
     float *tile = j->s->tile + (size_t)worker * tile_floats(c);
     for (size_t item = begin; item < end; item++) {
         int q = (int)(item / (size_t)H), h = (int)(item % (size_t)H);
         int off = j->b->offsets[q], n = j->b->offsets[q + 1] - off;
         const float *K, *V;
-        seq_kv(j->s, j->b, j->layer, q, KVD, &K, &V);
+        seq_kv(j->s, j->b, j->layer, q, KD, VD, &K, &V);
         attend_tiled(c, tile, j->s->q + (size_t)off * QD + (size_t)h * E, QD,
-                     K + (size_t)(h / group) * E, V + (size_t)(h / group) * E, KVD,
-                     j->s->att + (size_t)off * QD + (size_t)h * E, QD, n,
+                     K + (size_t)(h / group) * E, KD, V + (size_t)(h / group) * Ev, VD,
+                     j->s->att + (size_t)off * AD + (size_t)h * Ev, AD, n,
                      j->b->pos0 ? j->b->pos0[q] : 0, j->scale, j->s->alibi ? j->s->alibi[h] : 0.0f,
-                     j->window);
+                     j->window, j->sinks ? j->sinks + h : NULL);
     }
 }
 
@@ -838,14 +929,17 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                      const nn_hookset *hooks, nn_err *err)
 {
     const nn_config *c = &m->cfg;
+    const float *sinks = m->layers[layer].sinks;
     int H = c->n_heads, G = c->n_kv_heads, E = c->head_dim, group = H / G;
-    size_t QD = (size_t)H * E, KVD = (size_t)G * E;
+    size_t Ev = value_dim(c), QD = (size_t)H * E, KD = (size_t)G * E, VD = (size_t)G * Ev,
+           AD = (size_t)H * Ev;
     float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)E));
     float cap = c->attn_softcap;
     int window = nn_layer_sliding(c, layer) ? c->sliding_window : 0;
     bool want_probs = nn_hookset_site(hooks, NN_HP_ATTENTION_PROBABILITIES, layer) != NULL;
-    store_kv(s, b, layer, KVD);
-    heads_job job = {.c = c, .s = s, .b = b, .layer = layer, .window = window, .scale = scale};
+    store_kv(s, b, layer, KD, VD);
+    heads_job job = {
+        .c = c, .s = s, .b = b, .layer = layer, .window = window, .scale = scale, .sinks = sinks};
     if (!want_probs) {
         nn_pool_run(s->pool, (size_t)b->n_seqs * (size_t)H, 1, attend_heads, &job);
         return NN_OK;
@@ -854,7 +948,7 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
         int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
         int C = p0 + n;
         const float *K, *Vv;
-        seq_kv(s, b, layer, q, KVD, &K, &Vv);
+        seq_kv(s, b, layer, q, KD, VD, &K, &Vv);
         size_t block = (size_t)n * (size_t)C;
         if (nn_grow_floats(&s->scores, &s->scores_cap, block * (size_t)H, err))
             return NN_ERR;
@@ -870,7 +964,7 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, E, scale,
                         s->q + (size_t)off * QD + (size_t)h * E, (int)QD, K + (size_t)g * E,
-                        (int)KVD, beta, S, C);
+                        (int)KD, beta, S, C);
             for (int i = 0; i < n; i++) {
                 int pos = p0 + i;
                 int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
@@ -878,7 +972,10 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
                 if (cap > 0)
                     for (int j = lo; j <= pos; j++)
                         row[j] = tanhf(row[j] / cap) * cap;
-                nn_softmax(row + lo, (size_t)(pos - lo + 1));
+                if (sinks)
+                    softmax_with_sink(row + lo, (size_t)(pos - lo + 1), sinks[h]);
+                else
+                    nn_softmax(row + lo, (size_t)(pos - lo + 1));
                 for (int j = 0; j < lo; j++)
                     row[j] = 0.0f;
                 for (int j = pos + 1; j < C; j++)
@@ -887,7 +984,8 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
         }
         /* Hooks that only read the probabilities (or write them back unchanged) must not change
          * the output: it is then computed tiled, as without the hook; edited probabilities are
-         * multiplied into the values as they are. */
+         * multiplied into the values as they are (a sink has no value: its share is simply
+         * missing from the row). */
         if (nn_grow_floats(&s->scores_seen, &s->scores_seen_cap, block * (size_t)H, err))
             return NN_ERR;
         memcpy(s->scores_seen, s->scores, block * (size_t)H * sizeof(float));
@@ -899,9 +997,9 @@ static int attention(const nn_model *m, nn_state *s, const nn_batch *b, int laye
             attend_heads(&job, (size_t)q * H, (size_t)(q + 1) * H, 0);
         else
             for (int h = 0; h < H; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, E, C, 1.0f,
-                            s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * E,
-                            (int)KVD, 0.0f, s->att + (size_t)off * QD + (size_t)h * E, (int)QD);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)Ev, C, 1.0f,
+                            s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * Ev,
+                            (int)VD, 0.0f, s->att + (size_t)off * AD + (size_t)h * Ev, (int)AD);
         if (stop)
             return NN_STOPPED;
     }
@@ -983,10 +1081,93 @@ static void dense_mlp(const nn_config *c, const nn_state *s, const nn_linear *ga
     linear(s, down, s->up, F, out, D, n);
 }
 
-/* A sparse MoE block (Mixtral, Qwen2-MoE) on xn (N, D) into out (N, D), as Hugging Face computes
- * it: router softmax (the router_probabilities hook sees it and may edit it), top-k, weights
- * optionally renormalised, then experts in index order each adding w * expert(x) to its rows, then
- * the shared expert scaled by sigmoid(gate(x)). Rows routed to an expert are gathered into one
+/* gpt-oss's expert: [gate | up] interleaved in one projection (gate in even columns, up in odd),
+ * then (clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g) with g = min(gate, limit), as
+ * GptOssExperts._apply_gate computes it. */
+static void clamped_swiglu_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const rows_job *j = ctx;
+    (void)worker;
+    float limit = j->c->swiglu_limit, alpha = j->c->swiglu_alpha;
+    for (size_t i = begin; i < end; i++) {
+        float g = j->x[2 * i], u = j->x[2 * i + 1];
+        g = g < limit ? g : limit;
+        u = u < -limit ? -limit : u > limit ? limit : u;
+        float glu = g / (1.0f + exp_tile(-(g * alpha)));
+        j->y[i] = (u + 1.0f) * glu;
+    }
+}
+
+/* One expert on n gathered rows: a dense gated MLP, or a fused interleaved gate_up (gpt-oss). */
+static void expert_mlp(const nn_config *c, const nn_state *s, const nn_expert *x, const float *in,
+                       float *out, int n)
+{
+    if (!x->gate_up.w) {
+        dense_mlp(c, s, &x->gate, &x->up, &x->down, in, out, n);
+        return;
+    }
+    size_t D = (size_t)c->d_model, F = (size_t)x->down.n_in;
+    linear(s, &x->gate_up, in, D, s->gate, 2 * F, n);
+    rows_job j = {.c = c, .x = s->gate, .y = s->up};
+    nn_pool_run(s->pool, (size_t)n * F, 8192, clamped_swiglu_range, &j);
+    linear(s, &x->down, s->up, F, out, D, n);
+}
+
+/* The k-th largest of p over the experts allowed (allowed NULL: all) not yet in idx[0..k); ties
+ * go to the lower index. */
+static int kth_best(const float *p, const bool *allowed, int X, const int *idx, int k)
+{
+    int best = -1;
+    for (int e = 0; e < X; e++) {
+        bool taken = allowed && !allowed[e];
+        for (int j = 0; j < k; j++)
+            taken |= idx[j] == e;
+        if (!taken && (best < 0 || p[e] > p[best]))
+            best = e;
+    }
+    return best;
+}
+
+/* DeepSeek-V3's choice for one token (DeepseekV3TopkRouter): choice = score + bias; a group's
+ * score is the sum of its two best choices; only the topk_groups best groups compete; the top-k
+ * of their choices are taken, weighted by their scores without the bias. */
+static void route_grouped(const nn_config *c, const float *score, const float *bias, int *idx,
+                          float *w)
+{
+    /* the config parser bounds X <= NN_MAX_GROUPED_EXPERTS and the groups to at most X / 2 */
+    int X = c->n_experts, K = c->n_experts_per_tok, Gn = c->n_expert_groups, per = X / Gn;
+    float choice[NN_MAX_GROUPED_EXPERTS], group_score[NN_MAX_GROUPED_EXPERTS / 2];
+    int group_idx[NN_MAX_GROUPED_EXPERTS / 2];
+    bool allowed[NN_MAX_GROUPED_EXPERTS];
+    for (int e = 0; e < X; e++)
+        choice[e] = score[e] + (bias ? bias[e] : 0.0f);
+    for (int g = 0; g < Gn; g++) {
+        int two[2];
+        two[0] = kth_best(choice + g * per, NULL, per, two, 0);
+        two[1] = kth_best(choice + g * per, NULL, per, two, 1);
+        group_score[g] = choice[g * per + two[0]] + choice[g * per + two[1]];
+    }
+    for (int k = 0; k < c->topk_groups; k++)
+        group_idx[k] = kth_best(group_score, NULL, Gn, group_idx, k);
+    for (int e = 0; e < X; e++) {
+        allowed[e] = false;
+        for (int k = 0; k < c->topk_groups; k++)
+            allowed[e] |= e / per == group_idx[k];
+    }
+    for (int k = 0; k < K; k++) {
+        idx[k] = kth_best(choice, allowed, X, idx, k);
+        w[k] = score[idx[k]];
+    }
+}
+
+/* A sparse MoE block on xn (N, D) into out (N, D), as Hugging Face computes it:
+ * - softmax routers (Mixtral, Qwen2-MoE, gpt-oss): router softmax (the router_probabilities hook
+ *   sees it and may edit it), top-k, weights optionally renormalised (gpt-oss's softmax over the
+ *   top-k logits is the renormalised top-k of the full softmax);
+ * - sigmoid routers (DeepSeek-V3): sigmoid scores (the hook's view), group-limited top-k on score
+ *   + e_score_correction_bias, the chosen scores renormalised and times routed_scaling_factor;
+ * then experts in index order each adding w * expert(x) to its rows, then the shared expert
+ * (scaled by sigmoid(gate(x)) where it has a gate). Rows routed to an expert are gathered into one
  * GEMM (linear() pads short ones, so a row's result does not depend on the others). */
 static int moe_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
                      const nn_hookset *hooks, const float *xn, float *out, nn_err *err)
@@ -995,30 +1176,40 @@ static int moe_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
     const nn_layer *L = &m->layers[l];
     int N = b->n_tokens, X = c->n_experts, K = c->n_experts_per_tok;
     size_t D = (size_t)c->d_model;
+    bool grouped = c->arch->router_kind == NN_ROUTER_SIGMOID_GROUPED;
     linear(s, &L->router, xn, D, s->router, (size_t)X, N);
-    for (int t = 0; t < N; t++)
-        nn_softmax(s->router + (size_t)t * X, (size_t)X);
+    for (int t = 0; t < N; t++) {
+        float *p = s->router + (size_t)t * X;
+        if (grouped)
+            for (int e = 0; e < X; e++)
+                p[e] = 1.0f / (1.0f + expf(-p[e]));
+        else
+            nn_softmax(p, (size_t)X);
+    }
     HOOK(NN_HP_ROUTER_PROBABILITIES, l, s->router, (size_t)N, (size_t)X, -1);
     for (int t = 0; t < N; t++) {
         const float *p = s->router + (size_t)t * X;
         int *idx = s->route_idx + (size_t)t * K;
         float *w = s->route_w + (size_t)t * K, sum = 0.0f;
-        for (int k = 0; k < K; k++) { /* the k-th largest; ties to the lower index */
-            int best = -1;
-            for (int e = 0; e < X; e++) {
-                bool taken = false;
-                for (int j = 0; j < k; j++)
-                    taken |= idx[j] == e;
-                if (!taken && (best < 0 || p[e] > p[best]))
-                    best = e;
+        if (grouped) {
+            route_grouped(c, p, L->router_score_bias, idx, w);
+        } else {
+            for (int k = 0; k < K; k++) {
+                idx[k] = kth_best(p, NULL, X, idx, k);
+                w[k] = p[idx[k]];
             }
-            idx[k] = best;
-            w[k] = p[best];
-            sum += w[k];
         }
-        if (c->norm_topk_prob)
+        for (int k = 0; k < K; k++)
+            sum += w[k];
+        if (c->norm_topk_prob) {
+            if (grouped)
+                sum += 1e-20f; /* as DeepseekV3TopkRouter */
             for (int k = 0; k < K; k++)
                 w[k] /= sum;
+        }
+        if (c->routed_scale != 0.0f)
+            for (int k = 0; k < K; k++)
+                w[k] *= c->routed_scale;
     }
     memset(out, 0, (size_t)N * D * sizeof(float));
     for (int e = 0; e < X; e++) {
@@ -1032,8 +1223,7 @@ static int moe_block(const nn_model *m, nn_state *s, const nn_batch *b, int l,
                 }
         if (n == 0)
             continue;
-        const nn_expert *x = &L->experts[e];
-        dense_mlp(c, s, &x->gate, &x->up, &x->down, s->moe_in, s->moe_out, n);
+        expert_mlp(c, s, &L->experts[e], s->moe_in, s->moe_out, n);
         for (int r = 0; r < n; r++) {
             int t = s->rows[r];
             float w = 0.0f;
@@ -1187,18 +1377,24 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     const nn_layer *L = &m->layers[l];
     int N = b->n_tokens;
     size_t D = (size_t)c->d_model, QD = (size_t)c->n_heads * c->head_dim,
-           KVD = (size_t)c->n_kv_heads * c->head_dim, ND = (size_t)N * D;
+           KVD = (size_t)c->n_kv_heads * c->head_dim, ND = (size_t)N * D,
+           AD = (size_t)c->n_heads * value_dim(c);
 
     HOOK(NN_HP_LAYERS_INPUT, l, s->x, (size_t)N, D, -1);
 
     pre_norm(s, c, &L->attn_norm, N);
     HOOK(NN_HP_ATTENTIONS_INPUT, l, s->xn, (size_t)N, D, -1);
-    linear(s, &L->q, s->xn, D, s->q, QD, N);
-    linear(s, &L->k, s->xn, D, s->k, KVD, N);
-    linear(s, &L->v, s->xn, D, s->v, KVD, N);
+    if (a->mla) {
+        /* multi-head latent attention: per-head queries, keys and values (rotary applied) */
+        nn_mla_project(m, s, s->mla, b, l, s->xn, s->q, s->k, s->v);
+    } else {
+        linear(s, &L->q, s->xn, D, s->q, QD, N);
+        linear(s, &L->k, s->xn, D, s->k, KVD, N);
+        linear(s, &L->v, s->xn, D, s->v, KVD, N);
+    }
     if (a->q_norm)
         qk_norms(s, c, L, N);
-    if (nn_layer_rope(c, l))
+    if (nn_layer_rope(c, l) && !a->mla)
         for (int q = 0; q < b->n_seqs; q++) {
             int off = b->offsets[q], n = b->offsets[q + 1] - off, p0 = b->pos0 ? b->pos0[q] : 0;
             const float *cs, *sn;
@@ -1209,7 +1405,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     int rc = attention(m, s, b, l, hooks, err);
     if (rc)
         return rc;
-    linear(s, &L->o, s->att, QD, s->branch, D, N);
+    linear(s, &L->o, s->att, AD, s->branch, D, N);
 
     if (c->parallel) {
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);

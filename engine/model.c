@@ -615,6 +615,111 @@ static const nn_arch arch_table[] = {
                  "divides too",
         LLAMA_NAMES,
     },
+    /* ---- gpt-oss and DeepSeek-V3 ---- */
+    {
+        .model_type = "gpt_oss",
+        .family = "gpt-oss",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .qkv_bias = true,
+        .o_bias = true,
+        .moe_renormalize = true,
+        .default_act = "silu",
+        .notes = "attention sinks: each head has a learned sink logit that joins every softmax row "
+                 "and takes its share of the mass without contributing a value; "
+                 "attention_probabilities.i are the probabilities of the real keys with the sink's "
+                 "column dropped (as Hugging Face returns them), so a row sums to 1 - p(sink), not "
+                 "1. Sliding window on the layers config layer_types names sliding_attention "
+                 "(alternating), global on the others; q/k/v/o biases; rotary half-split with "
+                 "yarn scaling (cos and sin carry its attention factor). Every layer is a MoE "
+                 "block: router with bias, router_probabilities.i = softmax over all experts "
+                 "(Hugging Face softmaxes only the top-k logits: the same weights, as the top-k "
+                 "renormalised), experts with a fused interleaved gate_up and the clamped SwiGLU "
+                 "(clamp(up, -limit, limit) + 1) * g * sigmoid(alpha * g), g = min(gate, limit), "
+                 "down projection with bias; mlps_output.i is the MoE block's output",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .attn_sinks = "model.layers.%d.self_attn.sinks",
+        .router = "model.layers.%d.mlp.router",
+        .router_bias = true,
+        .expert_gate_up_stack = "model.layers.%d.mlp.experts.gate_up_proj",
+        .expert_down_stack = "model.layers.%d.mlp.experts.down_proj",
+        .expert_gate_up_interleaved = true,
+        .configure = nn_configure_gpt_oss,
+    },
+    {
+        .model_type = "deepseek_v3",
+        .family = "DeepSeek-V3",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .gated_mlp = true,
+        .moe_renormalize = true,
+        .default_act = "silu",
+        .notes = "multi-head latent attention: attentions_input.i is input_layernorm's output "
+                 "(the input of q_a_proj/q_proj and kv_a_proj_with_mqa); queries q_b(rms(q_a(x))), "
+                 "a shared latent c and one rotary key part kr = kv_a(x), per-head [k_nope | v] = "
+                 "kv_b(rms(c)); attention_probabilities.i [n_heads, T, T] is the softmax of "
+                 "q_h . [k_nope_h | rope(kr)] * scale per query head (every head has its own key, "
+                 "no grouping; scale = qk_head_dim^-0.5 times yarn's mscale^2); "
+                 "attentions_output.i is o_proj's output. The latent itself is not a hook point; "
+                 "the KV cache holds the expanded per-head keys and values. Rotary on the last "
+                 "qk_rope_head_dim dims of each query/key head (adjacent pairs with "
+                 "rope_interleave). Layers l < first_k_dense_replace have a dense MLP; the others "
+                 "a MoE block: router_probabilities.i are the sigmoid scores of the experts (each "
+                 "in (0, 1), not a distribution); the choice is group-limited top-k on score + "
+                 "e_score_correction_bias (the bias moves the choice only), the chosen scores "
+                 "renormalised and times routed_scaling_factor, plus the shared experts "
+                 "(unscaled); mlps_output.i is the MoE block's output",
+        HF_EMB_NAMES,
+        .attn_norm = "model.layers.%d.input_layernorm",
+        .q = "model.layers.%d.self_attn.q_proj",
+        .o = "model.layers.%d.self_attn.o_proj",
+        .mla = true,
+        .q_a = "model.layers.%d.self_attn.q_a_proj",
+        .q_a_norm = "model.layers.%d.self_attn.q_a_layernorm",
+        .q_b = "model.layers.%d.self_attn.q_b_proj",
+        .kv_a = "model.layers.%d.self_attn.kv_a_proj_with_mqa",
+        .kv_a_norm = "model.layers.%d.self_attn.kv_a_layernorm",
+        .kv_b = "model.layers.%d.self_attn.kv_b_proj",
+        HF_MLP_NAMES,
+        .router_kind = NN_ROUTER_SIGMOID_GROUPED,
+        .router = "model.layers.%d.mlp.gate",
+        .router_score_bias = "model.layers.%d.mlp.gate.e_score_correction_bias",
+        .expert_gate = "model.layers.%d.mlp.experts.%d.gate_proj",
+        .expert_up = "model.layers.%d.mlp.experts.%d.up_proj",
+        .expert_down = "model.layers.%d.mlp.experts.%d.down_proj",
+        .shared_gate = "model.layers.%d.mlp.shared_experts.gate_proj",
+        .shared_up = "model.layers.%d.mlp.shared_experts.up_proj",
+        .shared_down = "model.layers.%d.mlp.shared_experts.down_proj",
+        .configure = nn_configure_deepseek,
+    },
+    {
+        .model_type = "glm4",
+        .family = "GLM-4",
+        .norm = NN_NORM_RMSNORM,
+        .pos = NN_POS_ROPE,
+        .rope_interleaved = true,
+        .rotary_fraction_default = 0.5f,
+        .gated_mlp = true,
+        .qkv_bias = true,
+        .o_bias_never = true,
+        .default_act = "silu",
+        .notes = "sandwich norms: attentions_output.i is o_proj's output BEFORE "
+                 "post_self_attn_layernorm, mlps_input.i is post_attention_layernorm's output (the "
+                 "norm before the MLP), mlps_output.i is the MLP output BEFORE post_mlp_layernorm; "
+                 "the residual adds the post-normed values, so layers_output.i != layers_input.i "
+                 "+ attentions_output.i + mlps_output.i. Rotary on the first partial_rotary_factor "
+                 "(default 0.5) of each head's dims, adjacent pairs; q/k/v biases "
+                 "(attention_bias), never on o_proj; fused gate_up_proj [gate | up]",
+        HF_EMB_NAMES,
+        HF_ATTN_NAMES,
+        .post_attn_norm = "model.layers.%d.post_self_attn_layernorm",
+        .mlp_norm = "model.layers.%d.post_attention_layernorm",
+        .post_mlp_norm = "model.layers.%d.post_mlp_layernorm",
+        .gate_up = "model.layers.%d.mlp.gate_up_proj",
+        .down = "model.layers.%d.mlp.down_proj",
+    },
 };
 
 const nn_arch *nn_arch_find(const char *model_type)
@@ -629,7 +734,7 @@ const char *nn_arch_supported(void)
 {
     return "gpt2, llama, mistral, qwen2, gemma, gemma2, gpt_neox, gptj, opt, phi, phi3, stablelm, "
            "olmo, starcoder2, mixtral, qwen2_moe, gpt_bigcode, falcon, bloom, cohere, qwen3, "
-           "qwen3_moe, gemma3_text, olmo2, olmo3, smollm3, granite";
+           "qwen3_moe, gemma3_text, olmo2, olmo3, smollm3, granite, gpt_oss, deepseek_v3, glm4";
 }
 
 /* ---- config.json ------------------------------------------------------------------------------
@@ -699,7 +804,8 @@ static int get_double(const cJSON *root, const char *const *keys, double fallbac
 }
 
 /* Options whose other value changes the math in a way no row expresses: refused, not ignored. */
-static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
+static int refuse_unsupported(const cJSON *root, const char *path, const nn_arch *arch, bool *mxfp4,
+                              nn_err *err)
 {
     static const char *const must_be_false[] = {"scale_attn_by_inverse_layer_idx",
                                                 "apply_residual_connection_post_layernorm",
@@ -728,6 +834,23 @@ static int refuse_unsupported(const cJSON *root, const char *path, nn_err *err)
         if (v && !cJSON_IsNull(v))
             return nn_fail(err, "%s: field '%s' other than null is not supported", path,
                            must_be_null[i]);
+    }
+    const cJSON *quant = nn_json_get(root, "quantization_config");
+    if (quant && !cJSON_IsNull(quant)) {
+        const char *method = NULL;
+        const cJSON *qm = cJSON_IsObject(quant) ? nn_json_get(quant, "quant_method") : NULL;
+        if (cJSON_IsString(qm))
+            method = qm->valuestring;
+        /* gpt-oss's MXFP4 experts dequantize exactly at load (load_mxfp4_stack); the modules it
+         * does not convert are stored as they are */
+        if (method && !strcmp(method, "mxfp4") && arch->expert_gate_up_stack)
+            *mxfp4 = true;
+        else
+            return nn_fail(err,
+                           "%s: field 'quantization_config' (quant_method '%s') is not supported: "
+                           "the engine computes from F32, F16 or BF16 weights (and gpt-oss's MXFP4 "
+                           "experts); use a dequantized copy of the checkpoint",
+                           path, method ? method : "?");
     }
     return NN_OK;
 }
@@ -774,7 +897,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     static const char *const K_ACT[] = {"hidden_act", "activation_function", "activation", NULL};
     static const char *const K_ACT_GEMMA[] = {"hidden_activation", NULL};
     static const char *const K_PARALLEL[] = {"use_parallel_residual", "parallel_attn", NULL};
-    static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", NULL};
+    static const char *const K_EXPERTS[] = {"num_local_experts", "num_experts", "n_routed_experts",
+                                            NULL};
 
     memset(c, 0, sizeof *c);
     c->bos_token_id = c->eos_token_id = -1;
@@ -870,6 +994,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
         nn_json_bool(root, "qkv_bias", false, c->qkv_bias, path, &c->qkv_bias, err) ||
         nn_json_bool(root, "mlp_bias", false, c->mlp_bias, path, &c->mlp_bias, err))
         goto done;
+    if (a->o_bias_never)
+        c->o_bias = false;
 
     /* Block shape. */
     c->qkv_layout = a->qkv_layout;
@@ -905,7 +1031,7 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
             goto done;
         }
     }
-    if (refuse_unsupported(root, path, err))
+    if (refuse_unsupported(root, path, a, &c->experts_mxfp4, err))
         goto done;
 
     /* Positions and attention. */
@@ -1163,15 +1289,17 @@ static bool add_product(size_t *acc, size_t a, size_t b, size_t c)
     return true;
 }
 
-/* Looks up "<prefix><name>.<suffix>" (also without the prefix), where name is name_fmt with the
- * layer (and expert) filled in; name_fmt may list alternatives "a|b", tried in order. Checks the
- * shape. */
-static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
-                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+/* Looks up "<prefix><name>.<suffix>" (also without the prefix; no ".<suffix>" when suffix is
+ * empty), where name is name_fmt with the layer (and expert) filled in; name_fmt may list
+ * alternatives "a|b", tried in order. The name found (or the first tried) is left in full. */
+static const nn_st_tensor *find_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                       const char *suffix, bool required, char *full,
+                                       size_t full_size, nn_err *err)
 {
-    char alt[512], name[512], first[512] = "", full[600];
+    char alt[512], name[512], first[512] = "";
     const nn_arch *a = m->cfg.arch;
     const nn_st_tensor *t = NULL;
+    const char *dot = *suffix ? "." : "";
     for (const char *p = name_fmt; p && !t;) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
@@ -1183,21 +1311,32 @@ static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, in
         snprintf(name, sizeof name, alt, layer, expert);
         if (!first[0])
             snprintf(first, sizeof first, "%s", name);
-        snprintf(full, sizeof full, "%s%s.%s", a->prefix, name, suffix);
+        snprintf(full, full_size, "%s%s%s%s", a->prefix, name, dot, suffix);
         t = nn_st_find(&m->archive, full);
         if (!t && *a->prefix) {
-            snprintf(full, sizeof full, "%s.%s", name, suffix);
+            snprintf(full, full_size, "%s%s%s", name, dot, suffix);
             t = nn_st_find(&m->archive, full);
         }
     }
     if (!t) {
         if (required)
-            nn_fail(err, "%s: tensor '%s%s.%s' is missing from the checkpoint", m->source,
-                    a->prefix, first, suffix);
+            nn_fail(err, "%s: tensor '%s%s%s%s' is missing from the checkpoint", m->source,
+                    a->prefix, first, dot, suffix);
         else
             err->msg[0] = '\0';
-        return NULL;
     }
+    return t;
+}
+
+/* A tensor of shape [d0] (d1 = 0) or [d0, d1], found as find_tensor says, as float32. */
+static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+{
+    char full[600];
+    const nn_st_tensor *t =
+        find_tensor(m, name_fmt, layer, expert, suffix, required, full, sizeof full, err);
+    if (!t)
+        return NULL;
     int want_dims = d1 > 0 ? 2 : 1;
     bool ok = t->n_dims == want_dims && t->shape[0] == d0 && (want_dims == 1 || t->shape[1] == d1);
     if (!ok) {
@@ -1334,6 +1473,155 @@ static int load_dense_mlp(nn_model *m, int i, const char *gate, const char *up, 
     return load_linear(m, down, i, F, d, c->mlp_bias, &L->down, err);
 }
 
+/* A stacked tensor [X, d1] or [X, d1, d2] (d2 > 0) under its full name (no suffix), as float32. */
+static const float *load_stack(nn_model *m, const char *fmt, int layer, int X, int d1, int d2,
+                               nn_err *err)
+{
+    char full[600];
+    const nn_st_tensor *t = find_tensor(m, fmt, layer, 0, "", true, full, sizeof full, err);
+    if (!t)
+        return NULL;
+    int dims = d2 > 0 ? 3 : 2;
+    if (t->n_dims != dims || t->shape[0] != X || t->shape[1] != d1 ||
+        (dims == 3 && t->shape[2] != d2)) {
+        if (dims == 3)
+            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d, %d]",
+                    nn_st_file_of(&m->archive, t), full, X, d1, d2);
+        else
+            nn_fail(err, "%s: tensor '%s' must have shape [%d, %d]", nn_st_file_of(&m->archive, t),
+                    full, X, d1);
+        return NULL;
+    }
+    return tensor_f32(m, t, err);
+}
+
+/* gpt-oss's MXFP4 expert stacks (quantization_config quant_method "mxfp4", as OpenAI released
+ * the checkpoints): "<name>_blocks" [X, n_out, n_in/32, 16] U8 holds two e2m1 values a byte (low
+ * nibble first) and "<name>_scales" [X, n_out, n_in/32] U8 one power of two (exponent + 127) per
+ * 32 inputs. Dequantized exactly into float32 and transposed to the in-major stack [X, n_in,
+ * n_out], as transformers' convert_moe_packed_tensors does. NULL with no error when the checkpoint
+ * has no "<name>_blocks" (a dequantized copy). */
+static const float *load_mxfp4_stack(nn_model *m, const char *fmt, int layer, int X, int n_in,
+                                     int n_out, nn_err *err)
+{
+    static const float e2m1[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,  4.0f,  6.0f,
+                                   -0.0f, -0.5f, -1.0f, -1.5f, -2.0f, -3.0f, -4.0f, -6.0f};
+    char bname[300], sname[300], bfull[600], sfull[600];
+    snprintf(bname, sizeof bname, "%s_blocks", fmt);
+    snprintf(sname, sizeof sname, "%s_scales", fmt);
+    const nn_st_tensor *b = find_tensor(m, bname, layer, 0, "", false, bfull, sizeof bfull, err);
+    if (!b)
+        return NULL;
+    const nn_st_tensor *sc = find_tensor(m, sname, layer, 0, "", true, sfull, sizeof sfull, err);
+    if (!sc)
+        return NULL;
+    int G = n_in / 32;
+    if (n_in % 32 || b->dtype != NN_DT_U8 || b->n_dims != 4 || b->shape[0] != X ||
+        b->shape[1] != n_out || b->shape[2] != G || b->shape[3] != 16) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' must be U8 of shape [%d, %d, %d, 16]",
+                nn_st_file_of(&m->archive, b), bfull, X, n_out, G);
+        return NULL;
+    }
+    if (sc->dtype != NN_DT_U8 || sc->n_dims != 3 || sc->shape[0] != X || sc->shape[1] != n_out ||
+        sc->shape[2] != G) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' must be U8 of shape [%d, %d, %d]",
+                nn_st_file_of(&m->archive, sc), sfull, X, n_out, G);
+        return NULL;
+    }
+    size_t per = (size_t)n_in * (size_t)n_out;
+    float *w = owned_floats(m, (size_t)X * per, err);
+    if (!w)
+        return NULL;
+    const uint8_t *blocks = (const uint8_t *)b->data, *scales = (const uint8_t *)sc->data;
+    for (size_t e = 0; e < (size_t)X; e++)
+        for (size_t r = 0; r < (size_t)n_out; r++)
+            for (size_t g = 0; g < (size_t)G; g++) {
+                size_t row = (e * (size_t)n_out + r) * (size_t)G + g;
+                int exponent = (int)scales[row] - 127;
+                for (size_t j = 0; j < 16; j++) {
+                    uint8_t byte = blocks[row * 16 + j];
+                    size_t in = g * 32 + 2 * j;
+                    w[e * per + in * (size_t)n_out + r] = ldexpf(e2m1[byte & 15], exponent);
+                    w[e * per + (in + 1) * (size_t)n_out + r] = ldexpf(e2m1[byte >> 4], exponent);
+                }
+            }
+    size_t bad = first_non_finite(w, (size_t)X * per);
+    if (bad < (size_t)X * per) {
+        nn_fail(err, "%s: MXFP4 tensor '%s' dequantizes to infinity at element %zu (scale 255)",
+                nn_st_file_of(&m->archive, sc), sfull, bad);
+        return NULL;
+    }
+    return w;
+}
+
+/* Experts stored stacked, one tensor per layer for all of them (gpt-oss): gate_up [X, d, 2F] and
+ * down [X, F, d], in-major, with biases "<name>_bias" [X, 2F] and [X, d]. Each expert's
+ * matrices are views into the stacks. */
+static int load_expert_stacks(nn_model *m, int i, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int X = c->n_experts, d = c->d_model, F = c->moe_d_ff;
+    char gub_name[256], dnb_name[256];
+    snprintf(gub_name, sizeof gub_name, "%s_bias", a->expert_gate_up_stack);
+    snprintf(dnb_name, sizeof dnb_name, "%s_bias", a->expert_down_stack);
+    const float *gu = NULL, *gub, *dn = NULL, *dnb;
+    err->msg[0] = '\0';
+    if (c->experts_mxfp4) {
+        if (!(gu = load_mxfp4_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err)) &&
+            err->msg[0])
+            return NN_ERR;
+        if (!(dn = load_mxfp4_stack(m, a->expert_down_stack, i, X, F, d, err)) && err->msg[0])
+            return NN_ERR;
+    }
+    if (!gu)
+        NEED(gu = load_stack(m, a->expert_gate_up_stack, i, X, d, 2 * F, err));
+    if (!dn)
+        NEED(dn = load_stack(m, a->expert_down_stack, i, X, F, d, err));
+    NEED(gub = load_stack(m, gub_name, i, X, 2 * F, 0, err));
+    NEED(dnb = load_stack(m, dnb_name, i, X, d, 0, err));
+    for (int e = 0; e < X; e++) {
+        nn_expert *x = &L->experts[e];
+        size_t E = (size_t)e;
+        x->gate_up = (nn_linear){.w = gu + E * (size_t)d * 2 * (size_t)F,
+                                 .b = gub + E * 2 * (size_t)F,
+                                 .n_in = d,
+                                 .n_out = 2 * F,
+                                 .ld = 2 * (size_t)F,
+                                 .in_major = true};
+        x->down = (nn_linear){.w = dn + E * (size_t)F * (size_t)d,
+                              .b = dnb + E * (size_t)d,
+                              .n_in = F,
+                              .n_out = d,
+                              .ld = (size_t)d,
+                              .in_major = true};
+    }
+    return NN_OK;
+}
+
+/* Multi-head latent attention's projections and latent norms (DeepSeek; attention_mla.h). */
+static int load_mla(nn_model *m, int i, nn_layer *L, nn_err *err)
+{
+    const nn_config *c = &m->cfg;
+    const nn_arch *a = c->arch;
+    int d = c->d_model, H = c->n_heads, E = c->head_dim, dn = E - c->qk_rope_dim,
+        dv = c->v_head_dim, R = c->kv_lora_rank, Rq = c->q_lora_rank;
+    /* DeepseekV3Attention: attention_bias puts biases on q_a, kv_a and o only */
+    if (Rq > 0) {
+        if (load_linear(m, a->q_a, i, d, Rq, c->qkv_bias, &L->q_a, err) ||
+            load_linear(m, a->q_b, i, Rq, H * E, false, &L->q_b, err))
+            return NN_ERR;
+        NEED(L->q_a_norm.w = load_tensor(m, a->q_a_norm, i, 0, "weight", Rq, 0, true, err));
+    } else if (load_linear(m, a->q, i, d, H * E, false, &L->q, err)) {
+        return NN_ERR;
+    }
+    if (load_linear(m, a->kv_a, i, d, R + c->qk_rope_dim, c->qkv_bias, &L->kv_a, err) ||
+        load_linear(m, a->kv_b, i, R, H * (dn + dv), false, &L->kv_b, err))
+        return NN_ERR;
+    NEED(L->kv_a_norm.w = load_tensor(m, a->kv_a_norm, i, 0, "weight", R, 0, true, err));
+    return NN_OK;
+}
+
 static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
 {
     const nn_config *c = &m->cfg;
@@ -1341,10 +1629,15 @@ static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
     int d = c->d_model, E = c->n_experts, F = c->moe_d_ff;
     bool in_major = a->linear_in_major;
     L->moe = true;
-    if (load_linear(m, a->router, i, d, E, false, &L->router, err))
+    if (load_linear(m, a->router, i, d, E, a->router_bias, &L->router, err))
         return NN_ERR;
+    if (a->router_score_bias)
+        NEED(L->router_score_bias =
+                 load_tensor(m, a->router_score_bias, i, 0, "", E, 0, true, err));
     NEED(L->experts = nn_calloc((size_t)E, sizeof *L->experts, err));
-    for (int e = 0; e < E; e++) {
+    if (a->expert_gate_up_stack && load_expert_stacks(m, i, L, err))
+        return NN_ERR;
+    for (int e = 0; e < E && !a->expert_gate_up_stack; e++) {
         nn_expert *x = &L->experts[e];
         if (load_linear_as(m, a->expert_gate, i, e, d, F, false, in_major, &x->gate, err) ||
             load_linear_as(m, a->expert_up, i, e, d, F, false, in_major, &x->up, err) ||
@@ -1408,7 +1701,10 @@ static int load_weights(nn_model *m, nn_err *err)
         if (a->post_attn_norm && (load_norm(m, a->post_attn_norm, i, &L->post_attn_norm, err) ||
                                   load_norm(m, a->post_mlp_norm, i, &L->post_mlp_norm, err)))
             return NN_ERR;
-        if (a->fused_qkv) {
+        if (a->mla) {
+            if (load_mla(m, i, L, err))
+                return NN_ERR;
+        } else if (a->fused_qkv) {
             if (load_fused_qkv(m, i, L, err))
                 return NN_ERR;
         } else if (load_linear(m, a->q, i, d, qd, c->qkv_bias, &L->q, err) ||
@@ -1416,8 +1712,11 @@ static int load_weights(nn_model *m, nn_err *err)
                    load_linear(m, a->v, i, d, kvd, c->qkv_bias, &L->v, err)) {
             return NN_ERR;
         }
-        if (load_linear(m, a->o, i, qd, d, c->o_bias, &L->o, err))
+        if (load_linear(m, a->o, i, a->mla ? c->n_heads * c->v_head_dim : qd, d, c->o_bias, &L->o,
+                        err))
             return NN_ERR;
+        if (a->attn_sinks)
+            NEED(L->sinks = load_tensor(m, a->attn_sinks, i, 0, "", c->n_heads, 0, true, err));
         if (nn_layer_moe(c, i)) {
             if (load_moe(m, i, L, err))
                 return NN_ERR;

@@ -17,8 +17,16 @@ typedef enum {
     NN_ROPE_SCALING_NONE,
     NN_ROPE_SCALING_LINEAR,
     NN_ROPE_SCALING_LLAMA3,
-    NN_ROPE_SCALING_LONGROPE /* Phi-3 / Phi-4: per-frequency short and long factors */
+    NN_ROPE_SCALING_LONGROPE, /* Phi-3 / Phi-4: per-frequency short and long factors */
+    NN_ROPE_SCALING_YARN      /* gpt-oss, DeepSeek-V3 */
 } nn_rope_scaling;
+/* The most experts a group-limited (DeepSeek-V3) router may have (the real model has 256). */
+#define NN_MAX_GROUPED_EXPERTS 1024
+/* How a MoE router turns its logits into expert choices and weights (see moe_block). */
+typedef enum {
+    NN_ROUTER_SOFTMAX,        /* softmax over experts, top-k (optionally renormalised) */
+    NN_ROUTER_SIGMOID_GROUPED /* DeepSeek-V3: sigmoid, group-limited top-k on score + bias */
+} nn_router_kind;
 /* Where q, k and v sit in a fused projection's output (E = head_dim, H query heads, G kv heads). */
 typedef enum {
     NN_QKV_BLOCKS,   /* [q (H*E) | k (G*E) | v (G*E)]: GPT-2, Phi-3, GPT-BigCode multi-query */
@@ -88,6 +96,26 @@ typedef struct nn_arch {
     /* Family-specific config.json fields (Granite's multipliers, SmolLM3's NoPE layers, ...), read
      * after the common ones; NULL: none. */
     int (*configure)(const struct cJSON *root, const char *path, struct nn_config *c, nn_err *err);
+    /* ---- gpt-oss and DeepSeek-V3 (all optional; zero = the standard block). ---- */
+    /* Attention sinks: one learned logit per head that joins every softmax row and takes its
+     * share of the probability mass without contributing a value (gpt-oss). Full name, no
+     * suffix ("model.layers.%d.self_attn.sinks"). */
+    const char *attn_sinks;
+    bool router_bias; /* the router Linear has a bias (gpt-oss) */
+    /* Experts stored as one stacked tensor per layer, in-major: gate_up [X, d, 2F] and down
+     * [X, F, d], with biases "<name>_bias" [X, 2F] and [X, d] (gpt-oss). Full names. */
+    const char *expert_gate_up_stack, *expert_down_stack;
+    bool expert_gate_up_interleaved; /* gate_up columns alternate gate, up, gate, up (gpt-oss) */
+    nn_router_kind router_kind;
+    const char *router_score_bias; /* e_score_correction_bias [X], full name (DeepSeek-V3) */
+    /* Multi-head latent attention (DeepSeek-V2/V3, see attention_mla.c): q = q_b(norm(q_a(x)))
+     * (or q when q_lora_rank is null); [latent | k_rope] = kv_a(x); [k_nope | v] per head =
+     * kv_b(norm(latent)). */
+    bool mla;
+    const char *q_a, *q_a_norm, *q_b, *kv_a, *kv_a_norm, *kv_b;
+    /* ---- GLM-4 ---- */
+    float rotary_fraction_default; /* partial_rotary_factor when the config names none (0: 1) */
+    bool o_bias_never;             /* o_proj has no bias whatever attention_bias says */
 } nn_arch;
 
 typedef struct nn_config {
@@ -134,7 +162,7 @@ typedef struct nn_config {
     float logits_divisor;    /* logits = lm_head(x) / logits_divisor (Granite's logits_scaling) */
     double rope_local_theta; /* sliding-window layers rotate with this theta, unscaled (Gemma 3) */
     /* longrope: inv_freq / short_factor while a sequence ends within rope_original_max_positions,
-     * / long_factor beyond; cos and sin times rope_attention_factor */
+     * / long_factor beyond; cos and sin times rope_attention_factor (also yarn's factor) */
     float rope_attention_factor;
     float rope_short_factor[NN_MAX_ROPE_FACTORS], rope_long_factor[NN_MAX_ROPE_FACTORS];
     /* Per-layer kinds from config lists: layer_lists has the NN_LAYER_* bit of each kind a list
@@ -143,6 +171,18 @@ typedef struct nn_config {
      * layer's bits. Read them with nn_layer_*(). */
     uint8_t layer_lists;
     uint8_t layer_flags[NN_MAX_LAYER_LIST];
+    /* ---- gpt-oss and DeepSeek-V3. Zero always means "the standard block". ---- */
+    int v_head_dim; /* 0: head_dim. Values' (and the attention output's) head width */
+    double rope_beta_fast, rope_beta_slow; /* yarn's correction range */
+    bool rope_truncate;                    /* yarn: round the correction range outward */
+    float swiglu_limit, swiglu_alpha;      /* > 0: gpt-oss's clamped SwiGLU experts */
+    int moe_first_layer;                   /* layers l < this are dense (first_k_dense_replace) */
+    int n_expert_groups, topk_groups;      /* group-limited routing (DeepSeek-V3) */
+    float routed_scale;                    /* 0: 1. routed experts' weights are multiplied by it */
+    int q_lora_rank;                       /* MLA: 0 = a plain q projection */
+    int kv_lora_rank, qk_rope_dim;         /* MLA: latent width; rotary dims per head (the last) */
+    bool mla_rope_interleaved;             /* MLA: the rotary dims rotate as adjacent pairs */
+    bool experts_mxfp4; /* quantization_config mxfp4: stacked experts may be MXFP4 (gpt-oss) */
 } nn_config;
 
 /* Layer l uses the sliding window / rotary / a sparse MoE block. */
@@ -167,6 +207,7 @@ typedef struct nn_norm {
 
 typedef struct nn_expert {
     nn_linear gate, up, down;
+    nn_linear gate_up; /* a fused gate/up projection (arch->expert_gate_up_stack); gate.w NULL */
 } nn_expert;
 
 typedef struct nn_layer {
@@ -179,6 +220,11 @@ typedef struct nn_layer {
     nn_linear router;             /* [n_experts, d] */
     nn_expert *experts;           /* [n_experts] */
     nn_linear shared_expert_gate; /* [1, d] (w NULL: none) */
+    /* gpt-oss, DeepSeek-V3 */
+    const float *sinks;             /* [n_heads] attention sink logits, or NULL */
+    const float *router_score_bias; /* [n_experts] added to the scores for the choice only */
+    nn_linear q_a, q_b, kv_a, kv_b; /* MLA projections (q is q_proj when q_lora_rank is 0) */
+    nn_norm q_a_norm, kv_a_norm;    /* MLA RMSNorms of widths q_lora_rank, kv_lora_rank */
 } nn_layer;
 
 struct nn_executor; /* stage.h: how a pipeline stage runs (internal) */

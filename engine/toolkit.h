@@ -190,7 +190,9 @@ void nn_skip_free(nn_skip *s);
 /* Attention-probability edits at one layer: for the given head (-1: all) and query position
  * (-1: the last; NN_ALL_POSITIONS: every query), either set P[q, key] = value, or move the mass of
  * key `key` onto key `to_key`. renormalize rescales the row's other entries so it sums to 1 again
- * (for set). Edits apply before the probabilities weight the values. */
+ * (for set). Edits apply before the probabilities weight the values. With attention sinks
+ * (gpt-oss) a row sums to 1 - p(sink); renormalize then treats the sink as one more entry of the
+ * row: the other keys and the sink's (implicit) share are scaled alike, so keys + sink sum to 1. */
 #define NN_ALL_POSITIONS (-100000)
 typedef enum { NN_ATTN_SET, NN_ATTN_MOVE } nn_attn_op;
 typedef struct nn_attn_edit {

@@ -46,6 +46,18 @@ expect "inspect granite residual" 0 "x += branch * 0.22" "$NNTERP" inspect -m "$
 expect "inspect phi4 longrope" 0 "longrope scaling" "$NNTERP" inspect -m "$NEW/phi4_mini/model-f32"
 expect "inspect qwen3_moe dense layers" 0 "(3 of 4 layers)" \
   "$NNTERP" inspect -m "$NEW/qwen3_moe/model-f32"
+expect "inspect gpt-oss sinks" 0 "attention_probabilities rows sum to 1 - p(sink)" \
+  "$NNTERP" inspect -m "$NEW/gpt_oss/model-f32"
+expect "inspect gpt-oss yarn" 0 "cos and sin x 1.34657" "$NNTERP" inspect -m "$NEW/gpt_oss/model-f32"
+expect "inspect gpt-oss MXFP4" 0 "MXFP4 stacks dequantized exactly" \
+  "$NNTERP" inspect -m "$NEW/gpt_oss/model-mxfp4"
+expect "inspect deepseek latent attention" 0 "[latent 16 | rotary key 8] = kv_a(x)" \
+  "$NNTERP" inspect -m "$NEW/deepseek_v3/model-f32"
+expect "inspect deepseek router" 0 "top-2 of 4 groups" "$NNTERP" inspect -m "$NEW/deepseek_v3/model-f32"
+expect "inspect deepseek dense layers" 0 "dense layers     0..0" \
+  "$NNTERP" inspect -m "$NEW/deepseek_v3/model-f32"
+expect "inspect glm4 sandwich" 0 "sequential with sandwich norms" \
+  "$NNTERP" inspect -m "$NEW/glm4/model-f32"
 expect "--help" 0 "usage: nnterp trace" "$NNTERP" trace --help
 
 # Greedy generation from BOS reproduces the published story's first 32 ids.

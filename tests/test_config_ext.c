@@ -160,8 +160,8 @@ static void refused(void)
         {"qwen3", "\"layer_types\": [\"full_attention\"]", "'layer_types' must be a list of 4"},
         {"qwen3_moe", "\"num_experts\": 4, \"num_experts_per_tok\": 2, \"mlp_only_layers\": [4]",
          "'mlp_only_layers' holds a number out of range"},
-        {"llama", "\"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}",
-         "'rope_parameters.rope_type' = 'yarn' is not supported"},
+        {"llama", "\"rope_parameters\": {\"rope_type\": \"dynamic\", \"factor\": 4.0}",
+         "'rope_parameters.rope_type' = 'dynamic' is not supported"},
         {"llama", "\"rope_parameters\": [1]", "'rope_parameters' must be an object"},
         {"gemma3_text",
          "\"rope_parameters\": {\"full_attention\": {\"rope_type\": \"default\"}, "

@@ -267,7 +267,9 @@ static void check_model(const char *dir)
                   "parallel block on one norm: mlps_input.0 != attentions_input.0");
     }
 
-    /* MoE: router_probabilities.i on every sparse layer, [T, n_experts], rows summing to 1. */
+    /* MoE: router_probabilities.i on every sparse layer, [T, n_experts], rows summing to 1 (a
+     * sigmoid router's scores are each in (0, 1) instead: DeepSeek-V3). */
+    bool sigmoid_router = c->arch->router_kind == NN_ROUTER_SIGMOID_GROUPED;
     for (int l = 0; l < L; l++) {
         if (!m->layers[l].moe) {
             CHECK(!all.data[NN_HP_ROUTER_PROBABILITIES][l],
@@ -279,31 +281,43 @@ static void check_model(const char *dir)
         CHECK(p && all.size[NN_HP_ROUTER_PROBABILITIES][l] == (size_t)offsets[3] * X,
               "router_probabilities.%d missing or of the wrong size", l);
         double worst = 0;
+        bool in_range = true;
         for (int t = 0; p && t < offsets[3]; t++) {
             double sum = 0;
-            for (size_t e = 0; e < X; e++)
+            for (size_t e = 0; e < X; e++) {
                 sum += p[(size_t)t * X + e];
+                in_range &= p[(size_t)t * X + e] > 0.0f && p[(size_t)t * X + e] < 1.0f;
+            }
             worst = fmax(worst, fabs(sum - 1.0));
         }
-        CHECK(worst <= 1e-6, "router_probabilities.%d rows sum to 1 only within %.3g", l, worst);
+        if (sigmoid_router)
+            CHECK(in_range, "router_probabilities.%d: sigmoid scores outside (0, 1)", l);
+        else
+            CHECK(worst <= 1e-6, "router_probabilities.%d rows sum to 1 only within %.3g", l,
+                  worst);
     }
 
     /* MoE: routing uses what the router_probabilities hook leaves (all weight on expert 0 changes
-     * mlps_output.0). */
-    if (m->layers[0].moe) {
+     * mlps_output of the first sparse layer). */
+    int first_moe = 0;
+    while (first_moe < L && !m->layers[first_moe].moe)
+        first_moe++;
+    if (first_moe < L) {
         nn_hookset hs;
         capture cap = {0};
         CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
-        CHECK_OK(nn_hookset_add_name(&hs, "router_probabilities.0", route_to_0_hook, NULL, &err),
-                 &err);
-        CHECK_OK(nn_hookset_add_name(&hs, "mlps_output.0", capture_hook, &cap, &err), &err);
+        CHECK_OK(
+            nn_hookset_add(&hs, NN_HP_ROUTER_PROBABILITIES, first_moe, route_to_0_hook, NULL, &err),
+            &err);
+        CHECK_OK(nn_hookset_add(&hs, NN_HP_MLPS_OUTPUT, first_moe, capture_hook, &cap, &err), &err);
         nn_forward_params fp = {.hooks = &hs};
         CHECK_OK(nn_forward(m, st, &batch, &fp, &err), &err);
         size_t n = (size_t)offsets[3] * D;
-        CHECK(cap.data[NN_HP_MLPS_OUTPUT][0] &&
-                  memcmp(cap.data[NN_HP_MLPS_OUTPUT][0], all.data[NN_HP_MLPS_OUTPUT][0],
-                         n * sizeof(float)) != 0,
-              "editing router_probabilities.0 did not change mlps_output.0");
+        CHECK(cap.data[NN_HP_MLPS_OUTPUT][first_moe] &&
+                  memcmp(cap.data[NN_HP_MLPS_OUTPUT][first_moe],
+                         all.data[NN_HP_MLPS_OUTPUT][first_moe], n * sizeof(float)) != 0,
+              "editing router_probabilities.%d did not change mlps_output.%d", first_moe,
+              first_moe);
         capture_free(&cap);
         nn_hookset_free(&hs);
     }
@@ -351,9 +365,11 @@ static int zero_hook(const nn_hook_view *v, void *user, nn_err *err)
     return NN_HOOK_CONTINUE;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    const char *shared = nn_test_shared_dir("test_invariants");
+    /* test_invariants [MODEL_DIR...]: the given checkpoints (tests/reference's), else the set
+     * below from ../shared */
+    const char *shared = argc > 1 ? NULL : nn_test_shared_dir("test_invariants");
     uint32_t seed = 12345;
     for (int q = 0; q < 3; q++)
         for (int t = 0; t < 40; t++) {
@@ -383,7 +399,9 @@ int main(void)
         "reference/tiny/falcon/model-f32",       "reference/tiny/gptj/model-f32",
         "reference/tiny/bloom/model-f32",        "reference/tiny/mixtral/model-f32",
         "reference/tiny/qwen2_moe/model-f32"};
-    for (size_t i = 0; i < sizeof models / sizeof models[0]; i++) {
+    for (int i = 1; i < argc; i++)
+        check_model(argv[i]);
+    for (size_t i = 0; argc == 1 && i < sizeof models / sizeof models[0]; i++) {
         nn_err err;
         char *dir = nn_path_join(shared, models[i], &err);
         check_model(dir);
@@ -396,7 +414,7 @@ int main(void)
      * factors once a prompt passes 16 positions, so a prompt continued through the KV cache past
      * that point is rotated differently from the same prompt in one pass (as in Hugging Face). */
     const char *modern[] = {"gemma3_text", "olmo3", "smollm3", "granite", "qwen3_moe"};
-    for (size_t i = 0; i < sizeof modern / sizeof modern[0]; i++) {
+    for (size_t i = 0; argc == 1 && i < sizeof modern / sizeof modern[0]; i++) {
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/tests/reference/%s/model-f32", NNTERP_SOURCE_DIR, modern[i]);
         check_model(dir);

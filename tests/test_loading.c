@@ -208,8 +208,31 @@ static void bad_configs(const char *shared)
         {"unsupported rope_scaling",
          "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
          "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
-         "\"intermediate_size\": 8, \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 2}}",
-         "'rope_scaling.rope_type' = 'yarn' is not supported"},
+         "\"intermediate_size\": 8, \"rope_scaling\": {\"rope_type\": \"dynamic\", \"factor\": 2}}",
+         "'rope_scaling.rope_type' = 'dynamic' is not supported"},
+        {"quantized checkpoint (DeepSeek-V3's FP8)",
+         "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+         "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
+         "\"intermediate_size\": 8, \"quantization_config\": {\"quant_method\": \"fp8\"}}",
+         "'quantization_config' (quant_method 'fp8') is not supported"},
+        {"MXFP4 outside gpt-oss's experts",
+         "{\"model_type\": \"mixtral\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+         "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
+         "\"intermediate_size\": 8, \"quantization_config\": {\"quant_method\": \"mxfp4\"}}",
+         "'quantization_config' (quant_method 'mxfp4') is not supported"},
+        {"MLA with grouped kv heads",
+         "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+         "\"num_key_value_heads\": 1, \"num_hidden_layers\": 1, \"max_position_embeddings\": 8, "
+         "\"vocab_size\": 5, \"intermediate_size\": 8, \"kv_lora_rank\": 4, "
+         "\"qk_nope_head_dim\": 2, \"qk_rope_head_dim\": 2, \"v_head_dim\": 2}",
+         "'num_key_value_heads' = 1 != num_attention_heads 2 is not supported"},
+        {"expert groups not dividing the experts",
+         "{\"model_type\": \"deepseek_v3\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
+         "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "
+         "\"intermediate_size\": 8, \"kv_lora_rank\": 4, \"qk_nope_head_dim\": 2, "
+         "\"qk_rope_head_dim\": 2, \"v_head_dim\": 2, \"n_routed_experts\": 6, "
+         "\"num_experts_per_tok\": 2, \"n_group\": 4, \"topk_group\": 2}",
+         "the groups must divide the experts evenly"},
         {"unsupported activation",
          "{\"model_type\": \"llama\", \"hidden_size\": 8, \"num_attention_heads\": 2, "
          "\"num_hidden_layers\": 1, \"max_position_embeddings\": 8, \"vocab_size\": 5, "

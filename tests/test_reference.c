@@ -79,11 +79,14 @@ typedef struct tolerances {
     double act, prob;
 } tolerances;
 
-/* The dumps hold no router probabilities (Hugging Face has no module output for them), so
+/* Most dumps hold no router probabilities (Hugging Face has no module output for them), so
  * router_probabilities.i is checked for self-consistency: it fires on MoE layers only, each row
  * is a probability distribution, and it equals softmax(router(mlps_input.i)) recomputed here in
- * double precision from the captured mlps_input.i and the router weights. */
-static void check_router(const nn_model *m, const capture *cap, int n_tokens, const char *name)
+ * double precision from the captured mlps_input.i and the router weights. Layers whose
+ * router_probabilities the manifest holds (gpt-oss's biased router, DeepSeek-V3's sigmoid scores:
+ * tools/reference) were compared with it like any tensor instead; only the firing is checked. */
+static void check_router(const nn_model *m, const capture *cap, int n_tokens, const char *name,
+                         const cJSON *tensors)
 {
     const nn_config *c = &m->cfg;
     int X = c->n_experts;
@@ -99,6 +102,10 @@ static void check_router(const nn_model *m, const capture *cap, int n_tokens, co
             CHECK(0, "%s router_probabilities.%d: missing or not [T, %d]", name, l, X);
             continue;
         }
+        char dumped[64];
+        snprintf(dumped, sizeof dumped, "router_probabilities.%d", l);
+        if (cJSON_GetObjectItemCaseSensitive(tensors, dumped))
+            continue;
         const float *xn = cap->data[NN_HP_MLPS_INPUT][l];
         const nn_linear *R = &L->router;
         double worst_sum = 0.0, worst = 0.0;
@@ -242,7 +249,7 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
         printf("  %-24s %-28s max abs diff %.3e %s\n", name, tname, max_diff, ok ? "ok" : "FAIL");
         free(ref);
     }
-    check_router(m, &cap, n_tokens, name);
+    check_router(m, &cap, n_tokens, name, tensors);
 done:
     capture_free(&cap);
     nn_state_free(st);

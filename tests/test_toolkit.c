@@ -305,6 +305,92 @@ static void attention_edits(const nn_model *m)
     nn_free(edited.data);
 }
 
+/* A copy of layer 0's attention probabilities of the one sequence. */
+typedef struct probs_copy {
+    float *data;
+    size_t rows, cols;
+} probs_copy;
+
+static int copy_probs_hook(const nn_hook_view *v, void *user, nn_err *err)
+{
+    probs_copy *c = user;
+    nn_free(c->data);
+    if (!(c->data = nn_malloc(v->rows * v->cols * sizeof(float), err)))
+        return NN_ERR;
+    memcpy(c->data, v->data, v->rows * v->cols * sizeof(float));
+    c->rows = v->rows;
+    c->cols = v->cols;
+    return NN_HOOK_CONTINUE;
+}
+
+/* gpt-oss's attention sinks (tests/reference/gpt_oss): attention_probabilities rows sum to
+ * 1 - p(sink), below 1; a renormalizing edit scales the other keys and the sink's share alike, so
+ * an edited row sums to value + (S - old)(1 - value)/(1 - old) for a row of sum S; the edit
+ * reaches the logits. */
+static void attention_sinks(void)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/tests/reference/gpt_oss/model-f32", NNTERP_SOURCE_DIR);
+    nn_err err = {{0}};
+    nn_model *m;
+    if (nn_model_load(dir, &m, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    int L = m->cfg.n_layers, n = 12;
+    nn_prompt p = {prompt_a, n};
+    probs_copy clean = {0}, edited = {0};
+    grab clean_logits = {0}, edited_logits = {0};
+    nn_hookset hs;
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK_OK(nn_hookset_add(&hs, NN_HP_ATTENTION_PROBABILITIES, 0, copy_probs_hook, &clean, &err),
+             &err);
+    CHECK_OK(run_logits(m, p, &hs, &clean_logits, &err), &err);
+    nn_hookset_free(&hs);
+    nn_attn_edit e = {.layer = 0,
+                      .head = -1,
+                      .query = NN_ALL_POSITIONS,
+                      .key = 0,
+                      .op = NN_ATTN_SET,
+                      .value = 0.5f,
+                      .renormalize = true};
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK_OK(nn_attn_edit_add(&hs, m, &e, &err), &err);
+    CHECK_OK(nn_hookset_add(&hs, NN_HP_ATTENTION_PROBABILITIES, 0, copy_probs_hook, &edited, &err),
+             &err);
+    CHECK_OK(run_logits(m, p, &hs, &edited_logits, &err), &err);
+    nn_hookset_free(&hs);
+    double max_sink = 0, worst_over = 0, worst_edit = 0;
+    for (size_t r = 0; clean.data && edited.data && r < clean.rows; r++) {
+        const float *a = clean.data + r * clean.cols, *b = edited.data + r * clean.cols;
+        double sa = 0, sb = 0;
+        for (size_t j = 0; j < clean.cols; j++) {
+            sa += a[j];
+            sb += b[j];
+        }
+        max_sink = fmax(max_sink, 1.0 - sa);
+        worst_over = fmax(worst_over, sa - 1.0);
+        double old = a[0], want = 0.5 + (sa - old) * 0.5 / (1.0 - old);
+        worst_edit = fmax(worst_edit, fabs(sb - want));
+    }
+    double d = nn_test_max_diff(edited_logits.data, clean_logits.data, clean_logits.n);
+    printf("  gpt-oss sinks: largest sink share %.3f; renormalized edit off by %.3g; logits moved "
+           "%.3g\n",
+           max_sink, worst_edit, d);
+    CHECK(clean.data && max_sink > 0.1 && worst_over < 1e-6,
+          "attention_probabilities rows with a sink should sum to 1 - p(sink) < 1 (largest sink "
+          "share %.3g, over 1 by %.3g)",
+          max_sink, worst_over);
+    CHECK(edited.data && worst_edit < 1e-5, "renormalized edit under a sink off by %.3g",
+          worst_edit);
+    CHECK(d > 1e-4, "the attention edit did not reach the logits");
+    nn_free(clean.data);
+    nn_free(edited.data);
+    nn_free(clean_logits.data);
+    nn_free(edited_logits.data);
+    nn_model_free(m);
+}
+
 /* Reference logit-lens dumps (Hugging Face's own final norm and head): the toolkit's lens over
  * every position of single_len11 agrees within 1e-5. */
 static void lens_reference(const char *arch_dir)
@@ -506,5 +592,6 @@ int main(void)
     for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
         lens_reference(archs[i]);
     target_probs();
+    attention_sinks();
     return nn_test_finish("test_toolkit");
 }

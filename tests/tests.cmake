@@ -20,6 +20,7 @@ nn_test(test_loading nn_engine)
 nn_test(test_io nn_io)
 nn_test(test_tokenizer nn_engine)
 nn_test(test_toolkit nn_engine)
+target_compile_definitions(test_toolkit PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
 nn_test(test_context nn_engine)
@@ -56,9 +57,10 @@ nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 
 
 # The families of 2025-26 against transformers 5 (tests/reference, committed; written by
 # tools/reference/make_reference.py): F32, BF16 where the family has it, sharded where it has one.
+# gpt-oss, DeepSeek-V3 and GLM-4's MoE manifests hold router_probabilities.i too.
 set(NEW_REF "${CMAKE_SOURCE_DIR}/tests/reference")
 set(NN_NEW_REFERENCE qwen3 qwen3_moe qwen3_moe_step2 gemma3_text olmo2 olmo3 smollm3 llama32
-    mistral_head_dim phi4_mini granite)
+    mistral_head_dim phi4_mini granite gpt_oss deepseek_v3 deepseek_v3_no_q_lora glm4)
 foreach(arch ${NN_NEW_REFERENCE})
   nn_add_test(reference_${arch} test_reference ${NEW_REF}/${arch}/ref-f32)
   if(EXISTS ${NEW_REF}/${arch}/ref-bf16)
@@ -69,12 +71,21 @@ foreach(arch ${NN_NEW_REFERENCE})
                 --model ${NEW_REF}/${arch}/model-f32-sharded)
   endif()
 endforeach()
+# gpt-oss as OpenAI released it: MXFP4 experts, dequantized at load (references: transformers'
+# own dequantizing loader on the same file).
+nn_add_test(reference_gpt_oss_mxfp4 test_reference ${NEW_REF}/gpt_oss/ref-mxfp4)
 
 nn_add_test(config_ext test_config_ext)
 # The older families' checkpoints with config.json as transformers 5 writes it.
 nn_add_test(transformers5_configs ${CMAKE_SOURCE_DIR}/tests/test_transformers5_configs.sh
             $<TARGET_FILE:test_reference>)
 nn_add_test(invariants test_invariants)
+# The same invariants for attention sinks + stacked experts (gpt-oss) and multi-head latent
+# attention + group-limited routing + dense first layers (DeepSeek-V3), and GLM-4's sandwich norms
+# with partial interleaved rotary.
+nn_add_test(invariants_sinks_mla test_invariants ${NEW_REF}/gpt_oss/model-f32
+            ${NEW_REF}/deepseek_v3/model-f32 ${NEW_REF}/deepseek_v3_no_q_lora/model-f32
+            ${NEW_REF}/glm4/model-f32)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
 nn_add_test(io test_io)

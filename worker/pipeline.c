@@ -113,6 +113,12 @@ double nn_pipeline_layer_cost_at(const nn_config *c, int layer)
     } else {
         mlp = per_ff * c->d_ff;
     }
+    if (c->arch->mla) { /* latent attention: its low-rank projections, o from the value heads */
+        double h = c->n_heads, rq = c->q_lora_rank, r = c->kv_lora_rank, dr = c->qk_rope_dim,
+               dn = c->head_dim - c->qk_rope_dim, dv = c->v_head_dim;
+        double q = rq > 0 ? d * rq + rq * qd : d * qd;
+        return q + d * (r + dr) + r * h * (dn + dv) + h * dv * d + mlp;
+    }
     return d * (qd + 2 * kvd) + qd * d + mlp;
 }
 

@@ -136,7 +136,110 @@ FAMILIES = {
                     "attention scale attention_multiplier 0.125 (not 1/sqrt(head_dim)); residual "
                     "adds branch x residual_multiplier 0.22; logits = lm_head(x) / logits_scaling 4 "
                     "(the lens divides too); tied"),
+    # ---- gpt-oss and DeepSeek-V3: router_probabilities.i are dumped too (router_probs), since
+    # their routers are not a plain softmax of router(mlps_input) that the test can recompute.
+    "gpt_oss": dict(
+        model_type="gpt_oss",
+        config=dict(num_local_experts=4, num_experts_per_tok=2, intermediate_size=32,
+                    sliding_window=4, swiglu_limit=0.9, attention_bias=True,
+                    rope_parameters=dict(rope_type="yarn", rope_theta=150000.0, factor=32.0,
+                                         beta_fast=32.0, beta_slow=1.0, truncate=False,
+                                         original_max_position_embeddings=4096)),
+        moe=True, router_probs="softmax", tweak="gpt_oss", mxfp4=True,
+        description="gpt-oss: attention sinks (one logit per head, N(0.5, 1) here); sliding "
+                    "window 4 on layers 0 and 2, full attention on 1 and 3 (layer_types); GQA; "
+                    "q/k/v/o biases; yarn rotary (factor 32, original 4096: the ramp falls inside "
+                    "the 4 frequencies; cos/sin x 1.35); every layer MoE: router with bias, top-2 "
+                    "of 4 softmaxed, experts with interleaved gate_up + biases and the clamped "
+                    "SwiGLU, swiglu_limit 0.9 so that both clamps bite"),
+    "deepseek_v3": dict(
+        model_type="deepseek_v3",
+        config=dict(num_key_value_heads=4, q_lora_rank=24, kv_lora_rank=16, qk_nope_head_dim=8,
+                    qk_rope_head_dim=8, v_head_dim=12, n_routed_experts=8, n_group=4,
+                    topk_group=2, num_experts_per_tok=3, n_shared_experts=1,
+                    moe_intermediate_size=16, first_k_dense_replace=1, routed_scaling_factor=2.5,
+                    norm_topk_prob=True, rope_interleave=True,
+                    rope_parameters=dict(rope_type="yarn", rope_theta=10000.0, factor=4.0,
+                                         mscale=1.0, mscale_all_dim=1.0, beta_fast=32.0,
+                                         beta_slow=1.0, original_max_position_embeddings=16)),
+        moe=True, router_probs="sigmoid", tweak="deepseek_v3", sharded=True,
+        description="DeepSeek-V3: multi-head latent attention (q_lora_rank 24, kv_lora_rank 16, "
+                    "q/k heads of 8 nope + 8 rope dims, value heads of 12), rotary interleaved "
+                    "(rope_interleave), yarn factor 4 with mscale_all_dim 1 (scale x 1.14^2); "
+                    "layer 0 dense, layers 1-3 MoE: sigmoid scores, 8 experts in 4 groups, top-2 "
+                    "groups, top-3 experts on score + e_score_correction_bias (random here), "
+                    "renormalised x 2.5, one shared expert"),
+    "deepseek_v3_no_q_lora": dict(
+        model_type="deepseek_v3",
+        config=dict(num_key_value_heads=4, q_lora_rank=None, kv_lora_rank=16, head_dim=4,
+                    qk_nope_head_dim=8, qk_rope_head_dim=4, v_head_dim=8, n_routed_experts=6,
+                    n_group=2, topk_group=1, num_experts_per_tok=2, n_shared_experts=2,
+                    moe_intermediate_size=8, first_k_dense_replace=2, routed_scaling_factor=1.0,
+                    norm_topk_prob=False, rope_interleave=False, attention_bias=True,
+                    rope_parameters=dict(rope_type="default", rope_theta=10000.0)),
+        moe=True, router_probs="sigmoid", tweak="deepseek_v3", bf16=False,
+        description="DeepSeek-V2-Lite-style V3 config: no q low-rank (q_proj), attention_bias "
+                    "(q/kv_a and o biases), half-split rotary, default rope; layers 0-1 dense; "
+                    "6 experts in 2 groups, top-1 group, top-2 not renormalised, 2 shared "
+                    "experts"),
+    "glm4": dict(
+        model_type="glm4",
+        config=dict(head_dim=16, attention_bias=True, partial_rotary_factor=0.5,
+                    rope_parameters=dict(rope_type="default", rope_theta=10000.0,
+                                         partial_rotary_factor=0.5)),
+        description="GLM-4 (0414): sandwich norms (post_self_attn_layernorm, "
+                    "post_attention_layernorm before the MLP, post_mlp_layernorm); rotary on the "
+                    "first half of each 16-dim head, adjacent pairs; q/k/v biases, none on o_proj; "
+                    "fused gate_up_proj; GQA"),
 }
+
+
+E2M1 = torch.tensor([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0,
+                     -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0])
+
+
+def write_mxfp4(src, dst):
+    """An MXFP4 copy of a gpt-oss checkpoint, laid out as OpenAI released theirs: each expert stack
+    [X, in, out] becomes "<name>_blocks" [X, out, in/32, 16] (two e2m1 nibbles a byte, low first)
+    and "<name>_scales" [X, out, in/32] (power-of-two exponents + 127), rounded to nearest with the
+    block's scale 2^ceil(log2(max/6)); everything else unchanged; config.json gains
+    quantization_config. Its references come from transformers' own dequantizing loader."""
+    from safetensors.torch import load_file, save_file
+    shutil.rmtree(dst, ignore_errors=True)
+    os.makedirs(dst)
+    sd = load_file(os.path.join(src, "model.safetensors"))
+    out = {}
+    for k, v in sd.items():
+        if not (k.endswith("experts.gate_up_proj") or k.endswith("experts.down_proj")):
+            out[k] = v
+            continue
+        t = v.transpose(1, 2).contiguous()
+        X, R, C = t.shape
+        g = t.reshape(X, R, C // 32, 32)
+        e = torch.ceil(torch.log2(g.abs().amax(-1).clamp_min(1e-30) / 6.0)).to(torch.int32)
+        idx = ((g / torch.ldexp(torch.ones(()), e)[..., None])[..., None] - E2M1).abs().argmin(-1)
+        idx = idx.to(torch.uint8)
+        out[k + "_blocks"] = (idx[..., 0::2] | (idx[..., 1::2] << 4)).contiguous()
+        out[k + "_scales"] = (e + 127).to(torch.uint8).contiguous()
+    save_file(out, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    with open(os.path.join(src, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["quantization_config"] = {"quant_method": "mxfp4", "modules_to_not_convert": [
+        "model.layers.*.self_attn", "model.layers.*.mlp.router", "model.embed_tokens", "lm_head"]}
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    shutil.copy(os.path.join(src, "generation_config.json"), dst)
+
+
+def tweak(entry, model, g):
+    """Values randomize() does not reach: gpt-oss's sinks large enough to matter (1-D parameters
+    get 0.1 N(0, 1)); DeepSeek's e_score_correction_bias (a buffer, zero by default)."""
+    with torch.no_grad():
+        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+            if entry.get("tweak") == "gpt_oss" and name.endswith("self_attn.sinks"):
+                t.copy_(0.5 + torch.randn(t.shape, generator=g))
+            if entry.get("tweak") == "deepseek_v3" and name.endswith("e_score_correction_bias"):
+                t.copy_(0.1 * torch.randn(t.shape, generator=g))
 
 # Token ids from a fixed draw in [3, 300): valid for every vocabulary here. A right-padded batch with
 # a window-crossing row, a full row and a one-token row. (name, lengths, logit lens dumped, in the
@@ -255,6 +358,8 @@ def run_hooked(model, entry, ids, mask):
         handles.append(layer.mlp.register_forward_hook(post(f"mlps_output.{i}")))
         handles.append(layer.register_forward_hook(post(f"layers_output.{i}")))
         gate = getattr(layer.mlp, "gate", None)
+        if gate is None:
+            gate = getattr(layer.mlp, "router", None)  # gpt-oss
         if gate is not None and hasattr(layer.mlp, "experts"):
             def rhook(mod, args, output, i=i):
                 routers[i] = (output[0] if isinstance(output, tuple) else output).detach().clone()
@@ -280,13 +385,17 @@ def run_hooked(model, entry, ids, mask):
     T = ids.shape[1]
     for k, v in routers.items():
         routers[k] = v.reshape(B, T, -1)
+        if entry.get("router_probs") == "softmax":  # gpt-oss: the router's logits include its bias
+            out[f"router_probabilities.{k}"] = torch.softmax(routers[k].float(), dim=-1)
+        elif entry.get("router_probs") == "sigmoid":  # DeepSeek-V3: sigmoid scores, before bias
+            out[f"router_probabilities.{k}"] = torch.sigmoid(routers[k].float())
     return {k: v.float().numpy() for k, v in out.items()}, {k: v.float().numpy()
                                                             for k, v in routers.items()}
 
 
 def order(names, n_layers):
     per = ["layers_input", "attentions_input", "attention_probabilities", "attentions_output",
-           "mlps_input", "mlps_output", "layers_output"]
+           "mlps_input", "router_probabilities", "mlps_output", "layers_output"]
     keys = ["token_embeddings"] + [f"{p}.{i}" for i in range(n_layers) for p in per]
     keys += ["ln_final", "logits"] + [f"logit_lens.{i}" for i in range(n_layers)]
     return [k for k in keys if k in names]
@@ -317,9 +426,31 @@ def manifest_prompts(path):
             for c in man["cases"]]
 
 
-def routing_margin(routers, lengths, k):
-    """Smallest gap, at valid positions, between the k-th and (k+1)-th router probability."""
+def routing_margin(routers, lengths, k, model=None):
+    """Smallest gap, at valid positions, between the k-th and (k+1)-th router probability. For
+    DeepSeek-V3's group-limited router, the smaller of the gaps that decide: between the
+    topk_group-th and next group score, and between the k-th and next biased score among the
+    chosen groups."""
     worst = math.inf
+    cfg = model.config if model is not None else None
+    if cfg is not None and cfg.model_type == "deepseek_v3":
+        for i, r in routers.items():
+            bias = model.model.layers[i].mlp.gate.e_score_correction_bias.float().numpy()
+            choice = 1.0 / (1.0 + np.exp(-r.astype(np.float64))) + bias
+            G, tg = cfg.n_group, cfg.topk_group
+            per = choice.shape[-1] // G
+            grp = -np.sort(-choice.reshape(*choice.shape[:-1], G, per), axis=-1)[..., :2].sum(-1)
+            gs = -np.sort(-grp, axis=-1)
+            for b, n in enumerate(lengths):
+                if tg < G:
+                    worst = min(worst, float((gs[b, :n, tg - 1] - gs[b, :n, tg]).min()))
+                for t in range(n):
+                    keep = np.argsort(-grp[b, t])[:tg]
+                    allowed = np.concatenate([choice[b, t, g * per:(g + 1) * per] for g in keep])
+                    srt = -np.sort(-allowed)
+                    if k < len(srt):
+                        worst = min(worst, float(srt[k - 1] - srt[k]))
+        return worst
     for r in routers.values():
         p = torch.softmax(torch.from_numpy(r), dim=-1).numpy()
         s = -np.sort(-p, axis=-1)
@@ -351,7 +482,7 @@ def dump(model, entry, ref_dir, model_dir_rel, meta, bf16_cases=False):
             continue
         tens, routers = run_hooked(model, entry, torch.from_numpy(ids), torch.from_numpy(mask))
         if routers:
-            margin = min(margin, routing_margin(routers, lengths, k))
+            margin = min(margin, routing_margin(routers, lengths, k, model))
         if len(lengths) > 1:  # each row alone must give the same valid positions
             worst = 0.0
             for b, n in enumerate(lengths):
@@ -419,6 +550,7 @@ def make_family_seed(name, entry, out_root, seed):
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32,
                                              attn_implementation="eager").eval()
     randomize(model, seed)
+    tweak(entry, model, torch.Generator().manual_seed(seed + 1))
     if cfg.tie_word_embeddings:
         model.tie_weights()
     probe = torch.from_numpy(prompts()[2][1])
@@ -463,6 +595,21 @@ def make_family_seed(name, entry, out_root, seed):
         summary["dirs"]["bf16"] = dict(model_dir="model-bf16", bytes=dir_bytes(bf),
                                        ref_dir="ref-bf16", max_abs_weight_rounding=rounding,
                                        selfcheck=sc_bf)
+    if entry.get("mxfp4"):
+        from transformers import Mxfp4Config
+        mx = os.path.join(root, "model-mxfp4")
+        write_mxfp4(f32_dir, mx)
+        up = AutoModelForCausalLM.from_pretrained(
+            mx, dtype=torch.float32, attn_implementation="eager",
+            quantization_config=Mxfp4Config(dequantize=True)).eval()
+        meta_mx = dict(meta, weights_dtype="mxfp4 experts, float32 elsewhere",
+                       note="MXFP4 checkpoint loaded with from_pretrained(dtype=float32, "
+                            "Mxfp4Config(dequantize=True)): transformers' own dequantization")
+        sc_mx, margin_mx = dump(up, entry, os.path.join(root, "ref-mxfp4"), "../model-mxfp4",
+                                meta_mx, bf16_cases=True)
+        summary["dirs"]["mxfp4"] = dict(model_dir="model-mxfp4", bytes=dir_bytes(mx),
+                                        ref_dir="ref-mxfp4", selfcheck=sc_mx,
+                                        moe_min_routing_margin=margin_mx)
     with open(os.path.join(root, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     return summary
