@@ -1,0 +1,1372 @@
+/* Jinja evaluation: statements write to the output buffer, expressions give values, with
+ * jinja2's scoping (a for-loop iteration, a macro call and a with block get their own scope; if
+ * does not), Python's operators and its errors, and the step/depth/memory limits. The public API
+ * of engine/jinja.h is at the end. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jinja_internal.h"
+
+int jj_fail(jj_ctx *x, const jj_node *at, const char *fmt, ...)
+{
+    if (x->failed)
+        return NN_ERR; /* keep the first, innermost message */
+    x->failed = true;
+    char msg[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (at)
+        return nn_fail(x->err, "%s:%d:%d: %s", x->tmpl->name, at->line, at->col, msg);
+    return nn_fail(x->err, "%s: %s", x->tmpl->name, msg);
+}
+
+int jj_oom(jj_ctx *x, const jj_node *at)
+{
+    return jj_fail(x, at, "rendering needs more than the memory limit of %zu bytes",
+                   x->lim.max_memory);
+}
+
+int jj_step(jj_ctx *x, const jj_node *at)
+{
+    if (++x->steps > x->lim.max_steps)
+        return jj_fail(x, at, "the template ran more than %llu steps (a runaway loop?)",
+                       (unsigned long long)x->lim.max_steps);
+    return NN_OK;
+}
+
+/* ---- scopes ---- */
+
+static jj_scope *scope_new(jj_ctx *x, jj_scope *parent)
+{
+    jj_scope *s = jj_alloc(&x->arena, sizeof *s);
+    if (s) {
+        memset(s, 0, sizeof *s);
+        s->parent = parent;
+    }
+    return s;
+}
+
+static int scope_set(jj_ctx *x, const jj_node *at, jj_scope *s, const char *name, size_t n, jv v)
+{
+    if (jj_dict_set(&x->arena, &s->vars, jv_str(name, n), v))
+        return jj_oom(x, at);
+    return NN_OK;
+}
+
+static bool lookup(jj_ctx *x, jj_scope *s, const char *name, size_t n, jv *out)
+{
+    for (; s; s = s->parent) {
+        jv *v = jj_dict_get_str(&s->vars, name, n);
+        if (v) {
+            *out = *v;
+            return true;
+        }
+    }
+    jv *v = jj_dict_get_str(&x->vars->vars, name, n);
+    if (v) {
+        *out = *v;
+        return true;
+    }
+    for (int g = 0; g < G_COUNT; g++)
+        if (strlen(jj_global_names[g]) == n && !memcmp(jj_global_names[g], name, n)) {
+            out->t = JV_GLOBAL;
+            out->markup = false;
+            out->u.g = g;
+            return true;
+        }
+    return false;
+}
+
+static char *name_hint(jj_ctx *x, const char *fmt, const char *s, size_t n)
+{
+    char buf[200];
+    snprintf(buf, sizeof buf, fmt, (int)(n > 80 ? 80 : n), s);
+    return jj_strndup(&x->arena, buf, strlen(buf));
+}
+
+/* ---- attribute and item access ---- */
+
+static int undefined_use(jj_ctx *x, const jj_node *at, const jv *u)
+{
+    return jj_fail(x, at, "%s", u->u.s.p ? u->u.s.p : "undefined value");
+}
+
+static jv method_value(jj_ctx *x, const jv *self, const char *name, size_t n)
+{
+    jj_method *m = jj_alloc(&x->arena, sizeof *m);
+    if (!m)
+        return jv_undef(NULL);
+    m->self = *self;
+    m->name = jj_strndup(&x->arena, name, n);
+    jv v = {.t = JV_METHOD};
+    v.u.meth = m;
+    return v;
+}
+
+static int loop_attr(jj_ctx *x, const jj_node *at, jj_loop *l, const char *name, size_t n, jv *out)
+{
+    size_t len = l->items->n, i = l->index;
+#define IS(s) (n == strlen(s) && !memcmp(name, s, n))
+    if (IS("index"))
+        *out = jv_int((int64_t)i + 1);
+    else if (IS("index0"))
+        *out = jv_int((int64_t)i);
+    else if (IS("revindex"))
+        *out = jv_int((int64_t)(len - i));
+    else if (IS("revindex0"))
+        *out = jv_int((int64_t)(len - i - 1));
+    else if (IS("first"))
+        *out = jv_bool(i == 0);
+    else if (IS("last"))
+        *out = jv_bool(i + 1 == len);
+    else if (IS("length"))
+        *out = jv_int((int64_t)len);
+    else if (IS("depth"))
+        *out = jv_int(l->depth);
+    else if (IS("depth0"))
+        *out = jv_int(l->depth - 1);
+    else if (IS("previtem"))
+        *out = i ? l->items->v[i - 1] : jv_undef("there is no previous item");
+    else if (IS("nextitem"))
+        *out = i + 1 < len ? l->items->v[i + 1] : jv_undef("there is no next item");
+    else if (IS("cycle") || IS("changed")) {
+        jv self = {.t = JV_LOOP};
+        self.u.loop = l;
+        *out = method_value(x, &self, name, n);
+    } else
+        *out = jv_undef(name_hint(x, "'LoopContext' object has no attribute '%.*s'", name, n));
+#undef IS
+    return NN_OK;
+}
+
+int jj_getattr(jj_ctx *x, const jj_node *at, const jv *obj, const char *name, size_t n, jv *out)
+{
+    if (n && name[0] == '_') { /* the sandbox hides private attributes */
+        *out = jv_undef(name_hint(x, "access to the attribute '%.*s' is unsafe", name, n));
+        return NN_OK;
+    }
+    switch (obj->t) {
+    case JV_UNDEF:
+        return undefined_use(x, at, obj);
+    case JV_DICT: {
+        if (jj_is_method(obj, name, n)) {
+            *out = method_value(x, obj, name, n);
+            return NN_OK;
+        }
+        jv *v = jj_dict_get_str(obj->u.d, name, n);
+        *out = v ? *v : jv_undef(name_hint(x, "'dict object' has no attribute '%.*s'", name, n));
+        return NN_OK;
+    }
+    case JV_NS: {
+        jv *v = jj_dict_get_str(obj->u.d, name, n);
+        *out =
+            v ? *v : jv_undef(name_hint(x, "'Namespace' object has no attribute '%.*s'", name, n));
+        return NN_OK;
+    }
+    case JV_LOOP:
+        return loop_attr(x, at, obj->u.loop, name, n, out);
+    default:
+        if (jj_is_method(obj, name, n)) {
+            *out = method_value(x, obj, name, n);
+            return NN_OK;
+        }
+        {
+            char fmt[96];
+            snprintf(fmt, sizeof fmt, "'%s object' has no attribute '%%.*s'", jv_type_name(obj));
+            *out = jv_undef(name_hint(x, fmt, name, n));
+        }
+        return NN_OK;
+    }
+}
+
+/* UTF-8 string as code points: the byte offset of each character (n_chars + 1 entries). */
+static int char_offsets(jj_ctx *x, const jv *s, size_t **off, size_t *nc)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < s->u.s.n; i++)
+        if (((unsigned char)s->u.s.p[i] & 0xc0) != 0x80)
+            count++;
+    size_t *o = jj_alloc(&x->arena, (count + 1) * sizeof *o);
+    if (!o)
+        return jj_oom(x, NULL);
+    size_t k = 0;
+    for (size_t i = 0; i < s->u.s.n; i++)
+        if (((unsigned char)s->u.s.p[i] & 0xc0) != 0x80)
+            o[k++] = i;
+    o[k] = s->u.s.n;
+    *off = o;
+    *nc = count;
+    return NN_OK;
+}
+
+static int getitem(jj_ctx *x, const jj_node *at, const jv *obj, const jv *key, jv *out)
+{
+    if (obj->t == JV_UNDEF)
+        return undefined_use(x, at, obj);
+    if (obj->t == JV_DICT || obj->t == JV_NS) {
+        jv *v = jj_dict_get(obj->u.d, key);
+        if (v) {
+            *out = *v;
+            return NN_OK;
+        }
+        if (key->t == JV_STR && obj->t == JV_DICT)
+            return jj_getattr(x, at, obj, key->u.s.p, key->u.s.n, out);
+        *out = jv_undef("a key is missing from the dict");
+        if (key->t == JV_STR)
+            out->u.s.p =
+                name_hint(x, "'dict object' has no attribute '%.*s'", key->u.s.p, key->u.s.n);
+        return NN_OK;
+    }
+    if ((obj->t == JV_LIST || obj->t == JV_STR) && (key->t == JV_INT || key->t == JV_BOOL)) {
+        int64_t i = key->t == JV_INT ? key->u.i : key->u.b;
+        size_t *off = NULL, len;
+        if (obj->t == JV_LIST)
+            len = obj->u.l->n;
+        else if (char_offsets(x, obj, &off, &len))
+            return NN_ERR;
+        if (i < 0)
+            i += (int64_t)len;
+        if (i < 0 || (size_t)i >= len) {
+            *out = jv_undef(obj->t == JV_LIST ? "list index out of range"
+                                              : "string index out of range");
+            return NN_OK;
+        }
+        if (obj->t == JV_LIST)
+            *out = obj->u.l->v[i];
+        else
+            *out = jv_str(obj->u.s.p + off[i], off[i + 1] - off[i]);
+        return NN_OK;
+    }
+    if (key->t == JV_STR)
+        return jj_getattr(x, at, obj, key->u.s.p, key->u.s.n, out);
+    *out = jv_undef(name_hint(x, "'%.*s object' has no such item", jv_type_name(obj),
+                              strlen(jv_type_name(obj))));
+    return NN_OK;
+}
+
+/* Python slice indices for a sequence of len elements. */
+static int slice_indices(jj_ctx *x, const jj_node *at, const jv *parts, int64_t len, int64_t *st,
+                         int64_t *sp, int64_t *step)
+{
+    *step = 1;
+    if (parts[2].t != JV_NONE) {
+        if (parts[2].t != JV_INT)
+            return jj_fail(x, at, "slice indices must be integers or None");
+        *step = parts[2].u.i;
+        if (*step == 0)
+            return jj_fail(x, at, "slice step cannot be zero");
+    }
+    int64_t lo = *step < 0 ? -1 : 0, hi = *step < 0 ? len - 1 : len;
+    for (int k = 0; k < 2; k++) {
+        int64_t *dst = k ? sp : st;
+        if (parts[k].t == JV_NONE) {
+            *dst = (*step < 0) == (k == 0) ? hi : lo;
+            continue;
+        }
+        if (parts[k].t != JV_INT)
+            return jj_fail(x, at, "slice indices must be integers or None");
+        int64_t v = parts[k].u.i;
+        if (v < 0) {
+            v += len;
+            if (v < lo)
+                v = lo;
+        } else if (v > hi) {
+            v = hi;
+        }
+        *dst = v;
+    }
+    return NN_OK;
+}
+
+static int do_slice(jj_ctx *x, const jj_node *at, const jv *obj, const jv *parts, jv *out)
+{
+    if (obj->t == JV_UNDEF)
+        return undefined_use(x, at, obj);
+    if (obj->t != JV_LIST && obj->t != JV_STR)
+        return jj_fail(x, at, "'%s' object is not subscriptable with a slice", jv_type_name(obj));
+    size_t *off = NULL, len;
+    if (obj->t == JV_LIST)
+        len = obj->u.l->n;
+    else if (char_offsets(x, obj, &off, &len))
+        return NN_ERR;
+    int64_t st = 0, sp = 0, step = 1;
+    if (slice_indices(x, at, parts, (int64_t)len, &st, &sp, &step))
+        return NN_ERR;
+    size_t count = 0;
+    for (int64_t i = st; step > 0 ? i < sp : i > sp; i += step)
+        count++;
+    if (obj->t == JV_LIST) {
+        jj_list *l;
+        if (jj_list_new(&x->arena, count, &l))
+            return jj_oom(x, at);
+        l->tuple = obj->u.l->tuple;
+        size_t k = 0;
+        for (int64_t i = st; step > 0 ? i < sp : i > sp; i += step)
+            l->v[k++] = obj->u.l->v[i];
+        out->t = JV_LIST;
+        out->markup = false;
+        out->u.l = l;
+        return NN_OK;
+    }
+    char *s = jj_alloc(&x->arena, obj->u.s.n + 1);
+    if (!s)
+        return jj_oom(x, at);
+    size_t k = 0;
+    for (int64_t i = st; step > 0 ? i < sp : i > sp; i += step) {
+        memcpy(s + k, obj->u.s.p + off[i], off[i + 1] - off[i]);
+        k += off[i + 1] - off[i];
+    }
+    s[k] = 0;
+    *out = jv_str(s, k);
+    out->markup = obj->markup;
+    return NN_OK;
+}
+
+/* ---- iteration, comparison, arithmetic ---- */
+
+int jj_iterate(jj_ctx *x, const jj_node *at, const jv *v, jj_list **out)
+{
+    static jj_list empty = {0};
+    switch (v->t) {
+    case JV_UNDEF:
+        *out = &empty;
+        return NN_OK;
+    case JV_LIST:
+        *out = v->u.l;
+        return NN_OK;
+    case JV_DICT: {
+        jj_list *l;
+        if (jj_list_new(&x->arena, v->u.d->n, &l))
+            return jj_oom(x, at);
+        memcpy(l->v, v->u.d->k, v->u.d->n * sizeof(jv));
+        *out = l;
+        return NN_OK;
+    }
+    case JV_STR: {
+        size_t *off, n;
+        jj_list *l;
+        if (char_offsets(x, v, &off, &n) || jj_list_new(&x->arena, n, &l))
+            return jj_oom(x, at);
+        for (size_t i = 0; i < n; i++)
+            l->v[i] = jv_str(v->u.s.p + off[i], off[i + 1] - off[i]);
+        *out = l;
+        return NN_OK;
+    }
+    default:
+        return jj_fail(x, at, "'%s' object is not iterable", jv_type_name(v));
+    }
+}
+
+static bool is_num(const jv *v)
+{
+    return v->t == JV_INT || v->t == JV_FLOAT || v->t == JV_BOOL;
+}
+
+static double num_d(const jv *v)
+{
+    return v->t == JV_FLOAT ? v->u.f : v->t == JV_INT ? (double)v->u.i : v->u.b;
+}
+
+static int64_t num_i(const jv *v)
+{
+    return v->t == JV_INT ? v->u.i : v->u.b;
+}
+
+static int order(jj_ctx *x, const jj_node *at, const jv *a, const jv *b, int *cmp)
+{
+    if (is_num(a) && is_num(b)) {
+        if (a->t != JV_FLOAT && b->t != JV_FLOAT)
+            *cmp = (num_i(a) > num_i(b)) - (num_i(a) < num_i(b));
+        else
+            *cmp = (num_d(a) > num_d(b)) - (num_d(a) < num_d(b));
+        return NN_OK;
+    }
+    if (a->t == JV_STR && b->t == JV_STR) {
+        size_t n = a->u.s.n < b->u.s.n ? a->u.s.n : b->u.s.n;
+        int c = memcmp(a->u.s.p, b->u.s.p, n);
+        *cmp = c ? (c > 0) - (c < 0) : (a->u.s.n > b->u.s.n) - (a->u.s.n < b->u.s.n);
+        return NN_OK;
+    }
+    if (a->t == JV_LIST && b->t == JV_LIST) {
+        for (size_t i = 0; i < a->u.l->n && i < b->u.l->n; i++) {
+            if (jv_equal(&a->u.l->v[i], &b->u.l->v[i]))
+                continue;
+            return order(x, at, &a->u.l->v[i], &b->u.l->v[i], cmp);
+        }
+        *cmp = (a->u.l->n > b->u.l->n) - (a->u.l->n < b->u.l->n);
+        return NN_OK;
+    }
+    return jj_fail(x, at, "'<' not supported between instances of '%s' and '%s'", jv_type_name(a),
+                   jv_type_name(b));
+}
+
+static int contains(jj_ctx *x, const jj_node *at, const jv *item, const jv *c, bool *out)
+{
+    if (c->t == JV_STR) {
+        if (item->t != JV_STR)
+            return jj_fail(x, at, "'in <string>' requires string as left operand, not %s",
+                           jv_type_name(item));
+        if (!item->u.s.n) {
+            *out = true;
+            return NN_OK;
+        }
+        *out = false;
+        for (size_t i = 0; i + item->u.s.n <= c->u.s.n; i++)
+            if (!memcmp(c->u.s.p + i, item->u.s.p, item->u.s.n)) {
+                *out = true;
+                break;
+            }
+        return NN_OK;
+    }
+    if (c->t == JV_DICT || c->t == JV_NS) {
+        *out = jj_dict_get(c->u.d, item) != NULL;
+        return NN_OK;
+    }
+    jj_list *l;
+    if (jj_iterate(x, at, c, &l))
+        return NN_ERR;
+    *out = false;
+    for (size_t i = 0; i < l->n; i++)
+        if (jv_equal(&l->v[i], item)) {
+            *out = true;
+            break;
+        }
+    return NN_OK;
+}
+
+int jj_compare(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, bool *out)
+{
+    int c = 0;
+    switch (op) {
+    case OP_EQ:
+        *out = jv_equal(a, b);
+        return NN_OK;
+    case OP_NE:
+        *out = !jv_equal(a, b);
+        return NN_OK;
+    case OP_IN:
+    case OP_NOTIN:
+        if (contains(x, at, a, b, out))
+            return NN_ERR;
+        if (op == OP_NOTIN)
+            *out = !*out;
+        return NN_OK;
+    default:
+        if (order(x, at, a, b, &c))
+            return NN_ERR;
+        *out = op == OP_LT ? c < 0 : op == OP_LE ? c <= 0 : op == OP_GT ? c > 0 : c >= 0;
+        return NN_OK;
+    }
+}
+
+static const char *op_symbol(int op)
+{
+    static const char *const s[] = {"+", "-", "*", "/", "//", "%", "**"};
+    return op <= OP_POW ? s[op] : "?";
+}
+
+/* markupsafe's escape of a str, for Markup + str. */
+static int escape_into(jj_ctx *x, const jv *s, jv *out)
+{
+    jj_buf b = {0};
+    int rc = NN_OK;
+    for (size_t i = 0; i < s->u.s.n && !rc; i++) {
+        const char *e = NULL;
+        switch (s->u.s.p[i]) {
+        case '&':
+            e = "&amp;";
+            break;
+        case '<':
+            e = "&lt;";
+            break;
+        case '>':
+            e = "&gt;";
+            break;
+        case '"':
+            e = "&#34;";
+            break;
+        case '\'':
+            e = "&#39;";
+            break;
+        }
+        rc = e ? jj_buf_add(x, &b, e, strlen(e)) : jj_buf_add(x, &b, s->u.s.p + i, 1);
+    }
+    if (!rc) {
+        char *p = jj_strndup(&x->arena, b.p ? b.p : "", b.n);
+        if (!p)
+            rc = jj_oom(x, NULL);
+        else
+            *out = jv_str(p, b.n);
+    }
+    nn_free(b.p);
+    return rc;
+}
+
+static int repeat(jj_ctx *x, const jj_node *at, const jv *seq, int64_t times, jv *out)
+{
+    if (times < 0)
+        times = 0;
+    size_t unit = seq->t == JV_STR ? seq->u.s.n : seq->u.l->n * sizeof(jv), total;
+    if (!nn_mul_size(unit, (size_t)times, &total) || total > x->lim.max_memory)
+        return jj_oom(x, at);
+    if (seq->t == JV_STR) {
+        char *s = jj_alloc(&x->arena, total + 1);
+        if (!s)
+            return jj_oom(x, at);
+        for (int64_t i = 0; i < times; i++)
+            memcpy(s + (size_t)i * unit, seq->u.s.p, unit);
+        s[total] = 0;
+        *out = jv_str(s, total);
+        return NN_OK;
+    }
+    jj_list *l;
+    if (jj_list_new(&x->arena, seq->u.l->n * (size_t)times, &l))
+        return jj_oom(x, at);
+    for (int64_t i = 0; i < times; i++)
+        memcpy(l->v + (size_t)i * seq->u.l->n, seq->u.l->v, unit);
+    out->t = JV_LIST;
+    out->markup = false;
+    out->u.l = l;
+    return NN_OK;
+}
+
+int jj_string_format(jj_ctx *x, const jj_node *at, const jv *fmt, const jv *args, jv *out);
+
+int jj_binop(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, jv *out)
+{
+    if (a->t == JV_UNDEF)
+        return undefined_use(x, at, a);
+    if (b->t == JV_UNDEF)
+        return undefined_use(x, at, b);
+    if (is_num(a) && is_num(b)) {
+        bool fl = a->t == JV_FLOAT || b->t == JV_FLOAT;
+        int64_t i = num_i(a), j = num_i(b), r;
+        double p = num_d(a), q = num_d(b);
+        switch (op) {
+        case OP_ADD:
+            if (fl)
+                *out = jv_float(p + q);
+            else if (__builtin_add_overflow(i, j, &r))
+                return jj_fail(x, at, "integer overflow");
+            else
+                *out = jv_int(r);
+            return NN_OK;
+        case OP_SUB:
+            if (fl)
+                *out = jv_float(p - q);
+            else if (__builtin_sub_overflow(i, j, &r))
+                return jj_fail(x, at, "integer overflow");
+            else
+                *out = jv_int(r);
+            return NN_OK;
+        case OP_MUL:
+            if (fl)
+                *out = jv_float(p * q);
+            else if (__builtin_mul_overflow(i, j, &r))
+                return jj_fail(x, at, "integer overflow");
+            else
+                *out = jv_int(r);
+            return NN_OK;
+        case OP_DIV:
+            if (q == 0)
+                return jj_fail(x, at, "division by zero");
+            *out = jv_float(p / q);
+            return NN_OK;
+        case OP_FLOORDIV:
+        case OP_MOD:
+            if (fl ? q == 0 : j == 0)
+                return jj_fail(x, at, "integer division or modulo by zero");
+            if (fl) {
+                double m = fmod(p, q);
+                if (m != 0 && ((m < 0) != (q < 0)))
+                    m += q;
+                *out = op == OP_MOD ? jv_float(m) : jv_float(floor((p - m) / q + 0.5));
+                if (op == OP_FLOORDIV)
+                    *out = jv_float(floor(p / q));
+            } else {
+                if (i == INT64_MIN && j == -1)
+                    return jj_fail(x, at, "integer overflow");
+                int64_t d = i / j, m = i % j;
+                if (m != 0 && ((m < 0) != (j < 0))) {
+                    d--;
+                    m += j;
+                }
+                *out = jv_int(op == OP_MOD ? m : d);
+            }
+            return NN_OK;
+        case OP_POW:
+            if (!fl && j >= 0) {
+                int64_t acc = 1;
+                for (int64_t k = 0; k < j; k++) {
+                    if (__builtin_mul_overflow(acc, i, &acc))
+                        return jj_fail(x, at, "integer overflow in **");
+                    if (acc == 0 || acc == 1)
+                        break;
+                }
+                if (acc == -1 && (j % 2 == 0))
+                    acc = 1;
+                *out = jv_int(acc);
+            } else {
+                *out = jv_float(pow(p, q));
+            }
+            return NN_OK;
+        }
+    }
+    if (op == OP_ADD && a->t == JV_STR && b->t == JV_STR) {
+        jv l = *a, r = *b;
+        bool markup = a->markup || b->markup;
+        if (a->markup && !b->markup && escape_into(x, b, &r))
+            return NN_ERR;
+        if (b->markup && !a->markup && escape_into(x, a, &l))
+            return NN_ERR;
+        char *s = jj_alloc(&x->arena, l.u.s.n + r.u.s.n + 1);
+        if (!s)
+            return jj_oom(x, at);
+        memcpy(s, l.u.s.p, l.u.s.n);
+        memcpy(s + l.u.s.n, r.u.s.p, r.u.s.n);
+        s[l.u.s.n + r.u.s.n] = 0;
+        *out = jv_str(s, l.u.s.n + r.u.s.n);
+        out->markup = markup;
+        return NN_OK;
+    }
+    if (op == OP_ADD && a->t == JV_LIST && b->t == JV_LIST && a->u.l->tuple == b->u.l->tuple) {
+        jj_list *l;
+        if (jj_list_new(&x->arena, a->u.l->n + b->u.l->n, &l))
+            return jj_oom(x, at);
+        memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(jv));
+        memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(jv));
+        l->tuple = a->u.l->tuple;
+        out->t = JV_LIST;
+        out->markup = false;
+        out->u.l = l;
+        return NN_OK;
+    }
+    if (op == OP_MUL && (a->t == JV_STR || a->t == JV_LIST) && (b->t == JV_INT || b->t == JV_BOOL))
+        return repeat(x, at, a, num_i(b), out);
+    if (op == OP_MUL && (b->t == JV_STR || b->t == JV_LIST) && (a->t == JV_INT || a->t == JV_BOOL))
+        return repeat(x, at, b, num_i(a), out);
+    if (op == OP_MOD && a->t == JV_STR)
+        return jj_string_format(x, at, a, b, out);
+    if (op == OP_ADD && a->t == JV_STR)
+        return jj_fail(x, at, "can only concatenate str (not \"%s\") to str", jv_type_name(b));
+    return jj_fail(x, at, "unsupported operand type(s) for %s: '%s' and '%s'", op_symbol(op),
+                   jv_type_name(a), jv_type_name(b));
+}
+
+/* ---- calls ---- */
+
+static int render_body(jj_ctx *x, const jj_node *body, jj_scope *s);
+
+static int call_macro(jj_ctx *x, const jj_node *at, const jj_macro *m, jv *args, size_t nargs,
+                      const char **kwnames, jv *kwvals, size_t nkw, const jv *caller, jv *out)
+{
+    const jj_node *def = m->def;
+    if (x->depth >= x->lim.max_depth)
+        return jj_fail(x, at, "macro calls nest more than %d deep (runaway recursion?)",
+                       x->lim.max_depth);
+    jj_scope *s = scope_new(x, m->closure);
+    if (!s)
+        return jj_oom(x, at);
+    size_t np = def->nkids;
+    jj_list *varargs;
+    if (jj_list_new(&x->arena, nargs > np ? nargs - np : 0, &varargs))
+        return jj_oom(x, at);
+    for (size_t i = 0; i < nargs; i++) {
+        if (i < np) {
+            if (scope_set(x, at, s, def->kids[i]->s, def->kids[i]->slen, args[i]))
+                return NN_ERR;
+        } else {
+            varargs->v[i - np] = args[i];
+        }
+    }
+    jj_dict *kwargs = jj_dict_new(&x->arena);
+    if (!kwargs)
+        return jj_oom(x, at);
+    for (size_t k = 0; k < nkw; k++) {
+        size_t kl = strlen(kwnames[k]);
+        bool found = false;
+        for (size_t i = 0; i < np; i++)
+            if (def->kids[i]->slen == kl && !memcmp(def->kids[i]->s, kwnames[k], kl)) {
+                if (i < nargs)
+                    return jj_fail(x, at, "macro '%s' got multiple values for argument '%s'",
+                                   m->name, kwnames[k]);
+                if (scope_set(x, at, s, def->kids[i]->s, kl, kwvals[k]))
+                    return NN_ERR;
+                found = true;
+            }
+        if (!found && jj_dict_set(&x->arena, kwargs, jv_cstr(kwnames[k]), kwvals[k]))
+            return jj_oom(x, at);
+    }
+    x->depth++;
+    for (size_t i = nargs; i < np; i++) { /* defaults, evaluated in the macro's scope */
+        const jj_node *p = def->kids[i];
+        if (jj_dict_get_str(&s->vars, p->s, p->slen))
+            continue;
+        jv d = jv_undef(name_hint(x, "parameter '%.*s' was not provided", p->s, p->slen));
+        if (p->a) {
+            jj_scope *save = x->scope;
+            x->scope = s;
+            int rc = jj_eval(x, p->a, &d);
+            x->scope = save;
+            if (rc)
+                return NN_ERR;
+        }
+        if (scope_set(x, at, s, p->s, p->slen, d))
+            return NN_ERR;
+    }
+    jv vv = {.t = JV_LIST}, kv = {.t = JV_DICT};
+    vv.u.l = varargs;
+    kv.u.d = kwargs;
+    if (scope_set(x, at, s, "varargs", 7, vv) || scope_set(x, at, s, "kwargs", 6, kv))
+        return NN_ERR;
+    if (caller && scope_set(x, at, s, "caller", 6, *caller))
+        return NN_ERR;
+    size_t start = x->out.n;
+    int save_brk = x->brk;
+    if (render_body(x, def->c, s))
+        return NN_ERR;
+    x->brk = save_brk;
+    x->depth--;
+    return jj_buf_take(x, &x->out, start, out);
+}
+
+int jj_call_value(jj_ctx *x, const jj_node *at, const jv *callee, jv *args, size_t nargs,
+                  const char **kwnames, jv *kwvals, size_t nkw, jv *out)
+{
+    switch (callee->t) {
+    case JV_MACRO:
+        return call_macro(x, at, callee->u.m, args, nargs, kwnames, kwvals, nkw, NULL, out);
+    case JV_GLOBAL:
+        return jj_global_call(x, at, callee->u.g, args, nargs, kwnames, kwvals, nkw, out);
+    case JV_METHOD:
+        return jj_method_call(x, at, callee->u.meth, args, nargs, kwnames, kwvals, nkw, out);
+    case JV_UNDEF:
+        return undefined_use(x, at, callee);
+    case JV_CYCLER: {
+        jv self = *callee;
+        jj_method m = {self, "next"};
+        return jj_method_call(x, at, &m, args, nargs, kwnames, kwvals, nkw, out);
+    }
+    default:
+        return jj_fail(x, at, "'%s' object is not callable", jv_type_name(callee));
+    }
+}
+
+/* Evaluates a call's arguments (with *args and **kwargs spread). */
+static int eval_args(jj_ctx *x, const jj_node *n, jv **args, size_t *nargs, const char ***kwn,
+                     jv **kwv, size_t *nkw)
+{
+    size_t cap = n->nkids + 1;
+    *args = jj_alloc(&x->arena, cap * sizeof **args);
+    *kwv = jj_alloc(&x->arena, cap * sizeof **kwv);
+    *kwn = jj_alloc(&x->arena, cap * sizeof **kwn);
+    *nargs = *nkw = 0;
+    if (!*args || !*kwv || !*kwn)
+        return jj_oom(x, n);
+    for (size_t i = 0; i < n->nkids; i++) {
+        const jj_node *k = n->kids[i];
+        jv v;
+        if (jj_eval(x,
+                    k->kind == N_KWARG || k->kind == N_STARARG || k->kind == N_DSTARARG ? k->a : k,
+                    &v))
+            return NN_ERR;
+        if (k->kind == N_KWARG) {
+            (*kwn)[*nkw] = jj_strndup(&x->arena, k->s, k->slen);
+            (*kwv)[(*nkw)++] = v;
+        } else if (k->kind == N_STARARG || k->kind == N_DSTARARG) {
+            if ((k->kind == N_STARARG && v.t != JV_LIST) ||
+                (k->kind == N_DSTARARG && v.t != JV_DICT))
+                return jj_fail(x, k, "%s needs a %s", k->kind == N_STARARG ? "*args" : "**kwargs",
+                               k->kind == N_STARARG ? "list" : "dict");
+            size_t more = k->kind == N_STARARG ? v.u.l->n : v.u.d->n;
+            jv *na = jj_alloc(&x->arena, (cap + more) * sizeof *na);
+            jv *nv = jj_alloc(&x->arena, (cap + more) * sizeof *nv);
+            const char **nn = jj_alloc(&x->arena, (cap + more) * sizeof *nn);
+            if (!na || !nv || !nn)
+                return jj_oom(x, k);
+            memcpy(na, *args, *nargs * sizeof *na);
+            memcpy(nv, *kwv, *nkw * sizeof *nv);
+            memcpy(nn, *kwn, *nkw * sizeof *nn);
+            *args = na;
+            *kwv = nv;
+            *kwn = nn;
+            cap += more;
+            if (k->kind == N_STARARG) {
+                memcpy(*args + *nargs, v.u.l->v, more * sizeof(jv));
+                *nargs += more;
+            } else {
+                for (size_t j = 0; j < more; j++) {
+                    if (v.u.d->k[j].t != JV_STR)
+                        return jj_fail(x, k, "keywords must be strings");
+                    (*kwn)[*nkw] = v.u.d->k[j].u.s.p;
+                    (*kwv)[(*nkw)++] = v.u.d->v[j];
+                }
+            }
+        } else {
+            (*args)[(*nargs)++] = v;
+        }
+    }
+    return NN_OK;
+}
+
+static int apply_filter(jj_ctx *x, const jj_node *f, const jv *val, jv *out)
+{
+    jv *args, *kwv;
+    const char **kwn;
+    size_t nargs, nkw;
+    if (eval_args(x, f, &args, &nargs, &kwn, &kwv, &nkw))
+        return NN_ERR;
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)(f->slen > 60 ? 60 : f->slen), f->s);
+    return jj_filter(x, f, name, val, args, nargs, kwn, kwv, nkw, out);
+}
+
+/* ---- expressions ---- */
+
+int jj_eval(jj_ctx *x, const jj_node *n, jv *out);
+
+static int eval_inner(jj_ctx *x, const jj_node *n, jv *out)
+{
+    jv a, b;
+    switch (n->kind) {
+    case N_CONST:
+        *out = n->v;
+        return NN_OK;
+    case N_NAME:
+        if (!lookup(x, x->scope, n->s, n->slen, out))
+            *out = jv_undef(name_hint(x, "'%.*s' is undefined", n->s, n->slen));
+        return NN_OK;
+    case N_GETATTR:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        return jj_getattr(x, n, &a, n->s, n->slen, out);
+    case N_GETITEM:
+        if (jj_eval(x, n->a, &a) || jj_eval(x, n->b, &b))
+            return NN_ERR;
+        return getitem(x, n, &a, &b, out);
+    case N_SLICE: {
+        jv parts[3];
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        for (int i = 0; i < 3; i++) {
+            parts[i] = jv_none();
+            if (n->kids[i] && jj_eval(x, n->kids[i], &parts[i]))
+                return NN_ERR;
+        }
+        return do_slice(x, n, &a, parts, out);
+    }
+    case N_CALL: {
+        jv *args, *kwv;
+        const char **kwn;
+        size_t nargs, nkw;
+        if (jj_eval(x, n->a, &a) || eval_args(x, n, &args, &nargs, &kwn, &kwv, &nkw))
+            return NN_ERR;
+        return jj_call_value(x, n, &a, args, nargs, kwn, kwv, nkw, out);
+    }
+    case N_FILTER:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        return apply_filter(x, n, &a, out);
+    case N_TEST: {
+        jv *args, *kwv;
+        const char **kwn;
+        size_t nargs, nkw;
+        bool r;
+        if (jj_eval(x, n->a, &a) || eval_args(x, n, &args, &nargs, &kwn, &kwv, &nkw))
+            return NN_ERR;
+        char name[64];
+        snprintf(name, sizeof name, "%.*s", (int)(n->slen > 60 ? 60 : n->slen), n->s);
+        if (jj_test(x, n, name, &a, args, nargs, &r))
+            return NN_ERR;
+        *out = jv_bool(n->neg ? !r : r);
+        return NN_OK;
+    }
+    case N_LIST:
+    case N_TUPLE: {
+        jj_list *l;
+        if (jj_list_new(&x->arena, n->nkids, &l))
+            return jj_oom(x, n);
+        l->tuple = n->kind == N_TUPLE;
+        for (size_t i = 0; i < n->nkids; i++)
+            if (jj_eval(x, n->kids[i], &l->v[i]))
+                return NN_ERR;
+        out->t = JV_LIST;
+        out->markup = false;
+        out->u.l = l;
+        return NN_OK;
+    }
+    case N_DICT: {
+        jj_dict *d = jj_dict_new(&x->arena);
+        if (!d)
+            return jj_oom(x, n);
+        for (size_t i = 0; i + 1 < n->nkids; i += 2) {
+            if (jj_eval(x, n->kids[i], &a) || jj_eval(x, n->kids[i + 1], &b))
+                return NN_ERR;
+            if (a.t == JV_LIST || a.t == JV_DICT || a.t == JV_UNDEF)
+                return jj_fail(x, n->kids[i], "unhashable type: '%s'", jv_type_name(&a));
+            if (jj_dict_set(&x->arena, d, a, b))
+                return jj_oom(x, n);
+        }
+        out->t = JV_DICT;
+        out->markup = false;
+        out->u.d = d;
+        return NN_OK;
+    }
+    case N_COND:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        if (jv_truthy(&a))
+            return jj_eval(x, n->b, out);
+        if (n->c)
+            return jj_eval(x, n->c, out);
+        *out = jv_undef("the inline if expression was false and had no else");
+        return NN_OK;
+    case N_AND:
+    case N_OR:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        if (jv_truthy(&a) == (n->kind == N_OR)) {
+            *out = a;
+            return NN_OK;
+        }
+        return jj_eval(x, n->b, out);
+    case N_NOT:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        *out = jv_bool(!jv_truthy(&a));
+        return NN_OK;
+    case N_NEG:
+    case N_POS:
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        if (a.t == JV_INT || a.t == JV_BOOL) {
+            int64_t i = num_i(&a);
+            if (n->kind == N_NEG && i == INT64_MIN)
+                return jj_fail(x, n, "integer overflow");
+            *out = jv_int(n->kind == N_NEG ? -i : i);
+        } else if (a.t == JV_FLOAT) {
+            *out = jv_float(n->kind == N_NEG ? -a.u.f : a.u.f);
+        } else if (a.t == JV_UNDEF) {
+            return undefined_use(x, n, &a);
+        } else {
+            return jj_fail(x, n, "bad operand type for unary %s: '%s'",
+                           n->kind == N_NEG ? "-" : "+", jv_type_name(&a));
+        }
+        return NN_OK;
+    case N_BINOP:
+        if (jj_eval(x, n->a, &a) || jj_eval(x, n->b, &b))
+            return NN_ERR;
+        return jj_binop(x, n, n->op, &a, &b, out);
+    case N_COMPARE: {
+        if (jj_eval(x, n->a, &a))
+            return NN_ERR;
+        bool r = true;
+        for (size_t i = 0; i < n->nkids && r; i++) {
+            if (jj_eval(x, n->kids[i]->a, &b) ||
+                jj_compare(x, n->kids[i], n->kids[i]->op, &a, &b, &r))
+                return NN_ERR;
+            a = b;
+        }
+        *out = jv_bool(r);
+        return NN_OK;
+    }
+    case N_CONCAT: {
+        jj_buf buf = {0};
+        int rc = NN_OK;
+        for (size_t i = 0; i < n->nkids && !rc; i++) {
+            rc = jj_eval(x, n->kids[i], &a);
+            if (!rc)
+                rc = jv_str_append(x, &buf, &a);
+        }
+        if (!rc) {
+            char *s = jj_strndup(&x->arena, buf.p ? buf.p : "", buf.n);
+            if (!s)
+                rc = jj_oom(x, n);
+            else
+                *out = jv_str(s, buf.n);
+        }
+        nn_free(buf.p);
+        return rc;
+    }
+    default:
+        return jj_fail(x, n, "this expression cannot be evaluated here");
+    }
+}
+
+int jj_eval(jj_ctx *x, const jj_node *n, jv *out)
+{
+    if (jj_step(x, n))
+        return NN_ERR;
+    if (++x->depth > x->lim.max_depth + 200)
+        return jj_fail(x, n, "expressions nest too deeply");
+    int rc = eval_inner(x, n, out);
+    x->depth--;
+    return rc;
+}
+
+/* ---- statements ---- */
+
+static int assign(jj_ctx *x, const jj_node *target, jj_scope *s, const jv *v)
+{
+    if (target->kind == N_NAME)
+        return scope_set(x, target, s, target->s, target->slen, *v);
+    if (target->kind == N_TUPLE) {
+        jj_list *l;
+        if (jj_iterate(x, target, v, &l))
+            return NN_ERR;
+        if (l->n != target->nkids)
+            return jj_fail(x, target,
+                           l->n > target->nkids ? "too many values to unpack (expected %zu)"
+                                                : "not enough values to unpack (expected %zu)",
+                           target->nkids);
+        for (size_t i = 0; i < l->n; i++)
+            if (assign(x, target->kids[i], s, &l->v[i]))
+                return NN_ERR;
+        return NN_OK;
+    }
+    return jj_fail(x, target, "cannot assign to this expression");
+}
+
+static int exec(jj_ctx *x, const jj_node *n, jj_scope *s);
+
+static int render_body(jj_ctx *x, const jj_node *body, jj_scope *s)
+{
+    jj_scope *save = x->scope;
+    for (size_t i = 0; i < body->nkids; i++) {
+        x->scope = s;
+        if (exec(x, body->kids[i], s)) {
+            x->scope = save;
+            return NN_ERR;
+        }
+        if (x->brk)
+            break;
+    }
+    x->scope = save;
+    return NN_OK;
+}
+
+static int exec_for(jj_ctx *x, const jj_node *n, jj_scope *s)
+{
+    jv it;
+    jj_list *items;
+    if (jj_eval(x, n->b, &it) || jj_iterate(x, n->b, &it, &items))
+        return NN_ERR;
+    if (n->e) { /* {% for x in xs if cond %}: filtered before the loop, as jinja does */
+        jj_list *kept;
+        if (jj_list_new(&x->arena, items->n, &kept))
+            return jj_oom(x, n);
+        kept->n = 0;
+        for (size_t i = 0; i < items->n; i++) {
+            jj_scope *fs = scope_new(x, s);
+            jv c;
+            if (!fs)
+                return jj_oom(x, n);
+            if (assign(x, n->a, fs, &items->v[i]))
+                return NN_ERR;
+            x->scope = fs;
+            int rc = jj_eval(x, n->e, &c);
+            x->scope = s;
+            if (rc)
+                return NN_ERR;
+            if (jv_truthy(&c))
+                kept->v[kept->n++] = items->v[i];
+        }
+        items = kept;
+    }
+    if (!items->n)
+        return n->d ? render_body(x, n->d, s) : NN_OK;
+    jv outer;
+    bool has_outer = lookup(x, s, "loop", 4, &outer) && outer.t == JV_LOOP;
+    jj_loop *loop = jj_alloc(&x->arena, sizeof *loop);
+    if (!loop)
+        return jj_oom(x, n);
+    memset(loop, 0, sizeof *loop);
+    loop->items = items;
+    loop->depth = has_outer ? outer.u.loop->depth + 1 : 1;
+    for (size_t i = 0; i < items->n; i++) {
+        if (jj_step(x, n))
+            return NN_ERR;
+        jj_scope *is = scope_new(x, s);
+        if (!is)
+            return jj_oom(x, n);
+        loop->index = i;
+        jv lv = {.t = JV_LOOP};
+        lv.u.loop = loop;
+        if (scope_set(x, n, is, "loop", 4, lv) || assign(x, n->a, is, &items->v[i]))
+            return NN_ERR;
+        if (render_body(x, n->c, is))
+            return NN_ERR;
+        if (x->brk == 1) {
+            x->brk = 0;
+            break;
+        }
+        x->brk = 0;
+    }
+    return NN_OK;
+}
+
+static int exec(jj_ctx *x, const jj_node *n, jj_scope *s)
+{
+    jv v;
+    if (jj_step(x, n))
+        return NN_ERR;
+    switch (n->kind) {
+    case N_BODY:
+        return render_body(x, n, s);
+    case N_DATA:
+        return jj_buf_add(x, &x->out, n->s, n->slen);
+    case N_OUTPUT:
+        if (jj_eval(x, n->a, &v))
+            return NN_ERR;
+        if (v.t == JV_UNDEF && v.u.s.p && !strncmp(v.u.s.p, "access to", 9))
+            return undefined_use(x, n->a, &v);
+        return jv_str_append(x, &x->out, &v);
+    case N_IF:
+        for (const jj_node *c = n; c;) {
+            if (jj_eval(x, c->a, &v))
+                return NN_ERR;
+            if (jv_truthy(&v))
+                return render_body(x, c->b, s);
+            if (c->c && c->c->kind == N_IF) {
+                c = c->c;
+                continue;
+            }
+            return c->c ? render_body(x, c->c, s) : NN_OK;
+        }
+        return NN_OK;
+    case N_FOR:
+        return exec_for(x, n, s);
+    case N_SET:
+        if (n->b) {
+            if (jj_eval(x, n->b, &v))
+                return NN_ERR;
+        } else { /* block set */
+            size_t start = x->out.n;
+            if (render_body(x, n->c, s) || jj_buf_take(x, &x->out, start, &v))
+                return NN_ERR;
+            for (size_t i = 0; i < n->nkids; i++)
+                if (apply_filter(x, n->kids[i], &v, &v))
+                    return NN_ERR;
+        }
+        if (n->a->kind == N_GETATTR) {
+            jv obj;
+            x->scope = s;
+            if (jj_eval(x, n->a->a, &obj))
+                return NN_ERR;
+            if (obj.t != JV_NS)
+                return jj_fail(x, n->a,
+                               "cannot assign attribute on a non-namespace object "
+                               "(jinja allows {%% set x.attr = ... %%} only on "
+                               "namespace())");
+            if (jj_dict_set(&x->arena, obj.u.d, jv_str(n->a->s, n->a->slen), v))
+                return jj_oom(x, n);
+            return NN_OK;
+        }
+        return assign(x, n->a, s, &v);
+    case N_MACRO: {
+        jj_macro *m = jj_alloc(&x->arena, sizeof *m);
+        if (!m)
+            return jj_oom(x, n);
+        m->def = n;
+        m->closure = s;
+        m->name = jj_strndup(&x->arena, n->s, n->slen);
+        jv mv = {.t = JV_MACRO};
+        mv.u.m = m;
+        return scope_set(x, n, s, n->s, n->slen, mv);
+    }
+    case N_CALLBLOCK: {
+        jj_macro *caller = jj_alloc(&x->arena, sizeof *caller);
+        if (!caller)
+            return jj_oom(x, n);
+        caller->def = n;
+        caller->closure = s;
+        caller->name = "caller";
+        jv cv = {.t = JV_MACRO}, callee, *args, *kwv;
+        cv.u.m = caller;
+        const char **kwn;
+        size_t nargs, nkw;
+        const jj_node *call = n->a;
+        if (jj_eval(x, call->a, &callee) || eval_args(x, call, &args, &nargs, &kwn, &kwv, &nkw))
+            return NN_ERR;
+        if (callee.t != JV_MACRO)
+            return jj_fail(x, call, "{%% call %%} needs a macro, not a %s", jv_type_name(&callee));
+        if (call_macro(x, call, callee.u.m, args, nargs, kwn, kwv, nkw, &cv, &v))
+            return NN_ERR;
+        return jj_buf_add(x, &x->out, v.u.s.p, v.u.s.n);
+    }
+    case N_FILTERBLOCK: {
+        size_t start = x->out.n;
+        if (render_body(x, n->c, s) || jj_buf_take(x, &x->out, start, &v))
+            return NN_ERR;
+        for (size_t i = 0; i < n->nkids; i++)
+            if (apply_filter(x, n->kids[i], &v, &v))
+                return NN_ERR;
+        return jv_str_append(x, &x->out, &v);
+    }
+    case N_WITH: {
+        jj_scope *ws = scope_new(x, s);
+        if (!ws)
+            return jj_oom(x, n);
+        for (size_t i = 0; i < n->nkids; i++) {
+            x->scope = s;
+            if (jj_eval(x, n->kids[i]->b, &v) || assign(x, n->kids[i]->a, ws, &v))
+                return NN_ERR;
+        }
+        return render_body(x, n->c, ws);
+    }
+    case N_BREAK:
+    case N_CONTINUE: {
+        jv l;
+        if (!lookup(x, s, "loop", 4, &l) || l.t != JV_LOOP)
+            return jj_fail(x, n, "{%% %s %%} outside a for loop",
+                           n->kind == N_BREAK ? "break" : "continue");
+        x->brk = n->kind == N_BREAK ? 1 : 2;
+        return NN_OK;
+    }
+    default:
+        return jj_fail(x, n, "this statement cannot be run here");
+    }
+}
+
+/* ---- public API ---- */
+
+nn_jinja_limits nn_jinja_default_limits(void)
+{
+    return (nn_jinja_limits){.max_output = (size_t)32 << 20,
+                             .max_memory = (size_t)256 << 20,
+                             .max_steps = 50000000,
+                             .max_depth = 200};
+}
+
+int nn_jinja_compile(const char *name, const char *src, size_t len, nn_jinja **out, nn_err *err)
+{
+    *out = NULL;
+    if (nn_utf8_validate(src, len) != len)
+        return nn_fail(err, "%s: the template is not valid UTF-8 (byte %zu)", name,
+                       nn_utf8_validate(src, len));
+    nn_jinja *t = nn_calloc(1, sizeof *t, err);
+    if (!t)
+        return NN_ERR;
+    size_t limit;
+    if (!nn_mul_size(len + 1024, 64, &limit))
+        limit = SIZE_MAX;
+    jj_arena_init(&t->arena, limit < ((size_t)1 << 20) ? (size_t)1 << 20 : limit);
+    t->name = nn_strdup(name, err);
+    jj_token *toks;
+    size_t n;
+    if (!t->name || jj_lex(&t->arena, name, src, len, &toks, &n, err) ||
+        jj_parse(&t->arena, name, toks, n, &t->root, err)) {
+        nn_jinja_free(t);
+        return NN_ERR;
+    }
+    *out = t;
+    return NN_OK;
+}
+
+void nn_jinja_free(nn_jinja *t)
+{
+    if (!t)
+        return;
+    jj_arena_free(&t->arena);
+    nn_free(t->name);
+    nn_free(t);
+}
+
+int nn_jinja_vars_new(nn_jinja_vars **out, nn_err *err)
+{
+    nn_jinja_vars *v = nn_calloc(1, sizeof *v, err);
+    if (!v)
+        return NN_ERR;
+    jj_arena_init(&v->arena, (size_t)256 << 20);
+    *out = v;
+    return NN_OK;
+}
+
+void nn_jinja_vars_free(nn_jinja_vars *v)
+{
+    if (!v)
+        return;
+    jj_arena_free(&v->arena);
+    nn_free(v);
+}
+
+static int vars_put(nn_jinja_vars *v, const char *name, jv val, nn_err *err)
+{
+    char *k = jj_strndup(&v->arena, name, strlen(name));
+    if (!k || jj_dict_set(&v->arena, &v->vars, jv_cstr(k), val))
+        return nn_fail(err, "out of memory setting the template variable '%s'", name);
+    return NN_OK;
+}
+
+int nn_jinja_vars_set_json(nn_jinja_vars *v, const char *name, const char *json, size_t len,
+                           nn_err *err)
+{
+    jv val;
+    char why[160];
+    if (jj_json_parse(&v->arena, json, len, &val, why, sizeof why))
+        return nn_fail(err, "template variable '%s': bad JSON: %s", name, why);
+    return vars_put(v, name, val, err);
+}
+
+int nn_jinja_vars_set_json_members(nn_jinja_vars *v, const char *json, size_t len, nn_err *err)
+{
+    jv val;
+    char why[160];
+    if (jj_json_parse(&v->arena, json, len, &val, why, sizeof why))
+        return nn_fail(err, "template variables: bad JSON: %s", why);
+    if (val.t != JV_DICT)
+        return nn_fail(err, "template variables: expected a JSON object, got %s",
+                       jv_type_name(&val));
+    for (size_t i = 0; i < val.u.d->n; i++)
+        if (jj_dict_set(&v->arena, &v->vars, val.u.d->k[i], val.u.d->v[i]))
+            return nn_fail(err, "out of memory setting template variables");
+    return NN_OK;
+}
+
+int nn_jinja_vars_set_string(nn_jinja_vars *v, const char *name, const char *s, nn_err *err)
+{
+    if (!s)
+        return vars_put(v, name, jv_none(), err);
+    char *c = jj_strndup(&v->arena, s, strlen(s));
+    if (!c)
+        return nn_fail(err, "out of memory setting the template variable '%s'", name);
+    return vars_put(v, name, jv_str(c, strlen(c)), err);
+}
+
+int nn_jinja_vars_set_bool(nn_jinja_vars *v, const char *name, bool b, nn_err *err)
+{
+    return vars_put(v, name, jv_bool(b), err);
+}
+
+int nn_jinja_render(const nn_jinja *t, const nn_jinja_vars *vars, time_t now,
+                    const nn_jinja_limits *limits, char **out, size_t *out_len, nn_err *err)
+{
+    *out = NULL;
+    static const nn_jinja_vars no_vars;
+    jj_ctx x = {.tmpl = t, .vars = vars ? vars : &no_vars, .now = now, .err = err};
+    x.lim = limits ? *limits : nn_jinja_default_limits();
+    jj_arena_init(&x.arena, x.lim.max_memory);
+    int rc = NN_ERR;
+    x.globals = scope_new(&x, NULL);
+    if (!x.globals) {
+        jj_oom(&x, NULL);
+    } else {
+        jj_scope *save = x.scope;
+        rc = render_body(&x, t->root, x.globals);
+        x.scope = save;
+    }
+    jj_arena_free(&x.arena);
+    if (rc || jj_buf_add(&x, &x.out, "", 0)) {
+        nn_free(x.out.p);
+        return NN_ERR;
+    }
+    *out = x.out.p;
+    if (out_len)
+        *out_len = x.out.n;
+    return NN_OK;
+}
