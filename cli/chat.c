@@ -1,0 +1,132 @@
+/* nnterp chat-template, --chat FILE.json prompts, and the it-repeat patchscope target: a model's
+ * chat template (engine/chat.h) from the command line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chat.h"
+#include "cli.h"
+
+static const char *usage_chat_template =
+    "usage: nnterp chat-template -m MODEL --messages FILE.json [--add-generation-prompt]\n"
+    "                            [--continue-final-message] [--chat-template FILE.jinja]\n"
+    "                            [--now YYYY-MM-DD]\n"
+    "Renders a conversation with MODEL's chat template exactly as transformers'\n"
+    "apply_chat_template(tokenize=False) does, and prints it unchanged (no newline added).\n"
+    "FILE.json: a list of {\"role\", \"content\"} messages, or {\"messages\": [...], \"tools\": "
+    "[...],\n"
+    "...} whose other keys are template variables (e.g. \"enable_thinking\": false). MODEL: a\n"
+    "directory with chat_template.jinja, chat_template.json or tokenizer_config.json\n"
+    "(\"chat_template\" and the special tokens). --chat-template replaces the model's template;\n"
+    "--now fixes the date strftime_now sees (default: today). A template that raises exits 1\n"
+    "with its message.\n";
+
+/* --now YYYY-MM-DD as local midnight (strftime_now reads local time, like datetime.now()). */
+static int parse_now(const char *s, time_t *out, nn_err *err)
+{
+    if (!s) {
+        *out = time(NULL);
+        return NN_OK;
+    }
+    int y, m, d;
+    char extra;
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 || m > 12 || d < 1 || d > 31 ||
+        y < 1900)
+        return nn_fail(err, "--now '%s': expected a date YYYY-MM-DD", s);
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1};
+    *out = mktime(&tm);
+    if (tm.tm_mday != d)
+        return nn_fail(err, "--now '%s': no such date", s);
+    return NN_OK;
+}
+
+static int render(const args *a, const char *file, char **text, size_t *len, nn_err *err)
+{
+    nn_chat_template *t = NULL;
+    nn_chat_options o = {.add_generation_prompt = a->add_generation_prompt,
+                         .continue_final_message = a->continue_final_message};
+    int rc = parse_now(a->now, &o.now, err);
+    if (!rc)
+        rc = nn_chat_template_load(a->model, a->chat_template, &t, err);
+    if (!rc)
+        rc = nn_chat_render_file(t, file, &o, text, len, err);
+    nn_chat_template_free(t);
+    return rc;
+}
+
+static int encode_plain(nn_tokenizer *tok, const char *text, size_t len, int32_t **ids, int *n,
+                        nn_err *err)
+{
+    nn_ids v = {0};
+    if (nn_tokenizer_encode(tok, text, len, false, &v, err)) {
+        nn_ids_free(&v);
+        return NN_ERR;
+    }
+    if (v.n == 0) {
+        nn_ids_free(&v);
+        return nn_fail(err, "the rendered conversation encodes to no tokens");
+    }
+    *ids = v.ids;
+    *n = (int)v.n;
+    return NN_OK;
+}
+
+int cli_chat_ids(const args *a, nn_tokenizer *tok, const char *file, int32_t **ids, int *n,
+                 nn_err *err)
+{
+    char *text = NULL;
+    size_t len;
+    int rc = render(a, file, &text, &len, err);
+    if (!rc)
+        rc = encode_plain(tok, text, len, ids, n, err);
+    nn_free(text);
+    if (rc)
+        nn_err_prefix(err, "--chat %s", file);
+    return rc;
+}
+
+int cli_it_repeat_ids(const args *a, nn_tokenizer *tok, char **text, int32_t **ids, int *n,
+                      nn_err *err)
+{
+    nn_chat_template *t = NULL;
+    nn_it_repeat p = nn_it_repeat_default();
+    p.add_user_instr = !a->no_user_instr;
+    p.use_system_prompt = !a->no_system_prompt;
+    p.complete_prompt = !a->no_complete_prompt;
+    time_t now;
+    size_t len;
+    *text = NULL;
+    int rc = parse_now(a->now, &now, err);
+    if (!rc)
+        rc = nn_chat_template_load(a->model, a->chat_template, &t, err);
+    if (!rc)
+        rc = nn_it_repeat_prompt(t, &p, now, text, &len, err);
+    if (!rc)
+        rc = encode_plain(tok, *text, len, ids, n, err);
+    nn_chat_template_free(t);
+    if (rc) {
+        nn_free(*text);
+        *text = NULL;
+        nn_err_prefix(err, "--target it-repeat");
+    }
+    return rc;
+}
+
+int cmd_chat_template(int argc, char **argv)
+{
+    args a;
+    int rc = cli_parse_args(argc, argv, usage_chat_template, false, &a);
+    if (rc)
+        return rc < 0 ? 0 : rc;
+    if (!a.messages)
+        return cli_usage_error(usage_chat_template, "%s", "--messages FILE.json is required");
+    nn_err err = {{0}};
+    char *text = NULL;
+    size_t len;
+    if (render(&a, a.messages, &text, &len, &err))
+        return cli_fail(&err);
+    fwrite(text, 1, len, stdout);
+    nn_free(text);
+    return fflush(stdout) ? EXIT_FAILURE : 0;
+}
