@@ -310,8 +310,43 @@ int jj_getattr(jj_ctx *x, const jj_node *at, const jv *obj, const char *name, si
 int jj_compare(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, bool *out);
 int jj_binop(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, jv *out);
 int jj_step(jj_ctx *x, const jj_node *at);
+int jj_render_root(jj_ctx *x);
+/* The error an undefined value gives when used (its hint). */
+int jj_undefined_use(jj_ctx *x, const jj_node *at, const jv *u);
+/* The byte offset of each character of a string (n_chars + 1 entries, in the arena). */
+int jj_char_offsets(jj_ctx *x, const jv *s, size_t **off, size_t *nc);
 
-/* Built-ins (jinja_builtins.c). */
+/* Helpers the built-ins share (jinja_methods.c). */
+/* Argument i (positional) or the keyword name; NULL when neither was given. */
+const jv *jj_arg(jv *args, size_t nargs, const char **kwn, jv *kwv, size_t nkw, size_t i,
+                 const char *name);
+int jj_check_kwargs(jj_ctx *x, const jj_node *at, const char *fn, const char **kwn, size_t nkw,
+                    const char *const *allowed);
+jv jj_list_val(jj_list *l);
+int jj_need_str(jj_ctx *x, const jj_node *at, const char *what, const jv *v);
+int jj_new_str(jj_ctx *x, const jj_node *at, const char *s, size_t n, bool markup, jv *out);
+/* b's bytes as a new string value; frees b. */
+int jj_buf_str(jj_ctx *x, const jj_node *at, jj_buf *b, bool markup, jv *out);
+/* str.strip family: which = 1 left, 2 right, 3 both; chars NULL or None: whitespace. */
+int jj_strip(jj_ctx *x, const jj_node *at, const jv *s, const jv *chars, int which, jv *out);
+/* mode 'u' upper, 'l' lower, 't' title, 'c' capitalize, 's' swapcase. */
+int jj_case(jj_ctx *x, const jj_node *at, const jv *s, char mode, jv *out);
+int jj_replace(jj_ctx *x, const jj_node *at, const jv *s, const jv *old, const jv *new_,
+               int64_t count, jv *out);
+/* str.split / rsplit (sep NULL or None: runs of whitespace), maxsplit < 0: no limit. */
+int jj_split(jj_ctx *x, const jj_node *at, const jv *s, const jv *sep, int64_t maxsplit, bool right,
+             jv *out);
+int jj_push(jj_ctx *x, const jj_node *at, jj_list **l, size_t *cap, jv v);
+int64_t jj_char_count(const jv *s);
+int jj_int_arg(jj_ctx *x, const jj_node *at, const jv *v, const char *what, int64_t *out);
+/* dict.items(): a list of (key, value) tuples. */
+int jj_items(jj_ctx *x, const jj_node *at, const jj_dict *d, jv *out);
+/* sep.join(str(item) for item in seq), item's attribute when given (jinja_filters.c). */
+int jj_join(jj_ctx *x, const jj_node *at, const jv *sep, const jv *seq, const jv *attribute,
+            jv *out);
+int jj_string_format(jj_ctx *x, const jj_node *at, const jv *fmt, const jv *args, jv *out);
+
+/* Built-ins (jinja_methods.c, jinja_filters.c). */
 int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv *args, size_t nargs,
               const char **kwnames, jv *kwvals, size_t nkw, jv *out);
 int jj_test(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv *args, size_t nargs,
