@@ -11,7 +11,7 @@
 static const char *usage_chat_template =
     "usage: nnterp chat-template -m MODEL --messages FILE.json [--add-generation-prompt]\n"
     "                            [--continue-final-message] [--chat-template FILE.jinja]\n"
-    "                            [--now YYYY-MM-DD]\n"
+    "                            [--now YYYY-MM-DD] [--transformers 4|5]\n"
     "Renders a conversation with MODEL's chat template exactly as transformers'\n"
     "apply_chat_template(tokenize=False) does, and prints it unchanged (no newline added).\n"
     "FILE.json: a list of {\"role\", \"content\"} messages, or {\"messages\": [...], \"tools\": "
@@ -20,7 +20,9 @@ static const char *usage_chat_template =
     "directory with chat_template.jinja, chat_template.json or tokenizer_config.json\n"
     "(\"chat_template\" and the special tokens). --chat-template replaces the model's template;\n"
     "--now fixes the date strftime_now sees (default: today). A template that raises exits 1\n"
-    "with its message.\n";
+    "with its message. --transformers 4 matches transformers 4.4x where it differs from 5 (the\n"
+    "default): None-valued message keys and reasoning aliases, and where continue_final_message\n"
+    "cuts (an empty final message keeps its end-of-turn in 4.4x).\n";
 
 /* --now YYYY-MM-DD as local midnight (strftime_now reads local time, like datetime.now()). */
 static int parse_now(const char *s, time_t *out, nn_err *err)
@@ -41,12 +43,25 @@ static int parse_now(const char *s, time_t *out, nn_err *err)
     return NN_OK;
 }
 
+static int parse_transformers(const char *s, nn_chat_transformers *out, nn_err *err)
+{
+    if (!s || !strcmp(s, "5"))
+        *out = NN_CHAT_TRANSFORMERS_5;
+    else if (!strcmp(s, "4"))
+        *out = NN_CHAT_TRANSFORMERS_4;
+    else
+        return nn_fail(err, "--transformers '%s': give 4 or 5", s);
+    return NN_OK;
+}
+
 static int render(const args *a, const char *file, char **text, size_t *len, nn_err *err)
 {
     nn_chat_template *t = NULL;
     nn_chat_options o = {.add_generation_prompt = a->add_generation_prompt,
                          .continue_final_message = a->continue_final_message};
     int rc = parse_now(a->now, &o.now, err);
+    if (!rc)
+        rc = parse_transformers(a->transformers, &o.transformers, err);
     if (!rc)
         rc = nn_chat_template_load(a->model, a->chat_template, &t, err);
     if (!rc)
@@ -95,13 +110,16 @@ int cli_it_repeat_ids(const args *a, nn_tokenizer *tok, char **text, int32_t **i
     p.use_system_prompt = !a->no_system_prompt;
     p.complete_prompt = !a->no_complete_prompt;
     time_t now;
+    nn_chat_transformers hf = NN_CHAT_TRANSFORMERS_5;
     size_t len;
     *text = NULL;
     int rc = parse_now(a->now, &now, err);
     if (!rc)
+        rc = parse_transformers(a->transformers, &hf, err);
+    if (!rc)
         rc = nn_chat_template_load(a->model, a->chat_template, &t, err);
     if (!rc)
-        rc = nn_it_repeat_prompt(t, &p, now, text, &len, err);
+        rc = nn_it_repeat_prompt(t, &p, now, hf, text, &len, err);
     if (!rc)
         rc = encode_plain(tok, *text, len, ids, n, err);
     nn_chat_template_free(t);

@@ -28,7 +28,7 @@ typedef struct args {
     float factor;
     bool factor_given;
     /* chat templates (cli/chat.c) */
-    const char *chat_template, *messages, *now;
+    const char *chat_template, *messages, *now, *transformers;
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
 } args;

@@ -139,6 +139,8 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->messages = v;
         else if (!strcmp(k, "--now"))
             a->now = v;
+        else if (!strcmp(k, "--transformers"))
+            a->transformers = v;
         else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))

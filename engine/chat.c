@@ -331,6 +331,37 @@ static int cut_after_final(char *text, size_t *len, const char *content, nn_err 
     return NN_OK;
 }
 
+#define CONTINUE_TAG "CONTINUE_FINAL_MESSAGE_TAG "
+
+/* transformers 5 continue_final_message: cut at the last tag; when the template trimmed the
+ * tag's trailing space (the content had trailing whitespace it strips), cut there and rstrip. */
+static int cut_at_tag(char *text, size_t *len, const char *content, nn_err *err)
+{
+    size_t n = strlen(content), a, b;
+    strip_span(content, n, &a, &b);
+    const size_t tn = sizeof CONTINUE_TAG - 2; /* without the space */
+    bool has_content = false;
+    const char *tag = NULL;
+    for (size_t i = 0; i + (b - a) <= *len && !has_content; i++)
+        has_content = !memcmp(text + i, content + a, b - a);
+    for (size_t i = 0; i + tn <= *len; i++)
+        if (!memcmp(text + i, CONTINUE_TAG, tn))
+            tag = text + i;
+    if (!has_content || !tag)
+        return nn_fail(err, "continue_final_message is set but the final message does not "
+                            "appear in the chat after applying the chat template (the template "
+                            "changes it)");
+    size_t loc = (size_t)(tag - text), cut = loc;
+    if (!(loc + tn + 1 <= *len && text[loc + tn] == ' ')) {
+        size_t s0, s1;
+        strip_span(text, loc, &s0, &s1);
+        cut = s0 == s1 ? 0 : s1; /* Python's rstrip of text[:loc] */
+    }
+    *len = cut;
+    text[cut] = 0;
+    return NN_OK;
+}
+
 int nn_chat_render(const nn_chat_template *t, const char *conversation, size_t len,
                    const nn_chat_options *opt, char **out, size_t *out_len, nn_err *err)
 {
@@ -370,6 +401,12 @@ int nn_chat_render(const nn_chat_template *t, const char *conversation, size_t l
                         reserved[i], i ? "continue-final-message" : "add-generation-prompt");
                 goto done;
             }
+    }
+    bool hf5 = opt->transformers != NN_CHAT_TRANSFORMERS_4;
+    if (hf5 && cJSON_GetArraySize(messages) == 0) {
+        nn_fail(err, "cannot apply a chat template to an empty conversation: give at least one "
+                     "message");
+        goto done;
     }
     const char *final_content = NULL;
     if (opt->continue_final_message) {
@@ -412,10 +449,18 @@ int nn_chat_render(const nn_chat_template *t, const char *conversation, size_t l
     if (cJSON_IsArray(conv) ? nn_jinja_vars_set_json(vars, "messages", conversation, len, err)
                             : nn_jinja_vars_set_json_members(vars, conversation, len, err))
         goto done;
+    if (hf5 && final_content && !strstr(tmpl == t->main ? t->main_src : t->tool_src, "content")) {
+        nn_fail(err, "continue_final_message is set to \"content\" but this is not an accepted "
+                     "field in the chat_template");
+        goto done;
+    }
+    if (nn_jinja_vars_prepare_chat(vars, hf5, hf5 && final_content ? CONTINUE_TAG : NULL, err))
+        goto done;
     size_t n;
     if (nn_jinja_render(tmpl, vars, opt->now, NULL, &text, &n, err))
         goto done;
-    if (final_content && cut_after_final(text, &n, final_content, err))
+    if (final_content && (hf5 ? cut_at_tag(text, &n, final_content, err)
+                              : cut_after_final(text, &n, final_content, err)))
         goto done;
     *out = text;
     text = NULL;
@@ -547,13 +592,13 @@ int nn_it_repeat_conversation(const nn_it_repeat *p, char **json, nn_err *err)
     return *json ? NN_OK : NN_ERR;
 }
 
-int nn_it_repeat_prompt(const nn_chat_template *t, const nn_it_repeat *p, time_t now, char **out,
-                        size_t *out_len, nn_err *err)
+int nn_it_repeat_prompt(const nn_chat_template *t, const nn_it_repeat *p, time_t now,
+                        nn_chat_transformers transformers, char **out, size_t *out_len, nn_err *err)
 {
     char *conv;
     if (nn_it_repeat_conversation(p, &conv, err))
         return NN_ERR;
-    nn_chat_options o = {.continue_final_message = true, .now = now};
+    nn_chat_options o = {.continue_final_message = true, .now = now, .transformers = transformers};
     int rc = nn_chat_render(t, conv, strlen(conv), &o, out, out_len, err);
     nn_free(conv);
     return rc;

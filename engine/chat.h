@@ -27,9 +27,18 @@ void nn_chat_template_free(nn_chat_template *t);
 /* Where the template came from (a file name, for messages). */
 const char *nn_chat_template_origin(const nn_chat_template *t);
 
+/* Which transformers to match where its versions differ. 5 (the default, transformers >= 5):
+ * message keys whose value is None are dropped, reasoning_content/thinking/reasoning are aliased
+ * into "thinking" and "reasoning_content", an empty conversation is an error, and
+ * continue_final_message marks the final content with a tag and cuts there. 4 (transformers
+ * 4.4x): messages as given, and continue_final_message cuts after the last occurrence of the
+ * final content (an empty final content then keeps the whole rendering). */
+typedef enum { NN_CHAT_TRANSFORMERS_5 = 0, NN_CHAT_TRANSFORMERS_4 = 4 } nn_chat_transformers;
+
 typedef struct nn_chat_options {
     bool add_generation_prompt, continue_final_message;
     time_t now; /* what strftime_now sees */
+    nn_chat_transformers transformers;
 } nn_chat_options;
 
 /* conversation: JSON text, a list of messages or an object {"messages": [...], "tools": [...],
@@ -52,7 +61,8 @@ typedef struct nn_it_repeat {
 nn_it_repeat nn_it_repeat_default(void);
 int nn_it_repeat_conversation(const nn_it_repeat *p, char **json, nn_err *err);
 /* The rendered prompt: the conversation through the template with continue_final_message. */
-int nn_it_repeat_prompt(const nn_chat_template *t, const nn_it_repeat *p, time_t now, char **out,
-                        size_t *out_len, nn_err *err);
+int nn_it_repeat_prompt(const nn_chat_template *t, const nn_it_repeat *p, time_t now,
+                        nn_chat_transformers transformers, char **out, size_t *out_len,
+                        nn_err *err);
 
 #endif

@@ -133,3 +133,109 @@ int nn_jinja_render(const nn_jinja *t, const nn_jinja_vars *vars, time_t now,
         *out_len = x.out.n;
     return NN_OK;
 }
+
+/* ---- transformers' conversation preprocessing (engine/chat.c) ---- */
+
+static jv *var_ref(nn_jinja_vars *v, const char *name)
+{
+    return jj_dict_get_str(&v->vars, name, strlen(name));
+}
+
+/* A copy of dict d without the keys whose value is None (transformers 5: "drop the keys whose
+ * value is None"), and with reasoning aliased: {"thinking": r, **message, "reasoning_content": r}
+ * where r is the first of reasoning_content, thinking, reasoning that is not None. */
+static int prepare_message(nn_jinja_vars *v, const jj_dict *d, jj_dict **out)
+{
+    jj_dict *m = jj_dict_new(&v->arena);
+    if (!m)
+        return NN_ERR;
+    static const char *const fields[] = {"reasoning_content", "thinking", "reasoning"};
+    const jv *reasoning = NULL;
+    for (int f = 0; f < 3 && !reasoning; f++) {
+        const jv *r = jj_dict_get_str(d, fields[f], strlen(fields[f]));
+        if (r && r->t != JV_NONE)
+            reasoning = r;
+    }
+    if (reasoning && jj_dict_set(&v->arena, m, jv_cstr("thinking"), *reasoning))
+        return NN_ERR;
+    for (size_t i = 0; i < d->n; i++)
+        if (d->v[i].t != JV_NONE && jj_dict_set(&v->arena, m, d->k[i], d->v[i]))
+            return NN_ERR;
+    if (reasoning && jj_dict_set(&v->arena, m, jv_cstr("reasoning_content"), *reasoning))
+        return NN_ERR;
+    *out = m;
+    return NN_OK;
+}
+
+static int dict_copy(nn_jinja_vars *v, const jj_dict *d, jj_dict **out)
+{
+    jj_dict *c = jj_dict_new(&v->arena);
+    if (!c)
+        return NN_ERR;
+    for (size_t i = 0; i < d->n; i++)
+        if (jj_dict_set(&v->arena, c, d->k[i], d->v[i]))
+            return NN_ERR;
+    *out = c;
+    return NN_OK;
+}
+
+int nn_jinja_vars_prepare_chat(nn_jinja_vars *v, bool transformers5, const char *final_tag,
+                               nn_err *err)
+{
+    jv *msgs = var_ref(v, "messages");
+    if (!msgs || msgs->t != JV_LIST)
+        return nn_fail(err, "the conversation has no list 'messages'");
+    jj_list *l;
+    if (jj_list_new(&v->arena, msgs->u.l->n, &l))
+        return nn_fail(err, "out of memory preparing the conversation");
+    for (size_t i = 0; i < msgs->u.l->n; i++) {
+        jv m = msgs->u.l->v[i];
+        if (m.t != JV_DICT)
+            return nn_fail(err, "message %zu is not an object", i);
+        if (transformers5 && prepare_message(v, m.u.d, &m.u.d))
+            return nn_fail(err, "out of memory preparing the conversation");
+        l->v[i] = m;
+    }
+    if (final_tag && l->n) {
+        /* the final message's content (or its last text block) + the tag */
+        jv *last = &l->v[l->n - 1];
+        jj_dict *copy;
+        if (dict_copy(v, last->u.d, &copy))
+            return nn_fail(err, "out of memory preparing the conversation");
+        last->u.d = copy;
+        jv *content = jj_dict_get_str(copy, "content", 7);
+        jv *target = NULL;
+        if (content && content->t == JV_STR) {
+            target = content;
+        } else if (content && content->t == JV_LIST) {
+            jj_list *blocks;
+            if (jj_list_new(&v->arena, content->u.l->n, &blocks))
+                return nn_fail(err, "out of memory preparing the conversation");
+            memcpy(blocks->v, content->u.l->v, content->u.l->n * sizeof(jv));
+            content->u.l = blocks;
+            for (size_t b = blocks->n; b > 0 && !target; b--) {
+                jv *blk = &blocks->v[b - 1];
+                jv *text = blk->t == JV_DICT ? jj_dict_get_str(blk->u.d, "text", 4) : NULL;
+                if (text) {
+                    jj_dict *bc;
+                    if (dict_copy(v, blk->u.d, &bc))
+                        return nn_fail(err, "out of memory preparing the conversation");
+                    blk->u.d = bc;
+                    target = jj_dict_get_str(bc, "text", 4);
+                }
+            }
+        }
+        if (!target || target->t != JV_STR)
+            return nn_fail(err, "continue_final_message is set but the final message has no "
+                                "text to continue");
+        size_t tn = strlen(final_tag);
+        char *s = jj_alloc(&v->arena, target->u.s.n + tn + 1);
+        if (!s)
+            return nn_fail(err, "out of memory preparing the conversation");
+        memcpy(s, target->u.s.p, target->u.s.n);
+        memcpy(s + target->u.s.n, final_tag, tn + 1);
+        *target = jv_str(s, target->u.s.n + tn);
+    }
+    msgs->u.l = l;
+    return NN_OK;
+}

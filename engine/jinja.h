@@ -44,6 +44,13 @@ int nn_jinja_vars_set_json_members(nn_jinja_vars *v, const char *json, size_t le
 int nn_jinja_vars_set_string(nn_jinja_vars *v, const char *name, const char *s, nn_err *err);
 int nn_jinja_vars_set_bool(nn_jinja_vars *v, const char *name, bool b, nn_err *err);
 
+/* transformers' preprocessing of the variable "messages" (engine/chat.c): with transformers5,
+ * each message loses its None-valued keys and gets reasoning aliased ("thinking" and
+ * "reasoning_content"); final_tag (may be NULL) is appended to the final message's content (or
+ * its last text block), as transformers 5 marks the end it cuts at for continue_final_message. */
+int nn_jinja_vars_prepare_chat(nn_jinja_vars *v, bool transformers5, const char *final_tag,
+                               nn_err *err);
+
 /* Renders into a new NUL-terminated string (*out, caller frees; *out_len its length). now is the
  * time strftime_now sees. limits NULL: the defaults. */
 int nn_jinja_render(const nn_jinja *t, const nn_jinja_vars *vars, time_t now,

@@ -39,6 +39,85 @@ static nn_tokenizer *ids_tokenizer(const char *shared, const char *name)
 }
 
 static int cases, passed_ids, skipped_ids;
+static int force_mode = -1; /* --transformers 4|5: render every file that way */
+
+/* The raw text of the top-level member key of the JSON object line (numbers exactly as written:
+ * 1.0 stays 1.0, which a cJSON round trip would print as 1). */
+static bool raw_member(const char *line, const char *key, const char **v, size_t *n)
+{
+    char pat[80];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    int depth = 0;
+    bool in_str = false;
+    for (const char *p = line; *p; p++) {
+        if (in_str) {
+            if (*p == '\\')
+                p++;
+            else if (*p == '"')
+                in_str = false;
+            continue;
+        }
+        if (depth == 1 && *p == '"' && !strncmp(p, pat, strlen(pat))) {
+            const char *s = p + strlen(pat);
+            while (*s == ' ')
+                s++;
+            const char *e = s;
+            int d = 0;
+            bool str = false;
+            for (; *e; e++) {
+                if (str) {
+                    if (*e == '\\')
+                        e++;
+                    else if (*e == '"')
+                        str = false;
+                    continue;
+                }
+                if (*e == '"')
+                    str = true;
+                else if (*e == '{' || *e == '[')
+                    d++;
+                else if (*e == '}' || *e == ']') {
+                    if (d == 0)
+                        break;
+                    d--;
+                } else if (*e == ',' && d == 0)
+                    break;
+            }
+            *v = s;
+            *n = (size_t)(e - s);
+            return true;
+        }
+        if (*p == '"')
+            in_str = true;
+        else if (*p == '{' || *p == '[')
+            depth++;
+        else if (*p == '}' || *p == ']')
+            depth--;
+    }
+    return false;
+}
+
+/* {"messages": M, "tools": T, <template_kwargs' members>} from the case line's raw text. */
+static char *conversation_text(const char *line)
+{
+    const char *m, *t = NULL, *k = NULL;
+    size_t mn, tn = 0, kn = 0;
+    if (!raw_member(line, "messages", &m, &mn))
+        return NULL;
+    if (raw_member(line, "tools", &t, &tn) && tn == 4 && !strncmp(t, "null", 4))
+        t = NULL;
+    raw_member(line, "template_kwargs", &k, &kn);
+    char *out = malloc(mn + tn + kn + 64);
+    if (!out)
+        return NULL;
+    int w = sprintf(out, "{\"messages\": %.*s", (int)mn, m);
+    if (t)
+        w += sprintf(out + w, ", \"tools\": %.*s", (int)tn, t);
+    if (k && kn > 2) /* the members inside the braces */
+        w += sprintf(out + w, ", %.*s", (int)(kn - 2), k + 1);
+    strcpy(out + w, "}");
+    return out;
+}
 
 static void run_file(const char *shared, const char *path)
 {
@@ -46,6 +125,7 @@ static void run_file(const char *shared, const char *path)
     char *text = nn_test_slurp(path, &n);
     char *save = NULL, *line = strtok_r(text, "\n", &save);
     nn_chat_template *tmpl = NULL;
+    nn_chat_transformers mode = NN_CHAT_TRANSFORMERS_4;
     nn_tokenizer *tok = NULL;
     char tok_name[64] = "";
     nn_err err;
@@ -60,13 +140,28 @@ static void run_file(const char *shared, const char *path)
         if (type && !strcmp(type, "template")) {
             nn_chat_template_free(tmpl);
             tmpl = NULL;
-            char *special = cJSON_PrintUnformatted(nn_json_get(j, "special_tokens"));
-            const char *src = cJSON_GetStringValue(nn_json_get(j, "template"));
             const char *id = cJSON_GetStringValue(nn_json_get(j, "id"));
-            CHECK_OK(
-                nn_chat_template_from_source(id ? id : path, src ? src : "", special, &tmpl, &err),
-                &err);
-            cJSON_free(special);
+            const char *model_dir = cJSON_GetStringValue(nn_json_get(j, "model_dir"));
+            /* ../shared/chat was rendered the transformers 4.4x way (its README); files of
+             * tools/chat_expected.py say which transformers rendered them */
+            const char *hf = cJSON_GetStringValue(nn_json_get(j, "transformers"));
+            mode = hf && hf[0] == '4' ? NN_CHAT_TRANSFORMERS_4
+                   : hf               ? NN_CHAT_TRANSFORMERS_5
+                                      : NN_CHAT_TRANSFORMERS_4;
+            if (force_mode >= 0)
+                mode = (nn_chat_transformers)force_mode;
+            if (model_dir) { /* the model's own files, through nnterp's loader */
+                char dir[4096];
+                snprintf(dir, sizeof dir, "%s/%s", shared, model_dir);
+                CHECK_OK(nn_chat_template_load(dir, NULL, &tmpl, &err), &err);
+            } else { /* the template text and the special tokens the reference was given */
+                char *special = cJSON_PrintUnformatted(nn_json_get(j, "special_tokens"));
+                const char *src = cJSON_GetStringValue(nn_json_get(j, "template"));
+                CHECK_OK(nn_chat_template_from_source(id ? id : path, src ? src : "", special,
+                                                      &tmpl, &err),
+                         &err);
+                cJSON_free(special);
+            }
             cJSON_Delete(j);
             continue;
         }
@@ -77,25 +172,23 @@ static void run_file(const char *shared, const char *path)
             continue;
         }
         cases++;
-        cJSON *conv = cJSON_CreateObject();
-        cJSON_AddItemToObject(conv, "messages", cJSON_Duplicate(nn_json_get(j, "messages"), true));
-        const cJSON *tools = nn_json_get(j, "tools");
-        if (tools && !cJSON_IsNull(tools))
-            cJSON_AddItemToObject(conv, "tools", cJSON_Duplicate(tools, true));
-        const cJSON *kw = nn_json_get(j, "template_kwargs"), *it;
-        cJSON_ArrayForEach (it, kw) {
-            cJSON_AddItemToObject(conv, it->string, cJSON_Duplicate(it, true));
+        char *conv_text = conversation_text(line);
+        if (!conv_text) {
+            CHECK(0, "%s %s: no messages", id, name);
+            cJSON_Delete(j);
+            continue;
         }
-        char *conv_text = cJSON_PrintUnformatted(conv);
-        cJSON_Delete(conv);
         nn_chat_options o = {
             .add_generation_prompt = cJSON_IsTrue(nn_json_get(j, "add_generation_prompt")),
             .continue_final_message = cJSON_IsTrue(nn_json_get(j, "continue_final_message")),
-            .now = pinned_now()};
+            .now = pinned_now(),
+            .transformers = mode};
         char *out = NULL;
         size_t out_len = 0;
         int rc = nn_chat_render(tmpl, conv_text, strlen(conv_text), &o, &out, &out_len, &err);
-        cJSON_free(conv_text);
+        if (getenv("DEBUG_CHAT"))
+            fprintf(stderr, "conv %s -> rc %d len %zu\n", conv_text, rc, out_len);
+        free(conv_text);
         const cJSON *expected = nn_json_get(j, "expected");
         const cJSON *expected_error = nn_json_get(j, "expected_error");
         if (expected_error) {
@@ -145,8 +238,13 @@ static void run_file(const char *shared, const char *path)
 int main(int argc, char **argv)
 {
     const char *shared = nn_test_shared_dir("chat templates");
-    if (argc > 1) {
-        for (int i = 1; i < argc; i++)
+    int first = 1;
+    if (argc > 2 && !strcmp(argv[1], "--transformers")) {
+        force_mode = argv[2][0] == '4' ? NN_CHAT_TRANSFORMERS_4 : NN_CHAT_TRANSFORMERS_5;
+        first = 3;
+    }
+    if (argc > first) {
+        for (int i = first; i < argc; i++)
             run_file(shared, argv[i]);
     } else {
         char dir[4096];

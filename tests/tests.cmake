@@ -59,7 +59,16 @@ nn_add_test(io test_io)
 nn_add_test(tokenizer test_tokenizer)
 nn_add_test(toolkit test_toolkit)
 nn_add_test(api test_api)
+# Chat templates: ../shared/chat the way it was rendered (transformers 4.4x), the same cases the
+# transformers 5 way (they agree), and nnterp's own cases rendered by transformers 5 itself
+# (tools/chat_expected.py wrote tests/chat/*.jsonl; the templates are the shared tokenizers').
 nn_add_test(chat_shared test_chat)
+file(GLOB NN_SHARED_CHAT_CASES ${NNTERP_SHARED}/chat/*.jsonl)
+if(NN_SHARED_CHAT_CASES)
+  nn_add_test(chat_shared_transformers5 test_chat --transformers 5 ${NN_SHARED_CHAT_CASES})
+endif()
+file(GLOB NN_CHAT_CASES ${CMAKE_SOURCE_DIR}/tests/chat/*.jsonl)
+nn_add_test(chat_transformers test_chat ${NN_CHAT_CASES})
 nn_add_test(jinja test_jinja)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
