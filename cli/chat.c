@@ -24,23 +24,9 @@ static const char *usage_chat_template =
     "default): None-valued message keys and reasoning aliases, and where continue_final_message\n"
     "cuts (an empty final message keeps its end-of-turn in 4.4x).\n";
 
-/* --now YYYY-MM-DD as local midnight (strftime_now reads local time, like datetime.now()). */
 static int parse_now(const char *s, time_t *out, nn_err *err)
 {
-    if (!s) {
-        *out = time(NULL);
-        return NN_OK;
-    }
-    int y, m, d;
-    char extra;
-    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 || m > 12 || d < 1 || d > 31 ||
-        y < 1900)
-        return nn_fail(err, "--now '%s': expected a date YYYY-MM-DD", s);
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1};
-    *out = mktime(&tm);
-    if (tm.tm_mday != d)
-        return nn_fail(err, "--now '%s': no such date", s);
-    return NN_OK;
+    return nn_chat_parse_date(s, out, err) ? nn_err_prefix(err, "--now") : NN_OK;
 }
 
 static int parse_transformers(const char *s, nn_chat_transformers *out, nn_err *err)

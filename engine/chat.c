@@ -488,6 +488,45 @@ int nn_chat_render_file(const nn_chat_template *t, const char *path, const nn_ch
     return rc;
 }
 
+int nn_chat_encode(const nn_chat_template *t, nn_tokenizer *tok, const char *conversation,
+                   size_t len, const nn_chat_options *opt, nn_ids *ids, char **text, nn_err *err)
+{
+    char *out;
+    size_t n;
+    if (text)
+        *text = NULL;
+    if (nn_chat_render(t, conversation, len, opt, &out, &n, err))
+        return NN_ERR;
+    int rc = nn_tokenizer_encode(tok, out, n, false, ids, err);
+    if (!rc && ids->n == 0)
+        rc = nn_fail(err, "the rendered conversation encodes to no tokens");
+    if (rc)
+        nn_ids_free(ids);
+    if (rc || !text)
+        nn_free(out);
+    else
+        *text = out;
+    return rc;
+}
+
+int nn_chat_parse_date(const char *s, time_t *out, nn_err *err)
+{
+    if (!s) {
+        *out = time(NULL);
+        return NN_OK;
+    }
+    int y, m, d;
+    char extra;
+    if (sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &extra) != 3 || m < 1 || m > 12 || d < 1 || d > 31 ||
+        y < 1900)
+        return nn_fail(err, "date '%s': expected YYYY-MM-DD", s);
+    struct tm tm = {.tm_year = y - 1900, .tm_mon = m - 1, .tm_mday = d, .tm_isdst = -1};
+    *out = mktime(&tm);
+    if (tm.tm_mday != d)
+        return nn_fail(err, "date '%s': no such date", s);
+    return NN_OK;
+}
+
 /* ---- it_repeat_prompt ---- */
 
 static const char *const default_words[] = {"king", "1135", "hello"};

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "nn_base.h"
+#include "tokenizer.h"
 
 typedef struct nn_chat_template nn_chat_template;
 
@@ -48,6 +49,13 @@ int nn_chat_render(const nn_chat_template *t, const char *conversation, size_t l
 /* Reads the conversation from a JSON file, then nn_chat_render. */
 int nn_chat_render_file(const nn_chat_template *t, const char *path, const nn_chat_options *opt,
                         char **out, size_t *out_len, nn_err *err);
+
+/* Renders the conversation and tokenizes it without adding special tokens (the template wrote
+ * them), as apply_chat_template(tokenize=True) does. *text (may be NULL): the rendering (new). */
+int nn_chat_encode(const nn_chat_template *t, nn_tokenizer *tok, const char *conversation,
+                   size_t len, const nn_chat_options *opt, nn_ids *ids, char **text, nn_err *err);
+/* "YYYY-MM-DD" as local midnight, the time strftime_now sees; NULL: now. */
+int nn_chat_parse_date(const char *s, time_t *out, nn_err *err);
 
 /* nnterp's it_repeat_prompt (nnterp.interventions): the conversation, as JSON text (a new string),
  * for words (NULL: "king", "1135", "hello"), rel " ", sep "\n", placeholder "?". */

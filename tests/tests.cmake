@@ -69,6 +69,7 @@ if(NN_SHARED_CHAT_CASES)
 endif()
 file(GLOB NN_CHAT_CASES ${CMAKE_SOURCE_DIR}/tests/chat/*.jsonl)
 nn_add_test(chat_transformers test_chat ${NN_CHAT_CASES})
+nn_add_test(chat_cli ${CMAKE_SOURCE_DIR}/tests/test_chat_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(jinja test_jinja)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
@@ -97,7 +98,7 @@ nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TA
 # Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
 # target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
 set(NN_FUZZ_REPLAY safetensors st_index config tokenizer_json tokenizer_encode llama2c_model
-    llama2c_tokenizer npy job dataset)
+    llama2c_tokenizer npy job dataset jinja)
 foreach(t ${NN_FUZZ_REPLAY})
   add_executable(replay_${t} tests/fuzz/replay.c tests/fuzz/fuzz_${t}.c)
   target_compile_definitions(replay_${t} PRIVATE NNTERP_SHARED_DEFAULT="${NNTERP_SHARED}")
