@@ -812,6 +812,8 @@ static int exec(jj_ctx *x, const jj_node *n, jj_scope *s)
                                "cannot assign attribute on a non-namespace object "
                                "(jinja allows {%% set x.attr = ... %%} only on "
                                "namespace())");
+            if (n->a->slen && n->a->s[0] == '_')
+                return jj_namespace_underscore(x, n->a, n->a->s, n->a->slen);
             if (jj_dict_set(&x->arena, obj.u.d, jv_str(n->a->s, n->a->slen), v))
                 return jj_oom(x, n);
             return NN_OK;

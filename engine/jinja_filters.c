@@ -773,6 +773,15 @@ int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv 
 
 /* ---- globals ---- */
 
+int jj_namespace_underscore(jj_ctx *x, const jj_node *at, const char *name, size_t n)
+{
+    /* transformers' TemplateNamespace */
+    return jj_fail(x, at,
+                   "Chat templates cannot store underscore-prefixed attributes on a namespace, but "
+                   "got '%.*s'. Please rename the attribute.",
+                   (int)(n > 80 ? 80 : n), name);
+}
+
 int jj_global_call(jj_ctx *x, const jj_node *at, int g, jv *args, size_t nargs, const char **kwn,
                    jv *kwv, size_t nkw, jv *out)
 {
@@ -819,6 +828,9 @@ int jj_global_call(jj_ctx *x, const jj_node *at, int g, jv *args, size_t nargs, 
         for (size_t k = 0; k < nkw; k++)
             if (jj_dict_set(&x->arena, d, jv_cstr(kwn[k]), kwv[k]))
                 return jj_oom(x, at);
+        for (size_t k = 0; g == G_NAMESPACE && k < d->n; k++)
+            if (d->k[k].t == JV_STR && d->k[k].u.s.n && d->k[k].u.s.p[0] == '_')
+                return jj_namespace_underscore(x, at, d->k[k].u.s.p, d->k[k].u.s.n);
         out->t = g == G_NAMESPACE ? JV_NS : JV_DICT;
         out->markup = false;
         out->u.d = d;

@@ -357,6 +357,7 @@ bool jj_is_method(const jv *self, const char *name, size_t n);
 /* The built-in globals. */
 enum { G_RAISE, G_STRFTIME, G_NAMESPACE, G_RANGE, G_DICT, G_CYCLER, G_JOINER, G_LIPSUM, G_COUNT };
 extern const char *const jj_global_names[G_COUNT];
+int jj_namespace_underscore(jj_ctx *x, const jj_node *at, const char *name, size_t n);
 int jj_global_call(jj_ctx *x, const jj_node *at, int g, jv *args, size_t nargs,
                    const char **kwnames, jv *kwvals, size_t nkw, jv *out);
 

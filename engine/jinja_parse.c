@@ -278,6 +278,8 @@ static jj_node *parse_filter_expr(parser *P, jj_node *n)
             if (!c)
                 return NULL;
             c->a = n;
+            c->line = n->line; /* errors of a call point at what is called */
+            c->col = n->col;
             kids k = {0};
             if (parse_args(P, &k))
                 return NULL;
@@ -375,6 +377,8 @@ static jj_node *parse_postfix(parser *P, jj_node *n)
             if (!c)
                 return NULL;
             c->a = n;
+            c->line = n->line; /* errors of a call point at what is called */
+            c->col = n->col;
             kids k = {0};
             if (parse_args(P, &k))
                 return NULL;

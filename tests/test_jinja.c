@@ -131,18 +131,18 @@ int main(void)
         {"{{ 1 +", "t.jinja:1:7: unexpected end of template: '}}' missing"},
         {"{# x", "t.jinja:1:1: missing end of comment tag"},
         {"{{ raise_exception('System role not supported') }}",
-         "t.jinja:1:19: raise_exception: System role not supported"},
+         "t.jinja:1:4: raise_exception: System role not supported"},
         {"{{ x.y }}", "t.jinja:1:5: 'x' is undefined"},
         {"{{ 'a' + 1 }}", "t.jinja:1:8: can only concatenate str (not \"int\") to str"},
         {"{{ 1 / 0 }}", "t.jinja:1:6: division by zero"},
         {"{{ [].append(1) }}",
-         "t.jinja:1:13: list.append is unsafe: the sandbox of transformers' template "
+         "t.jinja:1:6: list.append is unsafe: the sandbox of transformers' template "
          "environment (ImmutableSandboxedEnvironment) refuses to modify a list"},
         {"{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}",
-         "t.jinja:1:20: macro calls nest more than 200 deep (runaway recursion?)"},
+         "t.jinja:1:19: macro calls nest more than 200 deep (runaway recursion?)"},
         {"{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
          "t.jinja:1:29: rendering needs more than the memory limit of 33554432 bytes"},
-        {"{{ range(1000000) }}", "t.jinja:1:9: Range too big. The sandbox blocks ranges larger "
+        {"{{ range(1000000) }}", "t.jinja:1:4: Range too big. The sandbox blocks ranges larger "
                                  "than MAX_RANGE (100000)."},
         {"{{ 'x' * 100000000 }}",
          "t.jinja:1:8: rendering needs more than the memory limit of 33554432 bytes"},
@@ -151,6 +151,12 @@ int main(void)
          "STEPS"},
         {"{% for i in range(100000) %}{{ 'abcdefghijklmnopqrstuvwxyz' }}{% endfor %}",
          "t.jinja: the rendered text exceeds the output limit of 1048576 bytes"},
+        {"{% set ns = namespace(_a=1) %}",
+         "t.jinja:1:13: Chat templates cannot store underscore-prefixed attributes on a namespace, "
+         "but got '_a'. Please rename the attribute."},
+        {"{% set ns = namespace() %}{% set ns._b = 1 %}",
+         "t.jinja:1:34: Chat templates cannot store underscore-prefixed attributes on a namespace, "
+         "but got '_b'. Please rename the attribute."},
         {"{% set x.y = 1 %}", "t.jinja:1:8: cannot assign attribute on a non-namespace object "
                               "(jinja allows {% set x.attr = ... %} only on namespace())"},
     };
