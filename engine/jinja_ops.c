@@ -73,7 +73,7 @@ static double num_d(const jv *v)
 
 static int64_t num_i(const jv *v)
 {
-    return v->t == JV_INT ? v->u.i : v->u.b;
+    return v->t == JV_INT ? v->u.i : v->t == JV_BOOL ? (int64_t)v->u.b : 0;
 }
 
 static int order(jj_ctx *x, const jj_node *at, const jv *a, const jv *b, int *cmp)
