@@ -444,6 +444,13 @@ static jj_node *parse_primary(parser *P)
         next(P);
         break;
     case TK_OP:
+        if (is_op(t, "(") && is_op(peek(P, 1), ")")) { /* () */
+            next(P);
+            next(P);
+            if (!(n = node(P, N_TUPLE, t)))
+                return NULL;
+            break;
+        }
         if (is_op(t, "(")) {
             next(P);
             n = parse_tuple(P, false, true);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <utf8proc.h>
 
 #include "jinja_internal.h"
 
@@ -367,7 +368,7 @@ static int repr_str(jj_ctx *x, jj_buf *b, const char *s, size_t n)
         return NN_ERR;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        char esc[8];
+        char esc[16];
         const char *e = NULL;
         if (c == '\\')
             e = "\\\\";
@@ -382,11 +383,29 @@ static int repr_str(jj_ctx *x, jj_buf *b, const char *s, size_t n)
         else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\x%02x", c);
             e = esc;
-        } else if (c == 0xc2 && i + 1 < n && (unsigned char)s[i + 1] < 0xa1) {
-            /* U+0080..U+00A0 are not printable: Python writes \x80..\xa0 */
-            snprintf(esc, sizeof esc, "\\x%02x", (unsigned char)s[i + 1]);
-            e = esc;
-            i++;
+        } else if (c >= 0x80) {
+            /* Python's repr escapes what str.isprintable() refuses: the categories C* and Z*
+             * (other than the ASCII space) */
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t w =
+                utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &cp);
+            if (w > 0) {
+                utf8proc_category_t cat = utf8proc_category(cp);
+                bool printable = !(cat == UTF8PROC_CATEGORY_CC || cat == UTF8PROC_CATEGORY_CF ||
+                                   cat == UTF8PROC_CATEGORY_CS || cat == UTF8PROC_CATEGORY_CO ||
+                                   cat == UTF8PROC_CATEGORY_CN || cat == UTF8PROC_CATEGORY_ZS ||
+                                   cat == UTF8PROC_CATEGORY_ZL || cat == UTF8PROC_CATEGORY_ZP);
+                if (!printable) {
+                    snprintf(esc, sizeof esc,
+                             cp < 0x100     ? "\\x%02x"
+                             : cp < 0x10000 ? "\\u%04x"
+                                            : "\\U%08x",
+                             (unsigned)cp);
+                    e = esc;
+                }
+                if (e)
+                    i += (size_t)w - 1;
+            }
         }
         if (e ? jj_buf_add(x, b, e, strlen(e)) : jj_buf_add(x, b, (const char *)&s[i], 1))
             return NN_ERR;

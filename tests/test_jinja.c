@@ -110,6 +110,15 @@ int main(void)
         {"{% raw %}{{ x }}{% endraw %}", NULL, "{{ x }}"},
         {"{{ 'a\\tb\\u00e9\\x41' }}", NULL, "a\tbéA"},
         {"x\r\ny\n", NULL, "x\ny"},
+        {"{{ (1,) }}{{ () }}{{ {'a': [1, (2, 3)]} }}", NULL, "(1,)(){'a': [1, (2, 3)]}"},
+        {"{{ ['\\u200b', '\u00e9\\x85', 'a b', '\\u3000', '\U0001F431', 'it\\'s', '\\\\'] }}", NULL,
+         "['\\u200b', '\u00e9\\x85', 'a b', '\\u3000', '\U0001F431', \"it's\", '\\\\']"},
+        {"{{ 'a' in u }}{{ u | trim }}|{{ none | trim }}{{ u ~ 'x' }}{{ u | length }}{{ u | list "
+         "}}",
+         NULL, "False|Nonex0[]"},
+        {"{{ 1 == 1.0 }}{{ true == 1 }}{{ [1] == [1.0] }}{{ 10 % 3 }}{{ -7 % 3 }}{{ 7.5 // 2 }}"
+         "{{ 2 ** -1 }}",
+         NULL, "TrueTrueTrue123.00.5"},
     };
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         render_case(ok[i][0], ok[i][1], ok[i][2], NULL);
