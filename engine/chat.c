@@ -63,6 +63,17 @@ static int read_special(nn_chat_template *t, const cJSON *cfg, nn_err *err)
             !cJSON_AddStringToObject(t->special, special_names[i], s))
             return nn_fail(err, "out of memory reading the special tokens");
     }
+    /* transformers 5 also passes a model's other named special tokens (Gemma 3's boi_token,
+     * eoi_token, image_token): every string "<name>_token" of the config */
+    const cJSON *it0;
+    cJSON_ArrayForEach (it0, cfg) {
+        size_t kl = it0->string ? strlen(it0->string) : 0;
+        const char *s = token_text(it0);
+        if (s && kl > 6 && !strcmp(it0->string + kl - 6, "_token") &&
+            !nn_json_get(t->special, it0->string) &&
+            !cJSON_AddStringToObject(t->special, it0->string, s))
+            return nn_fail(err, "out of memory reading the special tokens");
+    }
     const cJSON *add = nn_json_get(cfg, "additional_special_tokens");
     if (cJSON_IsArray(add) && !nn_json_get(t->special, "additional_special_tokens")) {
         cJSON *list = cJSON_AddArrayToObject(t->special, "additional_special_tokens");
