@@ -325,6 +325,7 @@ static int call_macro(jj_ctx *x, const jj_node *at, const jj_macro *m, jv *args,
     jj_list *varargs;
     if (jj_list_new(&x->arena, nargs > np ? nargs - np : 0, &varargs))
         return jj_oom(x, at);
+    varargs->tuple = true; /* Python's *args */
     for (size_t i = 0; i < nargs; i++) {
         if (i < np) {
             if (scope_set(x, at, s, def->kids[i]->s, def->kids[i]->slen, args[i]))

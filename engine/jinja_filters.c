@@ -670,12 +670,49 @@ int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv 
             return NN_ERR;
         if (val->t != JV_INT && val->t != JV_FLOAT)
             return jj_fail(x, at, "round needs a number");
-        if (method &&
-            (method->t != JV_STR || !(method->u.s.n == 6 && !memcmp(method->u.s.p, "common", 6))))
-            return jj_fail(x, at, "round(method=...) other than 'common' is not supported");
+        char mname[16] = "common";
+        if (method) {
+            if (method->t != JV_STR || method->u.s.n >= sizeof mname)
+                return jj_fail(x, at, "round's method must be 'common', 'floor' or 'ceil'");
+            memcpy(mname, method->u.s.p, method->u.s.n);
+            mname[method->u.s.n] = 0;
+        }
         double f = val->t == JV_INT ? (double)val->u.i : val->u.f, m = pow(10, (double)p);
-        /* jinja's 'common': round half away from zero */
-        *out = jv_float(round(f * m) / m);
+        if (EQ(mname, "floor") || EQ(mname, "ceil")) {
+            *out = jv_float((EQ(mname, "floor") ? floor(f * m) : ceil(f * m)) / m);
+        } else if (!EQ(mname, "common")) {
+            return jj_fail(x, at, "round's method must be 'common', 'floor' or 'ceil', not '%s'",
+                           mname);
+        } else if (val->t == JV_INT) { /* Python's round(int, p) stays an int */
+            if (p >= 0) {
+                *out = *val;
+            } else if (p < -18) {
+                *out = jv_int(0);
+            } else {
+                int64_t unit = 1, v = val->u.i, q, r;
+                for (int64_t k = 0; k < -p; k++)
+                    unit *= 10;
+                q = v / unit;
+                r = v % unit;
+                if (r < 0) {
+                    q--;
+                    r += unit;
+                }
+                if (2 * r > unit || (2 * r == unit && (q % 2 != 0)))
+                    q++;
+                if (__builtin_mul_overflow(q, unit, &v))
+                    return jj_fail(x, at, "integer overflow in round");
+                *out = jv_int(v);
+            }
+        } else if (p >= 0 && p <= 300 && isfinite(f)) {
+            /* 'common' is Python's round(): half to even on the exact binary value, which is
+             * what printf's correctly rounded %.*f does */
+            char buf[400];
+            snprintf(buf, sizeof buf, "%.*f", (int)p, f);
+            *out = jv_float(strtod(buf, NULL));
+        } else {
+            *out = jv_float(p < 0 ? nearbyint(f * m) / m : f);
+        }
         return NN_OK;
     }
     if (EQ(name, "wordcount")) {

@@ -70,7 +70,7 @@ endif()
 file(GLOB NN_CHAT_CASES ${CMAKE_SOURCE_DIR}/tests/chat/*.jsonl)
 nn_add_test(chat_transformers test_chat ${NN_CHAT_CASES})
 nn_add_test(chat_cli ${CMAKE_SOURCE_DIR}/tests/test_chat_cli.sh $<TARGET_FILE:nnterp>)
-nn_add_test(jinja test_jinja)
+nn_add_test(jinja test_jinja ${CMAKE_SOURCE_DIR}/tests/jinja/expected.jsonl)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # The vector clones of the loops between GEMMs give the same bits as the baseline build (three
