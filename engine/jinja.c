@@ -211,7 +211,7 @@ int nn_jinja_vars_prepare_chat(nn_jinja_vars *v, bool transformers5, const char 
             jj_list *blocks;
             if (jj_list_new(&v->arena, content->u.l->n, &blocks))
                 return nn_fail(err, "out of memory preparing the conversation");
-            memcpy(blocks->v, content->u.l->v, content->u.l->n * sizeof(jv));
+            jj_memcpy(blocks->v, content->u.l->v, content->u.l->n * sizeof(jv));
             content->u.l = blocks;
             for (size_t b = blocks->n; b > 0 && !target; b--) {
                 jv *blk = &blocks->v[b - 1];
@@ -232,8 +232,8 @@ int nn_jinja_vars_prepare_chat(nn_jinja_vars *v, bool transformers5, const char 
         char *s = jj_alloc(&v->arena, target->u.s.n + tn + 1);
         if (!s)
             return nn_fail(err, "out of memory preparing the conversation");
-        memcpy(s, target->u.s.p, target->u.s.n);
-        memcpy(s + target->u.s.n, final_tag, tn + 1);
+        jj_memcpy(s, target->u.s.p, target->u.s.n);
+        jj_memcpy(s + target->u.s.n, final_tag, tn + 1);
         *target = jv_str(s, target->u.s.n + tn);
     }
     msgs->u.l = l;

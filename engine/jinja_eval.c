@@ -298,7 +298,7 @@ static int do_slice(jj_ctx *x, const jj_node *at, const jv *obj, const jv *parts
         return jj_oom(x, at);
     size_t k = 0;
     for (int64_t i = st; step > 0 ? i < sp : i > sp; i += step) {
-        memcpy(s + k, obj->u.s.p + off[i], off[i + 1] - off[i]);
+        jj_memcpy(s + k, obj->u.s.p + off[i], off[i + 1] - off[i]);
         k += off[i + 1] - off[i];
     }
     s[k] = 0;
@@ -439,15 +439,15 @@ static int eval_args(jj_ctx *x, const jj_node *n, jv **args, size_t *nargs, cons
             const char **nn = jj_alloc(&x->arena, (cap + more) * sizeof *nn);
             if (!na || !nv || !nn)
                 return jj_oom(x, k);
-            memcpy(na, *args, *nargs * sizeof *na);
-            memcpy(nv, *kwv, *nkw * sizeof *nv);
-            memcpy(nn, *kwn, *nkw * sizeof *nn);
+            jj_memcpy(na, *args, *nargs * sizeof *na);
+            jj_memcpy(nv, *kwv, *nkw * sizeof *nv);
+            jj_memcpy(nn, *kwn, *nkw * sizeof *nn);
             *args = na;
             *kwv = nv;
             *kwn = nn;
             cap += more;
             if (k->kind == N_STARARG) {
-                memcpy(*args + *nargs, v.u.l->v, more * sizeof(jv));
+                jj_memcpy(*args + *nargs, v.u.l->v, more * sizeof(jv));
                 *nargs += more;
             } else {
                 for (size_t j = 0; j < more; j++) {

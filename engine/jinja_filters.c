@@ -250,7 +250,7 @@ static int copy_list(jj_ctx *x, const jj_node *at, const jv *val, jj_list **out)
     jj_list *src, *l;
     if (jj_iterate(x, at, val, &src) || jj_list_new(&x->arena, src->n, &l))
         return NN_ERR;
-    memcpy(l->v, src->v, src->n * sizeof(jv));
+    jj_memcpy(l->v, src->v, src->n * sizeof(jv));
     *out = l;
     return NN_OK;
 }
@@ -674,7 +674,7 @@ int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv 
         if (method) {
             if (method->t != JV_STR || method->u.s.n >= sizeof mname)
                 return jj_fail(x, at, "round's method must be 'common', 'floor' or 'ceil'");
-            memcpy(mname, method->u.s.p, method->u.s.n);
+            jj_memcpy(mname, method->u.s.p, method->u.s.n);
             mname[method->u.s.n] = 0;
         }
         double f = val->t == JV_INT ? (double)val->u.i : val->u.f, m = pow(10, (double)p);
@@ -773,7 +773,7 @@ int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv 
         if (jj_list_new(&x->arena, nargs, &t))
             return jj_oom(x, at);
         t->tuple = true;
-        memcpy(t->v, args, nargs * sizeof *args);
+        jj_memcpy(t->v, args, nargs * sizeof *args);
         jv tv = jj_list_val(t);
         return jj_string_format(x, at, val, &tv, out);
     }
@@ -797,7 +797,7 @@ int jj_filter(jj_ctx *x, const jj_node *at, const char *name, const jv *val, jv 
             size_t m = l->n - i < per ? l->n - i : per;
             if (jj_list_new(&x->arena, m, &chunk))
                 return jj_oom(x, at);
-            memcpy(chunk->v, l->v + i, m * sizeof(jv));
+            jj_memcpy(chunk->v, l->v + i, m * sizeof(jv));
             if (jj_push(x, at, &r, &cap, jj_list_val(chunk)))
                 return NN_ERR;
         }
@@ -840,7 +840,7 @@ int jj_global_call(jj_ctx *x, const jj_node *at, int g, jv *args, size_t nargs, 
         char fmt[256], buf[512];
         if (args[0].u.s.n >= sizeof fmt)
             return jj_fail(x, at, "strftime_now: format too long");
-        memcpy(fmt, args[0].u.s.p, args[0].u.s.n);
+        jj_memcpy(fmt, args[0].u.s.p, args[0].u.s.n);
         fmt[args[0].u.s.n] = 0;
         struct tm tm;
         localtime_r(&x->now, &tm);
@@ -907,7 +907,7 @@ int jj_global_call(jj_ctx *x, const jj_node *at, int g, jv *args, size_t nargs, 
             return jj_oom(x, at);
         if (!nargs)
             return jj_fail(x, at, "cycler needs at least one item");
-        memcpy(c->items->v, args, nargs * sizeof *args);
+        jj_memcpy(c->items->v, args, nargs * sizeof *args);
         c->pos = 0;
         out->t = JV_CYCLER;
         out->markup = false;

@@ -3,11 +3,19 @@
 #ifndef NN_JINJA_INTERNAL_H
 #define NN_JINJA_INTERNAL_H
 
-#include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "jinja.h"
+
+/* memcpy that accepts n == 0 with a NULL pointer (an empty list's items may be NULL; memcpy's
+ * pointers must not be, even for no bytes). */
+static inline void jj_memcpy(void *dst, const void *src, size_t n)
+{
+    if (n)
+        memcpy(dst, src, n);
+}
 
 /* ---- arena: every value and node of one template or one render lives in one arena, freed at
  * once; a byte budget bounds what a hostile template can allocate. ---- */

@@ -99,7 +99,7 @@ static jj_token *push(lexer *L, jj_tok_type type)
             return NULL;
         }
         if (L->n)
-            memcpy(t, L->toks, L->n * sizeof *t);
+            jj_memcpy(t, L->toks, L->n * sizeof *t);
         L->toks = t;
         L->cap = cap;
     }

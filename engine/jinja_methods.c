@@ -222,7 +222,7 @@ int jj_push(jj_ctx *x, const jj_node *at, jj_list **l, size_t *cap, jv v)
         if (!nv)
             return jj_oom(x, at);
         if ((*l)->n)
-            memcpy(nv, (*l)->v, (*l)->n * sizeof *nv);
+            jj_memcpy(nv, (*l)->v, (*l)->n * sizeof *nv);
         (*l)->v = nv;
         *cap = nc;
     }
@@ -460,7 +460,7 @@ int jj_method_call(jj_ctx *x, const jj_node *at, const jj_method *m, jv *args, s
         jj_list *vals;
         if (jj_list_new(&x->arena, nargs, &vals))
             return jj_oom(x, at);
-        memcpy(vals->v, args, nargs * sizeof *args);
+        jj_memcpy(vals->v, args, nargs * sizeof *args);
         jv now = jj_list_val(vals);
         bool changed = !l->changed_set || !jv_equal(&now, &l->changed_last);
         l->changed_set = true;
@@ -488,7 +488,8 @@ int jj_method_call(jj_ctx *x, const jj_node *at, const jj_method *m, jv *args, s
             jj_list *l;
             if (jj_list_new(&x->arena, self->u.d->n, &l))
                 return jj_oom(x, at);
-            memcpy(l->v, EQ(nm, "keys") ? self->u.d->k : self->u.d->v, self->u.d->n * sizeof(jv));
+            jj_memcpy(l->v, EQ(nm, "keys") ? self->u.d->k : self->u.d->v,
+                      self->u.d->n * sizeof(jv));
             *out = jj_list_val(l);
             return NN_OK;
         }

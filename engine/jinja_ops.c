@@ -42,7 +42,7 @@ int jj_iterate(jj_ctx *x, const jj_node *at, const jv *v, jj_list **out)
         jj_list *l;
         if (jj_list_new(&x->arena, v->u.d->n, &l))
             return jj_oom(x, at);
-        memcpy(l->v, v->u.d->k, v->u.d->n * sizeof(jv));
+        jj_memcpy(l->v, v->u.d->k, v->u.d->n * sizeof(jv));
         *out = l;
         return NN_OK;
     }
@@ -218,7 +218,7 @@ static int repeat(jj_ctx *x, const jj_node *at, const jv *seq, int64_t times, jv
         if (!s)
             return jj_oom(x, at);
         for (int64_t i = 0; i < times; i++)
-            memcpy(s + (size_t)i * unit, seq->u.s.p, unit);
+            jj_memcpy(s + (size_t)i * unit, seq->u.s.p, unit);
         s[total] = 0;
         *out = jv_str(s, total);
         return NN_OK;
@@ -227,7 +227,7 @@ static int repeat(jj_ctx *x, const jj_node *at, const jv *seq, int64_t times, jv
     if (jj_list_new(&x->arena, seq->u.l->n * (size_t)times, &l))
         return jj_oom(x, at);
     for (int64_t i = 0; i < times; i++)
-        memcpy(l->v + (size_t)i * seq->u.l->n, seq->u.l->v, unit);
+        jj_memcpy(l->v + (size_t)i * seq->u.l->n, seq->u.l->v, unit);
     out->t = JV_LIST;
     out->markup = false;
     out->u.l = l;
@@ -324,8 +324,8 @@ int jj_binop(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, jv 
         char *s = jj_alloc(&x->arena, l.u.s.n + r.u.s.n + 1);
         if (!s)
             return jj_oom(x, at);
-        memcpy(s, l.u.s.p, l.u.s.n);
-        memcpy(s + l.u.s.n, r.u.s.p, r.u.s.n);
+        jj_memcpy(s, l.u.s.p, l.u.s.n);
+        jj_memcpy(s + l.u.s.n, r.u.s.p, r.u.s.n);
         s[l.u.s.n + r.u.s.n] = 0;
         *out = jv_str(s, l.u.s.n + r.u.s.n);
         out->markup = markup;
@@ -335,8 +335,8 @@ int jj_binop(jj_ctx *x, const jj_node *at, int op, const jv *a, const jv *b, jv 
         jj_list *l;
         if (jj_list_new(&x->arena, a->u.l->n + b->u.l->n, &l))
             return jj_oom(x, at);
-        memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(jv));
-        memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(jv));
+        jj_memcpy(l->v, a->u.l->v, a->u.l->n * sizeof(jv));
+        jj_memcpy(l->v + a->u.l->n, b->u.l->v, b->u.l->n * sizeof(jv));
         l->tuple = a->u.l->tuple;
         out->t = JV_LIST;
         out->markup = false;

@@ -122,7 +122,7 @@ static int kid_add(parser *P, kids *k, jj_node *x)
         if (!v)
             return nn_fail(P->err, "%s: out of memory parsing the template", P->name);
         if (k->n)
-            memcpy(v, k->v, k->n * sizeof *v);
+            jj_memcpy(v, k->v, k->n * sizeof *v);
         k->v = v;
         k->cap = cap;
     }
@@ -328,7 +328,7 @@ static jj_node *parse_subscript(parser *P, jj_node *obj, const jj_token *at)
             nn_fail(P->err, "%s: out of memory", P->name);
             return NULL;
         }
-        memcpy(n->kids, parts, sizeof parts);
+        jj_memcpy(n->kids, parts, sizeof parts);
         n->nkids = 3;
     } else {
         if (!parts[0]) {
@@ -427,7 +427,7 @@ static jj_node *parse_primary(parser *P)
         }
         len = 0;
         while (cur(P)->type == TK_STRING) {
-            memcpy(s + len, cur(P)->s, cur(P)->len);
+            jj_memcpy(s + len, cur(P)->s, cur(P)->len);
             len += cur(P)->len;
             next(P);
         }

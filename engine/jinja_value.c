@@ -65,7 +65,7 @@ char *jj_strndup(jj_arena *a, const char *s, size_t n)
     char *p = jj_alloc(a, n + 1);
     if (p) {
         if (n)
-            memcpy(p, s, n);
+            jj_memcpy(p, s, n);
         p[n] = 0;
     }
     return p;
@@ -195,8 +195,8 @@ int jj_dict_set(jj_arena *a, jj_dict *d, jv key, jv val)
         if (!k || !v)
             return NN_ERR;
         if (d->n) {
-            memcpy(k, d->k, d->n * sizeof *k);
-            memcpy(v, d->v, d->n * sizeof *v);
+            jj_memcpy(k, d->k, d->n * sizeof *k);
+            jj_memcpy(v, d->v, d->n * sizeof *v);
         }
         d->k = k;
         d->v = v;
@@ -274,7 +274,7 @@ int jj_buf_add(jj_ctx *x, jj_buf *b, const char *s, size_t n)
         b->cap = cap;
     }
     if (n)
-        memcpy(b->p + b->n, s, n);
+        jj_memcpy(b->p + b->n, s, n);
     b->n += n;
     b->p[b->n] = 0;
     return NN_OK;
@@ -884,7 +884,7 @@ static int jp_value(jparse *p, jv *out)
                             return NN_ERR;
                         }
                         if (n)
-                            memcpy(nv, items, n * sizeof *nv);
+                            jj_memcpy(nv, items, n * sizeof *nv);
                         items = nv;
                     }
                     items[n++] = val;
@@ -913,7 +913,7 @@ static int jp_value(jparse *p, jv *out)
                 return NN_ERR;
             }
             if (n)
-                memcpy(l->v, items, n * sizeof *items);
+                jj_memcpy(l->v, items, n * sizeof *items);
             out->t = JV_LIST;
             out->markup = false;
             out->u.l = l;
@@ -955,7 +955,7 @@ static int jp_value(jparse *p, jv *out)
             p->why = "number too long";
             return NN_ERR;
         }
-        memcpy(buf, p->s + st, len);
+        jj_memcpy(buf, p->s + st, len);
         buf[len] = 0;
         char *end;
         if (fl) {
