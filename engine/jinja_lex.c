@@ -270,21 +270,29 @@ static int lex_number(lexer *L)
     size_t i = L->pos;
     char buf[128];
     size_t k = 0;
-    bool is_float = false;
+    bool is_float = false, too_long = false;
     jj_token *t = push(L, TK_INT);
     if (!t)
         return NN_ERR;
+#define PUT_CHAR(c)                                                                                \
+    do {                                                                                           \
+        if (k < sizeof buf - 1)                                                                    \
+            buf[k++] = (c);                                                                        \
+        else                                                                                       \
+            too_long = true;                                                                       \
+    } while (0)
     while (i < L->len && (isdigit((unsigned char)s[i]) || s[i] == '_')) {
-        if (s[i] != '_' && k < sizeof buf - 1)
-            buf[k++] = s[i];
+        if (s[i] != '_')
+            PUT_CHAR(s[i]);
         i++;
     }
     if (i + 1 < L->len && s[i] == '.' && isdigit((unsigned char)s[i + 1])) {
         is_float = true;
-        buf[k++] = s[i++];
+        PUT_CHAR(s[i]);
+        i++;
         while (i < L->len && (isdigit((unsigned char)s[i]) || s[i] == '_')) {
-            if (s[i] != '_' && k < sizeof buf - 1)
-                buf[k++] = s[i];
+            if (s[i] != '_')
+                PUT_CHAR(s[i]);
             i++;
         }
     }
@@ -294,20 +302,21 @@ static int lex_number(lexer *L)
             j++;
         if (j < L->len && isdigit((unsigned char)s[j])) {
             is_float = true;
-            buf[k++] = 'e';
+            PUT_CHAR('e');
             for (size_t m = i + 1; m < j; m++)
-                buf[k++] = s[m];
+                PUT_CHAR(s[m]);
             i = j;
             while (i < L->len && (isdigit((unsigned char)s[i]) || s[i] == '_')) {
-                if (s[i] != '_' && k < sizeof buf - 1)
-                    buf[k++] = s[i];
+                if (s[i] != '_')
+                    PUT_CHAR(s[i]);
                 i++;
             }
         }
     }
+#undef PUT_CHAR
     buf[k] = 0;
-    if (k >= sizeof buf - 2)
-        return lex_fail(L, t->line, t->col, "number literal too long");
+    if (too_long)
+        return lex_fail(L, t->line, t->col, "number literal too long (more than 126 digits)");
     if (is_float) {
         t->type = TK_FLOAT;
         t->f = strtod(buf, NULL);
