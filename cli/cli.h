@@ -14,6 +14,7 @@ typedef struct args {
     const char *plot;                /* --plot FILE.png|FILE.html (lens, patchscope) */
     const char *prompt[MAX_PROMPTS]; /* in the order given */
     bool prompt_is_text[MAX_PROMPTS];
+    bool prompt_is_chat[MAX_PROMPTS]; /* --chat FILE.json: a conversation (cli/chat.c) */
     int n_prompts;
     const char *positional; /* tokenize's TEXT */
     int n_new;
@@ -26,6 +27,10 @@ typedef struct args {
     const char *source, *target, *vector, *contrast_a, *contrast_b, *file, *positions;
     float factor;
     bool factor_given;
+    /* chat templates (cli/chat.c) */
+    const char *chat_template, *messages, *now, *transformers;
+    bool add_generation_prompt, continue_final_message;
+    bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
 } args;
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
@@ -75,6 +80,16 @@ int cli_plot_topk(const char *path, const char *title, const nn_tokenizer *tok,
  * Hugging Face cache snapshot (.../models--org--name/snapshots/HASH). */
 const char *cli_model_name(const char *path, char *buf, size_t size);
 
+/* cli/chat.c: a --chat FILE.json conversation rendered by MODEL's chat template (or
+ * --chat-template) and tokenized without special tokens (the template writes them), as
+ * transformers' apply_chat_template(tokenize=True) does. */
+int cli_chat_ids(const args *a, nn_tokenizer *tok, const char *file, int32_t **ids, int *n,
+                 nn_err *err);
+/* nnterp's it_repeat_prompt for MODEL's template, per --no-user-instr, --no-system-prompt,
+ * --no-complete-prompt: the text (new) and its ids. */
+int cli_it_repeat_ids(const args *a, nn_tokenizer *tok, char **text, int32_t **ids, int *n,
+                      nn_err *err);
+int cmd_chat_template(int argc, char **argv);
 int cmd_lens(int argc, char **argv);
 int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);

@@ -51,6 +51,17 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->no_special = true;
             continue;
         }
+        if (!strcmp(k, "--add-generation-prompt") || !strcmp(k, "--continue-final-message") ||
+            !strcmp(k, "--no-user-instr") || !strcmp(k, "--no-system-prompt") ||
+            !strcmp(k, "--no-complete-prompt")) {
+            bool *flag = k[2] == 'a'   ? &a->add_generation_prompt
+                         : k[2] == 'c' ? &a->continue_final_message
+                         : k[5] == 'u' ? &a->no_user_instr
+                         : k[5] == 's' ? &a->no_system_prompt
+                                       : &a->no_complete_prompt;
+            *flag = true;
+            continue;
+        }
         if (!strcmp(k, "--inverse")) {
             a->inverse = true;
             continue;
@@ -116,7 +127,21 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
                 return cli_usage_error(usage, "at most 256 prompts (%s)", k);
             a->prompt_is_text[a->n_prompts] = strcmp(k, "--ids") != 0;
             a->prompt[a->n_prompts++] = v;
-        } else if (!strcmp(k, "--save"))
+        } else if (!strcmp(k, "--chat")) {
+            if (a->n_prompts == MAX_PROMPTS)
+                return cli_usage_error(usage, "at most 256 prompts (%s)", k);
+            a->prompt_is_text[a->n_prompts] = true;
+            a->prompt_is_chat[a->n_prompts] = true;
+            a->prompt[a->n_prompts++] = v;
+        } else if (!strcmp(k, "--chat-template"))
+            a->chat_template = v;
+        else if (!strcmp(k, "--messages"))
+            a->messages = v;
+        else if (!strcmp(k, "--now"))
+            a->now = v;
+        else if (!strcmp(k, "--transformers"))
+            a->transformers = v;
+        else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))
             a->layers = v;
@@ -215,6 +240,8 @@ int cli_prompt_ids(const args *a, int i, nn_tokenizer *tok, int32_t **ids, int *
 {
     if (!a->prompt_is_text[i])
         return cli_parse_ids(a->prompt[i], ids, n, err);
+    if (a->prompt_is_chat[i])
+        return cli_chat_ids(a, tok, a->prompt[i], ids, n, err);
     nn_ids v = {0};
     if (nn_tokenizer_encode(tok, a->prompt[i], strlen(a->prompt[i]), !a->no_special, &v, err)) {
         nn_ids_free(&v);

@@ -641,6 +641,8 @@ int main(int argc, char **argv)
         return cmd_plan(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
+    if (!strcmp(argv[1], "chat-template"))
+        return cmd_chat_template(argc, argv);
     if (!strcmp(argv[1], "generate"))
         return cmd_generate(argc, argv);
     if (!strcmp(argv[1], "trace"))

@@ -28,7 +28,10 @@ static const char *usage_patchscope =
     "For each layer l, runs the target with layers_output.l at --index replaced by the source's\n"
     "last-token layers_output.l, and prints the patched next-token distribution (and N generated\n"
     "tokens with --generate). The default target is nnterp's repeat_prompt():\n"
-    "\"king king\\n1135 1135\\nhello hello\\n?\", index -1. --plot draws the layer x top-k table\n"
+    "\"king king\\n1135 1135\\nhello hello\\n?\", index -1. --target it-repeat: nnterp's\n"
+    "it_repeat_prompt() through MODEL's chat template (or --chat-template FILE.jinja), with\n"
+    "--no-user-instr, --no-system-prompt, --no-complete-prompt as its switches. --plot draws the "
+    "layer x top-k table\n"
     "as a heatmap: a PNG, or a self-contained HTML page (token, id and probability on hover).\n";
 
 static const char *usage_steer =
@@ -256,11 +259,14 @@ int cmd_patchscope(int argc, char **argv)
     char *target = NULL;
     nn_patchscope_result r = {0};
     rc = EXIT_FAILURE;
+    /* --target it-repeat: nnterp's it_repeat_prompt through the chat template (cli/chat.c) */
+    bool it_repeat = a.target && !strcmp(a.target, "it-repeat");
     if (session_open(&a, true, false, &s, &err) ||
-        !(target = a.target ? nn_strdup(a.target, &err)
-                            : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, &err)) ||
+        (it_repeat ? cli_it_repeat_ids(&a, s.tok, &target, &dst, &n_dst, &err)
+                   : !(target = a.target ? nn_strdup(a.target, &err)
+                                         : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, &err)) ||
+                         cli_text_ids(&a, s.tok, target, &dst, &n_dst, &err)) ||
         cli_text_ids(&a, s.tok, a.source, &src, &n_src, &err) ||
-        cli_text_ids(&a, s.tok, target, &dst, &n_dst, &err) ||
         nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err)) {
         cli_fail(&err);
         goto done;

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "run.h"
+#include "job_chat.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ typedef struct corpus_data {
     int64_t *source_line;  /* [P] */
     int64_t *text_offsets; /* [P + 1] into text */
     char *text;
+    size_t text_cap; /* bytes allocated for text */
     char **names;
     nn_ids target_ids;
     int64_t *target_offsets;
@@ -143,6 +145,19 @@ done:
     return rc;
 }
 
+/* Room in d->text for need bytes (a rendered conversation may be longer than its line). */
+static int grow_text(corpus_data *d, size_t need, nn_err *err)
+{
+    if (need + 1 <= d->text_cap)
+        return NN_OK;
+    char *t = nn_realloc(d->text, need + 1, err);
+    if (!t)
+        return NN_ERR;
+    d->text = t;
+    d->text_cap = need + 1;
+    return NN_OK;
+}
+
 static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *tok, corpus_data *d,
                             nn_err *err)
 {
@@ -153,6 +168,9 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         return NN_ERR;
     int max_tokens = job->max_tokens ? job->max_tokens : m->cfg.max_positions;
     int rc = NN_ERR;
+    nn_chat_template *chat = NULL; /* opened at the first conversation line */
+    nn_chat_options chat_opt;
+    char *rendered = NULL;
     if (max_tokens > m->cfg.max_positions) {
         nn_fail(err, "dataset.max_tokens %d exceeds the model's context of %d positions",
                 max_tokens, m->cfg.max_positions);
@@ -166,7 +184,7 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
     if (!(d->offsets = nn_malloc((ds.n + 1) * sizeof *d->offsets, err)) ||
         !(d->source_line = nn_malloc(ds.n * sizeof *d->source_line, err)) ||
         !(d->text_offsets = nn_malloc((ds.n + 1) * sizeof *d->text_offsets, err)) ||
-        !(d->text = nn_malloc((size_t)ds.text_offsets[ds.n] + 1, err)) ||
+        !(d->text = nn_malloc((d->text_cap = (size_t)ds.text_offsets[ds.n] + 1), err)) ||
         (job->targets_field &&
          !(d->target_offsets = nn_calloc(ds.n * 64 + 1, sizeof *d->target_offsets, err))))
         goto done;
@@ -175,7 +193,17 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
         const char *text = ds.text + ds.text_offsets[i];
         size_t len = (size_t)(ds.text_offsets[i + 1] - ds.text_offsets[i]);
         nn_ids ids = {0};
-        if (nn_tokenizer_encode(tok, text, len, job->add_special_tokens, &ids, err)) {
+        nn_free(rendered);
+        rendered = NULL;
+        if (ds.is_chat && ds.is_chat[i]) { /* a conversation: the chat template's text */
+            if ((!chat && nn_job_chat_open(job, &chat, &chat_opt, err)) ||
+                nn_chat_encode(chat, tok, text, len, &chat_opt, &ids, &rendered, err)) {
+                nn_err_prefix(err, "%s:%lld", job->dataset_path, (long long)ds.source_line[i]);
+                goto done;
+            }
+            text = rendered;
+            len = strlen(rendered);
+        } else if (nn_tokenizer_encode(tok, text, len, job->add_special_tokens, &ids, err)) {
             nn_ids_free(&ids);
             nn_err_prefix(err, "%s:%lld", job->dataset_path, (long long)ds.source_line[i]);
             goto done;
@@ -216,6 +244,8 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
                 goto done;
             }
         nn_ids_free(&ids);
+        if (grow_text(d, (size_t)d->text_offsets[p] + len, err))
+            goto done;
         memcpy(d->text + d->text_offsets[p], text, len);
         d->text_offsets[p + 1] = d->text_offsets[p] + (int64_t)len;
         d->source_line[p] = ds.source_line[i];
@@ -229,6 +259,8 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
     corpus_link(d);
     rc = NN_OK;
 done:
+    nn_free(rendered);
+    nn_chat_template_free(chat);
     nn_dataset_free(&ds);
     if (rc)
         corpus_free(d);

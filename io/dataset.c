@@ -12,6 +12,7 @@ void nn_dataset_free(nn_dataset *d)
     for (size_t i = 0; d->targets && i < d->n; i++)
         nn_free(d->targets[i]);
     nn_free(d->targets);
+    nn_free(d->is_chat);
     nn_free(d->text);
     nn_free(d->text_offsets);
     nn_free(d->source_line);
@@ -41,6 +42,13 @@ static int grow(nn_dataset *d, size_t *cap, nn_err *err)
     if (!t)
         return NN_ERR;
     d->targets = t;
+    if (d->is_chat) {
+        bool *ch = nn_realloc(d->is_chat, c * sizeof *ch, err);
+        if (!ch)
+            return NN_ERR;
+        memset(ch + *cap, 0, (c - *cap) * sizeof *ch);
+        d->is_chat = ch;
+    }
     *cap = c;
     return NN_OK;
 }
@@ -138,14 +146,25 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
                 goto done;
             }
             const cJSON *v = nn_json_get(obj, field);
-            if (!cJSON_IsString(v)) {
+            const cJSON *msgs = nn_json_get(obj, "messages");
+            bool chat =
+                !cJSON_IsString(v) && cJSON_IsArray(msgs) && (!v || !strcmp(field, "messages"));
+            if (!cJSON_IsString(v) && !chat) {
                 cJSON_Delete(obj);
-                nn_fail(err, "%s:%lld: field '%s' missing or not a string", path,
-                        (long long)line_no, field);
+                nn_fail(err,
+                        "%s:%lld: field '%s' missing or not a string (or give a list "
+                        "\"messages\" for a chat template to render)",
+                        path, (long long)line_no, field);
                 goto done;
             }
-            prompt = v->valuestring;
-            prompt_len = strlen(prompt);
+            if (chat && !out->is_chat && !(out->is_chat = nn_calloc(cap, sizeof(bool), err))) {
+                cJSON_Delete(obj);
+                goto done;
+            }
+            if (out->is_chat)
+                out->is_chat[out->n] = chat;
+            prompt = chat ? line : v->valuestring;
+            prompt_len = chat ? len : strlen(prompt);
             if (targets_field) {
                 const cJSON *t = nn_json_get(obj, targets_field);
                 if (!t) {

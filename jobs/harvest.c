@@ -1,6 +1,7 @@
 /* One base forward pass per batch serves collect, logit_lens and target_probs together; patchscope,
  * steering and generation need passes of their own. */
 #include "harvest.h"
+#include "job_chat.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -173,13 +174,18 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
     }
     if (op->kind == NN_OP_PATCHSCOPE_LENS) {
         nn_ids ids = {0};
-        char *text = op->target_prompt ? nn_strdup(op->target_prompt, err)
-                                       : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, err);
-        if (!text)
-            return NN_ERR;
-        int rc =
-            nn_tokenizer_encode(h->tok, text, strlen(text), h->job->add_special_tokens, &ids, err);
-        nn_free(text);
+        int rc;
+        if (op->it_repeat) { /* through the chat template (jobs/job_chat.c) */
+            rc = nn_job_it_repeat_ids(h->job, op, h->tok, &ids, err);
+        } else {
+            char *text = op->target_prompt ? nn_strdup(op->target_prompt, err)
+                                           : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, err);
+            if (!text)
+                return NN_ERR;
+            rc = nn_tokenizer_encode(h->tok, text, strlen(text), h->job->add_special_tokens, &ids,
+                                     err);
+            nn_free(text);
+        }
         if (rc)
             return nn_err_prefix(err, "%s: target", where);
         s->target_ids = ids.ids;

@@ -39,6 +39,8 @@ void nn_job_free(nn_job *j)
     nn_free(j->dataset_path);
     nn_free(j->dataset_format);
     nn_free(j->dataset_field);
+    nn_free(j->chat_template);
+    nn_free(j->chat_now);
     nn_free(j->targets_field);
     nn_free(j->canonical);
     memset(j, 0, sizeof *j);
@@ -159,6 +161,65 @@ static int in_op(nn_err *err, const char *where)
     return NN_ERR;
 }
 
+/* "target": {"it_repeat": true | {"add_user_instr", "use_system_prompt", "complete_prompt"},
+ * "index": -1}: nnterp's it_repeat_prompt (its defaults: all true). */
+static int parse_it_repeat(const cJSON *t, nn_op *op, const char *path, const char *where,
+                           nn_err *err)
+{
+    static const char *const tallowed[] = {"it_repeat", "index", NULL};
+    static const char *const iallowed[] = {"add_user_instr", "use_system_prompt", "complete_prompt",
+                                           NULL};
+    const cJSON *it = nn_json_get(t, "it_repeat");
+    long idx;
+    op->it_repeat = true;
+    op->it_add_user_instr = op->it_use_system_prompt = op->it_complete_prompt = true;
+    if (only_fields(t, tallowed, path, where, err) ||
+        nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
+        return nn_err_prefix(err, "%s: target", where);
+    op->index = (int)idx;
+    if (cJSON_IsTrue(it))
+        return NN_OK;
+    if (!cJSON_IsObject(it) || only_fields(it, iallowed, path, where, err) ||
+        nn_json_bool(it, "add_user_instr", false, true, path, &op->it_add_user_instr, err) ||
+        nn_json_bool(it, "use_system_prompt", false, true, path, &op->it_use_system_prompt, err) ||
+        nn_json_bool(it, "complete_prompt", false, true, path, &op->it_complete_prompt, err))
+        return cJSON_IsObject(it) ? nn_err_prefix(err, "%s: target.it_repeat", where)
+                                  : nn_fail(err,
+                                            "%s: %s: target.it_repeat must be true or "
+                                            "{\"add_user_instr\", \"use_system_prompt\", "
+                                            "\"complete_prompt\"}",
+                                            path, where);
+    return NN_OK;
+}
+
+/* "chat": {"template", "add_generation_prompt", "continue_final_message", "now", "transformers"}.
+ */
+static int parse_chat(const cJSON *c, const char *path, nn_job *j, nn_err *err)
+{
+    static const char *const allowed[] = {
+        "template", "add_generation_prompt", "continue_final_message", "now", "transformers", NULL};
+    long hf;
+    j->chat_transformers = 5;
+    if (!c)
+        return NN_OK;
+    if (!cJSON_IsObject(c))
+        return nn_fail(err,
+                       "%s: field 'chat' must be an object {\"template\": ..., "
+                       "\"add_generation_prompt\": ...}",
+                       path);
+    if (only_fields(c, allowed, path, "chat", err) ||
+        dup_string(c, "template", false, NULL, path, &j->chat_template, err) ||
+        dup_string(c, "now", false, NULL, path, &j->chat_now, err) ||
+        nn_json_bool(c, "add_generation_prompt", false, false, path, &j->chat_add_generation_prompt,
+                     err) ||
+        nn_json_bool(c, "continue_final_message", false, false, path,
+                     &j->chat_continue_final_message, err) ||
+        nn_json_int(c, "transformers", false, 5, 4, 5, path, &hf, err))
+        return nn_err_prefix(err, "chat");
+    j->chat_transformers = (int)hf;
+    return NN_OK;
+}
+
 static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_err *err)
 {
     char where[64];
@@ -250,7 +311,10 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
         op->top_k = (int)v;
         op->index = -1;
         const cJSON *t = nn_json_get(o, "target");
-        if (t) {
+        if (t && cJSON_IsObject(t) && nn_json_get(t, "it_repeat")) {
+            if (parse_it_repeat(t, op, path, where, err))
+                return NN_ERR;
+        } else if (t) {
             static const char *const tallowed[] = {"prompt", "index", NULL};
             long idx;
             if (!cJSON_IsObject(t) || only_fields(t, tallowed, path, where, err) ||
@@ -369,8 +433,8 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
     }
     int rc = NN_ERR;
     static const char *const allowed[] = {
-        "model",        "tokenizer",     "dataset",  "operations", "dtype",
-        "batch_tokens", "shard_batches", "parallel", "output",     NULL};
+        "model",         "tokenizer", "dataset", "operations", "dtype", "batch_tokens",
+        "shard_batches", "parallel",  "output",  "chat",       NULL};
     static const char *const ds_allowed[] = {"path",
                                              "format",
                                              "field",
@@ -390,7 +454,8 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
     if (nn_json_unique_keys(root, path, err) || only_fields(root, allowed, path, "job", err) ||
         dup_string(root, "model", true, NULL, path, &j->model, err) ||
         dup_string(root, "tokenizer", false, NULL, path, &j->tokenizer, err) ||
-        dup_string(root, "output", true, NULL, path, &j->output, err))
+        dup_string(root, "output", true, NULL, path, &j->output, err) ||
+        parse_chat(nn_json_get(root, "chat"), path, j, err))
         goto done;
     if (!cJSON_IsObject(ds)) {
         nn_fail(err, "%s: field 'dataset' must be an object {\"path\": ..., \"field\": \"text\"}",

@@ -43,6 +43,8 @@ typedef struct nn_op {
     /* patchscope_lens */
     char *target_prompt; /* NULL: nnterp's repeat_prompt() */
     int index;
+    /* "target": {"it_repeat": {...}}: nnterp's it_repeat_prompt through the chat template */
+    bool it_repeat, it_add_user_instr, it_use_system_prompt, it_complete_prompt;
     /* steer: a .npy vector, or the contrast of two prompt sets (mean layers_output of the first
      * minus that of the second, at each steered layer) */
     char *vector;
@@ -68,7 +70,12 @@ typedef struct nn_job {
     int pipeline_stages;
     nn_op *ops;
     int n_ops;
-    char *canonical; /* the job as normalized JSON, stored in and compared by --resume */
+    /* "chat": how conversations (dataset lines with "messages", the it_repeat target) are
+     * rendered: MODEL's template unless template is given */
+    char *chat_template, *chat_now;
+    bool chat_add_generation_prompt, chat_continue_final_message;
+    int chat_transformers; /* 4 or 5 (engine/chat.h) */
+    char *canonical;       /* the job as normalized JSON, stored in and compared by --resume */
 } nn_job;
 
 int nn_job_parse(const char *json_text, const char *path, nn_job *out, nn_err *err);

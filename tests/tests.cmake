@@ -25,6 +25,8 @@ nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
 nn_test(test_context nn_engine)
 target_compile_definitions(test_context PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+nn_test(test_chat nn_engine)
+nn_test(test_jinja nn_engine)
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -93,6 +95,18 @@ nn_add_test(tokenizer test_tokenizer)
 nn_add_test(toolkit test_toolkit)
 nn_add_test(api test_api)
 nn_add_test(context test_context)
+# Chat templates: ../shared/chat the way it was rendered (transformers 4.4x), the same cases the
+# transformers 5 way (they agree), and nnterp's own cases rendered by transformers 5 itself
+# (tools/chat_expected.py wrote tests/chat/*.jsonl; the templates are the shared tokenizers').
+nn_add_test(chat_shared test_chat)
+file(GLOB NN_SHARED_CHAT_CASES ${NNTERP_SHARED}/chat/*.jsonl)
+if(NN_SHARED_CHAT_CASES)
+  nn_add_test(chat_shared_transformers5 test_chat --transformers 5 ${NN_SHARED_CHAT_CASES})
+endif()
+file(GLOB NN_CHAT_CASES ${CMAKE_SOURCE_DIR}/tests/chat/*.jsonl)
+nn_add_test(chat_transformers test_chat ${NN_CHAT_CASES})
+nn_add_test(chat_cli ${CMAKE_SOURCE_DIR}/tests/test_chat_cli.sh $<TARGET_FILE:nnterp>)
+nn_add_test(jinja test_jinja ${CMAKE_SOURCE_DIR}/tests/jinja/expected.jsonl)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # The vector clones of the loops between GEMMs give the same bits as the baseline build (three
@@ -120,7 +134,7 @@ nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TA
 # Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
 # target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
 set(NN_FUZZ_REPLAY safetensors st_index config tokenizer_json tokenizer_encode llama2c_model
-    llama2c_tokenizer npy job dataset)
+    llama2c_tokenizer npy job dataset jinja)
 foreach(t ${NN_FUZZ_REPLAY})
   add_executable(replay_${t} tests/fuzz/replay.c tests/fuzz/fuzz_${t}.c)
   target_compile_definitions(replay_${t} PRIVATE NNTERP_SHARED_DEFAULT="${NNTERP_SHARED}")

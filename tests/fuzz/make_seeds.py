@@ -97,3 +97,11 @@ if os.path.isdir(tdir):
 
 put("job", "quickstart", read(f"{repo}/examples/quickstart.json"))
 put("dataset", "facts", b"\x00" + read(f"{repo}/examples/facts.jsonl"))
+# jinja: the real chat templates of the shared data, and those of the shared tokenizers' configs.
+for path in sorted(glob.glob(f"{shared}/chat/templates/*.jinja")):
+    put("jinja", os.path.basename(path), read(path))
+for path in sorted(glob.glob(f"{shared}/tokenizers/modern/*/tokenizer_config.json")):
+    template = json.load(open(path, encoding="utf-8")).get("chat_template")
+    if isinstance(template, str):
+        put("jinja", os.path.basename(os.path.dirname(path)) + ".jinja", template)
+put("jinja", "demo_chat_template.jinja", read(f"{repo}/examples/chat_template.jinja"))
