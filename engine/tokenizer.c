@@ -170,6 +170,10 @@ struct nn_tokenizer {
     nn_pairmap merges;
     added_token *added;
     size_t n_added;
+    /* the added tokens by first byte, in their order: added_order[added_start[b] ..
+     * added_start[b + 1]) (a text position is compared only with the tokens it can begin) */
+    uint32_t *added_order;
+    uint32_t added_start[257];
     step *norm, *pre, *dec;
     size_t n_norm, n_pre, n_dec;
     bool byte_fallback, fuse_unk, ignore_merges;
@@ -217,6 +221,7 @@ void nn_tokenizer_free(nn_tokenizer *t)
     for (size_t i = 0; i < t->n_added; i++)
         nn_free(t->added[i].content);
     nn_free(t->added);
+    nn_free(t->added_order);
     free_steps(t->norm, t->n_norm);
     free_steps(t->pre, t->n_pre);
     free_steps(t->dec, t->n_dec);
@@ -682,6 +687,25 @@ static int load_config(nn_tokenizer *t, const char *path, nn_err *err)
     return NN_OK;
 }
 
+/* Buckets the added tokens by first byte (a stable counting sort). */
+static int index_added(nn_tokenizer *t, nn_err *err)
+{
+    memset(t->added_start, 0, sizeof t->added_start);
+    if (!t->n_added)
+        return NN_OK;
+    if (!(t->added_order = nn_malloc(t->n_added * sizeof *t->added_order, err)))
+        return NN_ERR;
+    for (size_t k = 0; k < t->n_added; k++)
+        t->added_start[(unsigned char)t->added[k].content[0] + 1]++;
+    for (int b = 0; b < 256; b++)
+        t->added_start[b + 1] += t->added_start[b];
+    uint32_t fill[256];
+    memcpy(fill, t->added_start, sizeof fill);
+    for (size_t k = 0; k < t->n_added; k++)
+        t->added_order[fill[(unsigned char)t->added[k].content[0]]++] = (uint32_t)k;
+    return NN_OK;
+}
+
 static int load_hf(nn_tokenizer *t, const char *path, const char *config_path, nn_err *err)
 {
     cJSON *root = nn_json_parse_file(path, 512u << 20, err);
@@ -796,6 +820,8 @@ static int load_hf(nn_tokenizer *t, const char *path, const char *config_path, n
             nn_strmap_put(&t->vocab, content, a->len, a->id, err))
             goto done;
     }
+    if (index_added(t, err))
+        goto done;
     /* Merges: "a b" strings or ["a", "b"] pairs; both halves and the result must be tokens. */
     int32_t rank = 0;
     cJSON_ArrayForEach (e, merges) {
@@ -1690,8 +1716,9 @@ static int split_added(const nn_tokenizer *t, const char *s, size_t len, bool no
         any |= t->added[k].normalized == normalized;
     for (size_t i = 0; any && i < len;) {
         const added_token *best = NULL;
-        for (size_t k = 0; k < t->n_added; k++) {
-            const added_token *a = &t->added[k];
+        unsigned char first = (unsigned char)s[i];
+        for (uint32_t j = t->added_start[first]; j < t->added_start[first + 1]; j++) {
+            const added_token *a = &t->added[t->added_order[j]];
             if (a->normalized != normalized || a->len > len - i || (best && a->len <= best->len) ||
                 memcmp(s + i, a->content, a->len) != 0)
                 continue;
