@@ -9,7 +9,8 @@ Run by hand from its own venv (the Python nnterp pins an nnsight that the shared
     /work/venv-nnterp/bin/pip install nnterp==1.3.0 "nnsight>=0.6,<0.7" h5py
     /work/venv-nnterp/bin/python tools/nnterp_parity.py --nnterp build/nnterp [--harvest]
 
---harvest also times the Python library's collect_token_activations_batched against
+--padding measures the Python library's left padding on an absolute-position model (GPT-2-small,
+random weights, bench/.cache/gpt2-small-random, which bench/run.sh writes). --harvest also times the Python library's collect_token_activations_batched against
 `nnterp run` on bench/run.sh's harvest dataset (GPT-2-small, random weights,
 bench/.cache/gpt2-small-random; 512 prompts of 8-256 tokens, layers_output 0-5), one run each,
 one pinned core.
@@ -196,6 +197,26 @@ def compare_model(name, path, prompts, targets, nnterp, tmp):
     return res, notes
 
 
+def padding_on_absolute_positions():
+    """Python nnterp's left padding on GPT-2 (absolute positions): a short prompt batched with a
+    longer one against the same prompt alone, at layers_output[3]."""
+    from transformers import AutoTokenizer
+    tk = AutoTokenizer.from_pretrained(os.path.join(ROOT, "..", "shared", "tokenizers", "gpt2"))
+    tk.pad_token, tk.padding_side = tk.eos_token, "left"  # GPT-2 has none; nnterp pads left
+    m = StandardizedTransformer(os.path.join(ROOT, "bench", ".cache", "gpt2-small-random"),
+                                tokenizer=tk, dtype=torch.float32)
+    ps = ["the cat sat on the mat and then", "hello"]
+    out, alone = [], []
+    with m.trace(ps):
+        out.append(m.layers_output[3].save())
+    for p in ps:
+        with m.trace(p):
+            alone.append(m.layers_output[3].save())
+    b = out[0]
+    return {p: float((b[j, b.shape[1] - alone[j].shape[1]:] - alone[j][0]).abs().max())
+            for j, p in enumerate(ps)}
+
+
 def harvest(nnterp, tmp, every):
     """collect_token_activations_batched vs `nnterp run`, bench/run.sh's harvest dataset."""
     from nnterp.nnsight_utils import collect_token_activations_batched
@@ -250,6 +271,8 @@ def main():
     ap.add_argument("--nnterp", default=os.path.join(ROOT, "build", "nnterp"))
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--harvest", action="store_true")
+    ap.add_argument("--padding", action="store_true",
+                    help="left padding on GPT-2-small (bench/.cache/gpt2-small-random)")
     ap.add_argument("--harvest-every", type=int, default=1,
                     help="take every k-th prompt of the harvest dataset (a busy machine: 8)")
     ap.add_argument("--out", default="-")
@@ -268,6 +291,9 @@ def main():
             report["models"][name] = res
             report["notes"] += notes
             print(name, json.dumps(res, indent=1), file=sys.stderr)
+        if a.padding:
+            report["gpt2 left padding: batched vs alone"] = padding_on_absolute_positions()
+            print(report["gpt2 left padding: batched vs alone"], file=sys.stderr)
         if a.harvest:
             h = harvest(a.nnterp, tmp, a.harvest_every)
             cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
