@@ -261,6 +261,35 @@ head += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in summary]
 head.append("")
 lines[2:2] = head
 
+# Measured apart, by tools/nnterp_parity.py --harvest (it needs the Python nnterp's own venv).
+py_nnterp = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python-nnterp-harvest.json")
+if os.path.exists(py_nnterp):
+    h = json.load(open(py_nnterp))
+    add("## Against the Python nnterp\n")
+    sample = ("the whole dataset" if h["prompts"] == 512 else
+              f"every {512 // h['prompts']}th of its prompts ({h['prompts']} prompts, "
+              f"{h['tokens']} tokens, the same spread of lengths; the machine was shared)")
+    add(f"The harvest dataset above ({sample}; `layers_output` of layers 0–5, GPT-2-small shape, "
+        f"random weights) through the Python library nnterp {h['nnterp (Python)']} "
+        f"(nnsight {h['nnsight']}, transformers {h['transformers']}, torch {h['torch']}): "
+        f"`collect_token_activations_batched(StandardizedTransformer(gpt2), prompts, batch_size=8, "
+        f"layers=range(6))`, the function its users call for this, against `nnterp run` with the "
+        f"job above; one run each, both pinned to core {h['cpu']} with one thread, measured by "
+        f"`tools/nnterp_parity.py --harvest` on {h['date']} ({h['cpu_model']}; ISA "
+        f"{', '.join(h['isa'])}; load average {' '.join(h['load_average'])}).\n")
+    add("| implementation | seconds | CPU seconds | ratio (wall) | ratio (CPU time) |")
+    add("|---|---:|---:|---:|---:|")
+    add(f"| nnterp `run` (store of every token's rows) | {h['nnterp_run_s']:.1f} | "
+        f"{h['nnterp_run_cpu_s']:.1f} | **{h['ratio_wall']:.2f}×** | **{h['ratio_cpu']:.2f}×** |")
+    add(f"| Python nnterp (last token's rows, in memory) | {h['python_nnterp_s']:.1f} | "
+        f"{h['python_nnterp_cpu_s']:.1f} | 1.00× | 1.00× |")
+    add("")
+    add("The Python side does less of the work: the library's function keeps the last token of "
+        "each prompt only (its `idx`), in memory, while `nnterp run` writes every token's rows "
+        "to the store. Both stop the pass after layer 5 (nnterp's function calls `tracer.stop()`), "
+        "both times include loading the model; the Python side pads each batch of 8 on the left. On a shared machine (a load average above "
+        "the 2 CPUs) the CPU-time ratio is the one to read.\n")
+
 add("## Machine\n")
 add(f"- CPU: {e['BENCH_CPU_MODEL']} ({e['BENCH_NPROC']} logical CPUs visible)")
 add(f"- OpenBLAS: {e['BENCH_OPENBLAS']}; PyTorch {load('pt-gpt2.json')['torch']} (Debian "

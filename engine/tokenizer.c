@@ -13,6 +13,7 @@
 
 #include "nn_json.h"
 #include "strmap.h"
+#include "unicode.h"
 
 /* ---- Small string utilities -------------------------------------------------------------------
  */
@@ -169,9 +170,13 @@ struct nn_tokenizer {
     nn_pairmap merges;
     added_token *added;
     size_t n_added;
+    /* the added tokens by first byte, in their order: added_order[added_start[b] ..
+     * added_start[b + 1]) (a text position is compared only with the tokens it can begin) */
+    uint32_t *added_order;
+    uint32_t added_start[257];
     step *norm, *pre, *dec;
     size_t n_norm, n_pre, n_dec;
-    bool byte_fallback, fuse_unk, ignore_merges, clean_up_spaces;
+    bool byte_fallback, fuse_unk, ignore_merges;
     int32_t unk_id, bos_id, eos_id;
     int32_t byte_ids[256];
     int32_t prefix[8], suffix[8];
@@ -216,6 +221,7 @@ void nn_tokenizer_free(nn_tokenizer *t)
     for (size_t i = 0; i < t->n_added; i++)
         nn_free(t->added[i].content);
     nn_free(t->added);
+    nn_free(t->added_order);
     free_steps(t->norm, t->n_norm);
     free_steps(t->pre, t->n_pre);
     free_steps(t->dec, t->n_dec);
@@ -299,18 +305,26 @@ static void init_byte_level(nn_tokenizer *t)
 /* ---- Loading tokenizer.json -------------------------------------------------------------------
  */
 
+/* Compiles a pattern with its \p{..} classes classifying characters as Unicode 16.0 does (the
+ * tokenizers library's Oniguruma), whatever the Unicode version of the linked PCRE2 (unicode.h). */
 static int compile_regex(const char *pattern, size_t len, const char *path, const char *where,
                          pcre2_code **out, nn_err *err)
 {
     int code;
     PCRE2_SIZE at;
-    *out = pcre2_compile((PCRE2_SPTR)pattern, len, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
+    char *fixed = NULL;
+    size_t fixed_len = 0;
+    *out = NULL;
+    if (nn_unicode_fix_regex(pattern, len, &fixed, &fixed_len, err))
+        return nn_err_prefix(err, "%s: %s: regex /%s/", path, where, pattern);
+    *out = pcre2_compile((PCRE2_SPTR)fixed, fixed_len, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK,
                          &code, &at, NULL);
+    nn_free(fixed);
     if (!*out) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(code, msg, sizeof msg);
-        return nn_fail(err, "%s: %s: regex /%s/ does not compile at offset %zu: %s", path, where,
-                       pattern, (size_t)at, (char *)msg);
+        return nn_fail(err, "%s: %s: regex /%s/ does not compile: %s", path, where, pattern,
+                       (char *)msg);
     }
     pcre2_jit_compile(*out, PCRE2_JIT_COMPLETE); /* optional speed-up; falls back when absent */
     return NN_OK;
@@ -652,15 +666,14 @@ static int load_config(nn_tokenizer *t, const char *path, nn_err *err)
     cJSON *cfg = nn_json_parse_file(path, 16u << 20, err);
     if (!cfg)
         return NN_ERR;
-    int rc = NN_ERR;
     int32_t bos = config_token(t, cfg, "bos_token"), eos = config_token(t, cfg, "eos_token");
     if (bos >= 0)
         t->bos_id = bos;
     if (eos >= 0)
         t->eos_id = eos;
-    if (nn_json_bool(cfg, "clean_up_tokenization_spaces", false, t->clean_up_spaces, path,
-                     &t->clean_up_spaces, err))
-        goto done;
+    /* clean_up_tokenization_spaces (true for Llama 3.x) is ignored: transformers 5 skips that
+     * clean-up for BPE tokenizers ("destructive for BPE": "b || !c" would decode as "b ||!c"), as
+     * the tokenizers library's decode does. */
     /* transformers' Llama/Gemma fast tokenizers rebuild the template from these flags. */
     const cJSON *ab = nn_json_get(cfg, "add_bos_token"), *ae = nn_json_get(cfg, "add_eos_token");
     if (cJSON_IsBool(ab) || cJSON_IsBool(ae)) {
@@ -670,10 +683,27 @@ static int load_config(nn_tokenizer *t, const char *path, nn_err *err)
         if (cJSON_IsTrue(ae) && t->eos_id >= 0)
             t->suffix[t->n_suffix++] = t->eos_id;
     }
-    rc = NN_OK;
-done:
     cJSON_Delete(cfg);
-    return rc;
+    return NN_OK;
+}
+
+/* Buckets the added tokens by first byte (a stable counting sort). */
+static int index_added(nn_tokenizer *t, nn_err *err)
+{
+    memset(t->added_start, 0, sizeof t->added_start);
+    if (!t->n_added)
+        return NN_OK;
+    if (!(t->added_order = nn_malloc(t->n_added * sizeof *t->added_order, err)))
+        return NN_ERR;
+    for (size_t k = 0; k < t->n_added; k++)
+        t->added_start[(unsigned char)t->added[k].content[0] + 1]++;
+    for (int b = 0; b < 256; b++)
+        t->added_start[b + 1] += t->added_start[b];
+    uint32_t fill[256];
+    memcpy(fill, t->added_start, sizeof fill);
+    for (size_t k = 0; k < t->n_added; k++)
+        t->added_order[fill[(unsigned char)t->added[k].content[0]]++] = (uint32_t)k;
+    return NN_OK;
 }
 
 static int load_hf(nn_tokenizer *t, const char *path, const char *config_path, nn_err *err)
@@ -790,6 +820,8 @@ static int load_hf(nn_tokenizer *t, const char *path, const char *config_path, n
             nn_strmap_put(&t->vocab, content, a->len, a->id, err))
             goto done;
     }
+    if (index_added(t, err))
+        goto done;
     /* Merges: "a b" strings or ["a", "b"] pairs; both halves and the result must be tokens. */
     int32_t rank = 0;
     cJSON_ArrayForEach (e, merges) {
@@ -1253,8 +1285,8 @@ static int char_class_matches(const char *s, size_t len, spans *out, nn_err *err
         int k = nn_utf8_char_len((const unsigned char *)s + i, len - i);
         if (!k)
             k = 1;
-        utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)utf8_decode(s + i, k));
-        if ((c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_NO) &&
+        enum nn_ucat c = nn_unicode_category(utf8_decode(s + i, k));
+        if ((c == NN_UCAT_ND || c == NN_UCAT_NL || c == NN_UCAT_NO) &&
             spans_add(out, i, i + (size_t)k, err))
             return NN_ERR;
         i += (size_t)k;
@@ -1649,9 +1681,9 @@ static bool is_word_char(const char *s, size_t len, size_t at, bool before)
     }
     int k = nn_utf8_char_len((const unsigned char *)s + i, len - i);
     uint32_t cp = k ? utf8_decode(s + i, k) : (unsigned char)s[i];
-    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return cp == '_' || (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           c == UTF8PROC_CATEGORY_ND || c == UTF8PROC_CATEGORY_MN || c == UTF8PROC_CATEGORY_MC;
+    enum nn_ucat c = nn_unicode_category(cp);
+    return cp == '_' || (c >= NN_UCAT_LL && c <= NN_UCAT_LU) || c == NN_UCAT_ND ||
+           c == NN_UCAT_MN || c == NN_UCAT_MC;
 }
 
 static bool is_space_at(const char *s, size_t len, size_t i, size_t *k)
@@ -1661,9 +1693,8 @@ static bool is_space_at(const char *s, size_t len, size_t i, size_t *k)
         return false;
     uint32_t cp = utf8_decode(s + i, n);
     *k = (size_t)n;
-    return cp == ' ' || (cp >= 9 && cp <= 13) ||
-           utf8proc_category((utf8proc_int32_t)cp) == UTF8PROC_CATEGORY_ZS || cp == 0x85 ||
-           cp == 0x2028 || cp == 0x2029;
+    return cp == ' ' || (cp >= 9 && cp <= 13) || nn_unicode_category(cp) == NN_UCAT_ZS ||
+           cp == 0x85 || cp == 0x2028 || cp == 0x2029;
 }
 
 typedef struct piece {
@@ -1685,8 +1716,9 @@ static int split_added(const nn_tokenizer *t, const char *s, size_t len, bool no
         any |= t->added[k].normalized == normalized;
     for (size_t i = 0; any && i < len;) {
         const added_token *best = NULL;
-        for (size_t k = 0; k < t->n_added; k++) {
-            const added_token *a = &t->added[k];
+        unsigned char first = (unsigned char)s[i];
+        for (uint32_t j = t->added_start[first]; j < t->added_start[first + 1]; j++) {
+            const added_token *a = &t->added[t->added_order[j]];
             if (a->normalized != normalized || a->len > len - i || (best && a->len <= best->len) ||
                 memcmp(s + i, a->content, a->len) != 0)
                 continue;
@@ -2069,26 +2101,6 @@ done:
     return rc;
 }
 
-/* transformers' clean_up_tokenization (for tokenizers that ask for it). */
-static int clean_up(buf *b, nn_err *err)
-{
-    static const char *from[] = {" .",   " ?",  " !",  " ,",   " ' ",
-                                 " n't", " 'm", " 's", " 've", " 're"};
-    static const char *to[] = {".", "?", "!", ",", "'", "n't", "'m", "'s", "'ve", "'re"};
-    spans m = {0};
-    int rc = NN_OK;
-    for (size_t i = 0; i < 10 && rc == NN_OK; i++) {
-        buf next = {0};
-        rc = literal_matches(from[i], strlen(from[i]), b->p, b->len, &m, err) ||
-             buf_add(&next, "", 0, err) ||
-             replace_all(b->p, b->len, &m, to[i], strlen(to[i]), &next, err);
-        buf_free(b);
-        *b = next;
-    }
-    nn_free(m.v);
-    return rc;
-}
-
 static int decode_llama2c(const nn_tokenizer *t, const int32_t *ids, size_t n, buf *out,
                           nn_err *err)
 {
@@ -2158,8 +2170,6 @@ int nn_tokenizer_decode(const nn_tokenizer *t, const int32_t *ids, size_t n, boo
         if ((t->n_dec == 0 && i > 0 && buf_add(&result, " ", 1, err)) ||
             buf_add(&result, cur->s[i].p, cur->s[i].len, err))
             goto done;
-    if (t->clean_up_spaces && clean_up(&result, err))
-        goto done;
     rc = NN_OK;
 done:
     strlist_free(&a);

@@ -1,8 +1,9 @@
 /* Every tokenizer test vector in ../shared/tokenizers (see its README): encode to exactly the
  * listed ids (with and without the default special tokens), decode back to the listed text (keeping
  * and skipping special tokens), for GPT-2, Llama 2 (tokenizer.json and llama2.c tokenizer.bin) and
- * stories260K (tokenizer.json and tok512.bin); llama.cpp's GPT-2 vectors; streaming decode that
- * never splits a character; and malformed tokenizer files. */
+ * stories260K (tokenizer.json and tok512.bin); Llama 3.1, Qwen3, Gemma 3, DeepSeek-V3 and gpt-oss
+ * on the shared vectors and on the project's own (tests/data/tokenizers); llama.cpp's GPT-2
+ * vectors; streaming decode that never splits a character; and malformed tokenizer files. */
 #include <string.h>
 #include <unistd.h>
 
@@ -90,13 +91,14 @@ static void run_vectors(nn_tokenizer *t, const char *path, bool add_special, con
         nn_ids_free(&got);
         cJSON_Delete(row);
     }
-    printf("  %-52s %3d/%d encode, %3d/%d decode",
-           path + strlen(path) - (strlen(path) > 52 ? 52 : strlen(path)), enc_ok, rows, dec_ok,
-           rows);
+    printf("  %-52s %3d/%d encode", path + strlen(path) - (strlen(path) > 52 ? 52 : strlen(path)),
+           enc_ok, rows);
+    if (decoded_key)
+        printf(", %3d/%d decode", dec_ok, rows);
     if (n_skip)
         printf(", %3d/%d decode skipping special", skip_ok, n_skip);
     printf("\n");
-    CHECK(rows > 0 && enc_ok == rows && dec_ok == rows && skip_ok == n_skip,
+    CHECK(rows > 0 && enc_ok == rows && (!decoded_key || dec_ok == rows) && skip_ok == n_skip,
           "%s: %d/%d encode, %d/%d decode, %d/%d skip", path, enc_ok, rows, dec_ok, rows, skip_ok,
           n_skip);
     nn_free(text);
@@ -110,6 +112,29 @@ static nn_tokenizer *load(const char *shared, const char *rel)
     CHECK_OK(nn_tokenizer_load(path, &t, &err), &err);
     nn_free(path);
     return t;
+}
+
+/* The tokenizers of current families (../shared/tokenizers/modern, see its README), one at a
+ * time (Gemma 3's holds 262,145 tokens), on the vectors in vectors_dir/<name>.jsonl: ids without
+ * and with the special tokens tokenizer(text) adds (DeepSeek-V3: [BOS] + ids, its
+ * tokenizer_config.json's add_bos_token, which transformers 4.x's LlamaTokenizerFast follows
+ * rather than the tokenizer.json's empty post-processor), and decoding both ways. */
+static void modern_vectors(const char *shared, const char *vectors_dir)
+{
+    static const char *const names[] = {"llama3_1", "qwen3", "gemma3", "deepseek_v3", "gptoss"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char rel[256], p[1024];
+        snprintf(rel, sizeof rel, "tokenizers/modern/%s", names[i]);
+        nn_tokenizer *t = load(shared, rel);
+        if (!t)
+            continue;
+        snprintf(p, sizeof p, "%s/%s.jsonl", vectors_dir, names[i]);
+        bool deepseek = !strcmp(names[i], "deepseek_v3");
+        run_vectors(t, p, false, "ids", "decoded", NULL);
+        run_vectors(t, p, true, deepseek ? "ids_special_transformers" : "ids_special", NULL,
+                    "decoded_skip_special");
+        nn_tokenizer_free(t);
+    }
 }
 
 static void llamacpp_vectors(nn_tokenizer *t, const char *shared)
@@ -288,6 +313,11 @@ int main(void)
     V(llama_bin, "llama2/tests_tokenizer_bin.jsonl", true, "ids", "decoded", NULL);
     V(stories, "stories260K/tests.jsonl", true, "ids", "decoded", "decoded_skip_special");
     V(stories_bin, "stories260K/tests.jsonl", true, "ids_llama2c", "decoded_llama2c", NULL);
+    snprintf(p, sizeof p, "%s/tokenizers/modern", shared);
+    modern_vectors(shared, p); /* the shared vectors */
+    char own[1024];
+    snprintf(own, sizeof own, "%s/tests/data/tokenizers", NNTERP_SOURCE_DIR);
+    modern_vectors(shared, own); /* the project's (tools/make_tokenizer_vectors.py) */
     llamacpp_vectors(gpt2, shared);
     streaming(gpt2, "Héllo wörld 😀 日本語 — done");
     streaming(llama, "Héllo wörld 😀 日本語 — done");
