@@ -21,7 +21,8 @@ static const char *usage_main =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
     "\n"
     "commands:\n"
-    "  run       JOB.json [--resume]              the main job: a dataset into one HDF5 store\n"
+    "  run       JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
+    "                                             the main job: a dataset into one HDF5 store\n"
     "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
     "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
     "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
@@ -434,11 +435,16 @@ done:
 }
 
 static const char *usage_run =
-    "usage: nnterp run JOB.json [--resume] [--progress]\n"
+    "usage: nnterp run JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
     "Runs the job (docs/jobs.md): tokenizes the dataset, then writes every operation's results\n"
     "into one HDF5 store, OUT.h5.partial until complete. Exit codes: 0 done, 1 error,\n"
-    "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable).\n"
-    "  --resume     continue an interrupted OUT.h5.partial, redoing only unfinished shards\n"
+    "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable; under\n"
+    "mpirun see docs/distributed.md for which signals drain).\n"
+    "  --resume     continue an interrupted OUT.h5.partial, redoing only unfinished shards, with\n"
+    "               any rank count and split; a store already complete: nothing to do (exit 0)\n"
+    "  --stages P   pipeline stages of this run instead of the job's parallel.pipeline_stages\n"
+    "  --dry-run    check everything, print the plan, the layout and the store's arrays and\n"
+    "               size; write nothing\n"
     "  --progress   a progress line on stderr even when it is not a terminal\n";
 
 static int cmd_run(int argc, char **argv)
@@ -450,6 +456,17 @@ static int cmd_run(int argc, char **argv)
             o.resume = true;
         else if (!strcmp(argv[i], "--progress"))
             o.progress = true;
+        else if (!strcmp(argv[i], "--dry-run"))
+            o.dry_run = true;
+        else if (!strcmp(argv[i], "--stages")) {
+            char *end = NULL;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || !end || *end || v < 1 || v > 4096)
+                return cli_usage_error(usage_run, "--stages takes a stage count 1..4096, not '%s'",
+                                       i + 1 < argc ? argv[i + 1] : "");
+            o.stages = (int)v;
+            i++;
+        }
         else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", usage_run);
             return 0;
