@@ -125,6 +125,11 @@ static int prompt_targets(corpus_data *d, nn_tokenizer *tok, const char *json, c
                     (long long)line, d->names[k]);
             goto done;
         }
+        if (n == 0) {
+            nn_fail(err, "%s:%lld: target '%s' is an empty list of words", path, (long long)line,
+                    d->names[k]);
+            goto done;
+        }
         nn_ids ids = {0};
         if (nn_first_tokens(tok, words, n, &ids, err)) {
             nn_ids_free(&ids);

@@ -118,6 +118,11 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
     snprintf(where, sizeof where, "operations[%d] (%s)", index, nn_op_name(op->kind));
     if (op->layers && nn_layers_parse(op->layers, cfg->n_layers, &s->layers, &s->n_layers, err))
         return nn_err_prefix(err, "%s", where);
+    if ((op->kind == NN_OP_LOGIT_LENS || op->kind == NN_OP_PATCHSCOPE_LENS ||
+         op->kind == NN_OP_STEER) &&
+        op->top_k > cfg->vocab_size)
+        return nn_fail(err, "%s: top_k %d exceeds the model's vocabulary of %d", where, op->top_k,
+                       cfg->vocab_size);
     if ((op->targets || op->kind == NN_OP_TARGET_PROBS) && c->n_targets == 0)
         return nn_fail(err, "%s: needs targets, but the dataset has none", where);
     if (op->kind == NN_OP_COLLECT || op->kind == NN_OP_LOGIT_LENS) {
