@@ -3,8 +3,8 @@
 
 #include "cli.h"
 
-#include <math.h>
 #include "model.h"
+#include <math.h>
 
 int cli_usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -84,8 +84,7 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             if (a->source)
                 return cli_usage_error(usage, "%s", "give --source once (one source prompt)");
             a->source = v;
-        }
-        else if (!strcmp(k, "--target"))
+        } else if (!strcmp(k, "--target"))
             a->target = v;
         else if (!strcmp(k, "--vector"))
             a->vector = v;

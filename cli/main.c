@@ -466,8 +466,7 @@ static int cmd_run(int argc, char **argv)
                                        i + 1 < argc ? argv[i + 1] : "");
             o.stages = (int)v;
             i++;
-        }
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", usage_run);
             return 0;
         } else if (argv[i][0] == '-' || job)

@@ -586,7 +586,8 @@ int cmd_probs(int argc, char **argv)
         }
         cJSON *out = cJSON_CreateObject(), *p = cJSON_CreateObject(), *toks = cJSON_CreateObject();
         const cJSON *pr = nn_json_get(l.json, "prompt");
-        cJSON_AddStringToObject(out, "prompt", (pr ? pr : nn_json_get(l.json, "text"))->valuestring);
+        cJSON_AddStringToObject(out, "prompt",
+                                (pr ? pr : nn_json_get(l.json, "text"))->valuestring);
         for (int t = 0; t < l.n_targets; t++) {
             double sum = 0;
             cJSON *ids = cJSON_CreateArray();

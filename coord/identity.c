@@ -25,10 +25,22 @@ static cJSON *op_positions(const void *owner, nn_err *err);
 static cJSON *op_vector(const void *owner, nn_err *err);
 static cJSON *op_contrast(const void *owner, nn_err *err);
 
-#define JOB_FIELD(name, type, member) {name, type, offsetof(nn_job, member), NULL}
-#define OP_FIELD(name, type, member) {name, type, offsetof(nn_op, member), NULL}
-#define JOB_CUSTOM(name, fn) {name, ID_CUSTOM, 0, fn}
-#define OP_CUSTOM(name, fn) {name, ID_CUSTOM, 0, fn}
+#define JOB_FIELD(name, type, member)                                                              \
+    {                                                                                              \
+        name, type, offsetof(nn_job, member), NULL                                                 \
+    }
+#define OP_FIELD(name, type, member)                                                               \
+    {                                                                                              \
+        name, type, offsetof(nn_op, member), NULL                                                  \
+    }
+#define JOB_CUSTOM(name, fn)                                                                       \
+    {                                                                                              \
+        name, ID_CUSTOM, 0, fn                                                                     \
+    }
+#define OP_CUSTOM(name, fn)                                                                        \
+    {                                                                                              \
+        name, ID_CUSTOM, 0, fn                                                                     \
+    }
 
 /* ---- The job's fields that change results: add one line per new field. ----
  * Not here, on purpose: model, tokenizer, dataset.* and output (the weights and the tokenized
@@ -149,8 +161,7 @@ static cJSON *field_value(const id_field *f, const void *owner, nn_err *err)
     return NULL;
 }
 
-static int add_fields(cJSON *obj, const id_field *fields, size_t n, const void *owner,
-                      nn_err *err)
+static int add_fields(cJSON *obj, const id_field *fields, size_t n, const void *owner, nn_err *err)
 {
     for (size_t i = 0; i < n; i++) {
         cJSON *v = field_value(&fields[i], owner, err);
@@ -211,8 +222,7 @@ static int differs(const char *field, const cJSON *a, const cJSON *b, const char
 }
 
 static int compare_fields(const id_field *fields, size_t n, const cJSON *a, const cJSON *b,
-                          const char *prefix, const char *store, const char *job_path,
-                          nn_err *err)
+                          const char *prefix, const char *store, const char *job_path, nn_err *err)
 {
     for (size_t i = 0; i < n; i++) {
         const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, fields[i].name),

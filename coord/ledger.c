@@ -121,8 +121,8 @@ int nn_ledger_lock(const char *path, bool create, int *fd_out, nn_err *err)
         if (errno == EEXIST || errno == ENOENT)
             return nn_fail(err, "%s: %s", path, strerror(errno));
         return nn_fail(err, "%s: cannot %s the progress ledger: %s", path,
-                       create ? "create" : "open", errno == EROFS ? "read-only file system"
-                                                                  : strerror(errno));
+                       create ? "create" : "open",
+                       errno == EROFS ? "read-only file system" : strerror(errno));
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;

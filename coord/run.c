@@ -10,8 +10,8 @@
 
 #include "comm.h"
 #include "dataset.h"
-#include "h5_sink.h"
 #include "fingerprint.h"
+#include "h5_sink.h"
 #include "harvest.h"
 #include "identity.h"
 #include "ledger.h"
@@ -160,7 +160,7 @@ static int tokenize_dataset(const nn_job *job, const char *job_path, const nn_mo
                         job->targets_field, job->max_line_bytes, &ds, err))
         return NN_ERR;
     /* By default a prompt may fill the context, or a batch when the context is longer. */
-    int max_tokens = job->max_tokens ? job->max_tokens
+    int max_tokens = job->max_tokens                            ? job->max_tokens
                      : m->cfg.max_positions < job->batch_tokens ? m->cfg.max_positions
                                                                 : job->batch_tokens;
     int rc = NN_ERR;
@@ -602,8 +602,8 @@ static int create_store(const nn_comm *cm, const nn_job *job, const store_identi
 }
 
 /* A stored array equal to the one in memory, else a message naming what differs. */
-static int same_array(nn_h5file *f, const char *dataset, const void *mine, size_t bytes,
-                      bool *same, nn_err *err)
+static int same_array(nn_h5file *f, const char *dataset, const void *mine, size_t bytes, bool *same,
+                      nn_err *err)
 {
     nn_h5_type type;
     int rank;
@@ -626,8 +626,8 @@ static int same_array(nn_h5file *f, const char *dataset, const void *mine, size_
 
 /* The dataset as this run tokenized it against what the store holds (/prompts, /tokens,
  * /targets): an edited dataset, another tokenizer or other dataset.* settings show up here. */
-static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path,
-                       const corpus_data *d, nn_err *err)
+static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, const corpus_data *d,
+                       nn_err *err)
 {
     const nn_corpus *c = &d->c;
     size_t P = (size_t)c->n_prompts, N = (size_t)c->offsets[P];
@@ -640,14 +640,15 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path,
         return nn_fail(err,
                        "%s.partial holds %llu prompts, the dataset %s gives %zu now: the dataset "
                        "(or a dataset.* field of %s) changed since the store was begun",
-                       job->output, (unsigned long long)dims[0] - 1, job->dataset_path, P, job_path);
+                       job->output, (unsigned long long)dims[0] - 1, job->dataset_path, P,
+                       job_path);
     int64_t *offsets = nn_malloc((P + 1) * sizeof *offsets, err);
     int32_t *ids = offsets ? nn_malloc(N * sizeof *ids + 1, err) : NULL;
-    int rc = !ids || nn_h5_read(f, "/prompts/token_offsets", offsets, (P + 1) * sizeof *offsets,
-                                err) ||
-                     nn_h5_read(f, "/tokens/ids", ids, N * sizeof *ids + 1, err)
-                 ? NN_ERR
-                 : NN_OK;
+    int rc =
+        !ids || nn_h5_read(f, "/prompts/token_offsets", offsets, (P + 1) * sizeof *offsets, err) ||
+                nn_h5_read(f, "/tokens/ids", ids, N * sizeof *ids + 1, err)
+            ? NN_ERR
+            : NN_OK;
     for (size_t p = 0; rc == NN_OK && p < P; p++) {
         int64_t a = c->offsets[p], n = c->offsets[p + 1] - a;
         if (offsets[p + 1] - offsets[p] != n ||
@@ -656,8 +657,7 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path,
                          "%s:%lld: prompt %zu's tokens differ from those in %s.partial: the "
                          "dataset (or the tokenizer, or a dataset.* field of %s) changed since "
                          "the store was begun; --resume would mix two datasets",
-                         job->dataset_path, (long long)d->source_line[p], p, job->output,
-                         job_path);
+                         job->dataset_path, (long long)d->source_line[p], p, job->output, job_path);
     }
     nn_free(offsets);
     nn_free(ids);
@@ -744,8 +744,8 @@ static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path
     if (rc == NN_OK && !(stored = nn_h5_get_attr_string(f, "/", "model_config", err)))
         rc = NN_ERR;
     if (rc == NN_OK && strcmp(stored, m->config_json) != 0)
-        rc = nn_fail(err, "%s was made with a different model than %s (config.json differs)",
-                     store, job->model);
+        rc = nn_fail(err, "%s was made with a different model than %s (config.json differs)", store,
+                     job->model);
     nn_free(stored);
     stored = NULL;
     if (rc == NN_OK && has_identity && !(stored = nn_h5_get_attr_string(f, "/", "weights", err)))
@@ -795,8 +795,8 @@ static int print_declare(void *ctx, const char *path, nn_sink_type type, int ran
     return NN_OK;
 }
 
-static int dry_run_report(const nn_job *job, const char *job_path, const nn_model *m,
-                          nn_harvest *h, const corpus_data *d, const plan *pl, output_mode mode,
+static int dry_run_report(const nn_job *job, const char *job_path, const nn_model *m, nn_harvest *h,
+                          const corpus_data *d, const plan *pl, output_mode mode,
                           const char *ledger, int ranks, int P, const int *split, nn_err *err)
 {
     const nn_corpus *c = &d->c;
@@ -820,8 +820,8 @@ static int dry_run_report(const nn_job *job, const char *job_path, const nn_mode
            job->n_ops);
     printf("  %-40s %-8s [%lld]\n", "/tokens/ids", "int32", (long long)c->offsets[c->n_prompts]);
     printf("  %-40s %-8s [%d]\n", "/prompts/token_offsets", "int64", c->n_prompts + 1);
-    nn_sink printer = {.ctx = NULL, .declare = print_declare, .write_rows = count_rows,
-                       .attr = count_attr_ignore};
+    nn_sink printer = {
+        .ctx = NULL, .declare = print_declare, .write_rows = count_rows, .attr = count_attr_ignore};
     if (nn_harvest_declare(h, &printer, err))
         return NN_ERR;
     int committed = 0;
@@ -881,7 +881,8 @@ static int prepare_output(const nn_job *job, const char *job_path, const nn_run_
             *mode = OUT_COMPLETE;
             return NN_OK;
         }
-        return nn_fail(err, "%s already exists (a finished store); remove it or choose another output",
+        return nn_fail(err,
+                       "%s already exists (a finished store); remove it or choose another output",
                        job->output);
     }
     if (has_ledger) {
@@ -946,7 +947,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     /* A file-size limit then fails the write (EFBIG) instead of killing the process. */
     sigaction(SIGXFSZ, &ignore, &old_xfsz);
     double t0 = nn_seconds();
-    int step = NN_OK, P = opts->stages ? opts->stages : job.pipeline_stages, replicas = cm->size / P;
+    int step = NN_OK, P = opts->stages ? opts->stages : job.pipeline_stages,
+        replicas = cm->size / P;
     int replica = cm->rank / P, stage = cm->rank % P;
     int *split = NULL;
     nn_config cfg;
@@ -970,8 +972,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     if (!(ledger = ledger_path(job.output, err)))
         step = NN_ERR;
     else if (cm->rank == 0)
-        step = prepare_output(&job, job_path, opts, ledger, &mode, &ledger_fd, &ledger_created,
-                              err);
+        step =
+            prepare_output(&job, job_path, opts, ledger, &mode, &ledger_fd, &ledger_created, err);
     if (nn_comm_agree(cm, step, err))
         goto done;
     nn_comm_bcast(cm, &mode, sizeof mode);
@@ -1020,8 +1022,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     bool resumed = mode == OUT_RESUME;
     if (resumed && open_store(cm, &job, job_path, &id, m, h, &d, &pl, ledger, done, &f, err))
         goto done;
-    if (!resumed &&
-        create_store(cm, &job, &id, m, h, &d, &pl, ledger, P, split, &f, err))
+    if (!resumed && create_store(cm, &job, &id, m, h, &d, &pl, ledger, P, split, &f, err))
         goto done;
     ledger_created = false; /* the store is resumable: the ledger stays with it */
     timed_sink timed = {.inner = nn_h5_sink(f)};
