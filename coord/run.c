@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -1029,6 +1030,15 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     nn_sink sink = {.ctx = &timed, .write_rows = timed_rows, .write_block = timed_block};
     double t_work = nn_seconds();
     bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
+    if (show && cm->mpi && getenv("OMPI_COMM_WORLD_SIZE") &&
+        !getenv("OMPI_MCA_odls_base_sigkill_timeout"))
+        /* Open MPI's mpirun answers SIGTERM/SIGINT with SIGTERM to the ranks T s later and
+         * SIGKILL T s after that (T = odls_base_sigkill_timeout, 1 s by default): measured in
+         * docs/distributed.md "Signals under mpirun". */
+        fprintf(stderr,
+                "nnterp: note: under mpirun, SIGTERM/SIGINT leave the ranks 1 s to drain "
+                "before SIGKILL; for more, run mpirun --mca odls_base_sigkill_timeout 60, or "
+                "stop the job with SIGUSR1 (docs/distributed.md)\n");
     /* Progress counts the shards committed before (a resume) as done; the rate and the ETA come
      * from this run's tokens only. */
     int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0, run_tokens = 0;
