@@ -42,7 +42,8 @@ static const char *usage_steer =
 
 static const char *usage_probs =
     "usage: nnterp probs -m MODEL -f PROMPTS.jsonl\n"
-    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}}. For each "
+    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}} (\"text\" for \"prompt\" also\n"
+    "works, as in a job dataset). For each "
     "prompt\n"
     "and target, the next-token probability summed over the first token of \"word\" and of\n"
     "\" word\" (nnterp's run_prompts). Prints one JSON object a line.\n";

@@ -127,6 +127,11 @@ int nn_ledger_lock(const char *path, bool create, int *fd_out, nn_err *err)
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int e = errno;
         close(fd);
+        /* A file system without locks (some NFS and Lustre mounts): O_EXCL alone guards. */
+        if (e == ENOLCK || e == ENOSYS || e == EOPNOTSUPP || e == EINVAL) {
+            *fd_out = -1;
+            return NN_OK;
+        }
         if (e == EWOULDBLOCK)
             return nn_fail(err,
                            "%s is locked: another process is running this job now (wait for it "

@@ -159,7 +159,7 @@ static int tokenize_dataset(const nn_job *job, const char *job_path, const nn_mo
     nn_dataset ds;
     if (nn_dataset_read(job->dataset_path, job->dataset_format, job->dataset_field,
                         job->targets_field, job->max_line_bytes, &ds, err))
-        return NN_ERR;
+        return nn_err_prefix(err, "%s: dataset.path", job_path);
     /* By default a prompt may fill the context, or a batch when the context is longer. */
     int max_tokens = job->max_tokens                            ? job->max_tokens
                      : m->cfg.max_positions < job->batch_tokens ? m->cfg.max_positions

@@ -60,4 +60,19 @@ for sig in TERM INT USR1; do
     else bad "resume after SIG$sig: $(cat err2)"; fi
   else bad "SIG$sig to mpirun: exit $code, $(head -3 err)"; fi
 done
+# Resume on any layout: a 2-stage job stopped by SIGUSR1, resumed under 1 stage (one process,
+# --stages 1), stopped again, and finished under 3 stages: the uninterrupted store.
+sed 's/"output": "o.h5"/"parallel": {"pipeline_stages": 2}, "output": "o.h5"/' job.json >job2.json
+rm -f o.h5*
+mpirun -np 2 "$NNTERP" run job2.json >out 2>err &
+pid=$!
+for _ in $(seq 500); do grep -q "^shard" o.h5.partial.ledger 2>/dev/null && break; sleep 0.01; done
+kill -USR1 $pid; wait $pid
+n1=$(grep -c "^shard" o.h5.partial.ledger 2>/dev/null)
+NNTERP_FAIL_AT_BATCH=0:$((n1 + 40)) "$NNTERP" run job2.json --resume --stages 1 >out 2>err
+n2=$(grep -c "^shard" o.h5.partial.ledger 2>/dev/null)
+mpirun -np 3 "$NNTERP" run job2.json --resume --stages 3 >out 2>err3
+if [ -f o.h5 ] && [ "${n1:-0}" -gt 0 ] && [ "${n2:-0}" -gt "$n1" ] && grep -q resumed out && same ref.h5 o.h5; then
+  ok "2 stages ($n1 shards), resumed under 1 stage ($n2), finished under 3 stages: identical store"
+else bad "layout resume: n1 '$n1' n2 '$n2': $(cat err err3 | head -5)"; fi
 finish test_mpi_signals
