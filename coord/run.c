@@ -991,6 +991,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     step =
         nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
         nn_tokenizer_load_for_model(m->source, job.tokenizer, m->cfg.vocab_size, true, &tok, err);
+    if (step != NN_OK && !m && nn_path_is_file(job.model))
+        nn_err_prefix(err, "%s: model '%s' was read as a llama2.c .bin checkpoint", job_path,
+                      job.model);
     if (step == NN_OK && P > 1) {
         nn_pipeline_init(&pipe, m, replica_comm, stage, P);
         pipe_ready = true;
