@@ -278,4 +278,22 @@ first=$(tr '\r' '\n' <err | grep -m1 "prompts" | sed 's/nnterp: \([0-9]*\)\/.*/\
 finals=$(tr '\r' '\n' <err | grep -c "120/120 prompts")
 [ -n "$first" ] && [ "$first" -gt 20 ] && [ "$finals" -eq 1 ] && ok "resume progress starts past the committed prompts ($first), one final line" || bad "progress: first '$first' finals $finals: $(tr '\r' '\n' <err | head -3)"
 
+# The command line: D11 (trace of router probabilities on a dense model), D16 (one prompt: usage
+# errors), D17 (plan validates before timing, no silent clamping), D18 (a file taken for a
+# checkpoint says so), D19 (nothing on stdout after an error).
+expect_fail "trace --save router_probabilities on a dense model is an error" "has no mixture of experts" \
+  "$NNTERP" trace -m model -p "Lily" --save router_probabilities -o r.h5
+[ ! -e r.h5 ] && ok "and writes no file" || bad "trace of router probabilities wrote r.h5"
+"$NNTERP" patchscope -m model --source Lily --source Tom >out 2>err; [ $? -eq 2 ] && grep -q "give --source once" err && ok "two --source: a usage error" || bad "two --source: $(cat err)"
+"$NNTERP" lens -m model -p A -p B >out 2>err; [ $? -eq 2 ] && grep -q "give one prompt" err && ok "lens with two prompts: a usage error" || bad "lens two prompts: $(head -2 err)"
+expect_fail "plan refuses a prompt longer than a batch before timing" "does not fit in --batch-tokens 200" "$NNTERP" plan -m model --prompt-tokens 300 --batch-tokens 200
+! grep -q "timing a batch" err && ok "no batch was timed" || bad "plan timed a batch before refusing"
+"$NNTERP" plan -m model --batch-tokens 100000000 >out 2>err; [ $? -eq 2 ] && grep -q "out of range (1 to 16777216)" err && ok "plan states the real range" || bad "plan range: $(head -2 err)"
+expect_fail "a tokenizer.json given as a model says what it was taken for" "was read as a llama2.c .bin checkpoint" "$NNTERP" inspect -m model/tokenizer.json
+long=$($PY -c 'print(" ".join(["the dog"] * 400))')
+"$NNTERP" steer -m model -p "$long" --vector v.npy --layers 1 --factor 1 >out 2>err
+[ $? -eq 1 ] && [ ! -s out ] && grep -q "more than the model's context" err && ok "steer: a too-long prompt prints nothing on stdout" || bad "steer long: $(cat out err | head -3)"
+"$NNTERP" lens -m model -p "Lily went" -o nodir/x.h5 >out 2>err
+[ $? -eq 1 ] && [ ! -s out ] && ok "lens -o into a missing directory prints no table" || bad "lens -o nodir: $(head -3 out)"
+
 finish test_store
