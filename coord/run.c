@@ -54,6 +54,7 @@ static void corpus_link(corpus_data *d)
     d->c.target_names = (const char *const *)d->names;
     d->c.target_ids = d->target_ids.ids;
     d->c.target_offsets = d->target_offsets;
+    d->c.source_line = d->source_line;
 }
 
 static void corpus_free(corpus_data *d)
@@ -1003,6 +1004,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     step = cm->rank == 0 ? tokenize_dataset(&job, job_path, m, tok, &d, err) : NN_OK;
     if (nn_comm_agree(cm, step, err) || nn_comm_agree(cm, bcast_corpus(cm, &d, err), err))
         goto done;
+    d.c.source = job.dataset_path;
     step = make_plan(&job, &d.c, &pl, err) ||
            !(done = nn_calloc((size_t)pl.n_shards, sizeof *done, err)) ||
            !(todo = nn_malloc((size_t)pl.n_shards * sizeof *todo + 1, err)) ||

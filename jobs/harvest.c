@@ -132,9 +132,15 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
         for (int p = 0; p < c->n_prompts; p++) {
             int n = prompt_len(c, p), rows = nn_positions_rows(&op->positions, n);
             for (int j = 0; j < rows; j++)
-                if (nn_positions_resolve(&op->positions, j, n) < 0)
+                if (nn_positions_resolve(&op->positions, j, n) < 0) {
+                    if (c->source && c->source_line)
+                        return nn_fail(
+                            err, "%s: position %d is outside the prompt of %s:%lld (%d tokens)",
+                            where, op->positions.list[j], c->source, (long long)c->source_line[p],
+                            n);
                     return nn_fail(err, "%s: position %d is outside prompt %d (%d tokens)", where,
                                    op->positions.list[j], p, n);
+                }
             s->row_offsets[p + 1] = s->row_offsets[p] + rows;
         }
         if (op->positions.kind != NN_POS_ALL) {

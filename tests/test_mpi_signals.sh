@@ -15,6 +15,10 @@ fi
 command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi_signals needs mpirun (openmpi-bin)"; exit 77; }
 /usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi_signals needs python3-h5py"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+# Under AddressSanitizer, Open MPI's dlopen'ed components leak at exit from "unknown modules" that
+# no suppression can name, which turns every rank's exit code into 1; this test is about exit
+# codes, so leak checking is off here (the plain runs of the other tests keep it).
+[ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
 T=$(mktemp -d)
 trap 'for p in $(jobs -p); do kill -9 $p 2>/dev/null; done; rm -rf "$T"' EXIT
 cd "$T"
