@@ -714,19 +714,14 @@ static int same_weights(const char *stored, const char *now, const nn_job *job, 
     return rc;
 }
 
-/* Opens PATH.partial to resume: the same results (identity.h), the same weights and the same
- * tokenized dataset, and the ledger's shards. */
-static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path,
-                      const store_identity *id, const nn_model *m, nn_harvest *h,
-                      const corpus_data *d, const plan *pl, const char *ledger, bool *done,
-                      nn_h5file **out, nn_err *err)
+/* The store holds the results this run would compute: the job's identity (identity.h), the
+ * model's config and weights, the dataset as tokenized now. store: its path, for messages. */
+static int same_results(nn_h5file *f, const nn_job *job, const char *job_path,
+                        const store_identity *id, const nn_model *m, const corpus_data *d,
+                        const char *store, nn_err *err)
 {
-    *out = NULL;
-    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
-    nn_h5file *f = NULL;
-    char *stored = NULL, store[4096];
-    snprintf(store, sizeof store, "%s.partial", job->output);
-    int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
+    char *stored = NULL;
+    int rc = NN_OK;
     bool has_identity =
         rc == NN_OK && (stored = nn_h5_get_attr_string(f, "/", "identity", err)) != NULL;
     if (rc == NN_OK && has_identity)
@@ -757,6 +752,24 @@ static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path
     nn_free(stored);
     if (rc == NN_OK)
         rc = same_corpus(f, job, job_path, d, err);
+    return rc;
+}
+
+/* Opens PATH.partial to resume: the same results (identity.h), the same weights and the same
+ * tokenized dataset, and the ledger's shards. */
+static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path,
+                      const store_identity *id, const nn_model *m, nn_harvest *h,
+                      const corpus_data *d, const plan *pl, const char *ledger, bool *done,
+                      nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
+    nn_h5file *f = NULL;
+    char store[4096];
+    snprintf(store, sizeof store, "%s.partial", job->output);
+    int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
+    if (rc == NN_OK)
+        rc = same_results(f, job, job_path, id, m, d, store, err);
     nn_sink reopen = {
         .ctx = f, .declare = reopen_declare, .write_rows = reopen_rows, .attr = reopen_attr};
     if (rc == NN_OK &&
@@ -797,9 +810,10 @@ static int print_declare(void *ctx, const char *path, nn_sink_type type, int ran
     return NN_OK;
 }
 
-static int dry_run_report(const nn_job *job, const char *job_path, const nn_model *m, nn_harvest *h,
-                          const corpus_data *d, const plan *pl, output_mode mode,
-                          const char *ledger, int ranks, int P, const int *split, nn_err *err)
+static int dry_run_report(const nn_job *job, const char *job_path, const store_identity *id,
+                          const nn_model *m, nn_harvest *h, const corpus_data *d, const plan *pl,
+                          output_mode mode, const char *ledger, int ranks, int P, const int *split,
+                          nn_err *err)
 {
     const nn_corpus *c = &d->c;
     uint64_t bytes = 0;
@@ -829,6 +843,16 @@ static int dry_run_report(const nn_job *job, const char *job_path, const nn_mode
     int committed = 0;
     if (mode == OUT_RESUME && nn_ledger_count(ledger, &committed, err))
         return NN_ERR;
+    if (mode == OUT_RESUME) { /* what --resume would compare, read-only */
+        char store[4096];
+        snprintf(store, sizeof store, "%s.partial", job->output);
+        nn_h5file *f = NULL;
+        int rc =
+            nn_h5_open_read(store, &f, err) || same_results(f, job, job_path, id, m, d, store, err);
+        nn_h5_free(f);
+        if (rc)
+            return NN_ERR;
+    }
     if (mode == OUT_RESUME)
         printf("would     resume %s.partial: %d of %d shards committed\n", job->output, committed,
                pl->n_shards);
@@ -1019,8 +1043,8 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     if (nn_comm_agree(cm, step, err))
         goto done;
     if (opts->dry_run) {
-        rc = cm->rank == 0 ? dry_run_report(&job, job_path, m, h, &d, &pl, mode, ledger, cm->size,
-                                            P, split, err)
+        rc = cm->rank == 0 ? dry_run_report(&job, job_path, &id, m, h, &d, &pl, mode, ledger,
+                                            cm->size, P, split, err)
                            : NN_OK;
         nn_comm_agree(cm, rc, err);
         goto done;

@@ -273,6 +273,10 @@ expect_fail "a tokenizer beyond the model's vocabulary is refused naming the lin
 # D12: the progress of a resume counts the committed shards and this run's rate.
 mkjob d12.json d12.h5
 interrupt d12.json 20
+sum=$(md5sum d12.h5.partial d12.h5.partial.ledger)
+"$NNTERP" run d12.json --resume --dry-run >out 2>err && grep -q "resume d12.h5.partial: 20 of" out &&
+  [ "$(md5sum d12.h5.partial d12.h5.partial.ledger)" = "$sum" ] && ok "--dry-run --resume reports the committed shards, touching nothing" || bad "dry resume: $(cat out err)"
+expect_fail "--dry-run --resume compares like --resume" "holds 120 prompts, the dataset d2.jsonl gives 60" "$NNTERP" run d2.json --resume --dry-run
 "$NNTERP" run d12.json --resume --progress >out 2>err
 first=$(tr '\r' '\n' <err | grep -m1 "prompts" | sed 's/nnterp: \([0-9]*\)\/.*/\1/')
 finals=$(tr '\r' '\n' <err | grep -c "120/120 prompts")
