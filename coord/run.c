@@ -410,16 +410,28 @@ static void identity_free(store_identity *id)
     memset(id, 0, sizeof *id);
 }
 
-static int identity_make(const nn_job *job, const char *job_path, const nn_model *m,
-                         store_identity *id, nn_err *err)
+/* The weights are hashed once, by rank 0 (every byte of every file: a large checkpoint is read
+ * once), and the fingerprint is sent to the others. */
+static int identity_make(const nn_comm *cm, const nn_job *job, const char *job_path,
+                         const nn_model *m, store_identity *id, nn_err *err)
 {
     memset(id, 0, sizeof *id);
+    int rc = NN_OK;
     if (!(id->job = nn_job_identity(job, err))) {
         nn_err_prefix(err, "%s", job_path);
-        return NN_ERR;
+        rc = NN_ERR;
     }
-    if (!(id->weights = nn_weights_fingerprint(m->source, err)))
+    if (rc == NN_OK && cm->rank == 0 && !(id->weights = nn_weights_fingerprint(m->source, err)))
+        rc = NN_ERR;
+    if (nn_comm_agree(cm, rc, err))
         return NN_ERR;
+    uint64_t n = cm->rank == 0 ? strlen(id->weights) + 1 : 0;
+    nn_comm_bcast(cm, &n, sizeof n);
+    if (cm->rank != 0 && !(id->weights = nn_malloc(n, err)))
+        rc = NN_ERR;
+    if (nn_comm_agree(cm, rc, err))
+        return NN_ERR;
+    nn_comm_bcast(cm, id->weights, n);
     id->snapshot = nn_snapshot_revision(m->source, err);
     return NN_OK;
 }
@@ -1038,9 +1050,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         nn_err_prefix(err, "%s", job_path);
         step = NN_ERR;
     }
-    if (step == NN_OK)
-        step = identity_make(&job, job_path, m, &id, err);
-    if (nn_comm_agree(cm, step, err))
+    if (nn_comm_agree(cm, step, err) || identity_make(cm, &job, job_path, m, &id, err))
         goto done;
     if (opts->dry_run) {
         rc = cm->rank == 0 ? dry_run_report(&job, job_path, &id, m, h, &d, &pl, mode, ledger,

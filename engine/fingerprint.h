@@ -6,8 +6,9 @@
 
 #include "nn_base.h"
 
-/* Hash of n bytes, continuing from seed (0 to start). Four independent lanes, so it runs at
- * memory speed (about 6 GB/s here). */
+/* Hash of n bytes, continuing from seed (0 to start). Four independent multiply-rotate lanes:
+ * 1.0 GB/s measured on this machine's Xeon under a load average of 15 on 2 cores (a 14 GB
+ * checkpoint then costs about 14 s at each start of a job; less on an idle core). */
 uint64_t nn_hash64(const void *data, size_t n, uint64_t seed);
 
 /* "SIZE:HASH" of one file's contents into out (at least 40 bytes). */
