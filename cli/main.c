@@ -100,9 +100,10 @@ static int cmd_inspect(int argc, char **argv)
     if (nn_model_load(a.model, &m, &err)) {
         /* A file that is not a directory was read as a llama2.c checkpoint: say so. */
         if (nn_path_is_file(a.model))
-            nn_err_prefix(&err, "%s was read as a llama2.c .bin checkpoint (a model is a checkpoint "
-                                "directory, a hub id or a .bin; for a tokenizer file use nnterp "
-                                "tokenize -m FILE)",
+            nn_err_prefix(&err,
+                          "%s was read as a llama2.c .bin checkpoint (a model is a checkpoint "
+                          "directory, a hub id or a .bin; for a tokenizer file use nnterp "
+                          "tokenize -m FILE)",
                           a.model);
         return cli_fail(&err);
     }

@@ -42,10 +42,9 @@ static const char *usage_steer =
 
 static const char *usage_probs =
     "usage: nnterp probs -m MODEL -f PROMPTS.jsonl\n"
-    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}} (\"text\" for \"prompt\" also\n"
-    "works, as in a job dataset). For each "
-    "prompt\n"
-    "and target, the next-token probability summed over the first token of \"word\" and of\n"
+    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}} (or\n"
+    "\"text\" for \"prompt\", as in a job dataset). For each prompt and target, the next-token\n"
+    "probability summed over the first token of \"word\" and of\n"
     "\" word\" (nnterp's run_prompts). Prints one JSON object a line.\n";
 
 /* Model, tokenizer, and one prompt's ids: what every command here starts with. */

@@ -24,6 +24,8 @@ static cJSON *op_hooks(const void *owner, nn_err *err);
 static cJSON *op_positions(const void *owner, nn_err *err);
 static cJSON *op_vector(const void *owner, nn_err *err);
 static cJSON *op_contrast(const void *owner, nn_err *err);
+static cJSON *op_steer_generate(const void *owner, nn_err *err);
+static cJSON *op_max_new_tokens(const void *owner, nn_err *err);
 
 #define JOB_FIELD(name, type, member)                                                              \
     {                                                                                              \
@@ -67,7 +69,8 @@ static const id_field op_fields[] = {
     OP_CUSTOM("vector", op_vector), /* the .npy file's contents, not its name */
     OP_CUSTOM("contrast", op_contrast),
     OP_FIELD("factor", ID_FLOAT, factor),
-    OP_FIELD("generate", ID_INT, generate),
+    OP_CUSTOM("generate", op_steer_generate),       /* steer */
+    OP_CUSTOM("max_new_tokens", op_max_new_tokens), /* generate */
     OP_FIELD("temperature", ID_FLOAT, temperature),
     OP_FIELD("top_p", ID_FLOAT, top_p),
     OP_FIELD("seed", ID_U64, seed),
@@ -125,6 +128,20 @@ static cJSON *op_contrast(const void *owner, nn_err *err)
         cJSON_AddItemToArray(a, set);
     }
     return a;
+}
+
+/* One member, op->generate, holds steer's "generate" and generate's "max_new_tokens": each name
+ * gets its own entry so that a refusal names the field as the job file spells it. */
+static cJSON *op_steer_generate(const void *owner, nn_err *err)
+{
+    const nn_op *op = owner;
+    return op->kind == NN_OP_STEER ? cJSON_CreateNumber(op->generate) : cJSON_CreateNull();
+}
+
+static cJSON *op_max_new_tokens(const void *owner, nn_err *err)
+{
+    const nn_op *op = owner;
+    return op->kind == NN_OP_GENERATE ? cJSON_CreateNumber(op->generate) : cJSON_CreateNull();
 }
 
 static cJSON *field_value(const id_field *f, const void *owner, nn_err *err)

@@ -193,8 +193,7 @@ int nn_plan_check(const nn_plan_request *req, nn_config *cfg, nn_err *err)
                        cfg->n_layers);
     /* What nnterp run would refuse is refused here, not silently clamped. */
     if (req->prompt_tokens > cfg->max_positions)
-        return nn_fail(err,
-                       "plan: --prompt-tokens %d exceeds the model's context of %d positions",
+        return nn_fail(err, "plan: --prompt-tokens %d exceeds the model's context of %d positions",
                        req->prompt_tokens, cfg->max_positions);
     if (req->prompt_tokens > req->batch_tokens)
         return nn_fail(err,
