@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "cli.h"
+
 #include "model.h"
+#include <math.h>
 
 int cli_usage_error(const char *usage, const char *fmt, const char *arg)
 {
@@ -89,9 +91,11 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->model = v;
         else if (!strcmp(k, "--tokenizer"))
             a->tokenizer = v;
-        else if (!strcmp(k, "--source"))
+        else if (!strcmp(k, "--source")) {
+            if (a->source)
+                return cli_usage_error(usage, "%s", "give --source once (one source prompt)");
             a->source = v;
-        else if (!strcmp(k, "--target"))
+        } else if (!strcmp(k, "--target"))
             a->target = v;
         else if (!strcmp(k, "--vector"))
             a->vector = v;
@@ -118,8 +122,10 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
                 return cli_usage_error(usage, "--generate takes a token count, not '%s'", v);
             a->generate = (int)x;
         } else if (!strcmp(k, "--factor")) {
-            if (cli_parse_number(v, -1e9, 1e9, &x))
+            if (cli_parse_number(v, -INFINITY, INFINITY, &x))
                 return cli_usage_error(usage, "--factor takes a number, not '%s'", v);
+            if (!(fabs(x) <= 1e9))
+                return cli_usage_error(usage, "--factor %s is out of range (|F| <= 1e9)", v);
             a->factor = (float)x;
             a->factor_given = true;
         } else if (!strcmp(k, "--ids") || !strcmp(k, "-p") || !strcmp(k, "--prompt")) {

@@ -21,14 +21,17 @@ static const char *usage_main =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
     "\n"
     "commands:\n"
-    "  run       JOB.json [--resume]              the main job: a dataset into one HDF5 store\n"
+    "  run       JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
+    "                                             the main job: a dataset into one HDF5 store\n"
     "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
     "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
     "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
     "[--seed S] [--print-ids]\n"
     "  trace     -m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o OUT.h5\n"
     "  lens      -m MODEL -p TEXT [-k K] [--layers SPEC] [--positions P] [--inverse] [-o OUT.h5]\n"
-    "  patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC] [--generate N]\n"
+    "            [--plot F.png|F.html]\n"
+    "  patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC] [-k K]\n"
+    "            [--generate N] [--plot F.png|F.html]\n"
     "  steer     -m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F "
     "[-n N]\n"
     "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
@@ -67,13 +70,14 @@ static const char *usage_generate =
     "tokenizer the ids are printed instead.\n";
 
 static const char *usage_trace =
-    "usage: nnterp trace -m MODEL --ids \"1 2 3\" [--ids ...] --save HOOKS [--layers SPEC] -o "
+    "usage: nnterp trace -m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o "
     "OUT.h5\n"
-    "  --ids IDS      one prompt as token ids; repeat for several prompts (run as one packed "
-    "batch)\n"
+    "  -p TEXT        one prompt as text; repeat for several prompts (run as one packed batch)\n"
+    "  --ids IDS      one prompt as token ids; may be mixed with -p\n"
     "  --save HOOKS   comma-separated hook points: token_embeddings, layers_input,\n"
     "                 attentions_input, attention_probabilities, attentions_output, mlps_input,\n"
-    "                 mlps_output, layers_output, ln_final, logits, next_token_probs;\n"
+    "                 mlps_output, layers_output, router_probabilities (MoE models), ln_final,\n"
+    "                 logits, next_token_probs;\n"
     "                 a per-layer point may name its layer (layers_output.3)\n"
     "  --layers SPEC  layers for points given without one: all (default), 5, 0,3,7, -1, 0:12:2\n"
     "  -o OUT.h5      the HDF5 file (written as OUT.h5.partial, renamed when complete);\n"
@@ -144,8 +148,16 @@ static int cmd_inspect(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     nn_err err = {{0}};
     nn_model *m;
-    if (nn_model_load(a.model, &m, &err))
+    if (nn_model_load(a.model, &m, &err)) {
+        /* A file that is not a directory was read as a llama2.c checkpoint: say so. */
+        if (nn_path_is_file(a.model))
+            nn_err_prefix(&err,
+                          "%s was read as a llama2.c .bin checkpoint (a model is a checkpoint "
+                          "directory, a hub id or a .bin; for a tokenizer file use nnterp "
+                          "tokenize -m FILE)",
+                          a.model);
         return cli_fail(&err);
+    }
     const nn_config *c = &m->cfg;
     const nn_arch *ar = c->arch;
     int n_moe = 0;
@@ -555,11 +567,16 @@ done:
 }
 
 static const char *usage_run =
-    "usage: nnterp run JOB.json [--resume] [--progress]\n"
+    "usage: nnterp run JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
     "Runs the job (docs/jobs.md): tokenizes the dataset, then writes every operation's results\n"
     "into one HDF5 store, OUT.h5.partial until complete. Exit codes: 0 done, 1 error,\n"
-    "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable).\n"
-    "  --resume     continue an interrupted OUT.h5.partial, redoing only unfinished shards\n"
+    "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable; under\n"
+    "mpirun see docs/distributed.md for which signals drain).\n"
+    "  --resume     continue an interrupted OUT.h5.partial, redoing only unfinished shards, with\n"
+    "               any rank count and split; a store already complete: nothing to do (exit 0)\n"
+    "  --stages P   pipeline stages of this run instead of the job's parallel.pipeline_stages\n"
+    "  --dry-run    check everything, print the plan, the layout and the store's arrays and\n"
+    "               size; write nothing\n"
     "  --progress   a progress line on stderr even when it is not a terminal\n";
 
 static int cmd_run(int argc, char **argv)
@@ -571,7 +588,17 @@ static int cmd_run(int argc, char **argv)
             o.resume = true;
         else if (!strcmp(argv[i], "--progress"))
             o.progress = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+        else if (!strcmp(argv[i], "--dry-run"))
+            o.dry_run = true;
+        else if (!strcmp(argv[i], "--stages")) {
+            char *end = NULL;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : 0;
+            if (i + 1 >= argc || !end || *end || v < 1 || v > 4096)
+                return cli_usage_error(usage_run, "--stages takes a stage count 1..4096, not '%s'",
+                                       i + 1 < argc ? argv[i + 1] : "");
+            o.stages = (int)v;
+            i++;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", usage_run);
             return 0;
         } else if (argv[i][0] == '-' || job)

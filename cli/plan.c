@@ -90,8 +90,13 @@ int cmd_plan(int argc, char **argv)
             j++;
         double x;
         if (j < n_ints) {
-            if (cli_parse_number(v, ints[j].lo, ints[j].hi, &x) || x != (int)x)
+            if (cli_parse_number(v, 1, 1e300, &x) || x != (int)x)
                 return cli_usage_error(usage_plan, "a positive integer is needed, not '%s'", v);
+            if (x < ints[j].lo || x > ints[j].hi) {
+                fprintf(stderr, "nnterp: %s %s is out of range (%.0f to %.0f)\n\n%s", k, v,
+                        ints[j].lo, ints[j].hi, usage_plan);
+                return EXIT_USAGE;
+            }
             *(int *)((char *)&q + ints[j].at) = (int)x;
         } else if (!strcmp(k, "-m") || !strcmp(k, "--model"))
             q.model = v;
@@ -111,6 +116,19 @@ int cmd_plan(int argc, char **argv)
     if (!q.model)
         return cli_usage_error(usage_plan, "%s", "-m MODEL is required");
     nn_err err = {{0}};
+    nn_config checked;
+    bool prompt_given = false;
+    for (int i = 2; i < argc; i++)
+        prompt_given |= !strcmp(argv[i], "--prompt-tokens");
+    /* The default prompt length fits the model and the batch; a given one is checked as is. */
+    if (!prompt_given && nn_model_config(q.model, &checked, &err) == NN_OK) {
+        if (q.prompt_tokens > checked.max_positions)
+            q.prompt_tokens = checked.max_positions;
+        if (q.prompt_tokens > q.batch_tokens)
+            q.prompt_tokens = q.batch_tokens;
+    }
+    if (nn_plan_check(&q, &checked, &err))
+        return cli_fail(&err);
     fprintf(stderr, "nnterp: timing a batch on this machine...\n");
     nn_plan p;
     if (nn_plan_make(&q, &p, &err))

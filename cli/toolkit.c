@@ -45,9 +45,9 @@ static const char *usage_steer =
 
 static const char *usage_probs =
     "usage: nnterp probs -m MODEL -f PROMPTS.jsonl\n"
-    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}}. For each "
-    "prompt\n"
-    "and target, the next-token probability summed over the first token of \"word\" and of\n"
+    "Each line: {\"prompt\": \"...\", \"targets\": {\"name\": [\"word\", ...], ...}} (or\n"
+    "\"text\" for \"prompt\", as in a job dataset). For each prompt and target, the next-token\n"
+    "probability summed over the first token of \"word\" and of\n"
     "\" word\" (nnterp's run_prompts). Prints one JSON object a line.\n";
 
 /* Model, tokenizer, and one prompt's ids: what every command here starts with. */
@@ -77,7 +77,13 @@ static int session_open(const args *a, bool need_tokenizer, bool need_prompt, se
     if (need_prompt) {
         if (a->n_prompts != 1)
             return nn_fail(err, "give one prompt, with -p TEXT or --ids");
-        return cli_prompt_ids(a, 0, s->tok, &s->ids, &s->n, err);
+        if (cli_prompt_ids(a, 0, s->tok, &s->ids, &s->n, err))
+            return NN_ERR;
+        if (s->n > s->m->cfg.max_positions)
+            return nn_fail(err,
+                           "the prompt has %d tokens, more than the model's context of %d "
+                           "positions: shorten it (a job can truncate: dataset.too_long)",
+                           s->n, s->m->cfg.max_positions);
     }
     return NN_OK;
 }
@@ -144,6 +150,8 @@ int cmd_lens(int argc, char **argv)
     if (a.plot && !nn_plot_format_known(a.plot))
         return cli_usage_error(usage_lens, "--plot '%s': the name must end in .png or .html",
                                a.plot);
+    if (a.n_prompts != 1)
+        return cli_usage_error(usage_lens, "%s", "give one prompt, with -p TEXT or --ids");
     nn_err err = {{0}};
     session s;
     int *layers = NULL, n_layers = 0, *positions = NULL, n_positions = 0;
@@ -168,22 +176,7 @@ int cmd_lens(int argc, char **argv)
         cli_fail(&err);
         goto done;
     }
-    for (int j = 0; j < r.n_positions; j++) {
-        int pos = r.positions[j];
-        printf("%slogit lens at position %d of %d (after ", a.inverse ? "inverse " : "", pos, s.n);
-        cli_print_token(stdout, s.tok, s.ids[pos], 0);
-        printf("), top %d\n", r.top_k);
-        for (int l = 0; l < r.n_layers; l++) {
-            printf("  layer %3d ", r.layers[l]);
-            for (int k = 0; k < r.top_k; k++) {
-                size_t at = ((size_t)l * r.n_positions + j) * r.top_k + k;
-                printf(" ");
-                cli_print_token(stdout, s.tok, r.top_ids[at], 12);
-                printf("%.3f", r.top_probs[at]);
-            }
-            printf("\n");
-        }
-    }
+    /* The file first: after an error nothing is printed on stdout. */
     if (a.output) {
         uint64_t dims[3] = {(uint64_t)r.n_layers, (uint64_t)r.n_positions, (uint64_t)r.top_k};
         uint64_t nl = (uint64_t)r.n_layers, np = (uint64_t)r.n_positions, nt = (uint64_t)s.n;
@@ -206,6 +199,22 @@ int cmd_lens(int argc, char **argv)
         if (nn_h5_commit(done_file, &err)) {
             cli_fail(&err);
             goto done;
+        }
+    }
+    for (int j = 0; j < r.n_positions; j++) {
+        int pos = r.positions[j];
+        printf("%slogit lens at position %d of %d (after ", a.inverse ? "inverse " : "", pos, s.n);
+        cli_print_token(stdout, s.tok, s.ids[pos], 0);
+        printf("), top %d\n", r.top_k);
+        for (int l = 0; l < r.n_layers; l++) {
+            printf("  layer %3d ", r.layers[l]);
+            for (int k = 0; k < r.top_k; k++) {
+                size_t at = ((size_t)l * r.n_positions + j) * r.top_k + k;
+                printf(" ");
+                cli_print_token(stdout, s.tok, r.top_ids[at], 12);
+                printf("%.3f", r.top_probs[at]);
+            }
+            printf("\n");
         }
     }
     if (a.plot && plot_lens(&a, &s, &r, &err)) {
@@ -390,6 +399,8 @@ int cmd_steer(int argc, char **argv)
                                "give exactly one of --vector FILE.npy and --contrast A B");
     if (!a.layers || !a.factor_given)
         return cli_usage_error(usage_steer, "%s", "--layers SPEC and --factor F are required");
+    if (a.n_prompts != 1)
+        return cli_usage_error(usage_steer, "%s", "give one prompt, with -p TEXT or --ids");
     nn_err err = {{0}};
     session s;
     int *layers = NULL, n_layers = 0;
@@ -496,10 +507,18 @@ static int probs_parse_line(const args *a, nn_tokenizer *tok, const char *text, 
     memset(l, 0, sizeof *l);
     if (!(l->json = cJSON_Parse(text)) || !cJSON_IsObject(l->json))
         return nn_fail(err, "%s:%d: not a JSON object", file, line_no);
+    char where[1024];
+    snprintf(where, sizeof where, "%s:%d", file, line_no);
+    if (nn_json_unique_keys(l->json, where, err))
+        return NN_ERR;
+    /* "prompt" (nnterp's run_prompts), else "text" (a job dataset's default field) */
     const cJSON *prompt = nn_json_get(l->json, "prompt"),
                 *targets = nn_json_get(l->json, "targets");
+    if (!prompt)
+        prompt = nn_json_get(l->json, "text");
     if (!cJSON_IsString(prompt))
-        return nn_fail(err, "%s:%d: field 'prompt' missing or not a string", file, line_no);
+        return nn_fail(err, "%s:%d: field 'prompt' missing or not a string (nor a 'text' field)",
+                       file, line_no);
     if (!cJSON_IsObject(targets) || !cJSON_GetArraySize(targets))
         return nn_fail(err, "%s:%d: field 'targets' must be an object {\"name\": [\"word\", ...]}",
                        file, line_no);
@@ -523,6 +542,9 @@ static int probs_parse_line(const args *a, nn_tokenizer *tok, const char *text, 
                                    file, line_no, t->string);
                 words[n_words++] = w->valuestring;
             }
+            if (n_words == 0)
+                return nn_fail(err, "%s:%d: targets.%s is an empty list of words", file, line_no,
+                               t->string);
         } else {
             return nn_fail(err, "%s:%d: targets.%s must be a word or a list of words", file,
                            line_no, t->string);
@@ -553,7 +575,7 @@ int cmd_probs(int argc, char **argv)
         cli_fail(&err);
         goto done;
     }
-    int line_no = 0;
+    int line_no = 0, n_prompts = 0;
     for (char *line = text, *next; line && *line; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -569,7 +591,9 @@ int cmd_probs(int argc, char **argv)
             goto done;
         }
         cJSON *out = cJSON_CreateObject(), *p = cJSON_CreateObject(), *toks = cJSON_CreateObject();
-        cJSON_AddStringToObject(out, "prompt", nn_json_get(l.json, "prompt")->valuestring);
+        const cJSON *pr = nn_json_get(l.json, "prompt");
+        cJSON_AddStringToObject(out, "prompt",
+                                (pr ? pr : nn_json_get(l.json, "text"))->valuestring);
         for (int t = 0; t < l.n_targets; t++) {
             double sum = 0;
             cJSON *ids = cJSON_CreateArray();
@@ -588,6 +612,12 @@ int cmd_probs(int argc, char **argv)
         cJSON_free(json);
         cJSON_Delete(out);
         probs_line_free(&l);
+        n_prompts++;
+    }
+    if (n_prompts == 0) {
+        nn_fail(&err, "%s: no prompts (the file is empty)", a.file);
+        cli_fail(&err);
+        goto done;
     }
     rc = 0;
 done:

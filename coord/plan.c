@@ -174,9 +174,8 @@ void nn_plan_free(nn_plan *p)
     memset(p, 0, sizeof *p);
 }
 
-int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
+int nn_plan_check(const nn_plan_request *req, nn_config *cfg, nn_err *err)
 {
-    memset(p, 0, sizeof *p);
     int P = req->stages;
     if (req->ranks < 1 || P < 1 || req->threads < 1 || req->cores < 1 || req->batch_tokens < 1 ||
         req->prompt_tokens < 1 || req->shard_batches < 1)
@@ -187,12 +186,30 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
                        "plan: %d ranks cannot form replicas of %d pipeline stages (ranks "
                        "must be a multiple of stages)",
                        req->ranks, P);
-    if (nn_model_config(req->model, &p->cfg, err))
+    if (nn_model_config(req->model, cfg, err))
         return NN_ERR;
-    const nn_config *cfg = &p->cfg;
     if (P > cfg->n_layers)
         return nn_fail(err, "plan: %d pipeline stages exceed the model's %d layers", P,
                        cfg->n_layers);
+    /* What nnterp run would refuse is refused here, not silently clamped. */
+    if (req->prompt_tokens > cfg->max_positions)
+        return nn_fail(err, "plan: --prompt-tokens %d exceeds the model's context of %d positions",
+                       req->prompt_tokens, cfg->max_positions);
+    if (req->prompt_tokens > req->batch_tokens)
+        return nn_fail(err,
+                       "plan: --prompt-tokens %d does not fit in --batch-tokens %d (a job refuses "
+                       "a prompt longer than a batch)",
+                       req->prompt_tokens, req->batch_tokens);
+    return NN_OK;
+}
+
+int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
+{
+    memset(p, 0, sizeof *p);
+    int P = req->stages;
+    if (nn_plan_check(req, &p->cfg, err))
+        return NN_ERR;
+    const nn_config *cfg = &p->cfg;
     int L = cfg->n_layers;
     p->n_stages = P;
     p->replicas = req->ranks / P;

@@ -58,6 +58,9 @@ typedef struct nn_plan {
 } nn_plan;
 
 /* Measures and predicts. Loads at most measure_layers layers of the model. */
+/* The request's checks alone (layout, model, prompt length), before anything is timed; fills
+ * cfg. */
+int nn_plan_check(const nn_plan_request *req, nn_config *cfg, nn_err *err);
 int nn_plan_make(const nn_plan_request *req, nn_plan *out, nn_err *err);
 void nn_plan_free(nn_plan *plan);
 

@@ -4,14 +4,18 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "comm.h"
 #include "dataset.h"
+#include "fingerprint.h"
 #include "h5_sink.h"
 #include "harvest.h"
+#include "identity.h"
 #include "ledger.h"
 #include "nn_json.h"
 #include "pipeline.h"
@@ -52,6 +56,7 @@ static void corpus_link(corpus_data *d)
     d->c.target_names = (const char *const *)d->names;
     d->c.target_ids = d->target_ids.ids;
     d->c.target_offsets = d->target_offsets;
+    d->c.source_line = d->source_line;
 }
 
 static void corpus_free(corpus_data *d)
@@ -124,6 +129,11 @@ static int prompt_targets(corpus_data *d, nn_tokenizer *tok, const char *json, c
                     (long long)line, d->names[k]);
             goto done;
         }
+        if (n == 0) {
+            nn_fail(err, "%s:%lld: target '%s' is an empty list of words", path, (long long)line,
+                    d->names[k]);
+            goto done;
+        }
         nn_ids ids = {0};
         if (nn_first_tokens(tok, words, n, &ids, err)) {
             nn_ids_free(&ids);
@@ -158,27 +168,32 @@ static int grow_text(corpus_data *d, size_t need, nn_err *err)
     return NN_OK;
 }
 
-static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *tok, corpus_data *d,
-                            nn_err *err)
+static int tokenize_dataset(const nn_job *job, const char *job_path, const nn_model *m,
+                            nn_tokenizer *tok, corpus_data *d, nn_err *err)
 {
     memset(d, 0, sizeof *d);
     nn_dataset ds;
     if (nn_dataset_read(job->dataset_path, job->dataset_format, job->dataset_field,
                         job->targets_field, job->max_line_bytes, &ds, err))
-        return NN_ERR;
-    int max_tokens = job->max_tokens ? job->max_tokens : m->cfg.max_positions;
+        return nn_err_prefix(err, "%s: dataset.path", job_path);
+    /* By default a prompt may fill the context, or a batch when the context is longer. */
+    int max_tokens = job->max_tokens                            ? job->max_tokens
+                     : m->cfg.max_positions < job->batch_tokens ? m->cfg.max_positions
+                                                                : job->batch_tokens;
     int rc = NN_ERR;
     nn_chat_template *chat = NULL; /* opened at the first conversation line */
     nn_chat_options chat_opt;
     char *rendered = NULL;
     if (max_tokens > m->cfg.max_positions) {
-        nn_fail(err, "dataset.max_tokens %d exceeds the model's context of %d positions",
-                max_tokens, m->cfg.max_positions);
+        nn_fail(err, "%s: dataset.max_tokens %d exceeds the model's context of %d positions",
+                job_path, max_tokens, m->cfg.max_positions);
         goto done;
     }
     if (max_tokens > job->batch_tokens) {
-        nn_fail(err, "batch_tokens %d is smaller than a prompt may be (max_tokens %d)",
-                job->batch_tokens, max_tokens);
+        nn_fail(err,
+                "%s: dataset.max_tokens %d exceeds batch_tokens %d (a prompt must fit in a "
+                "batch): set dataset.max_tokens <= %d or raise batch_tokens",
+                job_path, max_tokens, job->batch_tokens, job->batch_tokens);
         goto done;
     }
     if (!(d->offsets = nn_malloc((ds.n + 1) * sizeof *d->offsets, err)) ||
@@ -214,6 +229,16 @@ static int tokenize_dataset(const nn_job *job, const nn_model *m, nn_tokenizer *
                     (long long)ds.source_line[i]);
             goto done;
         }
+        for (size_t k = 0; k < ids.n; k++)
+            if (ids.ids[k] < 0 || ids.ids[k] >= m->cfg.vocab_size) {
+                nn_fail(err,
+                        "%s:%lld: token id %d is outside the model's vocabulary (vocab_size %d): "
+                        "the tokenizer does not belong to %s",
+                        job->dataset_path, (long long)ds.source_line[i], ids.ids[k],
+                        m->cfg.vocab_size, job->model);
+                nn_ids_free(&ids);
+                goto done;
+            }
         if ((int)ids.n > max_tokens) {
             if (job->too_long == NN_TOO_LONG_ERROR) {
                 nn_fail(err,
@@ -402,6 +427,47 @@ static int write_corpus(nn_h5file *f, const nn_sink *sink, const corpus_data *d,
     return NN_OK;
 }
 
+/* What the store records to be recognised by --resume (identity.h), computed by every rank. */
+typedef struct store_identity {
+    char *job;      /* nn_job_identity */
+    char *weights;  /* nn_weights_fingerprint */
+    char *snapshot; /* the Hugging Face cache revision, or NULL */
+} store_identity;
+
+static void identity_free(store_identity *id)
+{
+    nn_free(id->job);
+    nn_free(id->weights);
+    nn_free(id->snapshot);
+    memset(id, 0, sizeof *id);
+}
+
+/* The weights are hashed once, by rank 0 (every byte of every file: a large checkpoint is read
+ * once), and the fingerprint is sent to the others. */
+static int identity_make(const nn_comm *cm, const nn_job *job, const char *job_path,
+                         const nn_model *m, store_identity *id, nn_err *err)
+{
+    memset(id, 0, sizeof *id);
+    int rc = NN_OK;
+    if (!(id->job = nn_job_identity(job, err))) {
+        nn_err_prefix(err, "%s", job_path);
+        rc = NN_ERR;
+    }
+    if (rc == NN_OK && cm->rank == 0 && !(id->weights = nn_weights_fingerprint(m->source, err)))
+        rc = NN_ERR;
+    if (nn_comm_agree(cm, rc, err))
+        return NN_ERR;
+    uint64_t n = cm->rank == 0 ? strlen(id->weights) + 1 : 0;
+    nn_comm_bcast(cm, &n, sizeof n);
+    if (cm->rank != 0 && !(id->weights = nn_malloc(n, err)))
+        rc = NN_ERR;
+    if (nn_comm_agree(cm, rc, err))
+        return NN_ERR;
+    nn_comm_bcast(cm, id->weights, n);
+    id->snapshot = nn_snapshot_revision(m->source, err);
+    return NN_OK;
+}
+
 /* A sink that only adds up the bytes of what would be declared: the store's final size. */
 static int count_declare(void *ctx, const char *path, nn_sink_type type, int rank,
                          const uint64_t *dims, nn_err *err)
@@ -412,6 +478,12 @@ static int count_declare(void *ctx, const char *path, nn_sink_type type, int ran
 
 static int count_rows(void *ctx, const char *path, uint64_t row0, uint64_t n, const void *data,
                       nn_err *err)
+{
+    return NN_OK;
+}
+
+static int count_attr_ignore(void *ctx, const char *path, const char *name, const char *value,
+                             nn_err *err)
 {
     return NN_OK;
 }
@@ -491,10 +563,10 @@ static char *ledger_path(const char *output, nn_err *err)
     return p;
 }
 
-static void progress_line(double t0, int64_t done_tokens, int64_t total_tokens, int done_prompts,
-                          int total_prompts, bool final)
+static void progress_line(double t0, int64_t run_tokens, int64_t done_tokens, int64_t total_tokens,
+                          int done_prompts, int total_prompts, bool final)
 {
-    double dt = nn_seconds() - t0, rate = dt > 0 ? (double)done_tokens / dt : 0;
+    double dt = nn_seconds() - t0, rate = dt > 0 ? (double)run_tokens / dt : 0;
     double eta = rate > 0 ? (double)(total_tokens - done_tokens) / rate : 0;
     fprintf(stderr, "\rnnterp: %d/%d prompts, %.0f tokens/s, ETA %dm%02ds   %s", done_prompts,
             total_prompts, rate, (int)eta / 60, (int)eta % 60, final ? "\n" : "");
@@ -503,9 +575,9 @@ static void progress_line(double t0, int64_t done_tokens, int64_t total_tokens, 
 
 /* Creates the store: collectively under MPI, every array at its final size, flushed and reserved.
  */
-static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m, nn_harvest *h,
-                        const corpus_data *d, const plan *pl, const char *ledger, const int *split,
-                        nn_h5file **out, nn_err *err)
+static int create_store(const nn_comm *cm, const nn_job *job, const store_identity *id,
+                        const nn_model *m, nn_harvest *h, const corpus_data *d, const plan *pl,
+                        const char *ledger, int P, const int *split, nn_h5file **out, nn_err *err)
 {
     *out = NULL;
     uint64_t ns = (uint64_t)pl->n_shards, bytes = 0;
@@ -523,14 +595,12 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
         return NN_ERR;
     }
     nn_sink sink = nn_h5_sink(f);
-    int P = job->pipeline_stages;
-    char layer_split[1024], shards[32];
+    char layer_split[1024];
     size_t at = (size_t)snprintf(layer_split, sizeof layer_split, "[");
     for (int k = 0; k < P && at < sizeof layer_split - 32; k++)
         at += (size_t)snprintf(layer_split + at, sizeof layer_split - at, "%s[%d, %d]",
                                k ? ", " : "", split[k], split[k + 1]);
     snprintf(layer_split + at, sizeof layer_split - at, "]");
-    snprintf(shards, sizeof shards, "%d", pl->n_shards);
     int *sp = nn_malloc((ns + 1) * sizeof *sp, err);
     uint8_t *zeros = nn_calloc(ns, 1, err);
     rc = !sp || !zeros ? NN_ERR : NN_OK;
@@ -552,11 +622,14 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
          nn_h5_attr_string(f, "/", "model", job->model, err) ||
          nn_h5_attr_string(f, "/", "model_config", m->config_json, err) ||
          nn_h5_attr_string(f, "/", "job", job->canonical, err) ||
+         nn_h5_attr_string(f, "/", "identity", id->job, err) ||
+         nn_h5_attr_string(f, "/", "weights", id->weights, err) ||
+         (id->snapshot && nn_h5_attr_string(f, "/", "model_snapshot", id->snapshot, err)) ||
          nn_h5_attr_i64(f, "/", "world_size", cm->size, err) ||
          nn_h5_attr_i64(f, "/", "data_parallel", cm->size / P, err) ||
          nn_h5_attr_i64(f, "/", "pipeline_stages", P, err) ||
          nn_h5_attr_string(f, "/", "layer_split", layer_split, err) ||
-         nn_h5_attr_string(f, "/", "shards", shards, err) ||
+         nn_h5_attr_i64(f, "/", "shards", pl->n_shards, err) ||
          nn_h5_attr_string(f, "/", "status", "in progress", err) ||
          /* the structure is complete, flushed and reserved before any row is written */
          nn_h5_reserve(f, bytes, err)))
@@ -569,34 +642,178 @@ static int create_store(const nn_comm *cm, const nn_job *job, const nn_model *m,
         nn_h5_free(f);
         return NN_ERR;
     }
+    nn_h5_disown(f); /* resumable from now on: a failure keeps it */
     *out = f;
     return NN_OK;
 }
 
-/* Opens PATH.partial to resume: the same job on the same model, and the ledger's shards. */
-static int open_store(const nn_comm *cm, const nn_job *job, const nn_model *m, nn_harvest *h,
-                      const plan *pl, const char *ledger, bool *done, nn_h5file **out, nn_err *err)
+/* A stored array equal to the one in memory, else a message naming what differs. */
+static int same_array(nn_h5file *f, const char *dataset, const void *mine, size_t bytes, bool *same,
+                      nn_err *err)
 {
-    *out = NULL;
-    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
-    nn_h5file *f = NULL;
-    char *stored = NULL;
-    int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
-    if (rc == NN_OK && !(stored = nn_h5_get_attr_string(f, "/", "job", err)))
+    nn_h5_type type;
+    int rank;
+    uint64_t dims[8];
+    *same = false;
+    if (nn_h5_shape(f, dataset, &type, &rank, dims, err))
+        return NN_ERR;
+    size_t stored = (size_t)nn_h5_dataset_bytes(type, rank, dims);
+    if (stored != bytes)
+        return NN_OK;
+    void *buf = nn_malloc(stored + 1, err);
+    if (!buf || nn_h5_read(f, dataset, buf, stored, err)) {
+        nn_free(buf);
+        return NN_ERR;
+    }
+    *same = !memcmp(buf, mine, bytes);
+    nn_free(buf);
+    return NN_OK;
+}
+
+/* The dataset as this run tokenized it against what the store holds (/prompts, /tokens,
+ * /targets): an edited dataset, another tokenizer or other dataset.* settings show up here. */
+static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, const corpus_data *d,
+                       nn_err *err)
+{
+    const nn_corpus *c = &d->c;
+    size_t P = (size_t)c->n_prompts, N = (size_t)c->offsets[P];
+    nn_h5_type type;
+    int rank;
+    uint64_t dims[8];
+    if (nn_h5_shape(f, "/prompts/token_offsets", &type, &rank, dims, err))
+        return NN_ERR;
+    if (dims[0] != P + 1)
+        return nn_fail(err,
+                       "%s.partial holds %llu prompts, the dataset %s gives %zu now: the dataset "
+                       "(or a dataset.* field of %s) changed since the store was begun",
+                       job->output, (unsigned long long)dims[0] - 1, job->dataset_path, P,
+                       job_path);
+    int64_t *offsets = nn_malloc((P + 1) * sizeof *offsets, err);
+    int32_t *ids = offsets ? nn_malloc(N * sizeof *ids + 1, err) : NULL;
+    int rc =
+        !ids || nn_h5_read(f, "/prompts/token_offsets", offsets, (P + 1) * sizeof *offsets, err) ||
+                nn_h5_read(f, "/tokens/ids", ids, N * sizeof *ids + 1, err)
+            ? NN_ERR
+            : NN_OK;
+    for (size_t p = 0; rc == NN_OK && p < P; p++) {
+        int64_t a = c->offsets[p], n = c->offsets[p + 1] - a;
+        if (offsets[p + 1] - offsets[p] != n ||
+            (offsets[p] == a && memcmp(ids + a, c->tokens + a, (size_t)n * sizeof *ids)))
+            rc = nn_fail(err,
+                         "%s:%lld: prompt %zu's tokens differ from those in %s.partial: the "
+                         "dataset (or the tokenizer, or a dataset.* field of %s) changed since "
+                         "the store was begun; --resume would mix two datasets",
+                         job->dataset_path, (long long)d->source_line[p], p, job->output, job_path);
+    }
+    nn_free(offsets);
+    nn_free(ids);
+    bool same = true;
+    size_t B = (size_t)d->text_offsets[P];
+    if (rc == NN_OK && B && same_array(f, "/prompts/text", d->text, B, &same, err))
         rc = NN_ERR;
-    if (rc == NN_OK && strcmp(stored, job->canonical) != 0)
+    if (rc == NN_OK && !same)
         rc = nn_fail(err,
-                     "%s.partial was made by a different job; --resume needs the same job file "
-                     "(or remove the .partial to start over)",
-                     job->output);
+                     "%s: the prompts' text differs from that in %s.partial (same tokens): the "
+                     "dataset changed since the store was begun",
+                     job->dataset_path, job->output);
+    if (rc == NN_OK && c->n_targets) {
+        size_t nt = (size_t)c->target_offsets[P * (size_t)c->n_targets];
+        bool have = nn_h5_exists(f, "/targets/token_ids");
+        same = have;
+        if (have && nt && same_array(f, "/targets/token_ids", c->target_ids, nt * 4, &same, err))
+            rc = NN_ERR;
+        if (rc == NN_OK && same && have &&
+            same_array(f, "/targets/token_offsets", c->target_offsets,
+                       (P * (size_t)c->n_targets + 1) * 8, &same, err))
+            rc = NN_ERR;
+        if (rc == NN_OK && !same)
+            rc = nn_fail(err, "%s: the targets differ from those in %s.partial", job->dataset_path,
+                         job->output);
+    }
+    return rc;
+}
+
+/* The weights as recorded against these: names the first file that differs. */
+static int same_weights(const char *stored, const char *now, const nn_job *job, nn_err *err)
+{
+    cJSON *a = cJSON_Parse(stored), *b = cJSON_Parse(now);
+    int rc = NN_OK;
+    const cJSON *x;
+    cJSON_ArrayForEach (x, a) {
+        const cJSON *y = cJSON_GetObjectItemCaseSensitive(b, x->string);
+        if (!y || !cJSON_Compare(x, y, true)) {
+            rc = nn_fail(err,
+                         "%s.partial was made with other weights: %s of %s is %s in the store, "
+                         "%s now (the model changed since the store was begun)",
+                         job->output, x->string, job->model, cJSON_GetStringValue(x),
+                         y ? cJSON_GetStringValue(y) : "absent");
+            break;
+        }
+    }
+    if (rc == NN_OK && cJSON_GetArraySize(a) != cJSON_GetArraySize(b))
+        rc = nn_fail(err, "%s.partial was made with other weights: the files of %s differ",
+                     job->output, job->model);
+    cJSON_Delete(a);
+    cJSON_Delete(b);
+    return rc;
+}
+
+/* The store holds the results this run would compute: the job's identity (identity.h), the
+ * model's config and weights, the dataset as tokenized now. store: its path, for messages. */
+static int same_results(nn_h5file *f, const nn_job *job, const char *job_path,
+                        const store_identity *id, const nn_model *m, const corpus_data *d,
+                        const char *store, nn_err *err)
+{
+    char *stored = NULL;
+    int rc = NN_OK;
+    bool has_identity =
+        rc == NN_OK && (stored = nn_h5_get_attr_string(f, "/", "identity", err)) != NULL;
+    if (rc == NN_OK && has_identity)
+        rc = nn_identity_compare(stored, id->job, store, job_path, err);
+    else if (rc == NN_OK) { /* a store of an earlier nnterp: the job's text */
+        stored = nn_h5_get_attr_string(f, "/", "job", err);
+        if (!stored)
+            rc = NN_ERR;
+        else if (strcmp(stored, job->canonical) != 0)
+            rc = nn_fail(err,
+                         "%s was made by a different job; --resume needs the same job file "
+                         "(or remove the .partial to start over)",
+                         store);
+    }
     nn_free(stored);
     stored = NULL;
     if (rc == NN_OK && !(stored = nn_h5_get_attr_string(f, "/", "model_config", err)))
         rc = NN_ERR;
     if (rc == NN_OK && strcmp(stored, m->config_json) != 0)
-        rc = nn_fail(err, "%s.partial was made with a different model than %s", job->output,
+        rc = nn_fail(err, "%s was made with a different model than %s (config.json differs)", store,
                      job->model);
     nn_free(stored);
+    stored = NULL;
+    if (rc == NN_OK && has_identity && !(stored = nn_h5_get_attr_string(f, "/", "weights", err)))
+        rc = NN_ERR;
+    if (rc == NN_OK && stored)
+        rc = same_weights(stored, id->weights, job, err);
+    nn_free(stored);
+    if (rc == NN_OK)
+        rc = same_corpus(f, job, job_path, d, err);
+    return rc;
+}
+
+/* Opens PATH.partial to resume: the same results (identity.h), the same weights and the same
+ * tokenized dataset, and the ledger's shards. */
+static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path,
+                      const store_identity *id, const nn_model *m, nn_harvest *h,
+                      const corpus_data *d, const plan *pl, const char *ledger, bool *done,
+                      nn_h5file **out, nn_err *err)
+{
+    *out = NULL;
+    nn_h5_par par = {.comm = cm->comm, .rank = cm->rank, .size = cm->size};
+    nn_h5file *f = NULL;
+    char store[4096];
+    snprintf(store, sizeof store, "%s.partial", job->output);
+    int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
+    if (rc == NN_OK)
+        rc = same_results(f, job, job_path, id, m, d, store, err);
     nn_sink reopen = {
         .ctx = f, .declare = reopen_declare, .write_rows = reopen_rows, .attr = reopen_attr};
     if (rc == NN_OK &&
@@ -619,6 +836,153 @@ static int open_store(const nn_comm *cm, const nn_job *job, const nn_model *m, n
     return NN_OK;
 }
 
+/* What a run does with its output, decided by rank 0 before any work. */
+typedef enum { OUT_CREATE, OUT_RESUME, OUT_COMPLETE } output_mode;
+
+/* --dry-run: each array the operations would declare, one line each. */
+static int print_declare(void *ctx, const char *path, nn_sink_type type, int rank,
+                         const uint64_t *dims, nn_err *err)
+{
+    static const char *types[] = {"float32", "int32", "int64", "uint8", "float16", "bfloat16"};
+    char shape[128];
+    size_t n = 0;
+    for (int i = 0; i < rank && n < sizeof shape - 24; i++)
+        n += (size_t)snprintf(shape + n, sizeof shape - n, "%s%llu", i ? ", " : "",
+                              (unsigned long long)dims[i]);
+    printf("  %-40s %-8s [%s]  %.1f MB\n", path, types[type], shape,
+           (double)nn_h5_dataset_bytes(nn_h5_sink_type(type), rank, dims) / 1e6);
+    return NN_OK;
+}
+
+static int dry_run_report(const nn_job *job, const char *job_path, const store_identity *id,
+                          const nn_model *m, nn_harvest *h, const corpus_data *d, const plan *pl,
+                          output_mode mode, const char *ledger, int ranks, int P, const int *split,
+                          nn_err *err)
+{
+    const nn_corpus *c = &d->c;
+    uint64_t bytes = 0;
+    if (store_bytes(h, d, m, job, pl->n_shards, &bytes, err))
+        return NN_ERR;
+    printf("nnterp: dry run of %s: everything checked, nothing written\n", job_path);
+    printf("model     %s (%d layers, d_model %d, vocabulary %d)\n", m->source, m->cfg.n_layers,
+           m->cfg.d_model, m->cfg.vocab_size);
+    printf("dataset   %s: %d prompts, %lld tokens", job->dataset_path, c->n_prompts,
+           (long long)c->offsets[c->n_prompts]);
+    if (d->n_truncated || d->n_skipped)
+        printf(" (%d truncated, %d skipped: too long)", d->n_truncated, d->n_skipped);
+    printf("\nplan      %d batches of at most %d tokens, %d shards of %d batch%s\n", pl->n_batches,
+           job->batch_tokens, pl->n_shards, pl->shard_batches, pl->shard_batches == 1 ? "" : "es");
+    printf("layout    %d rank%s: %d replica%s x %d stage%s; layers per stage:", ranks,
+           ranks == 1 ? "" : "s", ranks / P, ranks / P == 1 ? "" : "s", P, P == 1 ? "" : "s");
+    for (int k = 0; k < P; k++)
+        printf(" [%d, %d)", split[k], split[k + 1]);
+    printf("\nstore     %s: %.1f MB (%d operations), arrays:\n", job->output, (double)bytes / 1e6,
+           job->n_ops);
+    printf("  %-40s %-8s [%lld]\n", "/tokens/ids", "int32", (long long)c->offsets[c->n_prompts]);
+    printf("  %-40s %-8s [%d]\n", "/prompts/token_offsets", "int64", c->n_prompts + 1);
+    nn_sink printer = {
+        .ctx = NULL, .declare = print_declare, .write_rows = count_rows, .attr = count_attr_ignore};
+    if (nn_harvest_declare(h, &printer, err))
+        return NN_ERR;
+    int committed = 0;
+    if (mode == OUT_RESUME && nn_ledger_count(ledger, &committed, err))
+        return NN_ERR;
+    if (mode == OUT_RESUME) { /* what --resume would compare, read-only */
+        char store[4096];
+        snprintf(store, sizeof store, "%s.partial", job->output);
+        nn_h5file *f = NULL;
+        int rc =
+            nn_h5_open_read(store, &f, err) || same_results(f, job, job_path, id, m, d, store, err);
+        nn_h5_free(f);
+        if (rc)
+            return NN_ERR;
+    }
+    if (mode == OUT_RESUME)
+        printf("would     resume %s.partial: %d of %d shards committed\n", job->output, committed,
+               pl->n_shards);
+    else
+        printf("would     create %s.partial, then rename it to %s\n", job->output, job->output);
+    if (mode == OUT_CREATE && nn_h5_check_space(job->output, bytes, err))
+        return NN_ERR;
+    return NN_OK;
+}
+
+static bool same_file(const char *a, const char *b)
+{
+    struct stat x, y;
+    return a && b && stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev &&
+           x.st_ino == y.st_ino;
+}
+
+/* Checks the output path, then finds what is there: nothing (create), an unfinished store with
+ * its ledger (resume, or refused without --resume), a finished store (refused, or nothing to do
+ * under --resume). Takes the ledger's lock unless dry_run; *ledger_fd is then held until the job
+ * ends, and *ledger_created says this process made the ledger (and may remove it). */
+static int prepare_output(const nn_job *job, const char *job_path, const nn_run_options *opts,
+                          const char *ledger, output_mode *mode, int *ledger_fd,
+                          bool *ledger_created, nn_err *err)
+{
+    char partial[4096];
+    snprintf(partial, sizeof partial, "%s.partial", job->output);
+    *ledger_fd = -1;
+    *ledger_created = false;
+    if (nn_h5_check_output(job->output, err))
+        return nn_err_prefix(err, "%s", job_path);
+    const char *inputs[] = {job_path, job->dataset_path, job->tokenizer};
+    const char *names[] = {"the job file", "the dataset (dataset.path)", "the tokenizer"};
+    const char *outputs[] = {job->output, partial, ledger};
+    for (int i = 0; i < 3; i++)
+        for (int o = 0; o < 3; o++)
+            if (same_file(inputs[i], outputs[o]))
+                return nn_fail(err, "%s: output '%s' is %s; choose another output", job_path,
+                               job->output, names[i]);
+    bool finished = nn_path_is_file(job->output), has_ledger = nn_path_is_file(ledger);
+    if (has_ledger && !opts->dry_run && nn_ledger_is_locked(ledger))
+        return nn_fail(err,
+                       "%s: %s is locked: another process is running this job now (wait for it "
+                       "or stop it; nothing was touched)",
+                       job_path, ledger);
+    if (opts->resume && has_ledger) {
+        *mode = OUT_RESUME;
+        return opts->dry_run ? NN_OK : nn_ledger_lock(ledger, false, ledger_fd, err);
+    }
+    if (finished) {
+        if (opts->resume) {
+            *mode = OUT_COMPLETE;
+            return NN_OK;
+        }
+        return nn_fail(err,
+                       "%s already exists (a finished store); remove it or choose another output",
+                       job->output);
+    }
+    if (has_ledger) {
+        int n = 0;
+        if (nn_ledger_count(ledger, &n, err))
+            return NN_ERR;
+        return nn_fail(err,
+                       "%s holds %d committed shard%s of an unfinished job: run with --resume to "
+                       "continue it, or remove %s and %s to start over",
+                       partial, n, n == 1 ? "" : "s", partial, ledger);
+    }
+    if (nn_path_is_file(partial))
+        return nn_fail(err,
+                       "%s already exists without a ledger: another process may be writing it "
+                       "(nnterp trace?), or its creation was interrupted; nothing was touched "
+                       "(remove it to start over)",
+                       partial);
+    if (opts->resume)
+        fprintf(stderr, "nnterp: nothing to resume (no %s); starting the job\n", ledger);
+    *mode = OUT_CREATE;
+    if (opts->dry_run)
+        return NN_OK;
+    if (nn_ledger_lock(ledger, true, ledger_fd, err))
+        return nn_ledger_is_locked(ledger)
+                   ? nn_fail(err, "%s is locked: another process is running this job now", ledger)
+                   : NN_ERR;
+    *ledger_created = true;
+    return NN_OK;
+}
+
 int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *cm, nn_err *err)
 {
     nn_job job;
@@ -638,7 +1002,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     nn_pipeline pipe;
     bool pipe_ready = false;
     nn_counter counter = {0}; /* nn_counter_free does nothing until it is initialized */
-    int shards_run = 0;
+    int shards_run = 0, ledger_fd = -1;
+    bool ledger_created = false;
+    store_identity id = {0};
+    output_mode mode = OUT_CREATE;
     rc = NN_ERR;
     struct sigaction sa = {.sa_handler = on_signal}, old_int, old_term, old_usr1, old_xfsz;
     struct sigaction ignore = {.sa_handler = SIG_IGN};
@@ -650,23 +1017,42 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     /* A file-size limit then fails the write (EFBIG) instead of killing the process. */
     sigaction(SIGXFSZ, &ignore, &old_xfsz);
     double t0 = nn_seconds();
-    int step = NN_OK, P = job.pipeline_stages, replicas = cm->size / P;
+    int step = NN_OK, P = opts->stages ? opts->stages : job.pipeline_stages,
+        replicas = cm->size / P;
     int replica = cm->rank / P, stage = cm->rank % P;
     int *split = NULL;
     nn_config cfg;
+    const char *layout_field = opts->stages ? "--stages" : "parallel.pipeline_stages";
     if (cm->size % P != 0)
         step = nn_fail(err,
-                       "%s: %d rank%s cannot form replicas of parallel.pipeline_stages %d (run "
-                       "mpirun -np N with N a multiple of %d)",
-                       job_path, cm->size, cm->size == 1 ? "" : "s", P, P);
+                       "%s: %d rank%s cannot form replicas of %s %d (run mpirun -np N with N a "
+                       "multiple of %d%s)",
+                       job_path, cm->size, cm->size == 1 ? "" : "s", layout_field, P, P,
+                       opts->resume ? ", or resume with --stages S for another split" : "");
     else if (step == NN_OK && (nn_model_config(job.model, &cfg, err) ||
                                !(split = nn_malloc(((size_t)P + 1) * sizeof *split, err))))
         step = NN_ERR;
     else if (P > cfg.n_layers)
-        step = nn_fail(err, "%s: parallel.pipeline_stages %d exceeds the model's %d layers",
-                       job_path, P, cfg.n_layers);
+        step = nn_fail(err, "%s: %s %d exceeds the model's %d layers", job_path, layout_field, P,
+                       cfg.n_layers);
     if (nn_comm_agree(cm, step, err))
         goto done;
+    /* Then the output: a bad path, a running job or an unfinished store is found before any
+     * work, and a store already complete needs none. */
+    if (!(ledger = ledger_path(job.output, err)))
+        step = NN_ERR;
+    else if (cm->rank == 0)
+        step =
+            prepare_output(&job, job_path, opts, ledger, &mode, &ledger_fd, &ledger_created, err);
+    if (nn_comm_agree(cm, step, err))
+        goto done;
+    nn_comm_bcast(cm, &mode, sizeof mode);
+    if (mode == OUT_COMPLETE) {
+        if (cm->rank == 0 && !opts->quiet)
+            printf("nnterp: %s is complete already: nothing to resume\n", job.output);
+        rc = NN_OK;
+        goto done;
+    }
     /* Stage k holds a contiguous layer range; the head's cost counts for the last stage. */
     step = nn_pipeline_split(&cfg, P, NN_PIPELINE_HEAD_SHARE, split, err);
     if (nn_comm_agree(cm, step, err))
@@ -676,50 +1062,70 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     step =
         nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
         nn_tokenizer_load_for_model(m->source, job.tokenizer, m->cfg.vocab_size, true, &tok, err);
+    if (step != NN_OK && !m && nn_path_is_file(job.model))
+        nn_err_prefix(err, "%s: model '%s' was read as a llama2.c .bin checkpoint", job_path,
+                      job.model);
     if (step == NN_OK && P > 1) {
         nn_pipeline_init(&pipe, m, replica_comm, stage, P);
         pipe_ready = true;
     }
     if (nn_comm_agree(cm, step, err))
         goto done;
-    step = cm->rank == 0 ? tokenize_dataset(&job, m, tok, &d, err) : NN_OK;
+    step = cm->rank == 0 ? tokenize_dataset(&job, job_path, m, tok, &d, err) : NN_OK;
     if (nn_comm_agree(cm, step, err) || nn_comm_agree(cm, bcast_corpus(cm, &d, err), err))
         goto done;
+    d.c.source = job.dataset_path;
     step = make_plan(&job, &d.c, &pl, err) ||
-           nn_harvest_init(&h, m, tok, &job, &d.c, job.batch_tokens, pl.max_prompts, err) ||
-           !(ledger = ledger_path(job.output, err)) ||
            !(done = nn_calloc((size_t)pl.n_shards, sizeof *done, err)) ||
            !(todo = nn_malloc((size_t)pl.n_shards * sizeof *todo + 1, err)) ||
            !(gathered = nn_malloc((size_t)cm->size * sizeof *gathered, err));
-    if (step == NN_OK && cm->rank == 0 && nn_path_is_file(job.output))
-        step =
-            nn_fail(err, "%s already exists (a finished store); remove it or choose another output",
-                    job.output);
-    if (nn_comm_agree(cm, step, err))
-        goto done;
-    bool resumed = false;
-    if (opts->resume) {
-        int exists = cm->rank == 0 ? nn_path_is_file(ledger) : 0;
-        nn_comm_bcast(cm, &exists, sizeof exists);
-        if (exists) {
-            if (open_store(cm, &job, m, h, &pl, ledger, done, &f, err))
-                goto done;
-            resumed = true;
-        } else if (cm->rank == 0) {
-            fprintf(stderr, "nnterp: nothing to resume (no %s); starting the job\n", ledger);
-        }
+    if (step == NN_OK &&
+        nn_harvest_init(&h, m, tok, &job, &d.c, job.batch_tokens, pl.max_prompts, err)) {
+        nn_err_prefix(err, "%s", job_path);
+        step = NN_ERR;
     }
-    if (!resumed && create_store(cm, &job, m, h, &d, &pl, ledger, split, &f, err))
+    if (nn_comm_agree(cm, step, err) || identity_make(cm, &job, job_path, m, &id, err))
         goto done;
+    if (opts->dry_run) {
+        rc = cm->rank == 0 ? dry_run_report(&job, job_path, &id, m, h, &d, &pl, mode, ledger,
+                                            cm->size, P, split, err)
+                           : NN_OK;
+        nn_comm_agree(cm, rc, err);
+        goto done;
+    }
+    bool resumed = mode == OUT_RESUME;
+    if (resumed && open_store(cm, &job, job_path, &id, m, h, &d, &pl, ledger, done, &f, err))
+        goto done;
+    if (!resumed && create_store(cm, &job, &id, m, h, &d, &pl, ledger, P, split, &f, err))
+        goto done;
+    ledger_created = false; /* the store is resumable: the ledger stays with it */
     timed_sink timed = {.inner = nn_h5_sink(f)};
     nn_sink sink = {.ctx = &timed, .write_rows = timed_rows, .write_block = timed_block};
     double t_work = nn_seconds();
     bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
-    int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0;
+    if (show && cm->mpi && getenv("OMPI_COMM_WORLD_SIZE") &&
+        !getenv("OMPI_MCA_odls_base_sigkill_timeout"))
+        /* Open MPI's mpirun answers SIGTERM/SIGINT with SIGTERM to the ranks T s later and
+         * SIGKILL T s after that (T = odls_base_sigkill_timeout, 1 s by default): measured in
+         * docs/distributed.md "Signals under mpirun". */
+        fprintf(stderr,
+                "nnterp: note: under mpirun, SIGTERM/SIGINT leave the ranks 1 s to drain "
+                "before SIGKILL; for more, run mpirun --mca odls_base_sigkill_timeout 60, or "
+                "stop the job with SIGUSR1 (docs/distributed.md)\n");
+    /* Progress counts the shards committed before (a resume) as done; the rate and the ETA come
+     * from this run's tokens only. */
+    int64_t total = d.c.offsets[d.c.n_prompts], done_tokens = 0, run_tokens = 0;
     int done_prompts = 0, n_todo = 0;
-    for (int s = 0; s < pl.n_shards; s++)
-        if (!done[s])
+    for (int s = 0; s < pl.n_shards; s++) {
+        int b0, b1;
+        shard_range(&pl, s, &b0, &b1);
+        if (!done[s]) {
             todo[n_todo++] = s;
+            continue;
+        }
+        done_prompts += pl.batch_start[b1] - pl.batch_start[b0];
+        done_tokens += d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];
+    }
     /* Rounds: a round is `per` shards for each replica, committed together. Within a round the
      * shards are handed out on demand: each replica's first stage takes the next from a counter
      * on rank 0 and tells its later stages, so a slower replica simply takes fewer. Every leader
@@ -784,11 +1190,14 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             int s = todo[k], b0, b1;
             shard_range(&pl, s, &b0, &b1);
             done[s] = true;
+            int64_t tokens = d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];
             done_prompts += pl.batch_start[b1] - pl.batch_start[b0];
-            done_tokens += d.c.offsets[pl.batch_start[b1]] - d.c.offsets[pl.batch_start[b0]];
+            done_tokens += tokens;
+            run_tokens += tokens;
         }
         if (show)
-            progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, false);
+            progress_line(t_work, run_tokens, done_tokens, total, done_prompts, d.c.n_prompts,
+                          end == n_todo);
         int stop = nn_comm_max_int(cm, (int)stop_requested);
         if (stop && end < n_todo) {
             int left = n_todo - end;
@@ -804,8 +1213,6 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             goto done;
         }
     }
-    if (show && done_prompts)
-        progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, true);
     step = nn_h5_attr_string(f, "/", "status", "complete", err);
     if (nn_comm_agree(cm, step, err))
         goto done;
@@ -832,7 +1239,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         double work = nn_seconds() - t_work;
         printf("nnterp: %.0f tokens/s over the shards; writing and flushing the store took %.2f s "
                "of %.2f s (%.1f%%)\n",
-               work > 0 ? (double)total / work : 0.0, timed.seconds, work,
+               work > 0 ? (double)run_tokens / work : 0.0, timed.seconds, work,
                work > 0 ? 100.0 * timed.seconds / work : 0.0);
         if (cm->size > 1) {
             printf("nnterp: %d replica%s x %d stage%s; peak RSS per rank (MB):", replicas,
@@ -851,15 +1258,13 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     nn_free(taken);
     rc = NN_OK;
 done:
-    if (f) {
-        /* a failure keeps the partial store only when its ledger can resume it */
-        int keep = cm->rank == 0 ? nn_path_is_file(ledger ? ledger : "") : 0;
-        nn_comm_bcast(cm, &keep, sizeof keep);
-        if (keep)
-            nn_h5_close_keep(f);
-        else
-            nn_h5_free(f);
-    }
+    /* A store is kept once its ledger can resume it (create_store disowns it then); before that,
+     * this process removes only the files it made itself. */
+    nn_h5_free(f);
+    if (ledger_created && cm->rank == 0)
+        unlink(ledger);
+    nn_ledger_unlock(ledger_fd);
+    identity_free(&id);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGUSR1, &old_usr1, NULL);

@@ -15,6 +15,11 @@ typedef struct nn_run_options {
     bool resume;
     bool progress; /* a progress line on stderr (default: when stderr is a terminal) */
     bool quiet;    /* no summary on stdout */
+    /* Validate everything, print the store's size and layout and the plan; write nothing. */
+    bool dry_run;
+    /* Pipeline stages of this run; 0: the job's parallel.pipeline_stages. The layout is never
+     * part of a store's identity, so a resume may use any. */
+    int stages;
     /* Fault injection for tests (fail_at): the rank at pipeline stage fail_stage fails with an
      * error when it reaches global batch fail_batch. The CLI sets it from
      * NNTERP_FAIL_AT_BATCH=STAGE:BATCH. */
@@ -22,7 +27,8 @@ typedef struct nn_run_options {
     int fail_stage, fail_batch;
 } nn_run_options;
 
-/* Every rank of comm calls it. Returns NN_OK, NN_ERR (the same on every rank, with the first
+/* Every rank of comm calls it. With resume, a store already complete returns NN_OK and says so.
+ * Returns NN_OK, NN_ERR (the same on every rank, with the first
  * failing rank's message), or NN_RUN_INTERRUPTED. */
 int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *comm, nn_err *err);
 

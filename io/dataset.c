@@ -105,6 +105,10 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
         line_no++;
         if (len && line[len - 1] == '\r')
             len--;
+        if (line_no == 1 && len >= 3 && !memcmp(line, "\xef\xbb\xbf", 3)) {
+            line += 3; /* a byte order mark is not text (as Python's utf-8-sig) */
+            len -= 3;
+        }
         size_t bad = nn_utf8_validate(line, len);
         if (bad != len) {
             nn_fail(err, "%s:%lld: invalid UTF-8 at byte %zu of the line", path, (long long)line_no,
@@ -123,6 +127,14 @@ int nn_dataset_read(const char *path, const char *format, const char *field,
         char *targets = NULL;
         cJSON *obj = NULL;
         if (jsonl) {
+            const char *nul = memchr(line, '\0', len);
+            if (nul) {
+                nn_fail(err,
+                        "%s:%lld: a raw NUL byte at byte %zu of the line (not valid JSON; it "
+                        "would silently cut the prompt short)",
+                        path, (long long)line_no, (size_t)(nul - line) + 1);
+                goto done;
+            }
             if (nn_json_has_nul_escape(line, len)) {
                 nn_fail(err, "%s:%lld: a string holds \\u0000, which would silently cut it short",
                         path, (long long)line_no);

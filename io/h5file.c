@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -23,6 +24,9 @@ struct nn_h5file {
     bool parallel;
     MPI_Comm comm;
     int rank; /* 0 in a serial file */
+    /* This handle created PATH.partial (and so may remove it); a file another process made, or
+     * one opened to resume, is never removed. */
+    bool owned;
     /* datasets kept open between row writes */
     struct open_dataset {
         char *name;
@@ -84,12 +88,42 @@ static nn_h5file *new_handle(const char *path, const nn_h5_par *par, nn_err *err
     return f;
 }
 
+/* Rank 0 makes PATH.partial with O_EXCL: a file that exists belongs to someone else (another
+ * process writing it, or an unfinished job), so it is refused, never truncated or removed. */
+static int create_exclusive(nn_h5file *f, const nn_h5_par *par, nn_err *err)
+{
+    int e = 0;
+    if (f->rank == 0) {
+        int fd = open(f->partial, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd < 0)
+            e = errno;
+        else
+            close(fd);
+    }
+    if (par)
+        MPI_Bcast(&e, 1, MPI_INT, 0, par->comm);
+    if (e == EEXIST)
+        return nn_fail(err,
+                       "%s already exists: another process may be writing it, or it is an "
+                       "unfinished store (nothing was touched; remove it to start over)",
+                       f->partial);
+    if (e)
+        return nn_fail(err, "%s: cannot create the output file (%s)", f->partial,
+                       e == EROFS ? "read-only file system" : strerror(e));
+    f->owned = true;
+    return NN_OK;
+}
+
 int nn_h5_create_par(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err)
 {
     *out = NULL;
     nn_h5file *f = new_handle(path, par, err);
     if (!f)
         return NN_ERR;
+    if (create_exclusive(f, par, err)) {
+        nn_h5_free(f);
+        return NN_ERR;
+    }
     hid_t fapl = access_plist(par);
     errno = 0;
     f->file = H5Fcreate(f->partial, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
@@ -217,6 +251,20 @@ int nn_h5_attr_i64(nn_h5file *f, const char *object, const char *name, int64_t v
     return write_attr(f, object, name, H5T_STD_I64LE, &value, err);
 }
 
+/* The blocks nn_h5_reserve set aside beyond the end of the file go back to the filesystem. */
+static void release_reserve(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    /* A truncation to the current size frees the blocks past it (ext4, xfs, tmpfs); punching a
+     * hole past the end does not on ext4. A failure loses only disk space. */
+    struct stat st;
+    if (fstat(fd, &st) == 0 && ftruncate(fd, st.st_size) != 0)
+        st.st_size = 0;
+    close(fd);
+}
+
 int nn_h5_commit(nn_h5file *f, nn_err *err)
 {
     int rc = NN_OK;
@@ -226,12 +274,16 @@ int nn_h5_commit(nn_h5file *f, nn_err *err)
     f->file = H5I_INVALID_HID;
     if (rc == NN_OK && f->parallel)
         MPI_Barrier(f->comm); /* every rank has closed before the rename */
-    if (rc == NN_OK && f->rank == 0 && rename(f->partial, f->path) != 0)
-        rc = nn_fail(err, "%s: cannot rename to %s: %s", f->partial, f->path, strerror(errno));
-    if (rc == NN_OK) {
-        nn_free(f->partial);
-        f->partial = NULL; /* nothing left to remove */
+    if (rc == NN_OK && f->rank == 0)
+        release_reserve(f->partial);
+    if (rc == NN_OK && f->rank == 0 && rename(f->partial, f->path) != 0) {
+        /* The store is complete: keep it where it is, whatever the reason. */
+        rc = nn_fail(err, "%s: cannot rename to %s: %s; the finished store is kept as %s",
+                     f->partial, f->path, strerror(errno), f->partial);
+        f->owned = false;
     }
+    if (rc == NN_OK)
+        f->owned = false; /* nothing left to remove */
     nn_h5_free(f);
     return rc;
 }
@@ -257,7 +309,7 @@ void nn_h5_free(nn_h5file *f)
     close_handles(f);
     if (f->file >= 0)
         H5Fclose(f->file);
-    if (f->partial && f->rank == 0)
+    if (f->owned && f->partial && f->rank == 0)
         unlink(f->partial);
     nn_free(f->partial);
     nn_free(f->path);
@@ -494,6 +546,45 @@ int nn_h5_open_dataset(nn_h5file *f, const char *dataset, nn_err *err)
 const char *nn_h5_partial_path(const nn_h5file *f)
 {
     return f->partial;
+}
+
+void nn_h5_disown(nn_h5file *f)
+{
+    f->owned = false;
+}
+
+int nn_h5_check_output(const char *path, nn_err *err)
+{
+    size_t n = strlen(path);
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    if (n == 0)
+        return nn_fail(err, "the output path is empty");
+    if (!*base || !strcmp(base, ".") || !strcmp(base, ".."))
+        return nn_fail(err, "output '%s' names a directory; give a file name such as out.h5", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return nn_fail(err,
+                       "output '%s' is an existing directory; give a file name such as %s/out.h5",
+                       path, path);
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return nn_fail(err, "output '%s' exists and is not a regular file", path);
+    char *copy = nn_strdup(path, err);
+    if (!copy)
+        return NN_ERR;
+    const char *dir = dirname(copy);
+    int rc = NN_OK;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        rc = nn_fail(err,
+                     "output '%s': cannot create the output file: the directory %s does not exist",
+                     path, dir);
+    else if (access(dir, W_OK) != 0)
+        rc = nn_fail(
+            err,
+            "output '%s': cannot create the output file: the directory %s is not writable (%s)",
+            path, dir, errno == EROFS ? "read-only file system" : strerror(errno));
+    nn_free(copy);
+    return rc;
 }
 
 void nn_h5_close_keep(nn_h5file *f)

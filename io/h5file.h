@@ -25,8 +25,9 @@ typedef struct nn_h5_par {
     int rank, size;
 } nn_h5_par;
 
-/* Creates PATH.partial (replacing a stale one). PATH itself is untouched until nn_h5_commit.
- * par NULL: one process, the serial driver. */
+/* Creates PATH.partial, which must not exist (a file there belongs to another process or to an
+ * unfinished job: it is refused, never truncated or removed). PATH itself is untouched until
+ * nn_h5_commit. par NULL: one process, the serial driver. */
 int nn_h5_create_par(const char *path, const nn_h5_par *par, nn_h5file **out, nn_err *err);
 /* Opens a dataset created earlier, for row writes (resuming; collective under MPI). */
 int nn_h5_open_dataset(nn_h5file *f, const char *dataset, nn_err *err);
@@ -74,9 +75,18 @@ const char *nn_h5_partial_path(const nn_h5file *f);
 /* Closes, keeping PATH.partial for a later resume. */
 void nn_h5_close_keep(nn_h5file *f);
 
-/* Flushes, closes and renames PATH.partial to PATH. The handle is freed either way. */
+/* Whether PATH can be an output before any work: not empty, not a directory (nor "." or a path
+ * ending in '/'), in an existing writable directory (a read-only file system is named). */
+int nn_h5_check_output(const char *path, nn_err *err);
+/* From now on nn_h5_free keeps PATH.partial (a job's store once its ledger can resume it). */
+void nn_h5_disown(nn_h5file *f);
+
+/* Flushes, closes and renames PATH.partial to PATH. The handle is freed either way; when the
+ * rename fails the finished file is kept as PATH.partial and the message says so. At commit the
+ * disk space reserved beyond the end of the file is released. */
 int nn_h5_commit(nn_h5file *f, nn_err *err);
-/* Abandons an uncommitted file: closes and removes PATH.partial. NULL is fine. */
+/* Abandons an uncommitted file: closes it, and removes PATH.partial if this handle created it
+ * (and nn_h5_disown was not called). NULL is fine. */
 void nn_h5_free(nn_h5file *f);
 
 /* ---- Reading a finished file ----

@@ -123,6 +123,11 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
     snprintf(where, sizeof where, "operations[%d] (%s)", index, nn_op_name(op->kind));
     if (op->layers && nn_layers_parse(op->layers, cfg->n_layers, &s->layers, &s->n_layers, err))
         return nn_err_prefix(err, "%s", where);
+    if ((op->kind == NN_OP_LOGIT_LENS || op->kind == NN_OP_PATCHSCOPE_LENS ||
+         op->kind == NN_OP_STEER) &&
+        op->top_k > cfg->vocab_size)
+        return nn_fail(err, "%s: top_k %d exceeds the model's vocabulary of %d", where, op->top_k,
+                       cfg->vocab_size);
     if ((op->targets || op->kind == NN_OP_TARGET_PROBS) && c->n_targets == 0)
         return nn_fail(err, "%s: needs targets, but the dataset has none", where);
     if (op->kind == NN_OP_COLLECT || op->kind == NN_OP_LOGIT_LENS) {
@@ -132,9 +137,15 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
         for (int p = 0; p < c->n_prompts; p++) {
             int n = prompt_len(c, p), rows = nn_positions_rows(&op->positions, n);
             for (int j = 0; j < rows; j++)
-                if (nn_positions_resolve(&op->positions, j, n) < 0)
+                if (nn_positions_resolve(&op->positions, j, n) < 0) {
+                    if (c->source && c->source_line)
+                        return nn_fail(
+                            err, "%s: position %d is outside the prompt of %s:%lld (%d tokens)",
+                            where, op->positions.list[j], c->source, (long long)c->source_line[p],
+                            n);
                     return nn_fail(err, "%s: position %d is outside prompt %d (%d tokens)", where,
                                    op->positions.list[j], p, n);
+                }
             s->row_offsets[p + 1] = s->row_offsets[p] + rows;
         }
         if (op->positions.kind != NN_POS_ALL) {

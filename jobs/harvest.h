@@ -18,6 +18,9 @@ typedef struct nn_corpus {
     const char *const *target_names;
     const int32_t *target_ids;     /* first-token ids of every (prompt, target) */
     const int64_t *target_offsets; /* [n_prompts * n_targets + 1] into target_ids */
+    /* For messages: the dataset file and each prompt's line in it (NULL: name the index). */
+    const char *source;
+    const int64_t *source_line; /* [n_prompts] */
 } nn_corpus;
 
 typedef struct nn_harvest nn_harvest;

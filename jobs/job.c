@@ -1,5 +1,6 @@
 #include "job.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -393,6 +394,11 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
                 return in_op(err, where);
             if (!nn_json_get(o, "layers"))
                 return nn_fail(err, "%s: %s: required field 'layers' is missing", path, where);
+            if (!(fabs(d) <= FLT_MAX))
+                return nn_fail(err,
+                               "%s: %s: factor %g is outside the float32 range (|factor| <= "
+                               "%.3g)",
+                               path, where, d, (double)FLT_MAX);
             op->factor = (float)d;
             op->top_k = (int)v;
         } else if (op->generate < 1) {
@@ -541,14 +547,24 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
         if (parse_op(o, j->n_ops - 1, path, op, err))
             goto done;
         bool needs_targets = op->kind == NN_OP_TARGET_PROBS || op->targets;
-        if (needs_targets && !j->targets_field) {
-            const char *tf = NULL;
-            if (op->kind == NN_OP_TARGET_PROBS &&
-                nn_json_string(o, "targets_field", false, path, &tf, err))
-                goto done;
-            if (!(j->targets_field = nn_strdup(tf ? tf : "targets", err)))
-                goto done;
+        const char *tf = NULL;
+        if (op->kind == NN_OP_TARGET_PROBS &&
+            nn_json_string(o, "targets_field", false, path, &tf, err))
+            goto done;
+        /* One targets field per job: an op naming another would silently read the first. */
+        if (tf && j->targets_field && strcmp(tf, j->targets_field)) {
+            nn_fail(err,
+                    "%s: operations[%d] (target_probs): targets_field '%s' differs from the job's "
+                    "targets field '%s' (%s); a job reads one targets field, set in "
+                    "dataset.targets_field",
+                    path, j->n_ops - 1, tf, j->targets_field,
+                    nn_json_get(ds, "targets_field") ? "dataset.targets_field"
+                                                     : "named by an earlier operation");
+            goto done;
         }
+        if (needs_targets && !j->targets_field &&
+            !(j->targets_field = nn_strdup(tf ? tf : "targets", err)))
+            goto done;
     }
     if (name_groups(j, err))
         goto done;
@@ -569,8 +585,16 @@ done:
 int nn_job_load(const char *path, nn_job *out, nn_err *err)
 {
     char *text = NULL;
-    if (nn_file_read(path, 16u << 20, &text, NULL, err))
+    size_t size = 0;
+    if (nn_file_read(path, 16u << 20, &text, &size, err))
         return NN_ERR;
+    if (memchr(text, '\0', size)) {
+        memset(out, 0, sizeof *out);
+        nn_fail(err, "%s: a raw NUL byte at byte %zu (not valid JSON)", path,
+                (size_t)((char *)memchr(text, '\0', size) - text) + 1);
+        nn_free(text);
+        return NN_ERR;
+    }
     int rc = nn_job_parse(text, path, out, err);
     nn_free(text);
     return rc;

@@ -52,6 +52,11 @@ static int add_requested(nn_hookset *hs, const nn_model *m, const nn_trace_param
         n_names++;
         if (nn_hook_name_parse(name, L, &hp, &layer, err))
             goto done;
+        if (hp == NN_HP_ROUTER_PROBABILITIES && !m->cfg.n_experts) {
+            nn_fail(err, "trace: layer %d has no mixture of experts, so no router_probabilities",
+                    layer == NN_ALL_LAYERS ? (n_spec ? spec[0] : 0) : layer);
+            goto done;
+        }
         int count = 1;
         const int *layers = &layer;
         if (layer == NN_ALL_LAYERS) {

@@ -120,6 +120,11 @@ if(NOT NNTERP_SANITIZE AND NOT NNTERP_FUZZ)
 endif()
 nn_add_test(run ${CMAKE_SOURCE_DIR}/tests/test_run.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)
+# The store against concurrent writers, edited inputs, changed weights, torn ledgers, reruns and bad
+# outputs (issue 17), --resume's identity, --dry-run; SIGTERM/SIGINT/SIGUSR1 sent to mpirun, and a
+# resume under other pipeline splits.
+nn_add_test(store ${CMAKE_SOURCE_DIR}/tests/test_store.sh $<TARGET_FILE:nnterp>)
+nn_add_test(mpi_signals ${CMAKE_SOURCE_DIR}/tests/test_mpi_signals.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
 # the page rendered by headless Chromium (skipped without it).
 nn_test(test_plot nn_io)
