@@ -15,6 +15,7 @@ typedef struct nn_run_options {
     bool resume;
     bool progress; /* a progress line on stderr (default: when stderr is a terminal) */
     bool quiet;    /* no summary on stdout */
+    const char *compute; /* --compute: overrides the job's "compute" (NULL: the job's) */
     /* Fault injection for tests (fail_at): the rank at pipeline stage fail_stage fails with an
      * error when it reaches global batch fail_batch. The CLI sets it from
      * NNTERP_FAIL_AT_BATCH=STAGE:BATCH. */
