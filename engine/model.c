@@ -1933,8 +1933,7 @@ int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
                 return NN_ERR;
         }
         cc.layer = -1;
-        if ((m->last_stage || m->head.dtype == NN_DT_BF16) &&
-            x3_weights_ok(m, &m->head, &cc) != NN_OK)
+        if (x3_weights_ok(m, &m->head, &cc) != NN_OK)
             return NN_ERR;
     }
     char impl[96];
@@ -1949,9 +1948,10 @@ int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
             return NN_ERR;
     }
     cc.layer = -1;
-    /* The head on the stage that computes logits; on any stage when it is BF16 (no copy: a
-     * pipeline's first stage, or plan timing a few layers, may unembed too). */
-    if ((m->last_stage || m->head.dtype == NN_DT_BF16) && make_gemm(m, &m->head, &cc) != NN_OK)
+    /* The head on every stage: any stage may unembed (the logit lens of its layers), and a
+     * row's result must not depend on which stage computed it. A F32/F16 head gets a bfloat16
+     * copy on each stage (half the bytes of a F32 head); a BF16 head is used in place. */
+    if (make_gemm(m, &m->head, &cc) != NN_OK)
         return NN_ERR;
     snprintf(m->compute_kernel, sizeof m->compute_kernel, "oneDNN %s, %d rows per call", impl,
              (int)NN_BF16_ROWS);

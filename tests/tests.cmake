@@ -66,6 +66,8 @@ if(NNTERP_WITH_DNNL)
   nn_add_test(reference_qwen2_moe_compute_bf16 test_reference ${REF}/tiny/qwen2_moe/ref-f32
               --compute bfloat16 --tol-act 1.2 --tol-prob 0.12)
   nn_add_test(bf16 test_bf16)
+  nn_add_test(compute ${CMAKE_SOURCE_DIR}/tests/test_compute.sh $<TARGET_FILE:nnterp>
+              ${CMAKE_SOURCE_DIR})
 endif()
 # The trained stories260K: its HF copy, and the llama2.c .bin against the same references.
 nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5)
