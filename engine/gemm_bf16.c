@@ -3,6 +3,7 @@
 #include "gemm_bf16.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 const char *nn_compute_name(nn_compute c)
@@ -29,14 +30,14 @@ int nn_compute_parse(const char *name, const char *what, nn_compute *out, nn_err
                    name ? name : "(null)");
 }
 
-/* float32 -> bfloat16, round to nearest even; NaN stays NaN. */
+/* float32 -> bfloat16, round to nearest even; NaN stays NaN. Branch-free, so the row loops
+ * vectorize. */
 static inline uint16_t to_bf16(float f)
 {
     uint32_t u;
     memcpy(&u, &f, sizeof u);
-    if ((u & 0x7fffffffu) > 0x7f800000u)
-        return (uint16_t)((u >> 16) | 0x40);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet = (u >> 16) | 0x40u;
+    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
 }
 
 static inline float from_bf16(uint16_t h)
@@ -45,6 +46,62 @@ static inline float from_bf16(uint16_t h)
     float f;
     memcpy(&f, &u, sizeof f);
     return f;
+}
+
+/* The row loops around the product, cloned for AVX-512 (x86-64-v4) where the compiler can (see
+ * forward.c); their results are the same bits in every clone (integer rounding, float adds in a
+ * fixed order). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 &&           \
+    defined(__GLIBC__)
+#define BF16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define BF16_CLONES
+#endif
+
+/* x (rows, K) -> T bfloat16 terms, term t at rows [t*B, t*B + rows) of src (stride K). */
+BF16_CLONES static void split_rows(const float *x, size_t ldx, size_t rows, size_t K, size_t B,
+                                   int T, uint16_t *src)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        uint16_t *h1 = src + r * K, *h2 = src + (B + r) * K, *h3 = src + (2 * B + r) * K;
+        if (T == 1) {
+            for (size_t k = 0; k < K; k++)
+                h1[k] = to_bf16(xr[k]);
+        } else {
+            for (size_t k = 0; k < K; k++) {
+                uint16_t a = to_bf16(xr[k]);
+                float r1 = xr[k] - from_bf16(a);
+                uint16_t b = to_bf16(r1);
+                h1[k] = a;
+                h2[k] = b;
+                h3[k] = to_bf16(r1 - from_bf16(b));
+            }
+        }
+    }
+}
+
+/* y rows = ((term3 + term2) + term1) + b: the small terms first, in a fixed order. */
+BF16_CLONES static void store_rows(const float *dst, size_t rows, size_t N, size_t B, int T,
+                                   const float *b, float *y, size_t ldy)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * ldy;
+        const float *d1 = dst + r * N;
+        if (T == 1) {
+            if (b)
+                for (size_t j = 0; j < N; j++)
+                    yr[j] = d1[j] + b[j];
+            else
+                memcpy(yr, d1, N * sizeof(float));
+        } else {
+            const float *d2 = dst + (B + r) * N, *d3 = dst + (2 * B + r) * N;
+            for (size_t j = 0; j < N; j++) {
+                float v = (d3[j] + d2[j]) + d1[j];
+                yr[j] = b ? v + b[j] : v;
+            }
+        }
+    }
 }
 
 #ifndef NNTERP_HAVE_DNNL
@@ -93,6 +150,11 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cb, const float *x, size_t ldx
                        const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
 {
     return nn_fail(err, "bfloat16 GEMM: built without oneDNN");
+}
+
+double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
+{
+    return 0;
 }
 
 #else
@@ -220,18 +282,22 @@ int nn_bf16_gemm_create(const void *w, nn_dtype dtype, int n_in, int n_out, size
     g->n_out = n_out;
     g->terms = mode == NN_COMPUTE_BF16X3 ? 3 : 1;
     const uint16_t *wb = w;
-    if (dtype != NN_DT_BF16) {
-        /* A rounded bfloat16 copy in the stored layout: half the bytes of F32 weights. */
-        size_t outer = (size_t)(in_major ? n_in : n_out), inner = (size_t)(in_major ? n_out : n_in);
+    size_t outer = (size_t)(in_major ? n_in : n_out), inner = (size_t)(in_major ? n_out : n_in);
+    /* oneDNN's AMX kernel takes [K][N] weights only with rows of exactly N: a column slice of a
+     * fused in_major matrix (GPT-2's c_attn split into q, k, v) gets a compact copy. */
+    bool strided = in_major && ld != inner;
+    if (dtype != NN_DT_BF16 || strided) {
+        /* A (rounded) bfloat16 copy in the stored layout: half the bytes of F32 weights. */
         g->copy_bytes = outer * inner * sizeof(uint16_t);
         if (!(g->copy = nn_malloc(g->copy_bytes ? g->copy_bytes : 1, err)))
             goto fail;
         for (size_t r = 0; r < outer; r++)
             for (size_t c = 0; c < inner; c++) {
-                float f = dtype == NN_DT_F32
-                              ? ((const float *)w)[r * ld + c]
-                              : nn_f16_to_f32(((const uint16_t *)w)[r * ld + c]);
-                g->copy[r * inner + c] = to_bf16(f);
+                const uint16_t *h = (const uint16_t *)w;
+                g->copy[r * inner + c] =
+                    dtype == NN_DT_BF16   ? h[r * ld + c]
+                    : dtype == NN_DT_F32 ? to_bf16(((const float *)w)[r * ld + c])
+                                         : to_bf16(nn_f16_to_f32(h[r * ld + c]));
             }
         wb = g->copy;
         ld = inner;
@@ -306,26 +372,15 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
     uint8_t *base = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint16_t *src = (uint16_t *)base;
     float *dst = (float *)(base + align64(T * B * K * 2));
+    /* A full block of one term without bias, whose output rows are the block's columns exactly,
+     * is written in place: the same kernel, the same bits, no copy. */
+    bool direct = T == 1 && !bias && (size_t)rows == B && ldy == N && cb->col0 == 0;
+    if (direct)
+        dst = y;
     void *pad = base + align64(T * B * K * 2) + align64(T * B * N * 4);
     /* The input rows as T bfloat16 terms, term t in rows [t*B, t*B + B); padding rows zero. Every
-     * block converts its rows again: the cost is K per row against N*K for the product. */
-    for (size_t r = 0; r < (size_t)rows; r++) {
-        const float *xr = x + r * ldx;
-        uint16_t *h1 = src + r * K, *h2 = src + (B + r) * K, *h3 = src + (2 * B + r) * K;
-        if (T == 1) {
-            for (size_t k = 0; k < K; k++)
-                h1[k] = to_bf16(xr[k]);
-        } else {
-            for (size_t k = 0; k < K; k++) {
-                uint16_t a = to_bf16(xr[k]);
-                float r1 = xr[k] - from_bf16(a);
-                uint16_t b = to_bf16(r1);
-                h1[k] = a;
-                h2[k] = b;
-                h3[k] = to_bf16(r1 - from_bf16(b));
-            }
-        }
-    }
+     * column block converts its rows again: K per row against N*K for the product. */
+    split_rows(x, ldx, (size_t)rows, K, B, (int)T, src);
     for (size_t t = 0; t < T; t++)
         if ((size_t)rows < B)
             memset(src + (t * B + (size_t)rows) * K, 0, (B - (size_t)rows) * K * 2);
@@ -364,26 +419,84 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
     if (st != dnnl_success)
         return nn_fail(err, "bfloat16 GEMM [%zu x %d]: oneDNN matmul failed (status %d)", K,
                        g->n_out, (int)st);
-    /* y = ((term3 + term2) + term1) + b: the small terms first, in a fixed order. */
-    const float *b = bias ? bias + cb->col0 : NULL;
-    for (size_t r = 0; r < (size_t)rows; r++) {
-        float *yr = y + r * ldy + cb->col0;
-        const float *d1 = dst + r * N;
-        if (T == 1) {
-            if (b)
-                for (size_t j = 0; j < N; j++)
-                    yr[j] = d1[j] + b[j];
-            else
-                memcpy(yr, d1, N * sizeof(float));
-        } else {
-            const float *d2 = dst + (B + r) * N, *d3 = dst + (2 * B + r) * N;
-            for (size_t j = 0; j < N; j++) {
-                float v = (d3[j] + d2[j]) + d1[j];
-                yr[j] = b ? v + b[j] : v;
-            }
+    if (!direct)
+        store_rows(dst, (size_t)rows, N, B, (int)T, bias ? bias + cb->col0 : NULL, y + cb->col0,
+                   ldy);
+    return NN_OK;
+}
+
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
+{
+    omp_set_num_threads(1);
+    dnnl_primitive_desc_t pd;
+    if (reps < 1 || reps > 64 || make_pd(M, K, N, (size_t)K, false, &pd) != dnnl_success)
+        return 0;
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t spb = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    dnnl_primitive_t prim = NULL;
+    uint16_t *a = calloc((size_t)M * K, 2), *w = calloc((size_t)N * K, 2);
+    float *c = calloc((size_t)M * N, 4);
+    void *pad = malloc(spb ? spb : 1);
+    double t[64], g = 0;
+    dnnl_stream_t stream = NULL;
+    dnnl_memory_t mems[4] = {0};
+    if (a && w && c && pad && dnnl_primitive_create(&prim, pd) == dnnl_success &&
+        dnnl_stream_create(&stream, engine(), dnnl_stream_default_flags) == dnnl_success) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            a[i] = to_bf16((float)(i % 7) * 0.01f);
+        for (size_t i = 0; i < (size_t)N * K; i++)
+            w[i] = to_bf16((float)(i % 5) * 0.01f);
+        const dnnl_query_t q[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md,
+                                   dnnl_query_scratchpad_md};
+        void *h[4] = {a, w, c, pad};
+        int ok = 1;
+        for (int i = 0; i < 4; i++)
+            ok &= dnnl_memory_create(&mems[i], dnnl_primitive_desc_query_md(pd, q[i], 0), engine(),
+                                     h[i]) == dnnl_success;
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, mems[0]},
+                                   {DNNL_ARG_WEIGHTS, mems[1]},
+                                   {DNNL_ARG_DST, mems[2]},
+                                   {DNNL_ARG_SCRATCHPAD, mems[3]}};
+        for (int r = -1; ok && r < reps; r++) {
+            double t0 = now_s();
+            ok = dnnl_primitive_execute(prim, stream, 4, args) == dnnl_success &&
+                 dnnl_stream_wait(stream) == dnnl_success;
+            if (r >= 0)
+                t[r] = now_s() - t0;
+        }
+        if (ok) {
+            qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+            g = 2.0 * M * N * K / t[reps / 2] / 1e9;
         }
     }
-    return NN_OK;
+    for (int i = 0; i < 4; i++)
+        if (mems[i])
+            dnnl_memory_destroy(mems[i]);
+    if (stream)
+        dnnl_stream_destroy(stream);
+    if (prim)
+        dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    free(a);
+    free(w);
+    free(c);
+    free(pad);
+    return g;
 }
 
 #endif
