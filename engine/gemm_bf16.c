@@ -117,8 +117,8 @@ bool nn_bf16_probe(char *impl, size_t n)
     return false;
 }
 
-int nn_bf16_gemm_create(const void *w, nn_dtype dtype, int n_in, int n_out, size_t ld,
-                        bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
+int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
 {
     *out = NULL;
     return nn_fail(err, "compute %s needs oneDNN, and this nnterp was built without it "
@@ -184,6 +184,7 @@ static dnnl_engine_t engine(void)
 typedef struct col_block {
     dnnl_primitive_t prim;
     const uint16_t *w; /* the block's first column */
+    const float *bias; /* its first bias, or NULL: bfloat16 adds it in the primitive */
     int n_cols;
     int col0;
 } col_block;
@@ -212,14 +213,15 @@ static const char *impl_of(const_dnnl_primitive_desc_t pd)
 }
 
 /* A matmul [rows, K] bf16 x [K, N] bf16 (strided view) -> [rows, N] f32, user scratchpad. */
-static dnnl_status_t make_pd(int rows, int K, int N, size_t ld, bool in_major,
+static dnnl_status_t make_pd(int rows, int K, int N, size_t ld, bool in_major, bool bias,
                              dnnl_primitive_desc_t *pd)
 {
     dnnl_engine_t eng = engine();
     if (!eng)
         return dnnl_runtime_error;
-    dnnl_memory_desc_t src, wei, dst;
+    dnnl_memory_desc_t src, wei, dst, bia;
     dnnl_dims_t sd = {rows, K}, ss = {K, 1}, wd = {K, N}, dd = {rows, N}, ds = {N, 1};
+    dnnl_dims_t bd = {1, N}, bs = {N, 1};
     dnnl_dims_t ws = {1, (dnnl_dim_t)ld};
     if (in_major) {
         ws[0] = (dnnl_dim_t)ld;
@@ -228,10 +230,11 @@ static dnnl_status_t make_pd(int rows, int K, int N, size_t ld, bool in_major,
     dnnl_status_t st;
     if ((st = dnnl_memory_desc_init_by_strides(&src, 2, sd, dnnl_bf16, ss)) ||
         (st = dnnl_memory_desc_init_by_strides(&wei, 2, wd, dnnl_bf16, ws)) ||
-        (st = dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds)))
+        (st = dnnl_memory_desc_init_by_strides(&dst, 2, dd, dnnl_f32, ds)) ||
+        (st = dnnl_memory_desc_init_by_strides(&bia, 2, bd, dnnl_f32, bs)))
         return st;
     dnnl_matmul_desc_t md;
-    if ((st = dnnl_matmul_desc_init(&md, &src, &wei, NULL, &dst)))
+    if ((st = dnnl_matmul_desc_init(&md, &src, &wei, bias ? &bia : NULL, &dst)))
         return st;
     dnnl_primitive_attr_t attr;
     if ((st = dnnl_primitive_attr_create(&attr)))
@@ -246,7 +249,7 @@ static dnnl_status_t make_pd(int rows, int K, int N, size_t ld, bool in_major,
 bool nn_bf16_probe(char *impl, size_t n)
 {
     dnnl_primitive_desc_t pd;
-    if (make_pd(NN_BF16_ROWS, 768, 768, 768, false, &pd) != dnnl_success) {
+    if (make_pd(NN_BF16_ROWS, 768, 768, 768, false, false, &pd) != dnnl_success) {
         snprintf(impl, n, "none (oneDNN has no bfloat16 matmul on this CPU)");
         return false;
     }
@@ -267,8 +270,8 @@ void nn_bf16_gemm_free(nn_bf16_gemm *g)
     nn_free(g);
 }
 
-int nn_bf16_gemm_create(const void *w, nn_dtype dtype, int n_in, int n_out, size_t ld,
-                        bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
+int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
 {
     *out = NULL;
     err->msg[0] = '\0';
@@ -311,8 +314,11 @@ int nn_bf16_gemm_create(const void *w, nn_dtype dtype, int n_in, int n_out, size
         cb->n_cols = n_out - cb->col0 < NN_BF16_COLS ? n_out - cb->col0 : NN_BF16_COLS;
         cb->w = wb + (in_major ? (size_t)cb->col0 : (size_t)cb->col0 * ld);
         dnnl_primitive_desc_t pd;
-        if (make_pd(g->terms * NN_BF16_ROWS, n_in, cb->n_cols, ld, in_major, &pd) !=
-            dnnl_success)
+        /* One term: the bias inside the primitive, so a full block writes y in place. Three terms:
+         * added after their sum (store_rows). */
+        cb->bias = bias && g->terms == 1 ? bias + cb->col0 : NULL;
+        if (make_pd(g->terms * NN_BF16_ROWS, n_in, cb->n_cols, ld, in_major, cb->bias != NULL,
+                    &pd) != dnnl_success)
             goto no_amx;
         bool amx = strstr(impl_of(pd), "amx") != NULL;
         const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -374,7 +380,7 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
     float *dst = (float *)(base + align64(T * B * K * 2));
     /* A full block of one term without bias, whose output rows are the block's columns exactly,
      * is written in place: the same kernel, the same bits, no copy. */
-    bool direct = T == 1 && !bias && (size_t)rows == B && ldy == N && cb->col0 == 0;
+    bool direct = T == 1 && (size_t)rows == B && ldy == N && cb->col0 == 0;
     if (direct)
         dst = y;
     void *pad = base + align64(T * B * K * 2) + align64(T * B * N * 4);
@@ -387,7 +393,7 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
     omp_set_num_threads(1);
     dnnl_engine_t eng = engine();
     dnnl_stream_t stream = NULL;
-    dnnl_memory_t ms = NULL, mw = NULL, md = NULL, mp = NULL;
+    dnnl_memory_t ms = NULL, mw = NULL, md = NULL, mp = NULL, mb = NULL;
     const_dnnl_primitive_desc_t pd;
     const dnnl_memory_desc_t *d_src, *d_wei, *d_dst, *d_pad;
     dnnl_status_t st = dnnl_primitive_get_primitive_desc(cb->prim, &pd);
@@ -400,18 +406,22 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
             (st = dnnl_memory_create(&ms, d_src, eng, src)) == dnnl_success &&
             (st = dnnl_memory_create(&mw, d_wei, eng, (void *)cb->w)) == dnnl_success &&
             (st = dnnl_memory_create(&md, d_dst, eng, dst)) == dnnl_success &&
-            (st = dnnl_memory_create(&mp, d_pad, eng, pad)) == dnnl_success) {
-            dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms},
+            (st = dnnl_memory_create(&mp, d_pad, eng, pad)) == dnnl_success &&
+            (!cb->bias ||
+             (st = dnnl_memory_create(&mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
+                                      eng, (void *)cb->bias)) == dnnl_success)) {
+            dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms},
                                        {DNNL_ARG_WEIGHTS, mw},
                                        {DNNL_ARG_DST, md},
-                                       {DNNL_ARG_SCRATCHPAD, mp}};
-            st = dnnl_primitive_execute(cb->prim, stream, 4, args);
+                                       {DNNL_ARG_SCRATCHPAD, mp},
+                                       {DNNL_ARG_BIAS, mb}};
+            st = dnnl_primitive_execute(cb->prim, stream, cb->bias ? 5 : 4, args);
             if (st == dnnl_success)
                 st = dnnl_stream_wait(stream);
         }
     }
-    dnnl_memory_t mems[] = {ms, mw, md, mp};
-    for (int i = 0; i < 4; i++)
+    dnnl_memory_t mems[] = {ms, mw, md, mp, mb};
+    for (int i = 0; i < 5; i++)
         if (mems[i])
             dnnl_memory_destroy(mems[i]);
     if (stream)
@@ -420,8 +430,8 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
         return nn_fail(err, "bfloat16 GEMM [%zu x %d]: oneDNN matmul failed (status %d)", K,
                        g->n_out, (int)st);
     if (!direct)
-        store_rows(dst, (size_t)rows, N, B, (int)T, bias ? bias + cb->col0 : NULL, y + cb->col0,
-                   ldy);
+        store_rows(dst, (size_t)rows, N, B, (int)T, g->terms == 1 ? NULL : bias ? bias + cb->col0 : NULL,
+                   y + cb->col0, ldy);
     return NN_OK;
 }
 
@@ -444,7 +454,7 @@ double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
 {
     omp_set_num_threads(1);
     dnnl_primitive_desc_t pd;
-    if (reps < 1 || reps > 64 || make_pd(M, K, N, (size_t)K, false, &pd) != dnnl_success)
+    if (reps < 1 || reps > 64 || make_pd(M, K, N, (size_t)K, false, false, &pd) != dnnl_success)
         return 0;
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
     size_t spb = sp ? dnnl_memory_desc_get_size(sp) : 0;

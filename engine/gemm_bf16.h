@@ -46,9 +46,10 @@ bool nn_bf16_probe(char *impl, size_t n);
 typedef struct nn_bf16_gemm nn_bf16_gemm;
 
 /* NULL with no error (err->msg empty) when oneDNN would not run this matrix on AMX: the caller
- * keeps float32 for it. */
-int nn_bf16_gemm_create(const void *w, nn_dtype dtype, int n_in, int n_out, size_t ld,
-                        bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err);
+ * keeps float32 for it. bias ([n_out] float32, or NULL) must be the one later passed to
+ * nn_bf16_gemm_block (bfloat16 adds it inside the primitive). */
+int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err);
 void nn_bf16_gemm_free(nn_bf16_gemm *g);
 /* Bytes it owns beyond the mapped checkpoint (a bfloat16 copy of F32/F16 weights). */
 size_t nn_bf16_gemm_owned_bytes(const nn_bf16_gemm *g);

@@ -1883,7 +1883,7 @@ static int make_gemm(nn_model *m, nn_linear *W, void *ctx)
         return NN_OK; /* routers stay float32 (load_linear_f32) */
     nn_err *err = cc->err;
     nn_bf16_gemm *g = NULL;
-    if (nn_bf16_gemm_create(W->w, W->dtype, W->n_in, W->n_out, W->ld, W->in_major, cc->mode, &g,
+    if (nn_bf16_gemm_create(W->w, W->b, W->dtype, W->n_in, W->n_out, W->ld, W->in_major, cc->mode, &g,
                             err) != NN_OK) {
         nn_err_prefix(err, "%s", m->source);
         return NN_ERR;

@@ -41,7 +41,7 @@ static void gemm_invariance(nn_compute mode, bool in_major)
         bias[j] = frand();
     nn_bf16_gemm *g = NULL;
     size_t ld = in_major ? N : K;
-    CHECK_OK(nn_bf16_gemm_create(w, NN_DT_BF16, K, N, ld, in_major, mode, &g, &err), &err);
+    CHECK_OK(nn_bf16_gemm_create(w, bias, NN_DT_BF16, K, N, ld, in_major, mode, &g, &err), &err);
     CHECK(g != NULL, "no AMX primitive for [%d x %d]", K, N);
     if (!g)
         goto done;
