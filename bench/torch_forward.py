@@ -177,8 +177,11 @@ class LlamaRMSNorm(nn.Module):
         self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
 
     def forward(self, x):
-        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(var + self.eps))
+        # as transformers' LlamaRMSNorm: in float32, back to the input's dtype before the weight
+        # (the same ops in a float32 model)
+        dt, x = x.dtype, x.to(torch.float32)
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps)).to(dt)
 
 
 def rotate_half(x):
