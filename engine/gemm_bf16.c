@@ -48,62 +48,6 @@ static inline float from_bf16(uint16_t h)
     return f;
 }
 
-/* The row loops around the product, cloned for AVX-512 (x86-64-v4) where the compiler can (see
- * forward.c); their results are the same bits in every clone (integer rounding, float adds in a
- * fixed order). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 &&           \
-    defined(__GLIBC__)
-#define BF16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
-#else
-#define BF16_CLONES
-#endif
-
-/* x (rows, K) -> T bfloat16 terms, term t at rows [t*B, t*B + rows) of src (stride K). */
-BF16_CLONES static void split_rows(const float *x, size_t ldx, size_t rows, size_t K, size_t B,
-                                   int T, uint16_t *src)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * ldx;
-        uint16_t *h1 = src + r * K, *h2 = src + (B + r) * K, *h3 = src + (2 * B + r) * K;
-        if (T == 1) {
-            for (size_t k = 0; k < K; k++)
-                h1[k] = to_bf16(xr[k]);
-        } else {
-            for (size_t k = 0; k < K; k++) {
-                uint16_t a = to_bf16(xr[k]);
-                float r1 = xr[k] - from_bf16(a);
-                uint16_t b = to_bf16(r1);
-                h1[k] = a;
-                h2[k] = b;
-                h3[k] = to_bf16(r1 - from_bf16(b));
-            }
-        }
-    }
-}
-
-/* y rows = ((term3 + term2) + term1) + b: the small terms first, in a fixed order. */
-BF16_CLONES static void store_rows(const float *dst, size_t rows, size_t N, size_t B, int T,
-                                   const float *b, float *y, size_t ldy)
-{
-    for (size_t r = 0; r < rows; r++) {
-        float *yr = y + r * ldy;
-        const float *d1 = dst + r * N;
-        if (T == 1) {
-            if (b)
-                for (size_t j = 0; j < N; j++)
-                    yr[j] = d1[j] + b[j];
-            else
-                memcpy(yr, d1, N * sizeof(float));
-        } else {
-            const float *d2 = dst + (B + r) * N, *d3 = dst + (2 * B + r) * N;
-            for (size_t j = 0; j < N; j++) {
-                float v = (d3[j] + d2[j]) + d1[j];
-                yr[j] = b ? v + b[j] : v;
-            }
-        }
-    }
-}
-
 #ifndef NNTERP_HAVE_DNNL
 
 bool nn_bf16_compiled(void)
@@ -161,6 +105,63 @@ double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
 
 #include <dnnl.h>
 #include <pthread.h>
+
+/* The row loops around the product, cloned for AVX-512 (x86-64-v4) where the compiler can (see
+ * forward.c); their results are the same bits in every clone (integer rounding, float adds in a
+ * fixed order). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 &&           \
+    defined(__GLIBC__)
+#define BF16_CLONES __attribute__((target_clones("arch=x86-64-v4", "default")))
+#else
+#define BF16_CLONES
+#endif
+
+/* x (rows, K) -> T bfloat16 terms, term t at rows [t*B, t*B + rows) of src (stride K). */
+BF16_CLONES static void split_rows(const float *x, size_t ldx, size_t rows, size_t K, size_t B,
+                                   int T, uint16_t *src)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * ldx;
+        uint16_t *h1 = src + r * K, *h2 = src + (B + r) * K, *h3 = src + (2 * B + r) * K;
+        if (T == 1) {
+            for (size_t k = 0; k < K; k++)
+                h1[k] = to_bf16(xr[k]);
+        } else {
+            for (size_t k = 0; k < K; k++) {
+                uint16_t a = to_bf16(xr[k]);
+                float r1 = xr[k] - from_bf16(a);
+                uint16_t b = to_bf16(r1);
+                h1[k] = a;
+                h2[k] = b;
+                h3[k] = to_bf16(r1 - from_bf16(b));
+            }
+        }
+    }
+}
+
+/* y rows = ((term3 + term2) + term1) + b: the small terms first, in a fixed order. */
+BF16_CLONES static void store_rows(const float *dst, size_t rows, size_t N, size_t B, int T,
+                                   const float *b, float *y, size_t ldy)
+{
+    for (size_t r = 0; r < rows; r++) {
+        float *yr = y + r * ldy;
+        const float *d1 = dst + r * N;
+        if (T == 1) {
+            if (b)
+                for (size_t j = 0; j < N; j++)
+                    yr[j] = d1[j] + b[j];
+            else
+                memcpy(yr, d1, N * sizeof(float));
+        } else {
+            const float *d2 = dst + (B + r) * N, *d3 = dst + (2 * B + r) * N;
+            for (size_t j = 0; j < N; j++) {
+                float v = (d3[j] + d2[j]) + d1[j];
+                yr[j] = b ? v + b[j] : v;
+            }
+        }
+    }
+}
+
 
 /* oneDNN is built on OpenMP here (Debian's package); each call runs on the engine's thread with
  * one OpenMP thread, so the pool alone decides the parallelism. */
