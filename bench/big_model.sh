@@ -12,7 +12,8 @@
 #   6. a 4096-token prompt and a 1024-token one on one process (LONG=0 skips it): peak RSS.
 # Prompts: N_PROMPTS (default 24) passages of the repository's docs, 100-300 tokens, and N_LONG
 # (default 2) of 2,000+ tokens, through the Llama 3.1 tokenizer of ../shared.
-# Needs >= 20 GB available memory (checked first). Usage: bench/big_model.sh [OUT_DIR]
+# Needs >= 20 GB available memory (checked first). PLAN=0 reuses OUT_DIR/plan.txt.
+# Usage: bench/big_model.sh [OUT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIG=${BIG:-/work/big/llama3-8b}
@@ -71,8 +72,9 @@ echo "== inspect (headers only)"
 /usr/bin/time -f "inspect: %e s wall, peak RSS %M kB" "$NNTERP" inspect -m "$BIG" 2>&1 | grep -E "weights|stage|compute|inspect:"
 
 echo "== plan"
-"$NNTERP" plan -m "$BIG" --ranks 2 --stages 2 --compute bfloat16 --batch-tokens 4096 \
+[ "${PLAN:-1}" = 1 ] && "$NNTERP" plan -m "$BIG" --ranks 2 --stages 2 --compute bfloat16 --batch-tokens 4096 \
   --prompt-tokens 256 --logits none --lens last --measure-layers 2 2>&1 | tee "$OUT/plan.txt"
+[ "${PLAN:-1}" = 1 ] || cat "$OUT/plan.txt"
 
 echo "== mpirun -np 2, 2 pipeline stages"
 t0=$(date +%s)
