@@ -1,3 +1,11 @@
+#!/usr/bin/env python3
+"""Rows of a store made from a subset of a job's prompts against the same prompts' rows in the
+full store (the 8B run's one-stage check, docs/benchmarks-mpi.md): layers_output 0/10/20/31 and
+the logit lens, bit for bit.
+
+Usage: /usr/bin/python3 bench/compare_rows.py FULL.h5 SUB.h5 FIRST
+  FIRST: the index in FULL.h5 of SUB.h5's first prompt (the subset is consecutive prompts).
+"""
 import sys, h5py
 full, sub = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])
 fo, so = full["prompts/token_offsets"][:], sub["prompts/token_offsets"][:]
