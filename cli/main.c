@@ -42,9 +42,9 @@ static const char *usage_main =
     "(its tokenizer: --tokenizer FILE, else tokenizer.bin or tok<vocab>.bin beside it).\n"
     "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
     "--no-special turns that off.\n"
-    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer, probs)\n"
-    "takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix products\n"
-    "(default float32; bfloat16 modes on CPUs with AMX, docs/engine.md).\n";
+    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer and\n"
+    "probs) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix products\n"
+    "(default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n";
 
 static const char *usage_tokenize =
     "usage: nnterp tokenize -m MODEL [--tokenizer FILE] [--ids] [--no-special] [--] TEXT\n"
@@ -131,7 +131,8 @@ static void print_memory(const nn_model *m)
     }
     char impl[128];
     bool amx = nn_bf16_probe(impl, sizeof impl);
-    printf("compute          float32 (default, OpenBLAS sgemm); --compute bfloat16|bfloat16x3: %s\n",
+    printf("compute          float32 (default, OpenBLAS sgemm); --compute "
+           "bfloat16|bfloat16x3: %s\n",
            amx ? impl : "float32 here");
     if (!amx)
         printf("                 (oneDNN's bfloat16 matmul: %s; not AMX, so not used)\n", impl);

@@ -22,8 +22,8 @@ static double linear_mb(const nn_linear *l)
 {
     if (!l->w)
         return 0;
-    return ((double)l->n_in * l->n_out * (double)nn_linear_elem_size(l) + (l->b ? l->n_out * 4.0 : 0)) /
-           (1024.0 * 1024.0);
+    double weights = (double)l->n_in * l->n_out * (double)nn_linear_elem_size(l);
+    return (weights + (l->b ? l->n_out * 4.0 : 0)) / (1024.0 * 1024.0);
 }
 
 static double layer_mb(const nn_config *c, const nn_layer *L)

@@ -322,7 +322,8 @@ int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_
                     &pd) != dnnl_success)
             goto no_amx;
         bool amx = strstr(impl_of(pd), "amx") != NULL;
-        const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        const dnnl_memory_desc_t *sp =
+            dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
         size_t spb = sp ? dnnl_memory_desc_get_size(sp) : 0;
         if (spb > g->scratchpad)
             g->scratchpad = spb;
@@ -408,9 +409,9 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
             (st = dnnl_memory_create(&mw, d_wei, eng, (void *)cb->w)) == dnnl_success &&
             (st = dnnl_memory_create(&md, d_dst, eng, dst)) == dnnl_success &&
             (st = dnnl_memory_create(&mp, d_pad, eng, pad)) == dnnl_success &&
-            (!cb->bias ||
-             (st = dnnl_memory_create(&mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
-                                      eng, (void *)cb->bias)) == dnnl_success)) {
+            (!cb->bias || (st = dnnl_memory_create(
+                               &mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
+                               eng, (void *)cb->bias)) == dnnl_success)) {
             dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms},
                                        {DNNL_ARG_WEIGHTS, mw},
                                        {DNNL_ARG_DST, md},
@@ -431,8 +432,8 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
         return nn_fail(err, "bfloat16 GEMM [%zu x %d]: oneDNN matmul failed (status %d)", K,
                        g->n_out, (int)st);
     if (!direct)
-        store_rows(dst, (size_t)rows, N, B, (int)T, g->terms == 1 ? NULL : bias ? bias + cb->col0 : NULL,
-                   y + cb->col0, ldy);
+        store_rows(dst, (size_t)rows, N, B, (int)T,
+                   g->terms == 1 || !bias ? NULL : bias + cb->col0, y + cb->col0, ldy);
     return NN_OK;
 }
 

@@ -1860,8 +1860,9 @@ static int keep_gemm(nn_model *m, nn_bf16_gemm *g, nn_err *err)
 static int x3_weights_ok(nn_model *m, nn_linear *W, void *ctx)
 {
     compute_ctx *cc = ctx;
-    if (W->dtype == NN_DT_BF16 || (cc->layer >= 0 && (W == &m->layers[cc->layer].router ||
-                                                      W == &m->layers[cc->layer].shared_expert_gate)))
+    bool router = cc->layer >= 0 && (W == &m->layers[cc->layer].router ||
+                                     W == &m->layers[cc->layer].shared_expert_gate);
+    if (W->dtype == NN_DT_BF16 || router)
         return NN_OK;
     nn_err *err = cc->err;
     if (cc->layer >= 0)
@@ -1883,8 +1884,8 @@ static int make_gemm(nn_model *m, nn_linear *W, void *ctx)
         return NN_OK; /* routers stay float32 (load_linear_f32) */
     nn_err *err = cc->err;
     nn_bf16_gemm *g = NULL;
-    if (nn_bf16_gemm_create(W->w, W->b, W->dtype, W->n_in, W->n_out, W->ld, W->in_major, cc->mode, &g,
-                            err) != NN_OK) {
+    if (nn_bf16_gemm_create(W->w, W->b, W->dtype, W->n_in, W->n_out, W->ld, W->in_major, cc->mode,
+                            &g, err) != NN_OK) {
         nn_err_prefix(err, "%s", m->source);
         return NN_ERR;
     }

@@ -231,7 +231,8 @@ int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err);
  * NaN scan unless NNTERP_CHECK_WEIGHTS=1), so it is fast on a checkpoint of any size. The model
  * reports sizes (nn_model_layer_bytes) and cannot run. */
 int nn_model_inspect(const char *model, nn_model **out, nn_err *err);
-/* Chooses the GEMM precision of the loaded layers and of the head (on every stage: any may unembed).
+/* Chooses the GEMM precision of the loaded layers and of the head (on every stage: any stage may
+ * unembed).
  * NN_COMPUTE_F32: float32 everywhere (the default). The bfloat16 modes use oneDNN where it runs
  * on AMX (model->compute_kernel says which ran; without AMX float32 runs and it says so); errors:
  * built without oneDNN, bfloat16x3 with weights that are not BF16 (not exact in bfloat16). F32

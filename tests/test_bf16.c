@@ -1,7 +1,8 @@
 /* bfloat16 compute (engine/gemm_bf16.h), what must hold exactly and what is bounded:
  * - GEMM: a row's bits do not depend on the block it shares or its position there, at a Llama-like
  *   K = 4096 (where a oneDNN primitive per M is not invariant), in both layouts; its error against
- *   a double-precision product is bounded (bfloat16: activation rounding; bfloat16x3: float32-grade);
+ *   a double-precision product is bounded (bfloat16: activation rounding; bfloat16x3:
+ *   float32-grade);
  * - forward: a prompt alone and inside a packed batch, and 1 vs 2 threads, give the same bits at
  *   every hook point, in bfloat16 and bfloat16x3;
  * - the trained models (stories260K, models/demo): the greedy continuation and the logit lens's
@@ -78,7 +79,8 @@ static void gemm_invariance(nn_compute mode, bool in_major)
         worst = fmax(worst, e / sqrt(sq / N));
     }
     double bound = mode == NN_COMPUTE_BF16X3 ? 1e-5 : 2e-2;
-    printf("  %-10s %s K %d: %zu blocks differ from rows alone; max error / rms %.2e (bound %.0e)\n",
+    printf("  %-10s %s K %d: %zu blocks differ from rows alone; max error / rms %.2e "
+           "(bound %.0e)\n",
            nn_compute_name(mode), in_major ? "[K][N]" : "[N][K]", K, differing, worst, bound);
     CHECK(differing == 0, "%s: a row's bits depend on its block", nn_compute_name(mode));
     CHECK(worst <= bound, "%s: error %.3g over bound %.1g", nn_compute_name(mode), worst, bound);
