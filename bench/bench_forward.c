@@ -14,7 +14,12 @@
  *
  * --only-last runs the first mode alone (long prompts: full logits would dominate). --sgemm also
  * times OpenBLAS sgemm on the model's largest layer shape (tokens x d_ff x d_model) with the same
- * threads: the ceiling the forward's matmul FLOPs ("flops_per_token") are set against. */
+ * threads: the ceiling the forward's matmul FLOPs ("flops_per_token") are set against.
+ *
+ * --compute float32|bfloat16|bfloat16x3 sets the GEMM precision (nn_model_set_compute); with a
+ * bfloat16 mode --library-rate also times oneDNN's own bfloat16 matmul on each of the forward's
+ * linear shapes with all the batch's rows in one call ("library_linear_s": the seconds oneDNN alone
+ * needs for the forward's linear maps, one thread), which the forward's time is set against. */
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
@@ -145,9 +150,18 @@ int main(int argc, char **argv)
 {
     const char *model_dir = NULL;
     int batch = 8, tokens = 128, reps = 5, threads = 1;
-    bool only_last = false, want_sgemm = false;
+    bool only_last = false, want_sgemm = false, want_library = false;
+    const char *compute = "float32";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--library-rate")) {
+            want_library = true;
+            continue;
+        }
+        if (!strcmp(a, "--compute") && i + 1 < argc) {
+            compute = argv[++i];
+            continue;
+        }
         if (!strcmp(a, "--only-last") || !strcmp(a, "--sgemm")) {
             *(a[2] == 'o' ? &only_last : &want_sgemm) = true;
             continue;
@@ -189,7 +203,9 @@ int main(int argc, char **argv)
     long logits_calls = 0;
 
     double t_load = nn_seconds();
-    if (nn_model_load(model_dir, &model, &err))
+    nn_compute mode;
+    if (nn_compute_parse(compute, "--compute", &mode, &err) ||
+        nn_model_load(model_dir, &model, &err) || nn_model_set_compute(model, mode, &err))
         goto done;
     t_load = nn_seconds() - t_load;
     const nn_config *c = &model->cfg;
@@ -240,6 +256,20 @@ int main(int argc, char **argv)
     if (want_sgemm && !(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
         goto done;
 
+    /* oneDNN alone on the forward's linear shapes: every layer's maps with all n rows, and the
+     * head on the batch's last rows; each shape timed once, counted once per layer. */
+    double library_s = 0;
+    if (want_library && mode != NN_COMPUTE_F32) {
+        const nn_layer *L0 = &model->layers[0];
+        const nn_linear *ws[] = {&L0->q, &L0->k, &L0->v, &L0->o, &L0->gate, &L0->up, &L0->down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+            if (ws[i]->w) {
+                double g = nn_bf16_matmul_gflops(n, ws[i]->n_out, ws[i]->n_in, reps);
+                library_s += c->n_layers * 2.0 * n * ws[i]->n_out * ws[i]->n_in / (g * 1e9);
+            }
+        double g = nn_bf16_matmul_gflops(batch, c->vocab_size, c->d_model, reps);
+        library_s += 2.0 * batch * c->vocab_size * c->d_model / (g * 1e9);
+    }
     const float *logits = nn_state_logits(state);
     size_t V = (size_t)c->vocab_size;
     double cap_check = 0.0;
@@ -262,6 +292,10 @@ int main(int argc, char **argv)
     if (want_sgemm)
         printf("  \"sgemm_gflops\": %.6g, \"sgemm_shape\": [%d, %d, %d],\n", gflops, n, ff,
                c->d_model);
+    printf("  \"compute\": \"%s\", \"compute_kernel\": \"%s\",\n", nn_compute_name(mode),
+           model->compute_kernel);
+    if (library_s > 0)
+        printf("  \"library_linear_s\": %.6g,\n", library_s);
     printf("  \"modes\": {\n");
     print_mode("layers_output", secs_a, reps, n, only_last);
     if (!only_last)

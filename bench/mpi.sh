@@ -126,5 +126,9 @@ pct() { printf '%.0f\n' "$(echo "scale=4; 100 * ($1 - $2) / $2" | bc)"; } # roun
   echo "  a round holds 8 batches per replica, so filling and draining the pipeline costs"
   echo "  (P-1)/(m+P-1) = 1/9 of it, and stages send without waiting (two buffers in flight)."
   echo "- Predictions: within $(for x in "$p_1x1 $r_1x1" "$p_1x2 $r_1x2" "$p_dp $r_dp" "$p_pp $r_pp"; do set -- $x; pct "$1" "$2" | tr -d -; done | sort -n | tail -1)% of the measured rates (aim: 20%)."
-} >docs/benchmarks-mpi.md
+} >"$W/benchmarks-mpi.md"
+# bench/big_model.sh's section (from its marker to the end) is kept across the rewrite.
+sed -n '/^<!-- bench\/big_model.sh -->/,$p' docs/benchmarks-mpi.md >"$W/keep.md" 2>/dev/null || true
+cat "$W/benchmarks-mpi.md" >docs/benchmarks-mpi.md
+[ ! -s "$W/keep.md" ] || { echo; cat "$W/keep.md"; } >>docs/benchmarks-mpi.md
 cat docs/benchmarks-mpi.md

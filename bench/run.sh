@@ -142,4 +142,7 @@ BENCH_CC="$BENCH_CC ($("$BENCH_CC" -dumpfullversion 2>/dev/null || echo '?'))"
 BENCH_NPROC=$(getconf _NPROCESSORS_ONLN)
 BENCH_PIN=$pin
 BENCH_START_INSPECT=$start_inspect
+# bench/bf16.sh's section (from its marker to the end) is kept across the rewrite.
+keep=$(sed -n '/^<!-- bench\/bf16.sh -->/,$p' "$OUT" 2>/dev/null || true)
 "$PY" bench/report.py "$T" "$GPT2" "$LLAMA" "$OUT"
+[ -z "$keep" ] || printf '\n%s\n' "$keep" >>"$OUT"

@@ -11,7 +11,11 @@ logits of every position (HF's forward computes them all).
 No `transformers` or `safetensors` package is needed: the checkpoint is parsed with numpy.
 
 Usage: /usr/bin/python3 bench/torch_forward.py MODEL_DIR [--batch 8] [--tokens 128] [--reps 5]
-           [--threads 1]
+           [--threads 1] [--dtype float32|bfloat16]
+
+--dtype bfloat16 runs the model as Hugging Face does with torch_dtype=torch.bfloat16 (weights and
+activations in bfloat16, softmax in float32 for Llama as its eager attention does; the mask and
+rotary tables cast to bfloat16); torch's CPU matmul in bfloat16 is oneDNN's.
 Prints one JSON object on stdout.
 """
 import argparse
@@ -173,8 +177,11 @@ class LlamaRMSNorm(nn.Module):
         self.weight, self.eps = nn.Parameter(torch.ones(d)), eps
 
     def forward(self, x):
-        var = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
-        return self.weight * (x * torch.rsqrt(var + self.eps))
+        # as transformers' LlamaRMSNorm: in float32, back to the input's dtype before the weight
+        # (the same ops in a float32 model)
+        dt, x = x.dtype, x.to(torch.float32)
+        var = x.pow(2).mean(-1, keepdim=True)
+        return self.weight * (x * torch.rsqrt(var + self.eps)).to(dt)
 
 
 def rotate_half(x):
@@ -266,8 +273,9 @@ class LlamaForCausalLM(nn.Module):
         T = ids.size(-1)
         freqs = torch.outer(torch.arange(T, dtype=torch.float32), self.inv_freq)
         emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos()[None, None], emb.sin()[None, None]
-        mask = torch.full((T, T), torch.finfo(torch.float32).min).triu(1)[None, None]
+        dt = self.embed_tokens.weight.dtype
+        cos, sin = emb.cos()[None, None].to(dt), emb.sin()[None, None].to(dt)
+        mask = torch.full((T, T), torch.finfo(dt).min, dtype=dt).triu(1)[None, None]
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer(x, cos, sin, mask)[0]
@@ -291,6 +299,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -303,6 +312,8 @@ def main():
     model = kinds[cfg["model_type"]](cfg)
     model.load(load_safetensors(os.path.join(a.model_dir, "model.safetensors")))
     model.eval()
+    if a.dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
     load_s = time.perf_counter() - t0
 
     ids = bench_tokens(a.batch, a.tokens, cfg["vocab_size"])
@@ -331,6 +342,7 @@ def main():
     med = statistics.median(runs)
     print(json.dumps({
         "impl": "pytorch",
+        "dtype": a.dtype,
         "torch": torch.__version__,
         "model": os.path.abspath(a.model_dir),
         "model_type": cfg["model_type"],

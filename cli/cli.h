@@ -4,6 +4,7 @@
 
 #include <stdio.h>
 
+#include "model.h"
 #include "tokenizer.h"
 
 #define EXIT_USAGE 2
@@ -31,6 +32,7 @@ typedef struct args {
     const char *chat_template, *messages, *now, *transformers;
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
+    const char *compute; /* --compute NAME (NULL: float32) */
 } args;
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
@@ -52,6 +54,8 @@ int cli_open_tokenizer(const args *a, const char *model_path, int vocab, bool re
 /* Prompt i as token ids (a new array): text through the tokenizer, or --ids parsed. */
 int cli_prompt_ids(const args *a, int i, nn_tokenizer *tok, int32_t **ids, int *n, nn_err *err);
 bool cli_any_text(const args *a);
+/* nn_model_load, then the precision of --compute. */
+int cli_load_model(const args *a, nn_model **m, nn_err *err);
 /* Text tokens: text through the tokenizer (special tokens per a->no_special) into a new array. */
 int cli_text_ids(const args *a, nn_tokenizer *tok, const char *text, int32_t **ids, int *n,
                  nn_err *err);

@@ -147,7 +147,14 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->now = v;
         else if (!strcmp(k, "--transformers"))
             a->transformers = v;
-        else if (!strcmp(k, "--save"))
+        else if (!strcmp(k, "--compute")) {
+            nn_compute c;
+            nn_err e;
+            if (nn_compute_parse(v, "--compute", &c, &e))
+                return cli_usage_error(
+                    usage, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
+            a->compute = v;
+        } else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))
             a->layers = v;
@@ -369,5 +376,15 @@ int cli_parse_int_list(const char *s, long min, int **out, int *n, nn_err *err)
     }
     *out = v;
     *n = count;
+    return NN_OK;
+}
+
+int cli_load_model(const args *a, nn_model **m, nn_err *err)
+{
+    nn_compute c = NN_COMPUTE_F32;
+    if (nn_model_load(a->model, m, err) ||
+        (a->compute && nn_compute_parse(a->compute, "--compute", &c, err)) ||
+        nn_model_set_compute(*m, c, err))
+        return NN_ERR;
     return NN_OK;
 }

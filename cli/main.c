@@ -8,6 +8,7 @@
 #include "cli.h"
 #include "generate.h"
 #include "h5_sink.h"
+#include "pipeline.h"
 #include "pool.h"
 #include "run.h"
 #include "tokenizer.h"
@@ -43,7 +44,10 @@ static const char *usage_main =
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
     "(its tokenizer: --tokenizer FILE, else tokenizer.bin or tok<vocab>.bin beside it).\n"
     "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
-    "--no-special turns that off.\n";
+    "--no-special turns that off.\n"
+    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer and\n"
+    "probs) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix products\n"
+    "(default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n";
 
 static const char *usage_tokenize =
     "usage: nnterp tokenize -m MODEL [--tokenizer FILE] [--ids] [--no-special] [--] TEXT\n"
@@ -140,6 +144,57 @@ static void describe_modern(const nn_config *c)
                (double)c->logits_divisor);
 }
 
+/* Resident memory: the stored bytes of the layers a process runs (memory-mapped, as stored) plus
+ * embeddings and head; activations come on top (nnterp plan measures them). */
+static const char *human_bytes(double b, char *buf, size_t n)
+{
+    if (b >= 1024.0 * 1024.0 * 1024.0)
+        snprintf(buf, n, "%.2f GiB", b / (1024.0 * 1024.0 * 1024.0));
+    else
+        snprintf(buf, n, "%.2f MiB", b / (1024.0 * 1024.0));
+    return buf;
+}
+
+static void print_memory(const nn_model *m)
+{
+    const nn_config *c = &m->cfg;
+    int L = c->n_layers;
+    double layers = 0;
+    char b1[32], b2[32], b3[32];
+    for (int l = 0; l < L; l++)
+        layers += (double)nn_model_layer_bytes(m, l);
+    const nn_linear *q = L > 0 ? &m->layers[0].q : NULL;
+    printf("weights          %s matrices, memory-mapped as stored: layers %s (%s each), "
+           "embedding %s, head %s\n",
+           q && q->w ? nn_dtype_name(q->dtype) : "?", human_bytes(layers, b1, sizeof b1),
+           human_bytes(L ? layers / L : 0.0, b2, sizeof b2),
+           human_bytes((double)nn_model_outer_bytes(m, true, false), b3, sizeof b3),
+           m->head.w == m->tok_emb ? "tied" : "own");
+    printf("resident         weights per pipeline stage (activations on top: nnterp plan)\n");
+    for (int P = 1; P <= 4 && P <= L; P *= 2) {
+        int split[5];
+        nn_err split_err;
+        if (nn_pipeline_split(c, P, NN_PIPELINE_HEAD_SHARE, split, &split_err))
+            break;
+        printf("                 %d stage%s:", P, P == 1 ? " " : "s");
+        for (int k = 0; k < P; k++) {
+            double b = (double)nn_model_outer_bytes(m, k == 0, k == P - 1);
+            for (int l = split[k]; l < split[k + 1]; l++)
+                b += (double)nn_model_layer_bytes(m, l);
+            printf("%s layers [%d, %d) %s", k ? "," : "", split[k], split[k + 1],
+                   human_bytes(b, b1, sizeof b1));
+        }
+        printf("\n");
+    }
+    char impl[128];
+    bool amx = nn_bf16_probe(impl, sizeof impl);
+    printf("compute          float32 (default, OpenBLAS sgemm); --compute "
+           "bfloat16|bfloat16x3: %s\n",
+           amx ? impl : "float32 here");
+    if (!amx)
+        printf("                 (oneDNN's bfloat16 matmul: %s; not AMX, so not used)\n", impl);
+}
+
 static int cmd_inspect(int argc, char **argv)
 {
     args a;
@@ -148,7 +203,7 @@ static int cmd_inspect(int argc, char **argv)
         return rc < 0 ? 0 : rc;
     nn_err err = {{0}};
     nn_model *m;
-    if (nn_model_load(a.model, &m, &err)) {
+    if (nn_model_inspect(a.model, &m, &err)) {
         /* A file that is not a directory was read as a llama2.c checkpoint: say so. */
         if (nn_path_is_file(a.model))
             nn_err_prefix(&err,
@@ -300,6 +355,7 @@ static int cmd_inspect(int argc, char **argv)
         printf("logits           soft-capped tanh(x / %g) * %g\n", (double)c->final_softcap,
                (double)c->final_softcap);
     printf("bos / eos        %d / %d\n", c->bos_token_id, c->eos_token_id);
+    print_memory(m);
     printf("\nhook points (per prompt of T tokens; i = 0..%d)\n", c->n_layers - 1);
     for (int hp = 0; hp < NN_HP_COUNT; hp++) {
         char name[64], shape[64];
@@ -448,7 +504,7 @@ static int cmd_generate(int argc, char **argv)
     int n_prompt, n_out;
     stream_ctx stream = {0};
     rc = EXIT_FAILURE;
-    if (nn_model_load(a.model, &m, &err) ||
+    if (cli_load_model(&a, &m, &err) ||
         cli_open_tokenizer(&a, m->source, m->cfg.vocab_size, cli_any_text(&a), &tok, &err) ||
         cli_prompt_ids(&a, 0, tok, &prompt, &n_prompt, &err) ||
         !(out = nn_malloc((size_t)(a.n_new ? a.n_new : 1) * sizeof *out, &err))) {
@@ -511,7 +567,7 @@ static int cmd_trace(int argc, char **argv)
     int32_t *tokens = NULL;
     int offsets[MAX_PROMPTS + 1] = {0};
     rc = EXIT_FAILURE;
-    if (nn_model_load(a.model, &m, &err) ||
+    if (cli_load_model(&a, &m, &err) ||
         cli_open_tokenizer(&a, m->source, m->cfg.vocab_size, cli_any_text(&a), &tok, &err)) {
         cli_fail(&err);
         goto done;
@@ -545,7 +601,9 @@ static int cmd_trace(int argc, char **argv)
         nn_h5_attr_i64(f, "/", "format_version", 1, &err) ||
         nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, &err) ||
         nn_h5_attr_string(f, "/", "model", m->source, &err) ||
-        nn_h5_attr_string(f, "/", "model_config", m->config_json, &err)) {
+        nn_h5_attr_string(f, "/", "model_config", m->config_json, &err) ||
+        nn_h5_attr_string(f, "/", "compute", nn_compute_name(m->compute), &err) ||
+        nn_h5_attr_string(f, "/", "compute_kernel", m->compute_kernel, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -568,6 +626,7 @@ done:
 
 static const char *usage_run =
     "usage: nnterp run JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
+    "                [--compute C]\n"
     "Runs the job (docs/jobs.md): tokenizes the dataset, then writes every operation's results\n"
     "into one HDF5 store, OUT.h5.partial until complete. Exit codes: 0 done, 1 error,\n"
     "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable; under\n"
@@ -577,7 +636,8 @@ static const char *usage_run =
     "  --stages P   pipeline stages of this run instead of the job's parallel.pipeline_stages\n"
     "  --dry-run    check everything, print the plan, the layout and the store's arrays and\n"
     "               size; write nothing\n"
-    "  --progress   a progress line on stderr even when it is not a terminal\n";
+    "  --progress   a progress line on stderr even when it is not a terminal\n"
+    "  --compute C  float32, bfloat16 or bfloat16x3 (over the job's \"compute\" field)\n";
 
 static int cmd_run(int argc, char **argv)
 {
@@ -598,6 +658,14 @@ static int cmd_run(int argc, char **argv)
                                        i + 1 < argc ? argv[i + 1] : "");
             o.stages = (int)v;
             i++;
+        } else if (!strcmp(argv[i], "--compute") && i + 1 < argc) {
+            nn_compute c;
+            nn_err e;
+            o.compute = argv[++i];
+            if (nn_compute_parse(o.compute, "--compute", &c, &e))
+                return cli_usage_error(usage_run,
+                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'",
+                                       o.compute);
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", usage_run);
             return 0;

@@ -12,7 +12,7 @@ static const char *usage_plan =
     "usage: nnterp plan -m MODEL [--ranks N] [--stages P] [--threads K] [--cores C]\n"
     "                   [--batch-tokens B] [--prompt-tokens T] [--tokens TOTAL]\n"
     "                   [--logits none|last|all] [--lens none|last|all] [--shard-batches S]\n"
-    "                   [--measure-layers M]\n"
+    "                   [--measure-layers M] [--compute C]\n"
     "Sizes `mpirun -np N nnterp run JOB.json` before it is submitted. Times one batch of B tokens\n"
     "(prompts of T tokens) through the embedding, the layers and the head on this machine with K\n"
     "BLAS threads, measures the memory a process needs beside its weights, then prints for N\n"
@@ -31,7 +31,8 @@ static const char *usage_plan =
     "  --lens ROWS        rows of the logit lens, unembedded at every layer (default none)\n"
     "  --shard-batches S  the job's shard_batches (default 1)\n"
     "  --measure-layers M layers to load and time (default: all when they fit in 2 GiB, else 2;\n"
-    "                     the others are taken to cost the same)\n";
+    "                     the others are taken to cost the same)\n"
+    "  --compute C        the job's compute: float32 (default), bfloat16, bfloat16x3\n";
 
 static int parse_rows(const char *v, nn_plan_rows *out)
 {
@@ -107,6 +108,11 @@ int cmd_plan(int argc, char **argv)
         } else if (!strcmp(k, "--logits")) {
             if (parse_rows(v, &q.logits))
                 return cli_usage_error(usage_plan, "--logits is none, last or all, not '%s'", v);
+        } else if (!strcmp(k, "--compute")) {
+            nn_err e;
+            if (nn_compute_parse(v, "--compute", &q.compute, &e))
+                return cli_usage_error(usage_plan,
+                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
         } else if (!strcmp(k, "--lens")) {
             if (parse_rows(v, &q.lens))
                 return cli_usage_error(usage_plan, "--lens is none, last or all, not '%s'", v);
@@ -145,7 +151,10 @@ int cmd_plan(int argc, char **argv)
            "logit lens: %s\n",
            p.batch_prompts, p.batch_tokens_used / p.batch_prompts, p.batch_tokens_used,
            q.batch_tokens, rows_name(q.logits), rows_name(q.lens));
-    printf("\nmeasured here (median of 3, %d thread%s):\n", p.threads, p.threads == 1 ? "" : "s");
+    printf("compute      %s: %s\n", nn_compute_name(q.compute), p.compute_kernel);
+    printf("\nmeasured here (median of 3, %d thread%s; at most %d layers loaded, the bound of "
+           "what this process maps and touches):\n",
+           p.threads, p.threads == 1 ? "" : "s", p.measured_layers);
     printf("  embedding          %8.2f ms per batch\n", 1e3 * p.embed_s);
     double sum = 0;
     for (int l = 0; l < p.measured_layers; l++)

@@ -70,7 +70,7 @@ static int session_open(const args *a, bool need_tokenizer, bool need_prompt, se
                         nn_err *err)
 {
     memset(s, 0, sizeof *s);
-    if (nn_model_load(a->model, &s->m, err) ||
+    if (cli_load_model(a, &s->m, err) ||
         cli_open_tokenizer(a, s->m->source, s->m->cfg.vocab_size, need_tokenizer || cli_any_text(a),
                            &s->tok, err))
         return NN_ERR;
@@ -189,6 +189,7 @@ int cmd_lens(int argc, char **argv)
             nn_h5_write(f, "/tokens/ids", NN_H5_I32, 1, &nt, s.ids, &err) ||
             nn_h5_attr_string(f, "/", "format", "nnterp-lens", &err) ||
             nn_h5_attr_string(f, "/", "model", s.m->source, &err) ||
+            nn_h5_attr_string(f, "/", "compute", nn_compute_name(s.m->compute), &err) ||
             nn_h5_attr_string(f, "/lens", "variant", a.inverse ? "inverse" : "logit lens", &err) ||
             nn_h5_attr_string(f, "/", "prompt", a.prompt_is_text[0] ? a.prompt[0] : "", &err)) {
             cli_fail(&err);

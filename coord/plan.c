@@ -22,7 +22,8 @@ static double linear_mb(const nn_linear *l)
 {
     if (!l->w)
         return 0;
-    return ((double)l->n_in * l->n_out + (l->b ? l->n_out : 0)) * 4.0 / (1024.0 * 1024.0);
+    double weights = (double)l->n_in * l->n_out * (double)nn_linear_elem_size(l);
+    return (weights + (l->b ? l->n_out * 4.0 : 0)) / (1024.0 * 1024.0);
 }
 
 static double layer_mb(const nn_config *c, const nn_layer *L)
@@ -76,6 +77,11 @@ static int measure(const nn_plan_request *req, const nn_config *cfg, nn_plan *p,
     int rc = NN_ERR;
     if (nn_model_load_layers(req->model, 0, Lm, &m, err))
         return NN_ERR;
+    if (nn_model_set_compute(m, req->compute, err)) {
+        nn_model_free(m);
+        return NN_ERR;
+    }
+    snprintf(p->compute_kernel, sizeof p->compute_kernel, "%s", m->compute_kernel);
     int T = req->prompt_tokens < req->batch_tokens ? req->prompt_tokens : req->batch_tokens;
     if (T > cfg->max_positions)
         T = cfg->max_positions;
@@ -147,7 +153,8 @@ static int measure(const nn_plan_request *req, const nn_config *cfg, nn_plan *p,
     p->head_all_row_s = all_rows ? median_of(times, n_steps, Lm + 2) : p->head_last_row_s;
     p->head_mb = head ? linear_mb(&m->head) : 0;
     /* a batch touches the embedding rows of its tokens: at most the vocabulary */
-    p->embed_mb = (double)(N < cfg->vocab_size ? N : cfg->vocab_size) * D * 4.0 / (1024.0 * 1024.0);
+    p->embed_mb = (double)(N < cfg->vocab_size ? N : cfg->vocab_size) * D *
+                  (m->tok_emb_dtype == NN_DT_F32 ? 4.0 : 2.0) / (1024.0 * 1024.0);
     double touched = measured_mb + p->embed_mb + p->head_mb;
     /* everything but the weights a batch touched; never less than the process held at start */
     double beside = peak_mb() - touched;

@@ -31,6 +31,7 @@ typedef struct nn_plan_request {
     nn_plan_rows lens;   /* rows unembedded at every layer (logit lens) */
     int64_t tokens;      /* the dataset's tokens (0: no time estimate) */
     int measure_layers;  /* layers to load and time (0: all when they fit in 2 GiB, else 2) */
+    nn_compute compute;  /* the job's GEMM precision */
 } nn_plan_request;
 
 typedef struct nn_plan {
@@ -55,6 +56,7 @@ typedef struct nn_plan {
     double contention;    /* min(1, cores / (ranks x threads)) */
     double tokens_per_s;  /* the whole job */
     double seconds;       /* for request.tokens (0 when not given) */
+    char compute_kernel[192]; /* what ran the GEMMs */
 } nn_plan;
 
 /* Measures and predicts. Loads at most measure_layers layers of the model. */

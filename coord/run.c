@@ -625,6 +625,8 @@ static int create_store(const nn_comm *cm, const nn_job *job, const store_identi
          nn_h5_attr_string(f, "/", "identity", id->job, err) ||
          nn_h5_attr_string(f, "/", "weights", id->weights, err) ||
          (id->snapshot && nn_h5_attr_string(f, "/", "model_snapshot", id->snapshot, err)) ||
+         nn_h5_attr_string(f, "/", "compute", nn_compute_name(job->compute), err) ||
+         nn_h5_attr_string(f, "/", "compute_kernel", m->compute_kernel, err) ||
          nn_h5_attr_i64(f, "/", "world_size", cm->size, err) ||
          nn_h5_attr_i64(f, "/", "data_parallel", cm->size / P, err) ||
          nn_h5_attr_i64(f, "/", "pipeline_stages", P, err) ||
@@ -812,6 +814,19 @@ static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path
     char store[4096];
     snprintf(store, sizeof store, "%s.partial", job->output);
     int rc = nn_h5_open_partial(job->output, cm->mpi ? &par : NULL, &f, err);
+    /* A store never mixes precisions (stores older than the attribute are float32). */
+    if (rc == NN_OK) {
+        nn_err ignored;
+        char *stored = nn_h5_get_attr_string(f, "/", "compute", &ignored);
+        const char *want = nn_compute_name(job->compute);
+        if (strcmp(stored ? stored : "float32", want) != 0)
+            rc = nn_fail(err,
+                         "%s: attribute 'compute' is %s, and this run asks for compute %s: "
+                         "a store never mixes precisions (resume with \"compute\": \"%s\", or "
+                         "remove the .partial to start over)",
+                         store, stored ? stored : "float32", want, stored ? stored : "float32");
+        nn_free(stored);
+    }
     if (rc == NN_OK)
         rc = same_results(f, job, job_path, id, m, d, store, err);
     nn_sink reopen = {
@@ -987,6 +1002,13 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
 {
     nn_job job;
     int rc = nn_job_load(job_path, &job, err);
+    nn_compute forced;
+    if (rc == NN_OK && opts->compute &&
+        (nn_compute_parse(opts->compute, "--compute", &forced, err) ||
+         nn_job_set_compute(&job, forced, err))) {
+        nn_job_free(&job);
+        rc = NN_ERR;
+    }
     if (nn_comm_agree(cm, rc, err))
         return NN_ERR;
     nn_model *m = NULL;
@@ -1061,6 +1083,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         MPI_Comm_split(cm->comm, replica, stage, &replica_comm);
     step =
         nn_model_load_layers(job.model, split[stage], split[stage + 1], &m, err) ||
+        nn_model_set_compute(m, job.compute, err) ||
         nn_tokenizer_load_for_model(m->source, job.tokenizer, m->cfg.vocab_size, true, &tok, err);
     if (step != NN_OK && !m && nn_path_is_file(job.model))
         nn_err_prefix(err, "%s: model '%s' was read as a llama2.c .bin checkpoint", job_path,

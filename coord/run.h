@@ -20,6 +20,7 @@ typedef struct nn_run_options {
     /* Pipeline stages of this run; 0: the job's parallel.pipeline_stages. The layout is never
      * part of a store's identity, so a resume may use any. */
     int stages;
+    const char *compute; /* --compute: overrides the job's "compute" (NULL: the job's) */
     /* Fault injection for tests (fail_at): the rank at pipeline stage fail_stage fails with an
      * error when it reaches global batch fail_batch. The CLI sets it from
      * NNTERP_FAIL_AT_BATCH=STAGE:BATCH. */

@@ -75,6 +75,12 @@ struct nn_state {
     /* pool, the rotary tables and alibi belong to an nn_run_tables the state borrows (an
      * nn_context's) when tables_borrowed; else the state made them and frees them. */
     bool tables_borrowed;
+    /* Stored-dtype weights. */
+    float *wide;          /* an F16/BF16 matrix block widened to float32 (float32 compute) */
+    uint8_t *bf16_work;   /* bfloat16 GEMM scratch, bf16_per bytes per pool thread */
+    size_t bf16_per;
+    nn_err gemm_err;      /* the first GEMM failure of the pass (oneDNN), reported at its end */
+    bool gemm_failed;
 };
 
 static int gemm_min_rows(const nn_linear *W);
@@ -248,15 +254,45 @@ static size_t widest_mlp(const nn_model *m)
     return F;
 }
 
+/* F16/BF16 matrices in float32 compute are widened in column blocks of about WIDE_FLOATS
+ * elements (all blocks of a matrix the same width but the last, at least half of it), so a
+ * 128256 x 4096 head never needs a 2 GB float32 copy. A matrix at most WIDE_FLOATS is one block:
+ * the same GEMM as a float32 checkpoint of its values. */
+enum { WIDE_FLOATS = 8 << 20 };
+
+static int wide_blocks(const nn_linear *W, int *cols)
+{
+    size_t total = (size_t)W->n_in * (size_t)W->n_out;
+    int n = (int)((total + WIDE_FLOATS - 1) / WIDE_FLOATS);
+    if (n < 1)
+        n = 1;
+    *cols = (W->n_out + n - 1) / n;
+    return n;
+}
+
 static void pad_size(const nn_linear *W, size_t *pad_in, size_t *pad_out)
 {
     if (!W->w)
         return;
+    nn_linear block = *W;
+    if (W->dtype != NN_DT_F32)
+        wide_blocks(W, &block.n_out);
+    W = &block;
     size_t rows = (size_t)gemm_min_rows(W);
     if (rows * (size_t)W->n_in > *pad_in)
         *pad_in = rows * (size_t)W->n_in;
     if (rows * (size_t)W->n_out > *pad_out)
         *pad_out = rows * (size_t)W->n_out;
+}
+
+static void wide_size(const nn_linear *W, size_t *wide)
+{
+    if (!W->w || W->dtype == NN_DT_F32)
+        return;
+    int cols;
+    wide_blocks(W, &cols);
+    size_t n = (size_t)cols * (size_t)W->n_in;
+    *wide = n > *wide ? n : *wide;
 }
 
 void nn_state_free(nn_state *s)
@@ -268,10 +304,11 @@ void nn_state_free(nn_state *s)
                      s->k_cache, s->v_cache, s->scores, s->all_logits, s->pad_in, s->pad_out};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         nn_free(bufs[i]);
-    float *more[] = {s->branch2, s->router, s->route_w, s->moe_in, s->moe_out, s->gate1};
+    float *more[] = {s->branch2, s->router, s->route_w, s->moe_in, s->moe_out, s->gate1, s->wide};
     for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
         nn_free(more[i]);
     nn_free(s->route_idx);
+    nn_free(s->bf16_work);
     nn_free(s->rows);
     nn_free(s->tile);
     if (!s->tables_borrowed)
@@ -383,8 +420,9 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
         goto fail;
     if (c->arch->mla && nn_mla_scratch_init(&s->mla, m, p->max_tokens, err))
         goto fail;
-    size_t pad_in = 0, pad_out = 0;
+    size_t pad_in = 0, pad_out = 0, wide = 0;
     pad_size(&m->head, &pad_in, &pad_out);
+    wide_size(&m->head, &wide);
     for (int l = 0; l < c->n_layers; l++) {
         const nn_layer *L = &m->layers[l];
         const nn_linear *ws[] = {&L->q,    &L->k,      &L->v,
@@ -392,14 +430,18 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
                                  &L->down, &L->router, &L->shared_expert_gate,
                                  &L->q_a,  &L->q_b,    &L->kv_a,
                                  &L->kv_b};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
             pad_size(ws[i], &pad_in, &pad_out);
+            wide_size(ws[i], &wide);
+        }
         if (L->moe)
             for (int e = 0; e < c->n_experts; e++) {
-                pad_size(&L->experts[e].gate, &pad_in, &pad_out);
-                pad_size(&L->experts[e].up, &pad_in, &pad_out);
-                pad_size(&L->experts[e].down, &pad_in, &pad_out);
-                pad_size(&L->experts[e].gate_up, &pad_in, &pad_out);
+                const nn_linear *es[] = {&L->experts[e].gate, &L->experts[e].up,
+                                         &L->experts[e].down, &L->experts[e].gate_up};
+                for (int i = 0; i < 4; i++) {
+                    pad_size(es[i], &pad_in, &pad_out);
+                    wide_size(es[i], &wide);
+                }
             }
     }
     nn_run_tables tables;
@@ -417,10 +459,20 @@ int nn_state_init_shared(nn_state **out, const nn_model *m, const nn_state_param
     s->rope_sin_local = tables.rope_sin_local;
     s->rope_cos_long = tables.rope_cos_long;
     s->rope_sin_long = tables.rope_sin_long;
-    if (!(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
+    size_t bf16_per = 0;
+    for (size_t i = 0; i < m->n_gemms; i++) {
+        size_t b = nn_bf16_gemm_scratch_bytes(m->gemms[i]);
+        bf16_per = b > bf16_per ? b : bf16_per;
+    }
+    if ((wide && !(s->wide = nn_malloc(wide * sizeof(float), err))) ||
+        !(s->pad_in = nn_calloc(pad_in, sizeof(float), err)) ||
         !(s->pad_out = nn_calloc(pad_out, sizeof(float), err)) ||
         !(s->tile =
               nn_calloc(tile_floats(c) * (size_t)nn_pool_threads(s->pool), sizeof(float), err)))
+        goto fail;
+    s->bf16_per = bf16_per;
+    if (bf16_per &&
+        !(s->bf16_work = nn_malloc(bf16_per * (size_t)nn_pool_threads(s->pool), err)))
         goto fail;
     if (p->n_slots > 0) {
         size_t rows = (size_t)p->n_slots * (size_t)p->slot_capacity, n, nv;
@@ -489,12 +541,10 @@ static void gemm(nn_pool *pool, const nn_linear *W, const float *x, size_t ldx, 
                 W->n_in, 1.0f, x, (int)ldx, W->w, (int)W->ld, beta, y, (int)ldy);
 }
 
-/* y (N, out) = x (N, in) W + b, the same bits for a row whatever N is. */
-static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
-                   size_t ldy, int n)
+/* y (N, out) = x (N, in) W + b for float32 weights, the same bits for a row whatever N is. */
+static void linear_f32(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
+                       size_t ldy, int n)
 {
-    if (n <= 0)
-        return;
     int rows = gemm_min_rows(W);
     if (n >= rows) {
         gemm(s->pool, W, x, ldx, y, ldy, n);
@@ -506,6 +556,114 @@ static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t
     gemm(s->pool, W, s->pad_in, in, s->pad_out, out, rows);
     for (int t = 0; t < n; t++)
         memcpy(y + (size_t)t * ldy, s->pad_out + (size_t)t * out, out * sizeof(float));
+}
+
+typedef struct widen_job {
+    const nn_linear *W;
+    float *dst;
+    int c0, cols;
+} widen_job;
+
+/* Rows [begin, end) of a column block of W, widened to float32: out-major rows are output
+ * columns c0 + r, in_major rows are inputs. */
+static void widen_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const widen_job *j = ctx;
+    const nn_linear *W = j->W;
+    (void)worker;
+    size_t cols = (size_t)j->cols, in = (size_t)W->n_in;
+    for (size_t r = begin; r < end; r++) {
+        const uint16_t *src = W->in_major ? W->w16 + r * W->ld + (size_t)j->c0
+                                          : W->w16 + ((size_t)j->c0 + r) * W->ld;
+        float *d = j->dst + r * (W->in_major ? cols : in);
+        size_t n = W->in_major ? cols : in;
+        if (W->dtype == NN_DT_BF16)
+            for (size_t k = 0; k < n; k++) {
+                uint32_t u = (uint32_t)src[k] << 16;
+                memcpy(&d[k], &u, sizeof u);
+            }
+        else
+            for (size_t k = 0; k < n; k++)
+                d[k] = nn_f16_to_f32(src[k]);
+    }
+}
+
+/* float32 compute on F16/BF16 weights: each column block widened into s->wide, then the float32
+ * GEMM of those values. */
+static void linear_widened(const nn_state *s, const nn_linear *W, const float *x, size_t ldx,
+                           float *y, size_t ldy, int n)
+{
+    int cols, blocks = wide_blocks(W, &cols);
+    for (int bl = 0; bl < blocks; bl++) {
+        int c0 = bl * cols, w = W->n_out - c0 < cols ? W->n_out - c0 : cols;
+        widen_job j = {.W = W, .dst = s->wide, .c0 = c0, .cols = w};
+        size_t rows = (size_t)(W->in_major ? W->n_in : w);
+        nn_pool_run(s->pool, rows, 64, widen_range, &j);
+        nn_linear f = {.w = s->wide,
+                       .b = W->b ? W->b + c0 : NULL,
+                       .n_in = W->n_in,
+                       .n_out = w,
+                       .ld = (size_t)(W->in_major ? w : W->n_in),
+                       .in_major = W->in_major};
+        linear_f32(s, &f, x, ldx, y + c0, ldy, n);
+    }
+}
+
+typedef struct bf16_job {
+    const nn_state *s;
+    const nn_linear *W;
+    const float *x;
+    size_t ldx, ldy;
+    float *y;
+    int n, col_blocks;
+} bf16_job;
+
+static void bf16_range(void *ctx, size_t begin, size_t end, int worker)
+{
+    const bf16_job *j = ctx;
+    nn_state *s = (nn_state *)j->s;
+    void *scratch = s->bf16_work + (size_t)worker * s->bf16_per;
+    for (size_t item = begin; item < end; item++) {
+        int rb = (int)(item / (size_t)j->col_blocks), cb = (int)(item % (size_t)j->col_blocks);
+        int r0 = rb * NN_BF16_ROWS, rows = j->n - r0 < NN_BF16_ROWS ? j->n - r0 : NN_BF16_ROWS;
+        nn_err e;
+        if (nn_bf16_gemm_block(j->W->mm, cb, j->x + (size_t)r0 * j->ldx, j->ldx, rows, j->W->b,
+                               j->y + (size_t)r0 * j->ldy, j->ldy, scratch, &e) != NN_OK &&
+            !s->gemm_failed) {
+            s->gemm_err = e; /* racy only between two failures; either message is right */
+            s->gemm_failed = true;
+        }
+    }
+}
+
+/* bfloat16 compute: fixed blocks of NN_BF16_ROWS rows x NN_BF16_COLS columns on the pool, each
+ * with the matrix's one primitive (gemm_bf16.h), so a row's bits do not depend on N. */
+static void linear_bf16(const nn_state *s, const nn_linear *W, const float *x, size_t ldx,
+                        float *y, size_t ldy, int n)
+{
+    if (s->bf16_per < nn_bf16_gemm_scratch_bytes(W->mm)) {
+        nn_state *ms = (nn_state *)s;
+        nn_fail(&ms->gemm_err, "forward: the state was created before nn_model_set_compute");
+        ms->gemm_failed = true;
+        return;
+    }
+    bf16_job j = {.s = s, .W = W, .x = x, .ldx = ldx, .ldy = ldy, .y = y, .n = n,
+                  .col_blocks = nn_bf16_gemm_col_blocks(W->mm)};
+    size_t row_blocks = ((size_t)n + NN_BF16_ROWS - 1) / NN_BF16_ROWS;
+    nn_pool_run(s->pool, row_blocks * (size_t)j.col_blocks, 1, bf16_range, &j);
+}
+
+static void linear(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
+                   size_t ldy, int n)
+{
+    if (n <= 0)
+        return;
+    if (W->mm)
+        linear_bf16(s, W, x, ldx, y, ldy, n);
+    else if (W->dtype != NN_DT_F32)
+        linear_widened(s, W, x, ldx, y, ldy, n);
+    else
+        linear_f32(s, W, x, ldx, y, ldy, n);
 }
 
 /* ---- For the engine's other files (forward_internal.h) ---- */
@@ -1482,8 +1640,27 @@ float *nn_state_logits_mut(nn_state *s)
     return s->logits;
 }
 
+static int forward_range(const nn_model *m, nn_state *s, const nn_batch *b,
+                         const nn_forward_params *fp, int layer_begin, int layer_end, bool embed,
+                         bool head, nn_err *err);
+
 int nn_forward_range(const nn_model *m, nn_state *s, const nn_batch *b, const nn_forward_params *fp,
                      int layer_begin, int layer_end, bool embed, bool head, nn_err *err)
+{
+    if (m->headers_only)
+        return nn_fail(err, "%s: loaded for inspection only; it cannot run", m->source);
+    s->gemm_failed = false;
+    int rc = forward_range(m, s, b, fp, layer_begin, layer_end, embed, head, err);
+    if (rc != NN_ERR && s->gemm_failed) {
+        *err = s->gemm_err;
+        return NN_ERR;
+    }
+    return rc;
+}
+
+static int forward_range(const nn_model *m, nn_state *s, const nn_batch *b,
+                         const nn_forward_params *fp, int layer_begin, int layer_end, bool embed,
+                         bool head, nn_err *err)
 {
     const nn_config *c = &m->cfg;
     const nn_hookset *hooks = fp ? fp->hooks : NULL;
@@ -1501,8 +1678,18 @@ int nn_forward_range(const nn_model *m, nn_state *s, const nn_batch *b, const nn
     if (!embed)
         goto layers; /* the residual stream entering layer_begin is already in nn_state_hidden */
 
-    for (int t = 0; t < N; t++)
-        memcpy(s->x + (size_t)t * D, m->tok_emb + (size_t)b->tokens[t] * D, D * sizeof(float));
+    for (int t = 0; t < N; t++) {
+        size_t row = (size_t)b->tokens[t] * D;
+        float *xr = s->x + (size_t)t * D;
+        if (m->tok_emb_dtype == NN_DT_F32)
+            memcpy(xr, m->tok_emb + row, D * sizeof(float));
+        else if (m->tok_emb_dtype == NN_DT_BF16)
+            for (size_t i = 0; i < D; i++)
+                xr[i] = nn_bf16_to_f32(m->tok_emb16[row + i]);
+        else
+            for (size_t i = 0; i < D; i++)
+                xr[i] = nn_f16_to_f32(m->tok_emb16[row + i]);
+    }
     HOOK(NN_HP_TOKEN_EMBEDDINGS, -1, s->x, (size_t)N, D, -1);
     if (m->pos_emb)
         for (int q = 0; q < S; q++)

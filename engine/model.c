@@ -1178,6 +1178,9 @@ void nn_model_free(nn_model *m)
     for (size_t i = 0; i < m->n_owned; i++)
         nn_free(m->owned[i]);
     nn_free(m->owned);
+    for (size_t i = 0; i < m->n_gemms; i++)
+        nn_bf16_gemm_free(m->gemms[i]);
+    nn_free(m->gemms);
     if (m->layers)
         for (int i = 0; i < m->cfg.n_layers; i++)
             nn_free(m->layers[i].experts);
@@ -1201,13 +1204,19 @@ static int keep_owned(nn_model *m, float *buf, nn_err *err)
     return NN_OK;
 }
 
-/* A float32 buffer owned by the model (freed with it). */
-static float *owned_floats(nn_model *m, size_t n, nn_err *err)
+/* A buffer of n elements of elem bytes owned by the model (freed with it). */
+static void *owned_elems(nn_model *m, size_t n, size_t elem, nn_err *err)
 {
-    float *buf = nn_malloc((n ? n : 1) * sizeof(float), err);
+    float *buf = nn_malloc((n ? n : 1) * elem, err);
     if (!buf || keep_owned(m, buf, err) != NN_OK)
         return NULL;
     return buf;
+}
+
+/* A float32 buffer owned by the model (freed with it). */
+static float *owned_floats(nn_model *m, size_t n, nn_err *err)
+{
+    return owned_elems(m, n, sizeof(float), err);
 }
 
 /* Which weights are scanned for NaN and infinity at load (NNTERP_CHECK_WEIGHTS):
@@ -1246,12 +1255,30 @@ static size_t first_non_finite(const float *x, size_t n)
     return n;
 }
 
-/* The float32 data of a tensor: the mapped bytes themselves when they are aligned F32 (so a
- * process touches only the pages it computes with), else a converted copy owned by the model. */
+static int non_finite_error(const nn_model *m, const nn_st_tensor *t, bool nan, size_t at,
+                            nn_err *err)
+{
+    return nn_fail(err,
+                   "%s: tensor '%s' holds %s at element %zu; refusing to load it "
+                   "(NNTERP_CHECK_WEIGHTS=0 skips this check)",
+                   nn_st_file_of(&m->archive, t), t->name, nan ? "NaN" : "infinity", at);
+}
+
+/* The float32 data of a tensor (norms, biases, positions; every tensor of a llama2.c file): the
+ * mapped bytes themselves when they are aligned F32 (so a process touches only the pages it
+ * computes with), else a converted copy owned by the model. */
 static const float *tensor_f32(nn_model *m, const nn_st_tensor *t, nn_err *err)
 {
     const float *w;
     bool mapped = t->dtype == NN_DT_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
+    if (m->headers_only && check_weights() < CHECK_ALL) {
+        if (t->dtype != NN_DT_F32 && t->dtype != NN_DT_F16 && t->dtype != NN_DT_BF16) {
+            nn_fail(err, "%s: tensor '%s': dtype %s cannot be used as weights (F32, F16 or BF16)",
+                    nn_st_file_of(&m->archive, t), t->name, nn_dtype_name(t->dtype));
+            return NULL;
+        }
+        return (const float *)t->data; /* never read: the model cannot run */
+    }
     if (mapped) {
         w = (const float *)t->data;
     } else {
@@ -1270,10 +1297,58 @@ static const float *tensor_f32(nn_model *m, const nn_st_tensor *t, nn_err *err)
     size_t bad;
     if (check_weights() > (mapped ? CHECK_CONVERTED : CHECK_NONE) &&
         (bad = first_non_finite(w, t->numel)) < t->numel) {
-        nn_fail(err,
-                "%s: tensor '%s' holds %s at element %zu; refusing to load it "
-                "(NNTERP_CHECK_WEIGHTS=0 skips this check)",
-                nn_st_file_of(&m->archive, t), t->name, isnan(w[bad]) ? "NaN" : "infinity", bad);
+        non_finite_error(m, t, isnan(w[bad]), bad, err);
+        return NULL;
+    }
+    return w;
+}
+
+/* The index of the first NaN or infinity of n F16 or BF16 elements (exponent bits all ones). */
+static size_t first_non_finite_half(const uint16_t *x, size_t n, nn_dtype dt, bool *nan)
+{
+    uint16_t exp = dt == NN_DT_BF16 ? 0x7f80 : 0x7c00, mant = dt == NN_DT_BF16 ? 0x007f : 0x03ff;
+    const size_t block = 16384;
+    for (size_t i = 0; i < n; i += block) {
+        size_t end = n - i < block ? n : i + block;
+        uint32_t bad = 0;
+        for (size_t k = i; k < end; k++)
+            bad |= (x[k] & exp) == exp;
+        if (bad)
+            for (size_t k = i; k < end; k++)
+                if ((x[k] & exp) == exp) {
+                    *nan = (x[k] & mant) != 0;
+                    return k;
+                }
+    }
+    return n;
+}
+
+/* A matrix or embedding in its stored dtype: the mapped bytes when aligned, else a copy owned by
+ * the model (same dtype). F16/BF16 data is scanned for NaN and infinity unless
+ * NNTERP_CHECK_WEIGHTS=0 (the process reads these bytes to compute anyway: only the layers it
+ * runs are loaded); mapped F32 only with NNTERP_CHECK_WEIGHTS=1, as before. */
+static const void *tensor_stored(nn_model *m, const nn_st_tensor *t, nn_dtype *dtype, nn_err *err)
+{
+    if (t->dtype != NN_DT_F16 && t->dtype != NN_DT_BF16) {
+        *dtype = NN_DT_F32;
+        return tensor_f32(m, t, err);
+    }
+    *dtype = t->dtype;
+    if (m->headers_only && check_weights() < CHECK_ALL)
+        return t->data; /* never read */
+    const uint16_t *w = (const uint16_t *)t->data;
+    if ((uintptr_t)t->data % sizeof(uint16_t)) {
+        uint16_t *copy = owned_elems(m, t->numel, sizeof(uint16_t), err);
+        if (!copy)
+            return NULL;
+        memcpy(copy, t->data, t->numel * sizeof(uint16_t));
+        w = copy;
+    }
+    size_t bad;
+    bool nan = false;
+    if (check_weights() > CHECK_NONE &&
+        (bad = first_non_finite_half(w, t->numel, t->dtype, &nan)) < t->numel) {
+        non_finite_error(m, t, nan, bad, err);
         return NULL;
     }
     return w;
@@ -1292,9 +1367,9 @@ static bool add_product(size_t *acc, size_t a, size_t b, size_t c)
 /* Looks up "<prefix><name>.<suffix>" (also without the prefix; no ".<suffix>" when suffix is
  * empty), where name is name_fmt with the layer (and expert) filled in; name_fmt may list
  * alternatives "a|b", tried in order. The name found (or the first tried) is left in full. */
-static const nn_st_tensor *find_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
-                                       const char *suffix, bool required, char *full,
-                                       size_t full_size, nn_err *err)
+static const nn_st_tensor *lookup_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                         const char *suffix, bool required, char *full,
+                                         size_t full_size, nn_err *err)
 {
     char alt[512], name[512], first[512] = "";
     const nn_arch *a = m->cfg.arch;
@@ -1328,13 +1403,14 @@ static const nn_st_tensor *find_tensor(nn_model *m, const char *name_fmt, int la
     return t;
 }
 
-/* A tensor of shape [d0] (d1 = 0) or [d0, d1], found as find_tensor says, as float32. */
-static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
-                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+/* lookup_tensor, and the tensor's shape checked: [d0] (d1 = 0) or [d0, d1]. */
+static const nn_st_tensor *find_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                       const char *suffix, int d0, int d1, bool required,
+                                       nn_err *err)
 {
     char full[600];
     const nn_st_tensor *t =
-        find_tensor(m, name_fmt, layer, expert, suffix, required, full, sizeof full, err);
+        lookup_tensor(m, name_fmt, layer, expert, suffix, required, full, sizeof full, err);
     if (!t)
         return NULL;
     int want_dims = d1 > 0 ? 2 : 1;
@@ -1353,7 +1429,23 @@ static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, in
                     nn_st_file_of(&m->archive, t), full, got, d0);
         return NULL;
     }
-    return tensor_f32(m, t, err);
+    return t;
+}
+
+/* A tensor found as find_tensor says, as float32 (norms, biases, small vectors). */
+static const float *load_tensor(nn_model *m, const char *name_fmt, int layer, int expert,
+                                const char *suffix, int d0, int d1, bool required, nn_err *err)
+{
+    const nn_st_tensor *t = find_tensor(m, name_fmt, layer, expert, suffix, d0, d1, required, err);
+    return t ? tensor_f32(m, t, err) : NULL;
+}
+
+/* A matrix or embedding [d0, d1] in its stored dtype. */
+static const void *load_stored(nn_model *m, const char *name_fmt, int layer, int expert, int d0,
+                               int d1, nn_dtype *dtype, nn_err *err)
+{
+    const nn_st_tensor *t = find_tensor(m, name_fmt, layer, expert, "weight", d0, d1, true, err);
+    return t ? tensor_stored(m, t, dtype, err) : NULL;
 }
 
 #define NEED(ptr)                                                                                  \
@@ -1382,8 +1474,9 @@ static int load_linear_as(nn_model *m, const char *fmt, int layer, int expert, i
     out->n_out = n_out;
     out->in_major = in_major;
     out->ld = (size_t)(in_major ? n_out : n_in);
-    NEED(out->w = load_tensor(m, fmt, layer, expert, "weight", in_major ? n_in : n_out,
-                              in_major ? n_out : n_in, true, err));
+    out->mm = NULL;
+    NEED(out->w = load_stored(m, fmt, layer, expert, in_major ? n_in : n_out,
+                              in_major ? n_out : n_in, &out->dtype, err));
     out->b = NULL;
     if (bias)
         NEED(out->b = load_tensor(m, fmt, layer, expert, "bias", n_out, 0, true, err));
@@ -1397,6 +1490,26 @@ static int load_linear(nn_model *m, const char *fmt, int layer, int n_in, int n_
                           err);
 }
 
+/* A small matrix kept as a float32 copy whatever its stored dtype (routers: [n_experts, d], whose
+ * top-k choice is discrete; a few hundred KB). */
+static int load_linear_f32(nn_model *m, const char *fmt, int layer, int n_in, int n_out,
+                           bool bias, nn_linear *out, nn_err *err)
+{
+    if (load_linear(m, fmt, layer, n_in, n_out, bias, out, err))
+        return NN_ERR;
+    if (out->dtype == NN_DT_F32 || m->headers_only)
+        return NN_OK;
+    size_t n = (size_t)n_in * (size_t)n_out;
+    float *w = owned_floats(m, n, err);
+    if (!w)
+        return NN_ERR;
+    for (size_t i = 0; i < n; i++)
+        w[i] = nn_linear_at(out, i);
+    out->w = w;
+    out->dtype = NN_DT_F32;
+    return NN_OK;
+}
+
 /* Consecutive row (or, in_major, column) blocks of one fused projection as views. */
 static void split_rows(const nn_linear *fused, nn_linear **parts, const int *widths, int n)
 {
@@ -1405,7 +1518,11 @@ static void split_rows(const nn_linear *fused, nn_linear **parts, const int *wid
         *parts[i] = *fused;
         parts[i]->n_out = widths[i];
         /* in_major [in][out]: a column block; out-major [out][in]: a row block */
-        parts[i]->w = fused->w + (fused->in_major ? (size_t)start : (size_t)start * fused->ld);
+        size_t at = fused->in_major ? (size_t)start : (size_t)start * fused->ld;
+        if (fused->dtype == NN_DT_F32)
+            parts[i]->w = fused->w + at;
+        else
+            parts[i]->w16 = fused->w16 + at;
         parts[i]->b = fused->b ? fused->b + start : NULL;
         start += widths[i];
     }
@@ -1422,7 +1539,8 @@ static int load_fused_qkv(nn_model *m, int layer, nn_layer *L, nn_err *err)
     if (load_linear(m, c->arch->qkv, layer, d, total, c->qkv_bias, &fused, err))
         return NN_ERR;
     if (c->qkv_layout != NN_QKV_BLOCKS) {
-        float *w = owned_floats(m, (size_t)total * (size_t)d, err);
+        size_t es = nn_linear_elem_size(&fused);
+        uint8_t *w = owned_elems(m, (size_t)total * (size_t)d, es, err);
         float *b = fused.b ? owned_floats(m, (size_t)total, err) : NULL;
         if (!w || (fused.b && !b))
             return NN_ERR;
@@ -1438,12 +1556,12 @@ static int load_fused_qkv(nn_model *m, int layer, nn_layer *L, nn_err *err)
                           : j == per - 2 ? qd + g * E
                                          : qd + kvd + g * E;
                 size_t src = ((size_t)g * per + (size_t)j) * (size_t)E;
-                memcpy(w + (size_t)dst * d, fused.w + src * fused.ld,
-                       (size_t)E * (size_t)d * sizeof(float));
+                memcpy(w + (size_t)dst * d * es, (const uint8_t *)fused.w + src * fused.ld * es,
+                       (size_t)E * (size_t)d * es);
                 if (b)
                     memcpy(b + dst, fused.b + src, (size_t)E * sizeof(float));
             }
-        fused.w = w;
+        fused.w = (const float *)(const void *)w; /* of fused.dtype */
         fused.b = b;
         fused.ld = (size_t)d;
     }
@@ -1478,7 +1596,7 @@ static const float *load_stack(nn_model *m, const char *fmt, int layer, int X, i
                                nn_err *err)
 {
     char full[600];
-    const nn_st_tensor *t = find_tensor(m, fmt, layer, 0, "", true, full, sizeof full, err);
+    const nn_st_tensor *t = lookup_tensor(m, fmt, layer, 0, "", true, full, sizeof full, err);
     if (!t)
         return NULL;
     int dims = d2 > 0 ? 3 : 2;
@@ -1509,10 +1627,10 @@ static const float *load_mxfp4_stack(nn_model *m, const char *fmt, int layer, in
     char bname[300], sname[300], bfull[600], sfull[600];
     snprintf(bname, sizeof bname, "%s_blocks", fmt);
     snprintf(sname, sizeof sname, "%s_scales", fmt);
-    const nn_st_tensor *b = find_tensor(m, bname, layer, 0, "", false, bfull, sizeof bfull, err);
+    const nn_st_tensor *b = lookup_tensor(m, bname, layer, 0, "", false, bfull, sizeof bfull, err);
     if (!b)
         return NULL;
-    const nn_st_tensor *sc = find_tensor(m, sname, layer, 0, "", true, sfull, sizeof sfull, err);
+    const nn_st_tensor *sc = lookup_tensor(m, sname, layer, 0, "", true, sfull, sizeof sfull, err);
     if (!sc)
         return NULL;
     int G = n_in / 32;
@@ -1629,7 +1747,7 @@ static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
     int d = c->d_model, E = c->n_experts, F = c->moe_d_ff;
     bool in_major = a->linear_in_major;
     L->moe = true;
-    if (load_linear(m, a->router, i, d, E, a->router_bias, &L->router, err))
+    if (load_linear_f32(m, a->router, i, d, E, a->router_bias, &L->router, err))
         return NN_ERR;
     if (a->router_score_bias)
         NEED(L->router_score_bias =
@@ -1648,7 +1766,7 @@ static int load_moe(nn_model *m, int i, nn_layer *L, nn_err *err)
         (load_dense_mlp(m, i, a->shared_gate, a->shared_up, NULL, a->shared_down, c->shared_d_ff, L,
                         err) ||
          (a->shared_expert_gate &&
-          load_linear(m, a->shared_expert_gate, i, d, 1, false, &L->shared_expert_gate, err))))
+          load_linear_f32(m, a->shared_expert_gate, i, d, 1, false, &L->shared_expert_gate, err))))
         return NN_ERR;
     return NN_OK;
 }
@@ -1671,7 +1789,7 @@ static int load_weights(nn_model *m, nn_err *err)
     const nn_config *c = &m->cfg;
     const nn_arch *a = c->arch;
     int d = c->d_model, qd = c->n_heads * c->head_dim, kvd = c->n_kv_heads * c->head_dim;
-    NEED(m->tok_emb = load_tensor(m, a->tok_emb, 0, 0, "weight", c->vocab_size, d, true, err));
+    NEED(m->tok_emb = load_stored(m, a->tok_emb, 0, 0, c->vocab_size, d, &m->tok_emb_dtype, err));
     if (a->pos == NN_POS_LEARNED)
         NEED(m->pos_emb = load_tensor(m, a->pos_emb, 0, 0, "weight",
                                       c->max_positions + a->pos_offset, d, true, err));
@@ -1679,7 +1797,11 @@ static int load_weights(nn_model *m, nn_err *err)
         return NN_ERR;
     if (load_norm(m, a->final_norm, 0, &m->final_norm, err))
         return NN_ERR;
-    m->head = (nn_linear){.w = m->tok_emb, .n_in = d, .n_out = c->vocab_size, .ld = (size_t)d};
+    m->head = (nn_linear){.w = m->tok_emb,
+                          .n_in = d,
+                          .n_out = c->vocab_size,
+                          .ld = (size_t)d,
+                          .dtype = m->tok_emb_dtype};
     /* The head is a Linear [vocab, d] in every family, Conv1D ones included. */
     if (!c->tie_embeddings &&
         load_linear_as(m, a->head, 0, 0, d, c->vocab_size, false, false, &m->head, err))
@@ -1767,12 +1889,15 @@ static int set_layer_range(nn_model *m, int begin, int end, nn_err *err)
     return NN_OK;
 }
 
-static int load_hf_dir(const char *dir, int begin, int end, nn_model **out, nn_err *err)
+static int load_hf_dir(const char *dir, int begin, int end, bool headers_only, nn_model **out,
+                       nn_err *err)
 {
     *out = NULL;
     nn_model *m = nn_calloc(1, sizeof *m, err);
     if (!m)
         return NN_ERR;
+    m->headers_only = headers_only;
+    snprintf(m->compute_kernel, sizeof m->compute_kernel, "float32 (OpenBLAS sgemm)");
     char *config_path = NULL;
     int rc = NN_ERR;
     if (!(m->source = nn_strdup(dir, err)) ||
@@ -1817,6 +1942,7 @@ int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err)
     if (!m)
         return NN_ERR;
     int rc = NN_ERR;
+    snprintf(m->compute_kernel, sizeof m->compute_kernel, "float32 (OpenBLAS sgemm)");
     if (!(m->source = nn_strdup(path, err)) || nn_file_map(path, &m->bin, err))
         goto done;
     if (m->bin.size < 28) {
@@ -1973,7 +2099,7 @@ done:
 
 int nn_model_load_hf_dir(const char *dir, nn_model **out, nn_err *err)
 {
-    return load_hf_dir(dir, 0, -1, out, err);
+    return load_hf_dir(dir, 0, -1, false, out, err);
 }
 
 int nn_model_load(const char *model, nn_model **out, nn_err *err)
@@ -1981,8 +2107,8 @@ int nn_model_load(const char *model, nn_model **out, nn_err *err)
     return nn_model_load_layers(model, 0, -1, out, err);
 }
 
-int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_model **out,
-                         nn_err *err)
+static int load_model(const char *model, int layer_begin, int layer_end, bool headers_only,
+                      nn_model **out, nn_err *err)
 {
     *out = NULL;
     char *path = nn_model_resolve(model, err);
@@ -1990,7 +2116,7 @@ int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_m
         return NN_ERR;
     int rc;
     if (nn_path_is_dir(path))
-        rc = load_hf_dir(path, layer_begin, layer_end, out, err);
+        rc = load_hf_dir(path, layer_begin, layer_end, headers_only, out, err);
     else if ((rc = nn_model_load_llama2c(path, out, err)) == NN_OK &&
              (rc = set_layer_range(*out, layer_begin, layer_end, err)) != NN_OK) {
         /* llama2.c weights are views into the mapping: nothing to skip, only the range to set */
@@ -1999,6 +2125,17 @@ int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_m
     }
     nn_free(path);
     return rc;
+}
+
+int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_model **out,
+                         nn_err *err)
+{
+    return load_model(model, layer_begin, layer_end, false, out, err);
+}
+
+int nn_model_inspect(const char *model, nn_model **out, nn_err *err)
+{
+    return load_model(model, 0, -1, true, out, err);
 }
 
 int nn_model_config(const char *model, nn_config *cfg, nn_err *err)
@@ -2024,4 +2161,210 @@ int nn_model_config(const char *model, nn_config *cfg, nn_err *err)
     }
     nn_free(path);
     return rc;
+}
+
+/* ---- Stored sizes and compute precision --------------------------------------------------------
+ */
+
+size_t nn_linear_elem_size(const nn_linear *W)
+{
+    return W->dtype == NN_DT_F32 ? sizeof(float) : sizeof(uint16_t);
+}
+
+float nn_linear_at(const nn_linear *W, size_t i)
+{
+    switch (W->dtype) {
+    case NN_DT_BF16:
+        return nn_bf16_to_f32(W->w16[i]);
+    case NN_DT_F16:
+        return nn_f16_to_f32(W->w16[i]);
+    default:
+        return W->w[i];
+    }
+}
+
+static size_t linear_bytes(const nn_linear *W)
+{
+    if (!W->w)
+        return 0;
+    return (size_t)W->n_in * (size_t)W->n_out * nn_linear_elem_size(W) +
+           (W->b ? (size_t)W->n_out * sizeof(float) : 0) + nn_bf16_gemm_owned_bytes(W->mm);
+}
+
+/* The linears of layer L, experts included: calls fn on each present one. */
+static int each_linear(nn_model *m, nn_layer *L, int (*fn)(nn_model *, nn_linear *, void *),
+                       void *ctx)
+{
+    nn_linear *ws[] = {&L->q,    &L->k,      &L->v,
+                       &L->o,    &L->gate,   &L->up,
+                       &L->down, &L->router, &L->shared_expert_gate};
+    for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++)
+        if (ws[i]->w && fn(m, ws[i], ctx) != NN_OK)
+            return NN_ERR;
+    for (int e = 0; L->moe && L->experts && e < m->cfg.n_experts; e++) {
+        nn_expert *x = &L->experts[e];
+        nn_linear *es[] = {&x->gate, &x->up, &x->down};
+        for (int i = 0; i < 3; i++)
+            if (es[i]->w && fn(m, es[i], ctx) != NN_OK)
+                return NN_ERR;
+    }
+    return NN_OK;
+}
+
+static int add_bytes(nn_model *m, nn_linear *W, void *ctx)
+{
+    (void)m;
+    *(size_t *)ctx += linear_bytes(W);
+    return NN_OK;
+}
+
+size_t nn_model_layer_bytes(const nn_model *model, int l)
+{
+    nn_model *m = (nn_model *)model; /* each_linear only reads here */
+    size_t bytes = 0;
+    if (l < m->layer_begin || l >= m->layer_end || !m->layers)
+        return 0;
+    each_linear(m, &m->layers[l], add_bytes, &bytes);
+    return bytes + 6 * (size_t)m->cfg.d_model * sizeof(float); /* norms, at most */
+}
+
+size_t nn_model_outer_bytes(const nn_model *m, bool embed, bool head)
+{
+    const nn_config *c = &m->cfg;
+    size_t d = (size_t)c->d_model, emb_elem = m->tok_emb_dtype == NN_DT_F32 ? 4 : 2;
+    size_t bytes = 0;
+    if (embed) {
+        bytes += (size_t)c->vocab_size * d * emb_elem;
+        if (m->pos_emb)
+            bytes += (size_t)(c->max_positions + c->arch->pos_offset) * d * sizeof(float);
+    }
+    if (head) {
+        bool tied = m->head.w == m->tok_emb;
+        if (!(tied && embed))
+            bytes += linear_bytes(&m->head);
+        else
+            bytes += nn_bf16_gemm_owned_bytes(m->head.mm);
+        bytes += 2 * d * sizeof(float);
+    }
+    return bytes;
+}
+
+typedef struct compute_ctx {
+    nn_compute mode;
+    int layer;
+    nn_err *err;
+} compute_ctx;
+
+static int keep_gemm(nn_model *m, nn_bf16_gemm *g, nn_err *err)
+{
+    nn_bf16_gemm **grown = nn_realloc(m->gemms, (m->n_gemms + 1) * sizeof *grown, err);
+    if (!grown) {
+        nn_bf16_gemm_free(g);
+        return NN_ERR;
+    }
+    m->gemms = grown;
+    m->gemms[m->n_gemms++] = g;
+    return NN_OK;
+}
+
+static int x3_weights_ok(nn_model *m, nn_linear *W, void *ctx)
+{
+    compute_ctx *cc = ctx;
+    bool router = cc->layer >= 0 && (W == &m->layers[cc->layer].router ||
+                                     W == &m->layers[cc->layer].shared_expert_gate);
+    if (W->dtype == NN_DT_BF16 || router)
+        return NN_OK;
+    nn_err *err = cc->err;
+    if (cc->layer >= 0)
+        return nn_fail(err,
+                       "%s: compute bfloat16x3 needs BF16 weights (exact in bfloat16), and layer "
+                       "%d holds a [%d, %d] matrix in %s: use compute bfloat16 or float32",
+                       m->source, cc->layer, W->n_out, W->n_in, nn_dtype_name(W->dtype));
+    return nn_fail(err,
+                   "%s: compute bfloat16x3 needs BF16 weights (exact in bfloat16), and the head "
+                   "is %s: use compute bfloat16 or float32",
+                   m->source, nn_dtype_name(W->dtype));
+}
+
+static int make_gemm(nn_model *m, nn_linear *W, void *ctx)
+{
+    compute_ctx *cc = ctx;
+    if (cc->layer >= 0 && (W == &m->layers[cc->layer].router ||
+                           W == &m->layers[cc->layer].shared_expert_gate))
+        return NN_OK; /* routers stay float32 (load_linear_f32) */
+    nn_err *err = cc->err;
+    nn_bf16_gemm *g = NULL;
+    if (nn_bf16_gemm_create(W->w, W->b, W->dtype, W->n_in, W->n_out, W->ld, W->in_major, cc->mode,
+                            &g, err) != NN_OK) {
+        nn_err_prefix(err, "%s", m->source);
+        return NN_ERR;
+    }
+    if (!g)
+        return NN_OK; /* not on AMX at this shape: float32 */
+    if (keep_gemm(m, g, err) != NN_OK)
+        return NN_ERR;
+    W->mm = g;
+    return NN_OK;
+}
+
+static int clear_gemm(nn_model *m, nn_linear *W, void *ctx)
+{
+    (void)m;
+    (void)ctx;
+    W->mm = NULL;
+    return NN_OK;
+}
+
+int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
+{
+    if (m->headers_only)
+        return nn_fail(err, "%s: loaded for inspection only", m->source);
+    for (int l = m->layer_begin; m->layers && l < m->layer_end; l++)
+        each_linear(m, &m->layers[l], clear_gemm, NULL);
+    m->head.mm = NULL;
+    for (size_t i = 0; i < m->n_gemms; i++)
+        nn_bf16_gemm_free(m->gemms[i]);
+    nn_free(m->gemms);
+    m->gemms = NULL;
+    m->n_gemms = 0;
+    m->compute = mode;
+    snprintf(m->compute_kernel, sizeof m->compute_kernel, "float32 (OpenBLAS sgemm)");
+    if (mode == NN_COMPUTE_F32)
+        return NN_OK;
+    if (!nn_bf16_compiled())
+        return nn_fail(err,
+                       "compute %s needs oneDNN, and this nnterp was built without it (install "
+                       "libdnnl-dev and reconfigure)",
+                       nn_compute_name(mode));
+    compute_ctx cc = {.mode = mode, .err = err};
+    if (mode == NN_COMPUTE_BF16X3) {
+        for (int l = m->layer_begin; m->layers && l < m->layer_end; l++) {
+            cc.layer = l;
+            if (each_linear(m, &m->layers[l], x3_weights_ok, &cc) != NN_OK)
+                return NN_ERR;
+        }
+        cc.layer = -1;
+        if (x3_weights_ok(m, &m->head, &cc) != NN_OK)
+            return NN_ERR;
+    }
+    char impl[96];
+    if (!nn_bf16_probe(impl, sizeof impl)) {
+        snprintf(m->compute_kernel, sizeof m->compute_kernel,
+                 "float32 (OpenBLAS sgemm: oneDNN's bfloat16 matmul here is %s, not AMX)", impl);
+        return NN_OK;
+    }
+    for (int l = m->layer_begin; m->layers && l < m->layer_end; l++) {
+        cc.layer = l;
+        if (each_linear(m, &m->layers[l], make_gemm, &cc) != NN_OK)
+            return NN_ERR;
+    }
+    cc.layer = -1;
+    /* The head on every stage: any stage may unembed (the logit lens of its layers), and a
+     * row's result must not depend on which stage computed it. A F32/F16 head gets a bfloat16
+     * copy on each stage (half the bytes of a F32 head); a BF16 head is used in place. */
+    if (make_gemm(m, &m->head, &cc) != NN_OK)
+        return NN_ERR;
+    snprintf(m->compute_kernel, sizeof m->compute_kernel, "oneDNN %s, %d rows per call", impl,
+             (int)NN_BF16_ROWS);
+    return NN_OK;
 }

@@ -1,12 +1,14 @@
 /* A loaded transformer: its configuration (the numbers), its architecture row (the shape of the
- * math), and its weights (views into memory-mapped checkpoint files, or float32 copies where the
- * file holds F16/BF16 or misaligned data).
+ * math), and its weights: matrices and embeddings are views into the memory-mapped checkpoint in
+ * their stored dtype (F32, F16 or BF16; a copy only where the file's data is misaligned), norms,
+ * biases and learned positions float32 copies (small).
  *
  * Families differ only through nn_arch (a row of a table) and a map of Hugging Face tensor names;
  * there is one forward pass for all of them. */
 #ifndef NN_MODEL_H
 #define NN_MODEL_H
 
+#include "gemm_bf16.h"
 #include "nn_base.h"
 #include "safetensors.h"
 
@@ -190,15 +192,29 @@ bool nn_layer_sliding(const nn_config *c, int l);
 bool nn_layer_rope(const nn_config *c, int l);
 bool nn_layer_moe(const nn_config *c, int l);
 
-/* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld
- * (or [n_in][n_out] when in_major), so a slice of a fused matrix is a view, not a copy. */
+/* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld (in
+ * elements), or [n_in][n_out] when in_major, so a slice of a fused matrix is a view, not a copy.
+ * W keeps the checkpoint's dtype: w is float32 data only when dtype is NN_DT_F32, else w16 holds
+ * the F16/BF16 elements (nn_linear_at reads one element of either). w (or w16) is NULL for an
+ * absent matrix. mm, set by nn_model_set_compute, is the matrix's bfloat16 GEMM (NULL: float32,
+ * F16/BF16 weights widened block by block inside linear()). */
 typedef struct nn_linear {
-    const float *w;
-    const float *b; /* [n_out] or NULL */
+    union {
+        const float *w;
+        const uint16_t *w16;
+    };
+    const float *b; /* [n_out] or NULL, float32 */
     int n_in, n_out;
     size_t ld;
     bool in_major;
+    nn_dtype dtype;         /* NN_DT_F32 (zero), NN_DT_F16 or NN_DT_BF16 */
+    const nn_bf16_gemm *mm; /* owned by the model */
 } nn_linear;
+
+/* Element i of W's storage (row-major in its stored layout), as float32. */
+float nn_linear_at(const nn_linear *W, size_t i);
+/* Bytes per stored element of W. */
+size_t nn_linear_elem_size(const nn_linear *W);
 
 typedef struct nn_norm {
     const float *w; /* [d], or NULL for a norm without weight (OLMo) */
@@ -232,7 +248,11 @@ struct nn_executor; /* stage.h: how a pipeline stage runs (internal) */
 typedef struct nn_model {
     nn_config cfg;
     char *source;         /* the directory or file it came from */
-    const float *tok_emb; /* [vocab, d] */
+    union {                  /* [vocab, d] in its stored dtype (see nn_linear) */
+        const float *tok_emb;
+        const uint16_t *tok_emb16;
+    };
+    nn_dtype tok_emb_dtype;
     const float *pos_emb; /* [max_positions + pos_offset, d] or NULL */
     nn_norm emb_norm;     /* when arch->emb_norm */
     nn_norm final_norm;
@@ -249,6 +269,13 @@ typedef struct nn_model {
     int layer_begin, layer_end;
     bool last_stage;
     const struct nn_executor *executor; /* NULL: nn_forward runs everything here */
+    /* Compute precision (nn_model_set_compute) and what runs it, e.g. "oneDNN
+     * brg:avx512_core_amx_bf16" or "float32 (OpenBLAS sgemm)". */
+    nn_compute compute;
+    char compute_kernel[192];
+    nn_bf16_gemm **gemms; /* the bfloat16 GEMMs of the linears, owned */
+    size_t n_gemms;
+    bool headers_only; /* loaded by nn_model_inspect: sizes only, it cannot run */
 } nn_model;
 
 /* Architecture rows, looked up by config.json's model_type. NULL when unsupported. */
@@ -274,6 +301,21 @@ int nn_model_config(const char *model, nn_config *cfg, nn_err *err);
 int nn_model_load_layers(const char *model, int layer_begin, int layer_end, nn_model **out,
                          nn_err *err);
 int nn_model_load_llama2c(const char *path, nn_model **out, nn_err *err);
+/* Config, tensor headers and shapes only: no tensor data is read (norms are not converted, no
+ * NaN scan unless NNTERP_CHECK_WEIGHTS=1), so it is fast on a checkpoint of any size. The model
+ * reports sizes (nn_model_layer_bytes) and cannot run. */
+int nn_model_inspect(const char *model, nn_model **out, nn_err *err);
+/* Chooses the GEMM precision of the loaded layers and of the head (on every stage: any stage may
+ * unembed).
+ * NN_COMPUTE_F32: float32 everywhere (the default). The bfloat16 modes use oneDNN where it runs
+ * on AMX (model->compute_kernel says which ran; without AMX float32 runs and it says so); errors:
+ * built without oneDNN, bfloat16x3 with weights that are not BF16 (not exact in bfloat16). F32
+ * and F16 weights get a bfloat16 copy (half the bytes of F32) for bfloat16. */
+int nn_model_set_compute(nn_model *model, nn_compute compute, nn_err *err);
+/* Bytes of the stored tensors of layer l (matrices in their dtype, norms and biases), and of the
+ * embeddings and head; what a process holding those layers keeps resident. */
+size_t nn_model_layer_bytes(const nn_model *model, int l);
+size_t nn_model_outer_bytes(const nn_model *model, bool embed, bool head);
 void nn_model_free(nn_model *model);
 
 #endif

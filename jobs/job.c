@@ -439,8 +439,8 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
     }
     int rc = NN_ERR;
     static const char *const allowed[] = {
-        "model",         "tokenizer", "dataset", "operations", "dtype", "batch_tokens",
-        "shard_batches", "parallel",  "output",  "chat",       NULL};
+        "model",        "tokenizer",     "dataset",  "operations", "dtype",   "batch_tokens",
+        "shard_batches", "parallel",     "output",   "chat",       "compute", NULL};
     static const char *const ds_allowed[] = {"path",
                                              "format",
                                              "field",
@@ -514,6 +514,16 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
     else {
         nn_fail(err, "%s: dtype '%s' is not \"float32\", \"float16\" or \"bfloat16\"", path, dtype);
         goto done;
+    }
+    const char *compute = NULL;
+    if (nn_json_string(root, "compute", false, path, &compute, err))
+        goto done;
+    j->compute = NN_COMPUTE_F32;
+    if (compute) {
+        char what[600];
+        snprintf(what, sizeof what, "%s: field 'compute'", path);
+        if (nn_compute_parse(compute, what, &j->compute, err))
+            goto done;
     }
     if (nn_json_int(root, "batch_tokens", false, 8192, 1, 1L << 24, path, &v, err))
         goto done;
@@ -611,4 +621,32 @@ int nn_positions_resolve(const nn_positions *p, int j, int n)
                                : p->kind == NN_POS_LAST ? -1
                                                         : p->list[j],
                                n);
+}
+
+int nn_job_set_compute(nn_job *j, nn_compute compute, nn_err *err)
+{
+    if (compute == j->compute)
+        return NN_OK;
+    size_t at;
+    cJSON *root = nn_json_parse(j->canonical, strlen(j->canonical), &at);
+    if (!root)
+        return nn_fail(err, "job: cannot re-read its own canonical text");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "compute");
+    int rc = NN_ERR;
+    if (compute == NN_COMPUTE_F32 ||
+        cJSON_AddStringToObject(root, "compute", nn_compute_name(compute))) {
+        char *canon = cJSON_PrintUnformatted(root);
+        char *copy = canon ? nn_strdup(canon, err) : NULL;
+        cJSON_free(canon);
+        if (copy) {
+            nn_free(j->canonical);
+            j->canonical = copy;
+            j->compute = compute;
+            rc = NN_OK;
+        }
+    }
+    if (rc != NN_OK && !err->msg[0])
+        nn_fail(err, "job: out of memory setting compute");
+    cJSON_Delete(root);
+    return rc;
 }

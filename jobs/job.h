@@ -4,6 +4,7 @@
 #ifndef NN_JOB_H
 #define NN_JOB_H
 
+#include "gemm_bf16.h"
 #include "hooks.h"
 #include "nn_base.h"
 
@@ -68,6 +69,7 @@ typedef struct nn_job {
     int batch_tokens;
     int shard_batches;
     int pipeline_stages;
+    nn_compute compute; /* "compute": GEMM precision (default float32) */
     nn_op *ops;
     int n_ops;
     /* "chat": how conversations (dataset lines with "messages", the it_repeat target) are
@@ -81,6 +83,10 @@ typedef struct nn_job {
 int nn_job_parse(const char *json_text, const char *path, nn_job *out, nn_err *err);
 int nn_job_load(const char *path, nn_job *out, nn_err *err);
 void nn_job_free(nn_job *job);
+/* Sets the compute precision (the CLI's --compute over the job's field) and with it the job's
+ * identity: canonical then carries "compute" unless it is float32, so --resume refuses a store
+ * computed in another precision. */
+int nn_job_set_compute(nn_job *job, nn_compute compute, nn_err *err);
 
 const char *nn_op_name(nn_op_kind kind);
 /* Resolves a prompt position (negative from the end) for a prompt of n tokens; -1 outside. */

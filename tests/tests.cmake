@@ -29,6 +29,8 @@ nn_test(test_context nn_engine)
 target_compile_definitions(test_context PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 nn_test(test_chat nn_engine)
 nn_test(test_jinja nn_engine)
+nn_test(test_bf16 nn_engine)
+target_compile_definitions(test_bf16 PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -54,6 +56,28 @@ foreach(arch gpt2 llama_gqa qwen2 gemma2 mixtral)
   nn_add_test(reference_${arch}_f16 test_reference ${REF}/tiny/${arch}/ref-f32
               --model ${REF}/tiny/${arch}/model-f16 --tol-act 5e-2 --tol-prob 5e-3)
 endforeach()
+# bfloat16 compute (oneDNN on AMX; the tests skip where it does not run on AMX). bfloat16x3 on BF16
+# weights is float32-grade: the float32 references' own tolerances (measured worst 3e-6).
+# bfloat16 rounds F32 weights and every GEMM input: measured worst over the 23 families 0.13 on
+# activations (4-6e-2 of their rms) and 1.6e-2 on probabilities, with a few near-tie argmax
+# flips in these random tiny models (docs/engine.md); bounds ~2.5x that, far below the O(1)
+# errors of a wrong scale or layout. Qwen2-MoE flips a routing choice (0.52 / 0.054 measured).
+if(NNTERP_WITH_DNNL)
+  foreach(arch gpt2 llama_gqa qwen2 gemma2 mixtral)
+    nn_add_test(reference_${arch}_bf16x3 test_reference ${REF}/tiny/${arch}/ref-bf16
+                --compute bfloat16x3)
+  endforeach()
+  foreach(arch gpt2 llama llama_gqa llama31_rope mistral mistral_swa8 qwen2 gemma gemma2 gpt_neox
+          gptj opt phi phi3 stablelm olmo starcoder2 mixtral gpt_bigcode falcon bloom cohere)
+    nn_add_test(reference_${arch}_compute_bf16 test_reference ${REF}/tiny/${arch}/ref-f32
+                --compute bfloat16 --tol-act 0.3 --tol-prob 0.04)
+  endforeach()
+  nn_add_test(reference_qwen2_moe_compute_bf16 test_reference ${REF}/tiny/qwen2_moe/ref-f32
+              --compute bfloat16 --tol-act 1.2 --tol-prob 0.12)
+  nn_add_test(bf16 test_bf16)
+  nn_add_test(compute ${CMAKE_SOURCE_DIR}/tests/test_compute.sh $<TARGET_FILE:nnterp>
+              ${CMAKE_SOURCE_DIR})
+endif()
 # The trained stories260K: its HF copy, and the llama2.c .bin against the same references.
 nn_add_test(reference_stories260K test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5)
 nn_add_test(reference_stories260K_bin test_reference ${REF}/stories260K/ref-f32 --tol-prob 2e-5

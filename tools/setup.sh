@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake pkg-config
-  libopenblas-dev                      # sgemm / sbgemm
+  libopenblas-dev                      # sgemm
+  libdnnl-dev                          # oneDNN: bfloat16 GEMMs on AMX (optional at configure)
   libopenmpi-dev openmpi-bin           # coordinator and ranks
   libhdf5-openmpi-dev hdf5-tools       # the parallel HDF5 store (h5dump for debugging)
   libcjson-dev                         # config.json, job files
