@@ -22,6 +22,9 @@ nn_test(test_tokenizer nn_engine)
 nn_test(test_toolkit nn_engine)
 nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
+# Sparse autoencoders against SAELens (tests/sae/, docs/sae.md).
+nn_test(test_sae nn_engine)
+target_compile_definitions(test_sae PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -73,6 +76,7 @@ nn_add_test(config_ext test_config_ext)
 nn_add_test(transformers5_configs ${CMAKE_SOURCE_DIR}/tests/test_transformers5_configs.sh
             $<TARGET_FILE:test_reference>)
 nn_add_test(invariants test_invariants)
+nn_add_test(sae test_sae)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
 nn_add_test(io test_io)
