@@ -81,6 +81,6 @@ void nn_unembed(const nn_model *model, nn_state *state, const float *x, int n,
  * as n >= nn_linear_min_rows(W) (fewer is an error: the caller pads, see engine/sae.c). state
  * lends its thread pool. */
 int nn_linear_min_rows(const nn_linear *W);
-int nn_linear_apply(const nn_state *state, const nn_linear *W, const float *x, size_t ldx,
-                    float *y, size_t ldy, int n, nn_err *err);
+int nn_linear_apply(const nn_state *state, const nn_linear *W, const float *x, size_t ldx, float *y,
+                    size_t ldy, int n, nn_err *err);
 #endif

@@ -5,10 +5,14 @@
 #include <string.h>
 
 static const char *names[NN_HP_COUNT] = {
-    "token_embeddings",  "layers_input", "attentions_input", "attention_probabilities",
-    "attentions_output", "mlps_input",   "mlps_output",      "layers_output",
-    "ln_final",          "logits",       "next_token_probs", "router_probabilities",
-    "layers_middle",     "attentions_residual", "mlps_residual", "attentions_normalized",
+    "token_embeddings",  "layers_input",
+    "attentions_input",  "attention_probabilities",
+    "attentions_output", "mlps_input",
+    "mlps_output",       "layers_output",
+    "ln_final",          "logits",
+    "next_token_probs",  "router_probabilities",
+    "layers_middle",     "attentions_residual",
+    "mlps_residual",     "attentions_normalized",
     "mlps_normalized",
 };
 
