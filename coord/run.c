@@ -15,6 +15,7 @@
 #include "nn_json.h"
 #include "pipeline.h"
 #include "plan.h"
+#include "sae_store.h"
 #include "trace.h"
 
 #ifndef NNTERP_VERSION
@@ -774,6 +775,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     }
     if (show && done_prompts)
         progress_line(t0, done_tokens, total, done_prompts, d.c.n_prompts, true);
+    /* sae operations: per-feature figures from the committed per-token rows (worker/sae_store.h) */
+    step = cm->rank == 0 ? nn_sae_store_finalize(f, &job, err) : NN_OK;
+    if (nn_comm_agree(cm, step, err))
+        goto done;
     step = nn_h5_attr_string(f, "/", "status", "complete", err);
     if (nn_comm_agree(cm, step, err))
         goto done;
