@@ -81,5 +81,6 @@ int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_sae(int argc, char **argv); /* cli/sae.c */
 
 #endif

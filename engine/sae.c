@@ -307,7 +307,7 @@ static int load_saelens(nn_sae *s, const cJSON *cfg, const char *cfg_path, weigh
             return NN_ERR;
         if (!found) {
             if (take(w, "log_threshold", true, F, 0, s->threshold, NULL, err))
-                return nn_err_prefix(err, "jumprelu needs 'threshold' or 'log_threshold': ");
+                return nn_err_prefix(err, "jumprelu needs 'threshold' or 'log_threshold'");
             for (int64_t i = 0; i < F; i++)
                 s->threshold[i] = expf(s->threshold[i]);
         }
@@ -434,7 +434,7 @@ static int resolve(const nn_model *m, const char *name, const char *what, nn_hoo
     char mapped[128];
     if (nn_sae_hook_map(name, mapped, sizeof mapped, err) ||
         nn_hook_name_parse(mapped, m->cfg.n_layers, hp, layer, err))
-        return nn_err_prefix(err, "%s: ", what);
+        return nn_err_prefix(err, "%s", what);
     if (*layer == NN_ALL_LAYERS)
         return nn_fail(err, "%s: hook '%s' names no layer", what, name);
     if (nn_hook_point_width(m, *hp) != (size_t)m->cfg.d_model)

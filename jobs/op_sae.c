@@ -166,7 +166,7 @@ int nn_sae_op_init(nn_sae_op **out, const nn_sae_spec *spec, const nn_model *m, 
         if (nn_sae_load(spec->dirs[i], &s->sae, err) ||
             nn_sae_bind(&s->sae, m, spec->hooks ? spec->hooks[i] : NULL, err) ||
             nn_sae_work_init(&s->w, &s->sae, st, err)) {
-            nn_err_prefix(err, "%s: sae[%d]: ", where, i);
+            nn_err_prefix(err, "%s: sae[%d]", where, i);
             goto fail;
         }
         s->keep = spec->keep ? spec->keep : s->sae.arch == NN_SAE_TOPK ? s->sae.k : 32;

@@ -195,4 +195,22 @@ sed 's/"top_n": 8/"top_m": 8/' job.json >bad1.json
 sed "s|$W/stories_standard\"|$W/nowhere\"|" job.json >bad2.json
 "$NNTERP" run bad2.json >out 2>err; [ $? -eq 1 ] && grep -q "sae\[0\]: .*nowhere: not an SAE directory" err &&
   ok "a missing SAE directory: a clear error" || bad "missing SAE: $(cat err)"
+# nnterp sae: a line per token with its top features, the same as the job's codes for the prompt.
+"$NNTERP" sae -m "$S/models/stories260K/hf" --sae "$W/stories_topk" -p "$(head -1 prompts.txt)" -k 16 >sae.txt 2>err
+/usr/bin/python3 - <<'PY' && ok "nnterp sae prints each token's features as the job stores them" || bad "nnterp sae: $(head -3 err)"
+import h5py, re, sys
+f = h5py.File("single.h5", "r")
+offs = f["prompts/token_offsets"][:]
+ids = f["sae/1/feature_ids"][offs[0]:offs[1]]
+lines = [l for l in open("sae.txt") if re.match(r"^ +\d+  ", l)]
+assert len(lines) == offs[1] - offs[0], (len(lines), offs[1])
+for t, l in enumerate(lines):
+    got = [int(x.split(":")[0]) for x in l.split() if re.match(r"^\d+:", x)]
+    want = [int(i) for i in ids[t] if i >= 0]
+    assert got == want, (t, got, want)
+PY
+"$NNTERP" sae -m "$S/models/stories260K/hf" --sae "$W/stories_topk" -p "a" --hook blocks.1.attn.hook_z >out 2>err
+[ $? -eq 1 ] && grep -q "hook_z" err && ok "nnterp sae with an unmapped hook: a clear error" || bad "hook_z: $(cat err)"
+"$NNTERP" sae -m "$S/models/stories260K/hf" -p "a" >out 2>err
+[ $? -eq 2 ] && grep -q "\-\-sae DIR is required" err && ok "nnterp sae without --sae: usage error" || bad "no --sae: $(cat err)"
 finish test_sae_job

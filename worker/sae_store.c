@@ -94,7 +94,7 @@ int nn_sae_store_finalize(nn_h5file *f, const nn_job *job, nn_err *err)
         for (int k = 0; k < op->sae->n; k++) {
             snprintf(g, sizeof g, "/%s/%d", op->group, k);
             if (finalize_one(f, g, op->sae->top_n, err))
-                return nn_err_prefix(err, "%s: ", g);
+                return nn_err_prefix(err, "%s", g);
         }
     }
     return NN_OK;
