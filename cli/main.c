@@ -36,6 +36,7 @@ static const char *usage_main =
     "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
     "            predicted tokens/s of a distributed run, from costs measured here\n"
     "  sae       -m MODEL --sae DIR -p TEXT [--hook NAME] [-k K]   each token's top SAE features\n"
+    "  plot      STORE.h5 --feature F [--sae I] -o FILE.html|FILE.png   an SAE feature's page\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"

@@ -94,6 +94,7 @@ endif()
 nn_add_test(run ${CMAKE_SOURCE_DIR}/tests/test_run.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_job ${CMAKE_SOURCE_DIR}/tests/test_sae_job.sh $<TARGET_FILE:nnterp>)
+nn_add_test(sae_plot ${CMAKE_SOURCE_DIR}/tests/test_sae_plot.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
 # the page rendered by headless Chromium (skipped without it).
 nn_test(test_plot nn_io)
