@@ -159,6 +159,11 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
                                            "%s: layer %d has no mixture of experts, so no "
                                            "router_probabilities",
                                            where, s->layers[i]);
+                if (hp == NN_HP_LAYERS_MIDDLE && h->m->cfg.parallel)
+                    return nn_fail(err,
+                                   "%s: layers_middle (between attention and MLP) does not exist "
+                                   "in this model's parallel blocks",
+                                   where);
                 if (hp == NN_HP_TOKEN_EMBEDDINGS)
                     continue;
                 if (!nn_hook_point_per_layer(hp))

@@ -349,7 +349,7 @@ int main(int argc, char **argv)
     static const char *const cases[] = {
         "stories_standard",    "stories_jumprelu",          "stories_topk",
         "stories_transcoder",  "stories_sparsify/layers.1", "gpt2_gated",
-        "gpt2_standard_embed", "gemma2_attn_out",           "gemma2_transcoder",
+        "gpt2_standard_embed", "gemma2_attn_out",           "gemma2_transcoder", "gpt2_ln1_jumprelu",
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char dir[1024];

@@ -195,6 +195,15 @@ sed 's/"top_n": 8/"top_m": 8/' job.json >bad1.json
 sed "s|$W/stories_standard\"|$W/nowhere\"|" job.json >bad2.json
 "$NNTERP" run bad2.json >out 2>err; [ $? -eq 1 ] && grep -q "sae\[0\]: .*nowhere: not an SAE directory" err &&
   ok "a missing SAE directory: a clear error" || bad "missing SAE: $(cat err)"
+# layers_middle does not exist on parallel blocks (GPT-J): collecting it is refused, not zeros.
+cat >gptj.json <<JOB
+{"model": "$S/reference/tiny/gptj/model-f32", "tokenizer": "$S/tokenizers/gpt2/tokenizer.json",
+ "dataset": {"path": "prompts.txt", "max_tokens": 48},
+ "operations": [{"op": "collect", "hooks": ["layers_middle"]}], "output": "gptj.h5"}
+JOB
+"$NNTERP" run gptj.json >out 2>err; [ $? -eq 1 ] && grep -q "layers_middle .*parallel blocks" err &&
+  ok "collect layers_middle on GPT-J's parallel blocks: a clear error" || bad "gptj layers_middle: $(cat err)"
+
 # nnterp sae: a line per token with its top features, the same as the job's codes for the prompt.
 "$NNTERP" sae -m "$S/models/stories260K/hf" --sae "$W/stories_topk" -p "$(head -1 prompts.txt)" -k 16 >sae.txt 2>err
 /usr/bin/python3 - <<'PY' && ok "nnterp sae prints each token's features as the job stores them" || bad "nnterp sae: $(head -3 err)"

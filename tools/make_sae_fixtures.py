@@ -240,3 +240,10 @@ saelens_case("gemma2_attn_out", gemma2, ids, a, "standard", "blocks.1.hook_attn_
 saelens_case("gemma2_transcoder", gemma2, ids, a, "jumprelu_transcoder",
              "blocks.2.ln2.hook_normalized", 512, hook_out="blocks.2.hook_mlp_out",
              ours_in="mlps_normalized.2", ours_out="mlps_residual.2")
+
+# LayerNorm's gain-free normalization (GPT-2 ln_1): attentions_normalized
+m = AutoModelForCausalLM.from_pretrained(os.path.join(SHARED, gpt2))
+ids = tokens_for(m)
+a = capture(os.path.join(SHARED, gpt2), ids)
+saelens_case("gpt2_ln1_jumprelu", gpt2, ids, a, "jumprelu", "blocks.0.ln1.hook_normalized", 256,
+             ours_in="attentions_normalized.0")
