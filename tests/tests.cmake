@@ -112,7 +112,7 @@ nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TA
 # Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
 # target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
 set(NN_FUZZ_REPLAY safetensors st_index config tokenizer_json tokenizer_encode llama2c_model
-    llama2c_tokenizer npy job dataset)
+    llama2c_tokenizer npy job dataset sae_cfg)
 foreach(t ${NN_FUZZ_REPLAY})
   add_executable(replay_${t} tests/fuzz/replay.c tests/fuzz/fuzz_${t}.c)
   target_compile_definitions(replay_${t} PRIVATE NNTERP_SHARED_DEFAULT="${NNTERP_SHARED}")
@@ -121,6 +121,7 @@ foreach(t ${NN_FUZZ_REPLAY})
 endforeach()
 target_link_libraries(replay_job PRIVATE nn_jobs)
 target_link_libraries(replay_dataset PRIVATE nn_io)
+target_compile_definitions(replay_sae_cfg PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 # Every allocation of model loading, tokenizers, a forward pass with hooks, the logit lens, the job
 # file and the dataset reader failed in turn: errors, no crash, no leak (LeakSanitizer under ASan).
