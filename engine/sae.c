@@ -345,13 +345,14 @@ static int load_sparsify(nn_sae *s, const cJSON *cfg, const char *cfg_path, weig
     s->d_out = dec && dec->n_dims == 2 ? (int)dec->shape[1] : s->d_in;
     s->subtract_b_dec = !transcode;
     /* the hookpoint is the directory's name (sparsify saves DIR/<hookpoint>/) */
-    const char *base = strrchr(s->dir, '/');
-    base = base && base[1] ? base + 1 : s->dir;
     char name[256];
-    snprintf(name, sizeof name, "%s", base);
+    snprintf(name, sizeof name, "%s", s->dir);
     size_t n = strlen(name);
-    while (n && name[n - 1] == '/')
+    while (n > 1 && name[n - 1] == '/')
         name[--n] = '\0';
+    const char *base = strrchr(name, '/');
+    base = base ? base + 1 : name;
+    memmove(name, base, strlen(base) + 1);
     if (!(s->hook_name = nn_strdup(name, err)))
         return NN_ERR;
     if (alloc_arrays(s, skip, err))

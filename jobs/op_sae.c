@@ -172,6 +172,14 @@ int nn_sae_op_init(nn_sae_op **out, const nn_sae_spec *spec, const nn_model *m, 
         s->keep = spec->keep ? spec->keep : s->sae.arch == NN_SAE_TOPK ? s->sae.k : 32;
         if (s->keep > s->sae.d_sae)
             s->keep = s->sae.d_sae;
+        bool stage = m->layer_begin != 0 || m->layer_end != m->cfg.n_layers;
+        if (stage && s->sae.transcoder && s->sae.in_layer != s->sae.out_layer) {
+            nn_fail(err,
+                    "%s: sae[%d]: a transcoder from layer %d to layer %d cannot run in a "
+                    "pipeline (its input and output may sit on different stages)",
+                    where, i, s->sae.in_layer, s->sae.out_layer);
+            goto fail;
+        }
         int layer = s->sae.out_layer > s->sae.in_layer ? s->sae.out_layer : s->sae.in_layer;
         op->max_layer = layer > op->max_layer ? layer : op->max_layer;
     }
