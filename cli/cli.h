@@ -100,5 +100,8 @@ int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_sae(int argc, char **argv); /* cli/sae.c */
+/* nnterp plot STORE.h5 --feature F (cli/plot_feature.c). */
+int cli_plot_feature(int argc, char **argv);
 
 #endif

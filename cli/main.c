@@ -39,6 +39,8 @@ static const char *usage_main =
     "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
     "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
     "            predicted tokens/s of a distributed run, from costs measured here\n"
+    "  sae       -m MODEL --sae DIR -p TEXT [--hook NAME] [-k K]   each token's top SAE features\n"
+    "  plot      STORE.h5 --feature F [--sae I] -o FILE.html|FILE.png   an SAE feature's page\n"
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
@@ -734,6 +736,8 @@ int main(int argc, char **argv)
         return cmd_plot(argc, argv);
     if (!strcmp(argv[1], "plan"))
         return cmd_plan(argc, argv);
+    if (!strcmp(argv[1], "sae"))
+        return cmd_sae(argc, argv);
     if (!strcmp(argv[1], "tokenize"))
         return cmd_tokenize(argc, argv);
     if (!strcmp(argv[1], "chat-template"))

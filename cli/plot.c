@@ -542,6 +542,9 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
 
 int cmd_plot(int argc, char **argv)
 {
+    for (int i = 2; i < argc; i++) /* an SAE feature's page: cli/plot_feature.c */
+        if (!strcmp(argv[i], "--feature"))
+            return cli_plot_feature(argc, argv);
     plot_args pa = {0};
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;

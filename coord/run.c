@@ -20,6 +20,7 @@
 #include "nn_json.h"
 #include "pipeline.h"
 #include "plan.h"
+#include "sae_store.h"
 #include "trace.h"
 
 #ifndef NNTERP_VERSION
@@ -1236,6 +1237,10 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             goto done;
         }
     }
+    /* sae operations: per-feature figures from the committed per-token rows (worker/sae_store.h) */
+    step = cm->rank == 0 ? nn_sae_store_finalize(f, &job, err) : NN_OK;
+    if (nn_comm_agree(cm, step, err))
+        goto done;
     step = nn_h5_attr_string(f, "/", "status", "complete", err);
     if (nn_comm_agree(cm, step, err))
         goto done;

@@ -81,6 +81,9 @@ struct nn_state {
     size_t bf16_per;
     nn_err gemm_err;      /* the first GEMM failure of the pass (oneDNN), reported at its end */
     bool gemm_failed;
+    /* Sparse-autoencoder hook points: grown on demand when *_normalized is hooked, (N, D). */
+    float *normalized;
+    size_t normalized_cap;
 };
 
 static int gemm_min_rows(const nn_linear *W);
@@ -317,6 +320,7 @@ void nn_state_free(nn_state *s)
                                              s->rope_cos_long, s->rope_sin_long});
     nn_free(s->scores_seen);
     nn_mla_scratch_free(s->mla);
+    nn_free(s->normalized);
     nn_free(s);
 }
 
@@ -1520,6 +1524,55 @@ static void add_branch(const nn_state *s, const nn_config *c, float *x, const fl
     nn_pool_run(s->pool, n, 16384, add_scaled_range, &j);
 }
 
+/* ---- Hook points for sparse autoencoders (docs/sae.md) -----------------------------------------
+ */
+
+/* The gain-free normalization of x (TransformerLens' ln.hook_normalized): (x - mean) * inv for
+ * LayerNorm, x * inv for RMSNorm, inv computed as norm_rows computes it. */
+static void normalize_without_gain(const nn_config *c, const float *x, float *y, int n)
+{
+    size_t D = (size_t)c->d_model;
+    for (int t = 0; t < n; t++) {
+        const float *xr = x + (size_t)t * D;
+        float *yr = y + (size_t)t * D;
+        if (c->arch->norm == NN_NORM_RMSNORM) {
+            double ss = row_sum_sq(xr, D, 0.0);
+            float inv = (float)(1.0 / sqrt(ss / (double)D + (double)c->norm_eps));
+            for (size_t i = 0; i < D; i++)
+                yr[i] = xr[i] * inv;
+        } else {
+            double mean = row_sum(xr, D) / (double)D;
+            double var = row_sum_sq(xr, D, mean) / (double)D;
+            float inv = (float)(1.0 / sqrt(var + (double)c->norm_eps));
+            float mu = (float)mean;
+            for (size_t i = 0; i < D; i++)
+                yr[i] = (xr[i] - mu) * inv;
+        }
+    }
+}
+
+/* Calls the hooks of a *_normalized point on a copy of x normalized without gain; nothing is
+ * computed when the point is not hooked. */
+static int hook_normalized(const nn_model *m, nn_state *s, const nn_batch *b,
+                           const nn_hookset *hooks, nn_hook_point hp, int l, const float *x,
+                           nn_err *err)
+{
+    if (!nn_hookset_site(hooks, hp, l))
+        return NN_OK;
+    size_t D = (size_t)m->cfg.d_model, N = (size_t)b->n_tokens;
+    if (nn_grow_floats(&s->normalized, &s->normalized_cap, N * D, err))
+        return NN_ERR;
+    normalize_without_gain(&m->cfg, x, s->normalized, (int)N);
+    return call_hooks(hooks, hp, l, s->normalized, N, D, -1, 0, b, err);
+}
+
+#define HOOK_NORMALIZED(hp, layer, x)                                                              \
+    do {                                                                                           \
+        int hook_rc_ = hook_normalized(m, s, b, hooks, hp, layer, x, err);                         \
+        if (hook_rc_)                                                                              \
+            return hook_rc_;                                                                       \
+    } while (0)
+
 /* One block. The hook points see what Hugging Face's modules output for the family:
  * - sequential (pre-norm): x += attn(norm(x)); x += mlp(norm'(x));
  * - sandwich norms (Gemma-2): the residual adds post_norm(branch); the hooks see the branch
@@ -1539,6 +1592,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
            AD = (size_t)c->n_heads * value_dim(c);
 
     HOOK(NN_HP_LAYERS_INPUT, l, s->x, (size_t)N, D, -1);
+    HOOK_NORMALIZED(NN_HP_ATTENTIONS_NORMALIZED, l, s->x);
 
     pre_norm(s, c, &L->attn_norm, N);
     HOOK(NN_HP_ATTENTIONS_INPUT, l, s->xn, (size_t)N, D, -1);
@@ -1567,6 +1621,8 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
 
     if (c->parallel) {
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
+        HOOK(NN_HP_ATTENTIONS_RESIDUAL, l, s->branch, (size_t)N, D, -1);
+        HOOK_NORMALIZED(NN_HP_MLPS_NORMALIZED, l, s->x);
         if (!c->shared_norm)
             norm_rows_par(s, c, &L->mlp_norm, s->x, s->xn, N);
         HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
@@ -1574,6 +1630,7 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
         if (rc)
             return rc;
         HOOK(NN_HP_MLPS_OUTPUT, l, s->branch2, (size_t)N, D, -1);
+        HOOK(NN_HP_MLPS_RESIDUAL, l, s->branch2, (size_t)N, D, -1);
         add_rows(s, s->x, s->branch, ND);
         add_rows(s, s->x, s->branch2, ND);
         HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
@@ -1581,14 +1638,18 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     }
 
     if (a->residual_in_modules) {
+        HOOK(NN_HP_ATTENTIONS_RESIDUAL, l, s->branch, (size_t)N, D, -1);
         add_rows(s, s->x, s->branch, ND);
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->x, (size_t)N, D, -1);
     } else {
         HOOK(NN_HP_ATTENTIONS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_attn_norm)
             norm_rows(c, &L->post_attn_norm, s->branch, s->branch, N);
+        HOOK(NN_HP_ATTENTIONS_RESIDUAL, l, s->branch, (size_t)N, D, -1);
         add_branch(s, c, s->x, s->branch, ND);
     }
+    HOOK(NN_HP_LAYERS_MIDDLE, l, s->x, (size_t)N, D, -1);
+    HOOK_NORMALIZED(NN_HP_MLPS_NORMALIZED, l, s->x);
 
     pre_norm(s, c, &L->mlp_norm, N);
     HOOK(NN_HP_MLPS_INPUT, l, s->xn, (size_t)N, D, -1);
@@ -1596,12 +1657,14 @@ static int layer_forward(const nn_model *m, nn_state *s, const nn_batch *b, int 
     if (rc)
         return rc;
     if (a->residual_in_modules) {
+        HOOK(NN_HP_MLPS_RESIDUAL, l, s->branch, (size_t)N, D, -1);
         add_rows(s, s->x, s->branch, ND);
         HOOK(NN_HP_MLPS_OUTPUT, l, s->x, (size_t)N, D, -1);
     } else {
         HOOK(NN_HP_MLPS_OUTPUT, l, s->branch, (size_t)N, D, -1);
         if (a->post_mlp_norm)
             norm_rows(c, &L->post_mlp_norm, s->branch, s->branch, N);
+        HOOK(NN_HP_MLPS_RESIDUAL, l, s->branch, (size_t)N, D, -1);
         add_branch(s, c, s->x, s->branch, ND);
     }
     HOOK(NN_HP_LAYERS_OUTPUT, l, s->x, (size_t)N, D, -1);
@@ -1774,4 +1837,22 @@ size_t nn_hook_point_width(const nn_model *m, nn_hook_point hp)
     default:
         return (size_t)c->d_model;
     }
+}
+
+/* ---- The GEMM for weights outside the model (sparse autoencoders, engine/sae.c) ---------------
+ */
+
+int nn_linear_min_rows(const nn_linear *W)
+{
+    return gemm_min_rows(W);
+}
+
+int nn_linear_apply(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
+                    size_t ldy, int n, nn_err *err)
+{
+    if (n > 0 && n < gemm_min_rows(W))
+        return nn_fail(err, "linear: %d rows, fewer than the %d this %d x %d weight needs", n,
+                       gemm_min_rows(W), W->n_in, W->n_out);
+    linear(s, W, x, ldx, y, ldy, n);
+    return NN_OK;
 }

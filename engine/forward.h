@@ -64,4 +64,12 @@ size_t nn_hook_point_width(const nn_model *model, nn_hook_point hp);
  * model's logits. state lends scratch space; normed_scratch holds (n, D). */
 void nn_unembed(const nn_model *model, nn_state *state, const float *x, int n,
                 float *normed_scratch, float *logits);
+
+/* The projection GEMM the pass itself uses (linear() in forward.c, bias included), for weights
+ * that are not the model's: y (n, out) = x (n, in) W + b. A row's bits do not depend on n as long
+ * as n >= nn_linear_min_rows(W) (fewer is an error: the caller pads, see engine/sae.c). state
+ * lends its thread pool. */
+int nn_linear_min_rows(const nn_linear *W);
+int nn_linear_apply(const nn_state *state, const nn_linear *W, const float *x, size_t ldx, float *y,
+                    size_t ldy, int n, nn_err *err);
 #endif

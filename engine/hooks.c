@@ -5,9 +5,15 @@
 #include <string.h>
 
 static const char *names[NN_HP_COUNT] = {
-    "token_embeddings",  "layers_input", "attentions_input", "attention_probabilities",
-    "attentions_output", "mlps_input",   "mlps_output",      "layers_output",
-    "ln_final",          "logits",       "next_token_probs", "router_probabilities",
+    "token_embeddings",  "layers_input",
+    "attentions_input",  "attention_probabilities",
+    "attentions_output", "mlps_input",
+    "mlps_output",       "layers_output",
+    "ln_final",          "logits",
+    "next_token_probs",  "router_probabilities",
+    "layers_middle",     "attentions_residual",
+    "mlps_residual",     "attentions_normalized",
+    "mlps_normalized",
 };
 
 const char *nn_hook_point_name(nn_hook_point hp)
@@ -18,7 +24,7 @@ const char *nn_hook_point_name(nn_hook_point hp)
 bool nn_hook_point_per_layer(nn_hook_point hp)
 {
     return (hp >= NN_HP_LAYERS_INPUT && hp <= NN_HP_LAYERS_OUTPUT) ||
-           hp == NN_HP_ROUTER_PROBABILITIES;
+           (hp >= NN_HP_ROUTER_PROBABILITIES && hp < NN_HP_COUNT);
 }
 
 static int parse_int(const char *s, const char *end, long *out)

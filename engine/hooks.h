@@ -26,6 +26,21 @@ typedef enum {
      * before top-k selection (an edit changes the routing: top-k and weights use what the hooks
      * leave). Never called on dense layers. */
     NN_HP_ROUTER_PROBABILITIES,
+    /* Appended for sparse autoencoders (docs/sae.md has the TransformerLens names they stand for);
+     * per layer, [N, d]:
+     * - layers_middle: the residual stream between attention and MLP (the pre-MLP norm's input);
+     *   sequential blocks only, never called on parallel ones.
+     * - attentions_residual, mlps_residual: what the residual stream adds for the branch, after
+     *   the family's post-norm (Gemma 2/3's sandwich norms; elsewhere the same as *_output, for
+     *   Bloom the branch without the residual), before Granite's residual multiplier.
+     * - attentions_normalized, mlps_normalized: the branch's pre-norm input normalized without the
+     *   norm's gain and bias ((x - mean) / std for LayerNorm, x / rms for RMSNorm); a copy computed
+     *   only when hooked: writing to it changes nothing downstream. */
+    NN_HP_LAYERS_MIDDLE,
+    NN_HP_ATTENTIONS_RESIDUAL,
+    NN_HP_MLPS_RESIDUAL,
+    NN_HP_ATTENTIONS_NORMALIZED,
+    NN_HP_MLPS_NORMALIZED,
     NN_HP_COUNT
 } nn_hook_point;
 

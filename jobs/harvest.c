@@ -2,6 +2,7 @@
  * steering and generation need passes of their own. */
 #include "harvest.h"
 #include "job_chat.h"
+#include "op_sae.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@ typedef struct op_state {
     /* steer: one steer per layer (contrast vectors differ by layer) */
     float *vector;
     nn_steer *steers;
+    nn_sae_op *sae; /* sae: jobs/op_sae.c */
 } op_state;
 
 struct nn_harvest {
@@ -68,6 +70,7 @@ void nn_harvest_free(nn_harvest *h)
         nn_free(h->ops[i].target_ids);
         nn_free(h->ops[i].vector);
         nn_free(h->ops[i].steers);
+        nn_sae_op_free(h->ops[i].sae);
     }
     nn_free(h->ops);
     nn_state_free(h->st);
@@ -172,6 +175,11 @@ static int resolve_op(nn_harvest *h, op_state *s, int index, nn_err *err)
                                            "%s: layer %d has no mixture of experts, so no "
                                            "router_probabilities",
                                            where, s->layers[i]);
+                if (hp == NN_HP_LAYERS_MIDDLE && h->m->cfg.parallel)
+                    return nn_fail(err,
+                                   "%s: layers_middle (between attention and MLP) does not exist "
+                                   "in this model's parallel blocks",
+                                   where);
                 if (hp == NN_HP_TOKEN_EMBEDDINGS)
                     continue;
                 if (!nn_hook_point_per_layer(hp))
@@ -255,6 +263,13 @@ int nn_harvest_init(nn_harvest **out, const nn_model *m, nn_tokenizer *tok, cons
     if (nn_state_init(&h->st, m, &sp, err) || nn_context_init(&h->cx, m, NULL, err) ||
         !(h->batch_offsets = nn_malloc(((size_t)max_prompts + 1) * sizeof(int), err)))
         goto fail;
+    for (int i = 0; i < job->n_ops; i++) {
+        char where[64];
+        snprintf(where, sizeof where, "operations[%d] (sae)", i);
+        if (job->ops[i].kind == NN_OP_SAE &&
+            nn_sae_op_init(&h->ops[i].sae, job->ops[i].sae, m, h->st, where, err))
+            goto fail;
+    }
     *out = h;
     return NN_OK;
 fail:
@@ -318,6 +333,10 @@ int nn_harvest_declare(nn_harvest *h, const nn_sink *s, nn_err *err)
                 return NN_ERR;
         }
         switch (op->kind) {
+        case NN_OP_SAE:
+            if (nn_sae_op_declare(o->sae, s, g, (uint64_t)h->c->offsets[P], P, err))
+                return NN_ERR;
+            break;
         case NN_OP_COLLECT:
             for (int k2 = 0; k2 < op->n_hooks; k2++) {
                 nn_hook_point hp = op->hooks[k2];
@@ -796,6 +815,11 @@ int nn_harvest_run(nn_harvest *h, int begin, int end, const nn_sink *sink, nn_er
             break;
         case NN_OP_STEER:
             if (steer_op(h, o, &b, err))
+                return NN_ERR;
+            break;
+        case NN_OP_SAE:
+            group_path(o->op, g, sizeof g);
+            if (nn_sae_op_run(o->sae, &b, begin, end, h->tok0, sink, g, err))
                 return NN_ERR;
             break;
         case NN_OP_GENERATE:

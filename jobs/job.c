@@ -1,4 +1,5 @@
 #include "job.h"
+#include "op_sae.h"
 
 #include <float.h>
 #include <math.h>
@@ -8,8 +9,8 @@
 #include "nn_json.h"
 #include "toolkit.h"
 
-static const char *op_names[] = {"collect",         "logit_lens", "target_probs",
-                                 "patchscope_lens", "steer",      "generate"};
+static const char *op_names[] = {"collect", "logit_lens", "target_probs", "patchscope_lens",
+                                 "steer",   "generate",   "sae"};
 
 const char *nn_op_name(nn_op_kind kind)
 {
@@ -27,6 +28,7 @@ void nn_job_free(nn_job *j)
         nn_free(o->positions.list);
         nn_free(o->target_prompt);
         nn_free(o->vector);
+        nn_sae_spec_free(o->sae);
         for (int k = 0; k < 2; k++) {
             for (int i = 0; i < o->n_contrast[k]; i++)
                 nn_free(o->contrast[k][i]);
@@ -231,19 +233,21 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
     if (nn_json_string(o, "op", true, path, &name, err))
         return in_op(err, where);
     int kind = -1;
-    for (int k = 0; k < 6; k++)
+    for (int k = 0; k < (int)(sizeof op_names / sizeof op_names[0]); k++)
         if (!strcmp(name, op_names[k]))
             kind = k;
     if (kind < 0)
         return nn_fail(err,
                        "%s: %s: op '%s' is not one of collect, logit_lens, target_probs, "
-                       "patchscope_lens, steer, generate",
+                       "patchscope_lens, steer, generate, sae",
                        path, where, name);
     op->kind = (nn_op_kind)kind;
     snprintf(where, sizeof where, "operations[%d] (%s)", index, name);
     long v;
     double d;
     switch (op->kind) {
+    case NN_OP_SAE:
+        return nn_sae_spec_parse(o, path, where, &op->sae, err);
     case NN_OP_COLLECT: {
         static const char *const allowed[] = {"op", "hooks", "layers", "positions", NULL};
         if (only_fields(o, allowed, path, where, err))

@@ -15,6 +15,7 @@ typedef enum {
     NN_OP_PATCHSCOPE_LENS,
     NN_OP_STEER,
     NN_OP_GENERATE,
+    NN_OP_SAE, /* sparse autoencoders: jobs/op_sae.h */
 } nn_op_kind;
 
 typedef enum { NN_POS_ALL, NN_POS_LAST, NN_POS_LIST } nn_positions_kind;
@@ -56,6 +57,8 @@ typedef struct nn_op {
     int generate;
     float temperature, top_p;
     uint64_t seed;
+    /* sae */
+    struct nn_sae_spec *sae;
 } nn_op;
 
 typedef struct nn_job {

@@ -31,6 +31,9 @@ nn_test(test_chat nn_engine)
 nn_test(test_jinja nn_engine)
 nn_test(test_bf16 nn_engine)
 target_compile_definitions(test_bf16 PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+# Sparse autoencoders against SAELens (tests/sae/, docs/sae.md).
+nn_test(test_sae nn_engine)
+target_compile_definitions(test_sae PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 function(nn_add_test name)
   add_test(NAME ${name} COMMAND ${ARGN})
@@ -114,6 +117,7 @@ nn_add_test(invariants test_invariants)
 nn_add_test(invariants_sinks_mla test_invariants ${NEW_REF}/gpt_oss/model-f32
             ${NEW_REF}/deepseek_v3/model-f32 ${NEW_REF}/deepseek_v3_no_q_lora/model-f32
             ${NEW_REF}/glm4/model-f32)
+nn_add_test(sae test_sae)
 nn_add_test(stories260K_greedy test_stories)
 nn_add_test(loading test_loading)
 nn_add_test(io test_io)
@@ -149,6 +153,8 @@ nn_add_test(mpi ${CMAKE_SOURCE_DIR}/tests/test_mpi.sh $<TARGET_FILE:nnterp>)
 # resume under other pipeline splits.
 nn_add_test(store ${CMAKE_SOURCE_DIR}/tests/test_store.sh $<TARGET_FILE:nnterp>)
 nn_add_test(mpi_signals ${CMAKE_SOURCE_DIR}/tests/test_mpi_signals.sh $<TARGET_FILE:nnterp>)
+nn_add_test(sae_job ${CMAKE_SOURCE_DIR}/tests/test_sae_job.sh $<TARGET_FILE:nnterp>)
+nn_add_test(sae_plot ${CMAKE_SOURCE_DIR}/tests/test_sae_plot.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
 # the page rendered by headless Chromium (skipped without it).
 nn_test(test_plot nn_io)
@@ -166,7 +172,7 @@ nn_add_test(demo_semantics ${CMAKE_SOURCE_DIR}/tests/test_demo_semantics.sh $<TA
 # Fuzz corpora (seeds, and the reproducer of every finding fixed) replayed through each fuzz
 # target without libFuzzer: a regression test in every build. tools/fuzz.sh runs the fuzzers.
 set(NN_FUZZ_REPLAY safetensors st_index config tokenizer_json tokenizer_encode llama2c_model
-    llama2c_tokenizer npy job dataset jinja)
+    llama2c_tokenizer npy job dataset jinja sae_cfg)
 foreach(t ${NN_FUZZ_REPLAY})
   add_executable(replay_${t} tests/fuzz/replay.c tests/fuzz/fuzz_${t}.c)
   target_compile_definitions(replay_${t} PRIVATE NNTERP_SHARED_DEFAULT="${NNTERP_SHARED}")
@@ -175,6 +181,7 @@ foreach(t ${NN_FUZZ_REPLAY})
 endforeach()
 target_link_libraries(replay_job PRIVATE nn_jobs)
 target_link_libraries(replay_dataset PRIVATE nn_io)
+target_compile_definitions(replay_sae_cfg PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 
 # Every allocation of model loading, tokenizers, a forward pass with hooks, the logit lens, the job
 # file and the dataset reader failed in turn: errors, no crash, no leak (LeakSanitizer under ASan).

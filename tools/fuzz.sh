@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-30}
 shift || true
 JOBS=${FUZZ_JOBS:-1}
-ALL="safetensors st_index config tokenizer_json tokenizer_encode llama2c_model llama2c_tokenizer npy job dataset jinja"
+ALL="safetensors st_index config tokenizer_json tokenizer_encode llama2c_model llama2c_tokenizer npy job dataset jinja sae_cfg"
 TARGETS=${*:-$ALL}
 B=build-fuzz
 SHARED=${NNTERP_SHARED:-$PWD/../shared}
