@@ -1,9 +1,9 @@
 /* Hugging Face tokenizer.json and llama2.c tokenizer.bin (see tokenizer.h). The Hugging Face
  * pipeline is reproduced from the tokenizers library's semantics: AddedVocabulary splitting,
  * normalizers, pre-tokenizers, the BPE model (with byte fallback, unk fusing, ignore_merges),
- * post-processors and decoders. This file holds the public API: the vocabulary, loading (which picks
- * the kind by path), encode/decode dispatched on the kind's row (tok_kind), and streaming; the
- * modules are the other engine/tokenizer_*.c files (map in tokenizer_internal.h). */
+ * post-processors and decoders. This file holds the public API: the vocabulary, loading (which
+ * picks the kind by path), encode/decode dispatched on the kind's row (tok_kind), and streaming;
+ * the modules are the other engine/tokenizer_*.c files (map in tokenizer_internal.h). */
 #include "tokenizer_internal.h"
 
 static void free_steps(step *s, size_t n)
