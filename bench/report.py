@@ -123,11 +123,11 @@ add("What limits it: on one core, OpenBLAS's packing of each weight matrix on ev
     "run to run.\n")
 
 add("### Against llama.cpp\n")
-add("llama.cpp cannot be built here (no network); DESIGN.md has its F32 prompt processing measured "
+add("llama.cpp cannot be built here (no network); docs/design.md has its F32 prompt processing measured "
     "on this machine with the same shapes, one pinned core, the head on the last token only: "
     "GPT-2-small 380–395 tokens/s, Llama shape 405–470. Set against nnterp's natural mode "
     "above (the head on the last position only, every layer's output captured):\n")
-add("| model | nnterp tokens/s | llama.cpp F32 (DESIGN.md) | ratio |")
+add("| model | nnterp tokens/s | llama.cpp F32 (docs/design.md) | ratio |")
 add("|---|---:|---:|---:|")
 for m, lo, hi in (("gpt2", 380, 395), ("llama", 405, 470)):
     a = fwd[m][0]

@@ -1,4 +1,4 @@
-/* Hook points: the standardized view of every model (SPEC §2).
+/* Hook points: the standardized view of every model (docs/spec.md §2).
  *
  * A caller builds an nn_hookset once from names ("layers_output.3", "mlps_output" for every
  * layer) and passes it to each forward call. At every hook site the forward pass asks the set for

@@ -247,8 +247,8 @@ struct nn_executor; /* stage.h: how a pipeline stage runs (internal) */
 
 typedef struct nn_model {
     nn_config cfg;
-    char *source;         /* the directory or file it came from */
-    union {                  /* [vocab, d] in its stored dtype (see nn_linear) */
+    char *source; /* the directory or file it came from */
+    union {       /* [vocab, d] in its stored dtype (see nn_linear) */
         const float *tok_emb;
         const uint16_t *tok_emb16;
     };
@@ -286,8 +286,8 @@ const char *nn_arch_supported(void);
 /* Parses a Hugging Face config.json (already loaded) into cfg. */
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *cfg, nn_err *err);
 
-/* Resolves MODEL as SPEC §1 says: a directory, a llama2.c .bin file, or a Hugging Face id found
- * in the local hub cache. Returns a new string the caller frees. */
+/* Resolves MODEL as docs/spec.md §1 says: a directory, a llama2.c .bin file, or a Hugging Face id
+ * found in the local hub cache. Returns a new string the caller frees. */
 char *nn_model_resolve(const char *model, nn_err *err);
 
 /* Loads MODEL (see nn_model_resolve). On failure nothing is left allocated. */

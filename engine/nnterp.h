@@ -14,7 +14,7 @@
  *   nn_context    a model's state, thread pool and rotary tables, made once and reused by the
  *                 toolkit's _ctx functions, generation and nn_context_forward (context.h).
  *
- * HOOK POINTS (names as in SPEC §2; per prompt of T tokens, hidden size d)
+ * HOOK POINTS (names as in docs/spec.md §2; per prompt of T tokens, hidden size d)
  *   token_embeddings [T,d]   layers_input.i [T,d]        attentions_input.i [T,d]
  *   attention_probabilities.i [heads,T,T]                attentions_output.i [T,d]
  *   mlps_input.i [T,d]       mlps_output.i [T,d]         layers_output.i [T,d]

@@ -25,9 +25,10 @@ void nn_ids_free(nn_ids *v);
 /* path: a directory holding tokenizer.json (and tokenizer_config.json when present), a
  * tokenizer.json file, or a llama2.c tokenizer.bin. */
 int nn_tokenizer_load(const char *path, nn_tokenizer **out, nn_err *err);
-/* The tokenizer that goes with MODEL (SPEC §1): tokenizer_path when given, else tokenizer.json in
- * a checkpoint directory, or tokenizer.bin (then tok<vocab>.bin) beside a llama2.c checkpoint.
- * None found is an error when required; otherwise *out stays NULL and NN_OK is returned. */
+/* The tokenizer that goes with MODEL (docs/spec.md §1): tokenizer_path when given, else
+ * tokenizer.json in a checkpoint directory, or tokenizer.bin (then tok<vocab>.bin) beside a
+ * llama2.c checkpoint. None found is an error when required; otherwise *out stays NULL and NN_OK is
+ * returned. */
 int nn_tokenizer_load_for_model(const char *model_path, const char *tokenizer_path, int vocab,
                                 bool required, nn_tokenizer **out, nn_err *err);
 void nn_tokenizer_free(nn_tokenizer *t);

@@ -1,6 +1,6 @@
-/* The interpretability toolkit (SPEC §3), built on the engine's hook points: logit lens, patchscope
- * lens and generation, steering, target-token probabilities, activation patching, skipping layers
- * and attention-probability edits. Semantics follow the Python library nnterp.
+/* The interpretability toolkit (docs/spec.md §3), built on the engine's hook points: logit lens,
+ * patchscope lens and generation, steering, target-token probabilities, activation patching,
+ * skipping layers and attention-probability edits. Semantics follow the Python library nnterp.
  *
  * Prompts are given as token ids (tokenize with nn_tokenizer_encode). A position is an index into a
  * prompt, negative counting from its end (-1 = last token). Results are owned by the caller and

@@ -2,7 +2,7 @@
  * file under its final name is never half-written. Knows arrays and attributes, never models.
  *
  * Datasets are contiguous, uncompressed, with the memory type equal to the file type (see
- * DESIGN.md "Store"). Paths like "/activations/layers_output/3" create their groups. */
+ * docs/design.md "Store"). Paths like "/activations/layers_output/3" create their groups. */
 #ifndef NN_H5FILE_H
 #define NN_H5FILE_H
 

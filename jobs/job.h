@@ -1,6 +1,6 @@
-/* The job file of `nnterp run` (SPEC §5): parsed and validated whole before any work. Every error
- * names the field and the allowed values; unknown fields are errors (a typo must not silently do
- * nothing). */
+/* The job file of `nnterp run` (docs/spec.md §5): parsed and validated whole before any work. Every
+ * error names the field and the allowed values; unknown fields are errors (a typo must not silently
+ * do nothing). */
 #ifndef NN_JOB_H
 #define NN_JOB_H
 

@@ -1,5 +1,5 @@
 /* trace: run prompts through the model once and save the chosen hook points at the chosen layers
- * (SPEC §3 "trace / collect"). Layout written through the sink (docs/trace-format.md):
+ * (docs/spec.md §3 "trace / collect"). Layout written through the sink (docs/trace-format.md):
  *
  *   /tokens/ids int32 [N]  /tokens/prompt int32 [N]  /tokens/position int32 [N]
  *   /prompts/token_offsets int64 [P+1]

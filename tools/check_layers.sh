@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Dependencies point one way (DESIGN.md): engine knows nothing of MPI, HDF5, io or jobs; io knows
+# Dependencies point one way (docs/design.md): engine knows nothing of MPI, HDF5, io or jobs; io knows
 # nothing of models; jobs write through a sink, not to HDF5. Fails listing each forbidden include.
 set -u
 cd "$(dirname "$0")/.."
