@@ -67,6 +67,7 @@ extern "C" {
 #include "context.h"
 #include "forward.h"
 #include "generate.h"
+#include "generate_batch.h"
 #include "hooks.h"
 #include "model.h"
 #include "tokenizer.h"

@@ -25,6 +25,8 @@ nn_test(test_api nn_engine)
 nn_test(test_config_ext nn_engine)
 nn_test(test_context nn_engine)
 target_compile_definitions(test_context PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
+nn_test(test_generate_batch nn_engine)
+target_compile_definitions(test_generate_batch PRIVATE NNTERP_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 nn_test(test_chat nn_engine)
 nn_test(test_jinja nn_engine)
 
@@ -95,6 +97,7 @@ nn_add_test(tokenizer test_tokenizer)
 nn_add_test(toolkit test_toolkit)
 nn_add_test(api test_api)
 nn_add_test(context test_context)
+nn_add_test(generate_batch test_generate_batch)
 # Chat templates: ../shared/chat the way it was rendered (transformers 4.4x), the same cases the
 # transformers 5 way (they agree), and nnterp's own cases rendered by transformers 5 itself
 # (tools/chat_expected.py wrote tests/chat/*.jsonl; the templates are the shared tokenizers').
