@@ -22,7 +22,10 @@ int nn_argmax(const float *x, int n)
     return best;
 }
 
-uint64_t nn_sample_seed(uint64_t seed) { return seed ? seed : 0x9E3779B97F4A7C15ULL; }
+uint64_t nn_sample_seed(uint64_t seed)
+{
+    return seed ? seed : 0x9E3779B97F4A7C15ULL;
+}
 
 /* xorshift64*: small, seedable, the same stream on every platform. */
 static float random_unit(uint64_t *state)
@@ -44,7 +47,10 @@ static int by_prob_desc(const void *a, const void *b)
     return x > y ? -1 : x < y ? 1 : ((const candidate *)a)->id - ((const candidate *)b)->id;
 }
 
-size_t nn_sample_scratch_bytes(int V) { return (size_t)V * sizeof(candidate); }
+size_t nn_sample_scratch_bytes(int V)
+{
+    return (size_t)V * sizeof(candidate);
+}
 
 int nn_sample_token(float *logits, int V, const nn_generate_params *p, uint64_t *rng,
                     void *scratch_bytes)
