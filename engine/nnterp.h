@@ -68,6 +68,7 @@ extern "C" {
 #include "forward.h"
 #include "generate.h"
 #include "generate_batch.h"
+#include "patchscope_batch.h"
 #include "hooks.h"
 #include "model.h"
 #include "tokenizer.h"

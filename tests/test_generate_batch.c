@@ -1,8 +1,10 @@
 /* Batched generation gives every sequence the tokens it gets alone, bit for bit: greedy, seeded
  * sampling with and without a top-p nucleus, under a steering hook (whose positions are per
  * sequence), with prompts of different lengths finishing at different steps (EOS or the model's
- * context), and as the batch shrinks. Runs on models/demo and, with ../shared, on tiny GPT-2
- * (learned positions), BLOOM (ALiBi), Llama (RoPE) and Mistral (a sliding window of 8). */
+ * context), and as the batch shrinks. Batched patchscope gives each source nn_patchscope_ctx's
+ * probabilities bit for bit, also when its patched passes come in chunks. Runs on models/demo and,
+ * with ../shared, on tiny GPT-2 (learned positions), BLOOM (ALiBi), Llama (RoPE) and Mistral (a
+ * sliding window of 8). */
 #include <string.h>
 
 #include "nn_test.h"
@@ -76,6 +78,37 @@ static void check_model(const char *path)
                   "%s case %zu prompt %d: batched tokens differ from one prompt (%d vs %d)", path,
                   k, q, n_batch[q], n_alone);
         }
+    }
+    /* patchscope: the same sources against a short target at a few layers out of order, and
+     * against a long one at every layer (so that the patched passes come in chunks) */
+    int L = c->n_layers, some[3] = {L - 1, 0, L / 2};
+    int nsome = L > 2 ? 3 : 2;
+    int tlen[2] = {4, c->max_positions - 1 < 300 ? c->max_positions - 1 : 300};
+    for (int k = 0; k < 2; k++) {
+        nn_patchscope_params pp = nn_patchscope_default_params();
+        pp.layers = k == 0 ? some : NULL;
+        pp.n_layers = k == 0 ? nsome : 0;
+        pp.index_to_patch = k == 0 ? -1 : 2;
+        pp.source_position = k == 0 ? -1 : 0;
+        int nl = k == 0 ? nsome : L;
+        nn_prompt target = {tokens, tlen[k]}; /* all prompts hold max_positions + 15 */
+        float *probs = nn_malloc((size_t)N_PROMPTS * nl * V * sizeof *probs, &err);
+        CHECK(probs != NULL, "alloc");
+        if (!probs)
+            break;
+        CHECK_OK(nn_patchscope_batch_ctx(cx, tokens, offsets, N_PROMPTS, target, &pp, probs, &err),
+                 &err);
+        for (int q = 0; q < N_PROMPTS; q++) {
+            nn_patchscope_result r;
+            CHECK_OK(nn_patchscope_ctx(one, (nn_prompt){tokens + offsets[q], lens[q]}, target, &pp,
+                                       &r, &err),
+                     &err);
+            CHECK(r.n_layers == nl &&
+                      !memcmp(r.probs, probs + (size_t)q * nl * V, (size_t)nl * V * sizeof *probs),
+                  "%s patchscope case %d source %d: batched probabilities differ", path, k, q);
+            nn_patchscope_result_free(&r);
+        }
+        nn_free(probs);
     }
     /* a prompt too long for the context is refused, naming it */
     int64_t bad[2] = {0, c->max_positions + 1};
