@@ -261,6 +261,11 @@ head += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in summary]
 head.append("")
 lines[2:2] = head
 
+# Measured by hand (bench/generate.sh), kept across reruns of this report.
+_gen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "generate.md")
+if os.path.exists(_gen):
+    with open(_gen) as f:
+        add(f.read())
 add("## Machine\n")
 add(f"- CPU: {e['BENCH_CPU_MODEL']} ({e['BENCH_NPROC']} logical CPUs visible)")
 add(f"- OpenBLAS: {e['BENCH_OPENBLAS']}; PyTorch {load('pt-gpt2.json')['torch']} (Debian "
