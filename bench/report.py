@@ -290,6 +290,11 @@ if os.path.exists(py_nnterp):
         "both times include loading the model; the Python side pads each batch of 8 on the left. On a shared machine (a load average above "
         "the 2 CPUs) the CPU-time ratio is the one to read.\n")
 
+# Measured by hand (bench/generate.sh), kept across reruns of this report.
+_gen = os.path.join(os.path.dirname(os.path.abspath(__file__)), "generate.md")
+if os.path.exists(_gen):
+    with open(_gen) as f:
+        add(f.read())
 add("## Machine\n")
 add(f"- CPU: {e['BENCH_CPU_MODEL']} ({e['BENCH_NPROC']} logical CPUs visible)")
 add(f"- OpenBLAS: {e['BENCH_OPENBLAS']}; PyTorch {load('pt-gpt2.json')['torch']} (Debian "

@@ -1,6 +1,7 @@
 #include "generate.h"
 
 #include "context.h"
+#include "generate_internal.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -19,6 +20,11 @@ int nn_argmax(const float *x, int n)
         if (x[i] > x[best])
             best = i;
     return best;
+}
+
+uint64_t nn_sample_seed(uint64_t seed)
+{
+    return seed ? seed : 0x9E3779B97F4A7C15ULL;
 }
 
 /* xorshift64*: small, seedable, the same stream on every platform. */
@@ -41,9 +47,15 @@ static int by_prob_desc(const void *a, const void *b)
     return x > y ? -1 : x < y ? 1 : ((const candidate *)a)->id - ((const candidate *)b)->id;
 }
 
-static int sample(float *logits, int V, const nn_generate_params *p, uint64_t *rng,
-                  candidate *scratch)
+size_t nn_sample_scratch_bytes(int V)
 {
+    return (size_t)V * sizeof(candidate);
+}
+
+int nn_sample_token(float *logits, int V, const nn_generate_params *p, uint64_t *rng,
+                    void *scratch_bytes)
+{
+    candidate *scratch = scratch_bytes;
     if (p->temperature <= 0.0f)
         return nn_argmax(logits, V);
     for (int i = 0; i < V; i++)
@@ -107,7 +119,7 @@ int nn_generate_ctx(nn_context *cx, const int32_t *prompt, int n_prompt,
         !(scratch = nn_malloc((size_t)c->vocab_size * sizeof *scratch, err)) ||
         !(logits = nn_malloc((size_t)c->vocab_size * sizeof *logits, err)))
         goto done;
-    uint64_t rng = p->seed ? p->seed : 0x9E3779B97F4A7C15ULL;
+    uint64_t rng = nn_sample_seed(p->seed);
     int slot = 0, pos = 0, offsets[2] = {0, n_prompt};
     nn_batch b = {.tokens = prompt,
                   .n_tokens = n_prompt,
@@ -130,7 +142,7 @@ int nn_generate_ctx(nn_context *cx, const int32_t *prompt, int n_prompt,
         if (f == NN_ERR)
             goto done;
         memcpy(logits, nn_state_logits(s), (size_t)c->vocab_size * sizeof *logits);
-        token = sample(logits, c->vocab_size, p, &rng, scratch);
+        token = nn_sample_token(logits, c->vocab_size, p, &rng, scratch);
         out[(*n_out)++] = token;
         if (p->on_token && p->on_token(token, p->user, err) < 0)
             goto done;

@@ -25,7 +25,9 @@
  *
  * OPERATIONS (toolkit.h): nn_logit_lens, nn_patchscope (+ nn_repeat_prompt), nn_steer_add
  * (+ nn_npy_read_vector, nn_contrast_vector), nn_first_tokens + nn_next_token_probs (target
- * probabilities), nn_activation_patch, nn_skip_add, nn_attn_edit_add; nn_generate (generate.h).
+ * probabilities), nn_activation_patch, nn_skip_add, nn_attn_edit_add; nn_generate (generate.h);
+ * batched, the same bits: nn_generate_batch_ctx (generate_batch.h), nn_patchscope_batch_ctx
+ * (patchscope_batch.h).
  *
  * LINKING
  *   pkg-config --cflags --libs nnterp (the shared libnnterp.so) or the static nn_engine + nn_base.
@@ -67,6 +69,8 @@ extern "C" {
 #include "context.h"
 #include "forward.h"
 #include "generate.h"
+#include "generate_batch.h"
+#include "patchscope_batch.h"
 #include "hooks.h"
 #include "model.h"
 #include "tokenizer.h"

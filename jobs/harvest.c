@@ -1,8 +1,10 @@
 /* One base forward pass per batch serves collect, logit_lens and target_probs together; patchscope,
  * steering and generation need passes of their own. */
 #include "harvest.h"
+#include "generate_batch.h"
 #include "job_chat.h"
 #include "op_sae.h"
+#include "patchscope_batch.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -667,76 +669,110 @@ done:
 /* ---- Per-prompt operations --------------------------------------------------------------------
  */
 
+/* The batch's prompts as sources in groups (engine/patchscope_batch.h): two packed passes per
+ * group instead of two per prompt, the same bits. A group's probabilities are held whole, so its
+ * size bounds them (about 64 MB). */
 static int patchscope_op(nn_harvest *h, op_state *o, nn_err *err)
 {
     const nn_op *op = o->op;
     const nn_corpus *c = h->c;
-    size_t nl = (size_t)o->n_layers, T = (size_t)c->n_targets;
+    size_t nl = (size_t)o->n_layers, T = (size_t)c->n_targets, V = (size_t)h->m->cfg.vocab_size;
+    size_t k = (size_t)op->top_k;
     char g[96], path[160];
     group_path(op, g, sizeof g);
-    for (int p = h->begin; p < h->end; p++) {
-        nn_patchscope_params pp = nn_patchscope_default_params();
-        pp.layers = o->layers;
-        pp.n_layers = o->n_layers;
-        pp.index_to_patch = op->index;
-        pp.top_k = op->top_k;
-        nn_patchscope_result r;
-        nn_prompt src = {c->tokens + c->offsets[p], prompt_len(c, p)};
-        if (nn_patchscope_ctx(h->cx, src, (nn_prompt){o->target_ids, o->target_n}, &pp, &r, err))
-            return nn_err_prefix(err, "prompt %d", p);
-        if (!h->m->last_stage) { /* a pipeline's last stage holds the results */
-            nn_patchscope_result_free(&r);
+    if (k > V)
+        return nn_fail(err, "patchscope: top_k %zu is out of range", k);
+    int group = (int)((16u << 20) / (nl * V));
+    group = group < 1 ? 1 : group;
+    float *probs = nn_malloc((size_t)(group < h->end - h->begin ? group : h->end - h->begin) * nl *
+                                 V * sizeof *probs,
+                             err);
+    int32_t *ids = probs ? nn_malloc(nl * k * sizeof *ids + 1, err) : NULL;
+    float *vals = ids ? nn_malloc(nl * k * sizeof *vals + 1, err) : NULL;
+    float *tp = vals ? nn_malloc(nl * T * sizeof *tp + 1, err) : NULL;
+    int64_t *offsets = tp ? nn_malloc((size_t)(group + 1) * sizeof *offsets, err) : NULL;
+    int rc = offsets ? NN_OK : NN_ERR;
+    nn_patchscope_params pp = nn_patchscope_default_params();
+    pp.layers = o->layers;
+    pp.n_layers = o->n_layers;
+    pp.index_to_patch = op->index;
+    pp.top_k = op->top_k;
+    for (int p0 = h->begin; !rc && p0 < h->end; p0 += group) {
+        int n = h->end - p0 < group ? h->end - p0 : group;
+        for (int q = 0; q <= n; q++)
+            offsets[q] = c->offsets[p0 + q] - c->offsets[p0];
+        if (nn_patchscope_batch_ctx(h->cx, c->tokens + c->offsets[p0], offsets, n,
+                                    (nn_prompt){o->target_ids, o->target_n}, &pp, probs, err)) {
+            rc = nn_err_prefix(err, "prompts [%d, %d)", p0, p0 + n);
+            break;
+        }
+        if (!h->m->last_stage) /* a pipeline's last stage holds the results */
             continue;
-        }
-        int rc = NN_OK;
-        snprintf(path, sizeof path, "%s/top_ids", g);
-        rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, r.top_ids, err);
-        snprintf(path, sizeof path, "%s/top_probs", g);
-        if (!rc)
-            rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, r.top_probs, err);
-        if (!rc && op->targets) {
-            float *tp = nn_malloc(nl * T * sizeof *tp + 1, err);
-            if (!tp)
-                rc = NN_ERR;
-            for (size_t l = 0; !rc && l < nl; l++)
-                for (size_t t = 0; t < T; t++)
-                    tp[l * T + t] = target_sum(c, p, (int)t, r.probs + l * r.vocab);
-            snprintf(path, sizeof path, "%s/target_probs", g);
+        for (int q = 0; !rc && q < n; q++) {
+            int p = p0 + q;
+            const float *pr = probs + (size_t)q * nl * V;
+            for (size_t l = 0; l < nl; l++)
+                nn_top_k(pr + l * V, V, (int)k, ids + l * k, vals + l * k);
+            snprintf(path, sizeof path, "%s/top_ids", g);
+            rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, ids, err);
+            snprintf(path, sizeof path, "%s/top_probs", g);
             if (!rc)
+                rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, vals, err);
+            if (!rc && op->targets) {
+                for (size_t l = 0; l < nl; l++)
+                    for (size_t t = 0; t < T; t++)
+                        tp[l * T + t] = target_sum(c, p, (int)t, pr + l * V);
+                snprintf(path, sizeof path, "%s/target_probs", g);
                 rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, tp, err);
-            nn_free(tp);
+            }
         }
-        nn_patchscope_result_free(&r);
-        if (rc)
-            return NN_ERR;
     }
-    return NN_OK;
+    nn_free(probs);
+    nn_free(ids);
+    nn_free(vals);
+    nn_free(tp);
+    nn_free(offsets);
+    return rc;
 }
 
+/* All of the batch's prompts generate together, a KV-cache slot each (engine/generate_batch.h):
+ * the same tokens as one prompt at a time, at a fraction of the cost per token. */
 static int generate_rows(nn_harvest *h, const nn_op *op, const nn_hookset *hooks, const char *path,
                          nn_err *err)
 {
     const nn_corpus *c = h->c;
-    int G = op->generate;
-    int32_t *out = nn_malloc((size_t)G * sizeof *out, err);
-    if (!out)
-        return NN_ERR;
-    int rc = NN_OK;
-    for (int p = h->begin; p < h->end && rc == NN_OK; p++) {
-        nn_generate_params gp = nn_generate_default_params();
-        gp.max_new_tokens = G;
-        gp.temperature = op->temperature;
-        gp.top_p = op->top_p;
-        gp.seed = op->seed + (uint64_t)p; /* reproducible per prompt, whatever the batching */
-        gp.hooks = hooks;
-        int n = 0;
-        rc = nn_generate_ctx(h->cx, c->tokens + c->offsets[p], prompt_len(c, p), &gp, out, &n, err);
-        for (int i = n; i < G; i++)
-            out[i] = -1;
-        if (rc == NN_OK && h->m->last_stage)
-            rc = h->sink->write_rows(h->sink->ctx, path, (uint64_t)p, 1, out, err);
-    }
+    int G = op->generate, n = h->end - h->begin;
+    int32_t *out = nn_malloc((size_t)n * (size_t)G * sizeof *out, err);
+    int *n_out = out ? nn_malloc((size_t)n * sizeof *n_out, err) : NULL;
+    uint64_t *seeds = n_out ? nn_malloc((size_t)n * sizeof *seeds, err) : NULL;
+    int64_t *offsets = seeds ? nn_malloc((size_t)(n + 1) * sizeof *offsets, err) : NULL;
+    int rc = NN_ERR;
+    if (!offsets)
+        goto done;
+    for (int q = 0; q <= n; q++)
+        offsets[q] = c->offsets[h->begin + q] - c->offsets[h->begin];
+    for (int q = 0; q < n; q++)
+        seeds[q] = op->seed + (uint64_t)(h->begin + q); /* per prompt, whatever the batching */
+    nn_generate_params gp = nn_generate_default_params();
+    gp.max_new_tokens = G;
+    gp.temperature = op->temperature;
+    gp.top_p = op->top_p;
+    gp.hooks = hooks;
+    if (nn_generate_batch_ctx(h->cx, c->tokens + c->offsets[h->begin], offsets, n, &gp, seeds, out,
+                              n_out, err))
+        goto done;
+    for (int q = 0; q < n; q++)
+        for (int i = n_out[q]; i < G; i++)
+            out[(size_t)q * G + i] = -1;
+    if (h->m->last_stage &&
+        h->sink->write_rows(h->sink->ctx, path, (uint64_t)h->begin, (uint64_t)n, out, err))
+        goto done;
+    rc = NN_OK;
+done:
     nn_free(out);
+    nn_free(n_out);
+    nn_free(seeds);
+    nn_free(offsets);
     return rc;
 }
 

@@ -1,5 +1,6 @@
 #include "job.h"
 #include "op_sae.h"
+#include "job_repeat.h"
 
 #include <float.h>
 #include <math.h>
@@ -319,6 +320,16 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
         if (t && cJSON_IsObject(t) && nn_json_get(t, "it_repeat")) {
             if (parse_it_repeat(t, op, path, where, err))
                 return NN_ERR;
+        } else if (t && cJSON_IsObject(t) && nn_json_get(t, "repeat")) {
+            /* nnterp's repeat_prompt(words=..., rel=..., sep=...): jobs/job_repeat.c */
+            static const char *const rallowed[] = {"repeat", "index", NULL};
+            long idx;
+            if (only_fields(t, rallowed, path, where, err) ||
+                nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
+                return nn_err_prefix(err, "%s: target", where);
+            if (nn_job_parse_repeat(nn_json_get(t, "repeat"), path, where, &op->target_prompt, err))
+                return NN_ERR;
+            op->index = (int)idx;
         } else if (t) {
             static const char *const tallowed[] = {"prompt", "index", NULL};
             long idx;

@@ -62,6 +62,10 @@ same "$T/field.h5" "$T/flag.h5" >"$T/cmp" && ok "job field and --compute give th
 if [ ! -f "$T/f32.h5" ] || same "$T/field.h5" "$T/f32.h5" >"$T/cmp"; then bad "bfloat16 store equals the float32 one (compute ignored?)"; else ok "bfloat16 store differs from float32"; fi
 
 if command -v mpirun >/dev/null; then
+  # Under AddressSanitizer, Open MPI's dlopen'ed components leak at exit from "unknown modules"
+  # that no suppression can name (as tests/test_mpi_signals.sh says): leaks are not checked here,
+  # the plain runs above keep the check.
+  [ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
   /usr/bin/python3 -c "import json,sys; j=json.load(open(sys.argv[1])); j['output']=sys.argv[2]; j['parallel']={'pipeline_stages': 2}; print(json.dumps(j))" \
     "$T/field.json" "$T/pipe.h5" >"$T/pipe.json"
   timeout 300 mpirun --oversubscribe -np 2 "$NNTERP" run "$T/pipe.json" >"$T/log" 2>&1 || bad "mpirun 2 stages: $(tail -3 "$T/log")"
