@@ -70,6 +70,8 @@ char *nn_path_join(const char *dir, const char *name, nn_err *err);
 int nn_utf8_char_len(const unsigned char *s, size_t avail);
 /* The offset of the first invalid byte, or len when all of s is valid. */
 size_t nn_utf8_validate(const char *s, size_t len);
+/* Writes code point cp (at most U+10FFFF) as UTF-8 into out (room for 4 bytes); its length. */
+int nn_utf8_encode(uint32_t cp, char *out);
 
 /* Monotonic seconds. */
 double nn_seconds(void);

@@ -136,30 +136,6 @@ static int hexval(char c)
     return -1;
 }
 
-static size_t put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xc0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
 /* A string literal at pos (quote included), unescaped as Python's "unicode-escape" does. */
 static int lex_string(lexer *L)
 {
@@ -236,7 +212,7 @@ static int lex_string(lexer *L)
                     m++;
                 }
                 j--;
-                k += put_utf8(o + k, cp);
+                k += (size_t)nn_utf8_encode(cp, o + k);
             } else { /* Python keeps an unknown escape as it is */
                 o[k++] = '\\';
                 o[k++] = e;
@@ -254,7 +230,7 @@ static int lex_string(lexer *L)
             }
             if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
                 return lex_fail(L, t->line, t->col, "a string escape names an invalid code point");
-            k += put_utf8(o + k, cp);
+            k += (size_t)nn_utf8_encode(cp, o + k);
         }
     }
     o[k] = 0;

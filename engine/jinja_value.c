@@ -788,22 +788,7 @@ static int jp_string(jparse *p, jv *out)
                 p->why = cp ? "lone surrogate \\u escape" : "\\u0000 in a string";
                 return NN_ERR;
             }
-            /* encode */
-            if (cp < 0x80) {
-                o[k++] = (char)cp;
-            } else if (cp < 0x800) {
-                o[k++] = (char)(0xc0 | (cp >> 6));
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            } else if (cp < 0x10000) {
-                o[k++] = (char)(0xe0 | (cp >> 12));
-                o[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            } else {
-                o[k++] = (char)(0xf0 | (cp >> 18));
-                o[k++] = (char)(0x80 | ((cp >> 12) & 0x3f));
-                o[k++] = (char)(0x80 | ((cp >> 6) & 0x3f));
-                o[k++] = (char)(0x80 | (cp & 0x3f));
-            }
+            k += (size_t)nn_utf8_encode(cp, o + k);
             break;
         }
         default:

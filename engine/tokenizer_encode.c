@@ -341,7 +341,7 @@ static int pre_tokenize_step(const nn_tokenizer *t, const step *st, const words 
                 char mapped[4 * 64];
                 buf piece = {0};
                 for (size_t k = a; k < b; k++) {
-                    int n = utf8_encode(t->byte_to_cp[(unsigned char)tmp.p[k]], mapped);
+                    int n = nn_utf8_encode(t->byte_to_cp[(unsigned char)tmp.p[k]], mapped);
                     if (buf_add(&piece, mapped, (size_t)n, err)) {
                         buf_free(&piece);
                         goto done;

@@ -76,30 +76,6 @@ static size_t n_diffs;
 static bool diffs_ready;
 static pthread_mutex_t diffs_lock = PTHREAD_MUTEX_INITIALIZER;
 
-static int utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static int note_diff(uint32_t cp, int pcre2_cat, int table_cat, nn_err *err)
 {
     diff_run *last = n_diffs ? &diffs[n_diffs - 1] : NULL;
@@ -123,7 +99,7 @@ static int compare_chunk(const pcre2_code *re, pcre2_match_data *md, uint32_t fi
 {
     size_t len = 0;
     for (uint32_t cp = first; cp <= last; cp++)
-        len += (size_t)utf8_put(cp, text + len);
+        len += (size_t)nn_utf8_encode(cp, text + len);
     uint32_t cp = first;
     for (size_t off = 0; off < len;) {
         int rc = pcre2_match(re, (PCRE2_SPTR)text, len, off, PCRE2_ANCHORED | PCRE2_NO_UTF_CHECK,

@@ -9,22 +9,6 @@
 #include "nn_test.h"
 #include "unicode.h"
 
-static int utf8_put(uint32_t cp, char *out)
-{
-    if (cp < 0x80)
-        return out[0] = (char)cp, 1;
-    if (cp < 0x800)
-        return out[0] = (char)(0xC0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3F)), 2;
-    if (cp < 0x10000)
-        return out[0] = (char)(0xE0 | (cp >> 12)), out[1] = (char)(0x80 | ((cp >> 6) & 0x3F)),
-               out[2] = (char)(0x80 | (cp & 0x3F)), 3;
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 static char *all_text; /* the code points checked, in order, as UTF-8 */
 static size_t all_len;
 static uint32_t *offset_cp; /* the code point starting at each byte offset */
@@ -58,7 +42,7 @@ static void build_text(uint32_t every)
             continue;
         category[cp] = (uint8_t)nn_unicode_category(cp);
         offset_cp[all_len] = cp;
-        all_len += (size_t)utf8_put(cp, all_text + all_len);
+        all_len += (size_t)nn_utf8_encode(cp, all_text + all_len);
     }
 }
 
