@@ -150,13 +150,34 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
     const char *name = cJSON_GetObjectItemCaseSensitive(cs, "name")->valuestring;
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(cs, "input_ids");
     const cJSON *lengths = cJSON_GetObjectItemCaseSensitive(cs, "lengths");
+    enum { MAX_B = 64, MAX_T = 64 }; /* the case's fixed arrays below */
     int B = cJSON_GetArraySize(ids), T = cJSON_GetArraySize(cJSON_GetArrayItem(ids, 0));
-    int offsets[65] = {0}, n_tokens = 0;
-    int32_t tokens[64 * 64];
+    int offsets[MAX_B + 1] = {0}, n_tokens = 0;
+    int32_t tokens[MAX_B * MAX_T];
+    /* The manifest is read as data, not trusted: every size is bounded before it is used. */
+    if (!name || !cJSON_IsArray(ids) || !cJSON_IsArray(lengths) || B < 1 || B > MAX_B || T < 1 ||
+        T > MAX_T || cJSON_GetArraySize(lengths) != B) {
+        CHECK(0, "%s: case '%s': input_ids [B][T] and lengths [B] with 1 <= B, T <= 64 expected",
+              ref_dir, name ? name : "?");
+        return NN_OK;
+    }
     for (int b = 0; b < B; b++) {
-        int len = cJSON_GetArrayItem(lengths, b)->valueint;
-        for (int t = 0; t < len; t++)
-            tokens[n_tokens++] = cJSON_GetArrayItem(cJSON_GetArrayItem(ids, b), t)->valueint;
+        const cJSON *row = cJSON_GetArrayItem(ids, b), *lj = cJSON_GetArrayItem(lengths, b);
+        int len = cJSON_IsNumber(lj) ? lj->valueint : -1;
+        if (!cJSON_IsArray(row) || cJSON_GetArraySize(row) != T || len < 0 || len > T) {
+            CHECK(0, "%s: case '%s': row %d of input_ids or its length is malformed", ref_dir,
+                  name, b);
+            return NN_OK;
+        }
+        for (int t = 0; t < len; t++) {
+            const cJSON *id = cJSON_GetArrayItem(row, t);
+            if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valueint >= c->vocab_size) {
+                CHECK(0, "%s: case '%s': input_ids[%d][%d] is not a token id of the model",
+                      ref_dir, name, b, t);
+                return NN_OK;
+            }
+            tokens[n_tokens++] = id->valueint;
+        }
         offsets[b + 1] = n_tokens;
     }
     nn_batch batch = {.tokens = tokens, .n_tokens = n_tokens, .n_seqs = B, .offsets = offsets};
@@ -182,12 +203,23 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
     cJSON_ArrayForEach (t, tensors) {
         const char *tname = t->string;
         const cJSON *shape = cJSON_GetObjectItemCaseSensitive(t, "shape");
+        const cJSON *file = cJSON_GetObjectItemCaseSensitive(t, "file");
         size_t count = 1;
+        bool shape_ok = cJSON_IsArray(shape) && cJSON_IsString(file);
         const cJSON *dim;
-        cJSON_ArrayForEach (dim, shape)
-            count *= (size_t)dim->valueint;
-        float *ref = read_f32(ref_dir, cJSON_GetObjectItemCaseSensitive(t, "file")->valuestring,
-                              count, &err);
+        cJSON_ArrayForEach (dim, shape) {
+            /* every dimension bounded, so the product cannot overflow (2^28 floats at most) */
+            shape_ok &= cJSON_IsNumber(dim) && dim->valueint >= 1 && dim->valueint <= (1 << 20);
+            if (shape_ok && !nn_mul_size(count, (size_t)dim->valueint, &count))
+                shape_ok = false;
+            shape_ok &= count <= ((size_t)1 << 28);
+        }
+        if (!shape_ok) {
+            CHECK(0, "%s: case '%s', tensor '%s': file and shape malformed or too large", ref_dir,
+                  name, tname ? tname : "?");
+            continue;
+        }
+        float *ref = read_f32(ref_dir, file->valuestring, count, &err);
         if (!ref) {
             CHECK(0, "%s", err.msg);
             continue;
@@ -204,9 +236,20 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
         } else {
             CHECK_OK(nn_hook_name_parse(tname, c->n_layers, &hp, &layer, &err), &err);
         }
+        if (layer >= 64 || (!lens && hp == NN_HP_COUNT)) {
+            CHECK(0, "%s %s: not a hook point this test captures", name, tname);
+            free(ref);
+            continue;
+        }
         if (hp == NN_HP_ATTENTION_PROBABILITIES) {
             tolerance = tol.prob;
             int H = c->n_heads;
+            if (count < (size_t)B * H * T * T || !cap.probs[layer]) {
+                CHECK(0, "%s %s: %zu floats, [%d, %d, %d, %d] expected, or not captured", name,
+                      tname, count, B, H, T, T);
+                free(ref);
+                continue;
+            }
             for (int b = 0; b < B; b++) {
                 int n = offsets[b + 1] - offsets[b];
                 const float *ours = cap.probs[layer][b]; /* (H, n, n) */
@@ -236,6 +279,13 @@ static int run_case(const nn_model *m, const cJSON *cs, const char *ref_dir, tol
             } else {
                 ours = cap.data[hp][layer < 0 ? 0 : layer];
                 cols = cap.cols[hp];
+            }
+            if (!ours || count < (size_t)B * T * cols) {
+                CHECK(0, "%s %s: %zu floats, [%d, %d, %zu] expected, or not captured", name, tname,
+                      count, B, T, cols);
+                free(lens_rows);
+                free(ref);
+                continue;
             }
             for (int b = 0; b < B; b++)
                 for (int i = 0; i < offsets[b + 1] - offsets[b]; i++) {
@@ -311,6 +361,12 @@ int main(int argc, char **argv)
     nn_model *m = NULL;
     if (nn_model_load(model_path, &m, &err) != NN_OK) {
         fprintf(stderr, "FAIL: loading %s: %s\n", model_path, err.msg);
+        return 1;
+    }
+    if (m->cfg.n_layers > 64) { /* capture holds 64 layers */
+        fprintf(stderr, "FAIL: %s has %d layers; this test captures at most 64\n", model_path,
+                m->cfg.n_layers);
+        nn_model_free(m);
         return 1;
     }
     nn_compute mode;
