@@ -121,13 +121,12 @@ typedef struct weights {
     const char *file;
 } weights;
 
-/* Copies tensor `name` of shape [d0] or [d0, d1] (d1 = 0 for one dimension) into dst. */
-static int take(const weights *w, const char *name, bool required, int64_t d0, int64_t d1,
-                float *dst, bool *found, nn_err *err)
+/* Whether tensor `name` has shape [d0] or [d0, d1] (d1 = 0 for one dimension); *out is NULL when
+ * it is absent and not required. */
+static int check_shape(const weights *w, const char *name, bool required, int64_t d0, int64_t d1,
+                       const nn_st_tensor **out, nn_err *err)
 {
-    const nn_st_tensor *t = nn_st_find(&w->st, name);
-    if (found)
-        *found = t != NULL;
+    const nn_st_tensor *t = *out = nn_st_find(&w->st, name);
     if (!t) {
         if (required)
             return nn_fail(err, "%s: tensor '%s' is missing", w->file, name);
@@ -148,6 +147,20 @@ static int take(const weights *w, const char *name, bool required, int64_t d0, i
     if (t->dtype != NN_DT_F32 && t->dtype != NN_DT_F16 && t->dtype != NN_DT_BF16)
         return nn_fail(err, "%s: tensor '%s' is %s; F32, F16 or BF16 expected", w->file, name,
                        nn_dtype_name(t->dtype));
+    return NN_OK;
+}
+
+/* Copies tensor `name` of shape [d0] or [d0, d1] (d1 = 0 for one dimension) into dst. */
+static int take(const weights *w, const char *name, bool required, int64_t d0, int64_t d1,
+                float *dst, bool *found, nn_err *err)
+{
+    const nn_st_tensor *t;
+    if (check_shape(w, name, required, d0, d1, &t, err))
+        return NN_ERR;
+    if (found)
+        *found = t != NULL;
+    if (!t)
+        return NN_OK;
     if (nn_st_to_f32(t, dst, err))
         return nn_err_prefix(err, "%s: tensor '%s'", w->file, name);
     return NN_OK;
@@ -281,7 +294,11 @@ static int load_saelens(nn_sae *s, const cJSON *cfg, const char *cfg_path, weigh
         s->center_input = true;
 
     bool skip = strstr(s->arch_name, "skip") != NULL;
-    if (alloc_arrays(s, skip, err))
+    /* The sizes cfg.json claims are checked against the weights before anything is allocated. */
+    const nn_st_tensor *t;
+    if (check_shape(w, "W_enc", true, s->d_in, s->d_sae, &t, err) ||
+        check_shape(w, "W_dec", true, s->d_sae, s->d_out, &t, err) ||
+        alloc_arrays(s, skip, err))
         return NN_ERR;
     int64_t D = s->d_in, F = s->d_sae, O = s->d_out;
     s->enc.in_major = true;
@@ -355,7 +372,11 @@ static int load_sparsify(nn_sae *s, const cJSON *cfg, const char *cfg_path, weig
     memmove(name, base, strlen(base) + 1);
     if (!(s->hook_name = nn_strdup(name, err)))
         return NN_ERR;
-    if (alloc_arrays(s, skip, err))
+    /* The sizes cfg.json claims are checked against the weights before anything is allocated. */
+    const nn_st_tensor *t;
+    if (check_shape(w, "encoder.weight", true, s->d_sae, s->d_in, &t, err) ||
+        check_shape(w, "W_dec", true, s->d_sae, s->d_out, &t, err) ||
+        alloc_arrays(s, skip, err))
         return NN_ERR;
     int64_t D = s->d_in, F = s->d_sae, O = s->d_out;
     s->enc.in_major = false; /* encoder.weight is [latents, d_in] */
