@@ -14,3 +14,25 @@ finish() { # test name
   fi
   [ "$fail" -eq 0 ]
 }
+# The shared test data (../shared, NNTERP_SHARED) holding every given path, else a loud skip
+# (exit 77). Sets S to its directory.
+need_shared() { # test name, then paths below the shared directory
+  local name=$1 p
+  shift
+  S=${NNTERP_SHARED:-}
+  for p in "" "$@"; do
+    if [ -z "$S" ] || [ ! -d "$S/$p" ]; then
+      echo "SKIPPED: $name needs the shared test data (NNTERP_SHARED='$S')"
+      exit 77
+    fi
+  done
+}
+# Debian's python3 with the given modules (tools/setup.sh installs them), else a loud skip.
+need_python() { # test name, then module names
+  local name=$1
+  shift
+  local mods
+  mods=$(IFS=,; echo "$*")
+  /usr/bin/python3 -c "import $mods" 2>/dev/null ||
+    { echo "SKIPPED: $name needs python3 with $mods (tools/setup.sh installs them)"; exit 77; }
+}

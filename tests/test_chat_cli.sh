@@ -13,10 +13,7 @@ set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/tokenizers/modern/qwen3" ] || [ ! -d "$S/chat" ]; then
-  echo "SKIPPED: test_chat_cli needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
+need_shared test_chat_cli tokenizers/modern/qwen3 chat
 PY=/usr/bin/python3
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

@@ -6,10 +6,7 @@ set -u
 NNTERP=$1
 ROOT=$2
 . "$(dirname "$0")/lib.sh"
-if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
-  echo "SKIPPED: test_compute needs python3-h5py and python3-numpy"
-  exit 77
-fi
+need_python test_compute h5py numpy
 if ! "$NNTERP" inspect -m "$ROOT/models/demo" | grep -q "bfloat16x3: .*amx"; then
   echo "SKIPPED: oneDNN does not run bfloat16 on AMX here (nnterp inspect)"
   exit 77

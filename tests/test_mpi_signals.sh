@@ -8,10 +8,7 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_mpi_signals needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
+need_shared test_mpi_signals models/stories260K
 command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi_signals needs mpirun (openmpi-bin)"; exit 77; }
 /usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi_signals needs python3-h5py"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1

@@ -11,12 +11,9 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
+need_shared test_sae_job models/stories260K
+need_python test_sae_job h5py
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_sae_job needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
-/usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_sae_job needs python3-h5py"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT

@@ -5,13 +5,10 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
+need_shared test_sae_plot models/stories260K
+need_python test_sae_plot h5py PIL
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_sae_plot needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
 PY=/usr/bin/python3
-$PY -c 'import h5py, PIL' 2>/dev/null || { echo "SKIPPED: test_sae_plot needs python3-h5py and python3-pil"; exit 77; }
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"

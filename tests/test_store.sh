@@ -13,13 +13,8 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_store needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
-if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
-  echo "SKIPPED: test_store needs python3-h5py and python3-numpy"; exit 77
-fi
+need_shared test_store models/stories260K
+need_python test_store h5py numpy
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 T=$(mktemp -d)
 trap 'for p in $(jobs -p); do kill -CONT $p 2>/dev/null; kill -9 $p 2>/dev/null; done; rm -rf "$T"' EXIT

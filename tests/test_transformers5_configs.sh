@@ -7,11 +7,7 @@
 set -u
 TEST_REFERENCE=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/reference/tiny" ]; then
-  echo "SKIPPED: test_transformers5_configs needs the shared test data (NNTERP_SHARED='$S')"
-  exit 77
-fi
+need_shared test_transformers5_configs reference/tiny
 CONFIGS=$(dirname "$0")/reference/transformers5_configs
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
