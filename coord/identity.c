@@ -6,6 +6,7 @@
 
 #include "fingerprint.h"
 #include "nn_json.h"
+#include "op.h"
 
 /* How a field's value is read from the struct. */
 typedef enum { ID_INT, ID_BOOL, ID_FLOAT, ID_U64, ID_STRING, ID_CUSTOM } id_type;
@@ -27,22 +28,10 @@ static cJSON *op_contrast(const void *owner, nn_err *err);
 static cJSON *op_steer_generate(const void *owner, nn_err *err);
 static cJSON *op_max_new_tokens(const void *owner, nn_err *err);
 
-#define JOB_FIELD(name, type, member)                                                              \
-    {                                                                                              \
-        name, type, offsetof(nn_job, member), NULL                                                 \
-    }
-#define OP_FIELD(name, type, member)                                                               \
-    {                                                                                              \
-        name, type, offsetof(nn_op, member), NULL                                                  \
-    }
-#define JOB_CUSTOM(name, fn)                                                                       \
-    {                                                                                              \
-        name, ID_CUSTOM, 0, fn                                                                     \
-    }
-#define OP_CUSTOM(name, fn)                                                                        \
-    {                                                                                              \
-        name, ID_CUSTOM, 0, fn                                                                     \
-    }
+#define JOB_FIELD(name, type, member) {name, type, offsetof(nn_job, member), NULL}
+#define OP_FIELD(name, type, member) {name, type, offsetof(nn_op, member), NULL}
+#define JOB_CUSTOM(name, fn) {name, ID_CUSTOM, 0, fn}
+#define OP_CUSTOM(name, fn) {name, ID_CUSTOM, 0, fn}
 
 /* ---- The job's fields that change results: add one line per new field. ----
  * Not here, on purpose: model, tokenizer, dataset.* and output (the weights and the tokenized
@@ -95,7 +84,7 @@ static cJSON *job_dtype(const void *owner, nn_err *err)
 
 static cJSON *op_kind(const void *owner, nn_err *err)
 {
-    return cJSON_CreateString(nn_op_name(((const nn_op *)owner)->kind));
+    return cJSON_CreateString(nn_op_name(owner));
 }
 
 static cJSON *op_hooks(const void *owner, nn_err *err)
@@ -141,18 +130,25 @@ static cJSON *op_contrast(const void *owner, nn_err *err)
     return a;
 }
 
-/* One member, op->generate, holds steer's "generate" and generate's "max_new_tokens": each name
- * gets its own entry so that a refusal names the field as the job file spells it. */
+/* One member, op->generate, holds steer's "generate" and generate's "max_new_tokens" (the class's
+ * generate_field names which): each name gets its own entry so that a refusal names the field as
+ * the job file spells it. */
+static bool generate_named(const nn_op *op, const char *name)
+{
+    return op->cls->generate_field && !strcmp(op->cls->generate_field, name);
+}
+
 static cJSON *op_steer_generate(const void *owner, nn_err *err)
 {
     const nn_op *op = owner;
-    return op->kind == NN_OP_STEER ? cJSON_CreateNumber(op->generate) : cJSON_CreateNull();
+    return generate_named(op, "generate") ? cJSON_CreateNumber(op->generate) : cJSON_CreateNull();
 }
 
 static cJSON *op_max_new_tokens(const void *owner, nn_err *err)
 {
     const nn_op *op = owner;
-    return op->kind == NN_OP_GENERATE ? cJSON_CreateNumber(op->generate) : cJSON_CreateNull();
+    return generate_named(op, "max_new_tokens") ? cJSON_CreateNumber(op->generate)
+                                                : cJSON_CreateNull();
 }
 
 static cJSON *field_value(const id_field *f, const void *owner, nn_err *err)
@@ -211,6 +207,9 @@ char *nn_job_identity(const nn_job *job, nn_err *err)
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(ops, o);
         rc = add_fields(o, op_fields, sizeof op_fields / sizeof *op_fields, &job->ops[i], err);
+        /* the fields only this op's class has (jobs/op.h) */
+        if (rc == NN_OK && job->ops[i].cls->identity)
+            rc = job->ops[i].cls->identity(&job->ops[i], o, err);
     }
     if (rc == NN_OK) {
         cJSON_AddItemToObject(root, "operations", ops);
@@ -247,6 +246,32 @@ static int differs(const char *field, const cJSON *a, const cJSON *b, const char
                    "needs every field that changes results unchanged, docs/jobs.md; or remove "
                    "the .partial and its .ledger to start over)",
                    store, field, va, vb, job_path);
+}
+
+static int compare_named(const char *name, const cJSON *a, const cJSON *b, const char *prefix,
+                         const char *store, const char *job_path, nn_err *err)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(a, name),
+                *y = cJSON_GetObjectItemCaseSensitive(b, name);
+    /* a field the store predates holds its default, which the tables' values equal */
+    if (x && !cJSON_Compare(x, y, true)) {
+        char full[128];
+        snprintf(full, sizeof full, "%s%s", prefix, name);
+        return differs(full, x, y, store, job_path, err);
+    }
+    return NN_OK;
+}
+
+/* The fields the op's class adds (jobs/op.h), by the class the current job names. */
+static int compare_class_fields(const cJSON *a, const cJSON *b, const char *prefix,
+                                const char *store, const char *job_path, nn_err *err)
+{
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(b, "op");
+    const nn_op_class *cls = cJSON_IsString(name) ? nn_op_class_find(name->valuestring) : NULL;
+    for (const char *const *f = cls ? cls->identity_fields : NULL; f && *f; f++)
+        if (compare_named(*f, a, b, prefix, store, job_path, err))
+            return NN_ERR;
+    return NN_OK;
 }
 
 static int compare_fields(const id_field *fields, size_t n, const cJSON *a, const cJSON *b,
@@ -291,6 +316,9 @@ int nn_identity_compare(const char *stored, const char *current, const char *sto
         rc = compare_fields(op_fields, sizeof op_fields / sizeof *op_fields,
                             cJSON_GetArrayItem(oa, i), cJSON_GetArrayItem(ob, i), prefix, store,
                             job_path, err);
+        if (rc == NN_OK)
+            rc = compare_class_fields(cJSON_GetArrayItem(oa, i), cJSON_GetArrayItem(ob, i), prefix,
+                                      store, job_path, err);
     }
 done:
     cJSON_Delete(a);

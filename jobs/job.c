@@ -1,6 +1,6 @@
 #include "job.h"
-#include "op_sae.h"
 #include "job_repeat.h"
+#include "op.h"
 
 #include <float.h>
 #include <math.h>
@@ -10,12 +10,9 @@
 #include "nn_json.h"
 #include "toolkit.h"
 
-static const char *op_names[] = {"collect", "logit_lens", "target_probs", "patchscope_lens",
-                                 "steer",   "generate",   "sae"};
-
-const char *nn_op_name(nn_op_kind kind)
+const char *nn_op_name(const nn_op *op)
 {
-    return op_names[kind];
+    return op->cls->name;
 }
 
 void nn_job_free(nn_job *j)
@@ -29,7 +26,8 @@ void nn_job_free(nn_job *j)
         nn_free(o->positions.list);
         nn_free(o->target_prompt);
         nn_free(o->vector);
-        nn_sae_spec_free(o->sae);
+        if (o->cls && o->cls->free_spec)
+            o->cls->free_spec(o);
         for (int k = 0; k < 2; k++) {
             for (int i = 0; i < o->n_contrast[k]; i++)
                 nn_free(o->contrast[k][i]);
@@ -51,7 +49,7 @@ void nn_job_free(nn_job *j)
 }
 
 /* Rejects keys of obj not in allowed (NULL-terminated). */
-static int only_fields(const cJSON *obj, const char *const *allowed, const char *path,
+int nn_job_only_fields(const cJSON *obj, const char *const *allowed, const char *path,
                        const char *where, nn_err *err)
 {
     const cJSON *item;
@@ -71,7 +69,7 @@ static int only_fields(const cJSON *obj, const char *const *allowed, const char 
     return NN_OK;
 }
 
-static int dup_string(const cJSON *obj, const char *key, bool required, const char *fallback,
+int nn_job_dup_string(const cJSON *obj, const char *key, bool required, const char *fallback,
                       const char *path, char **out, nn_err *err)
 {
     const char *v = NULL;
@@ -86,7 +84,7 @@ static int dup_string(const cJSON *obj, const char *key, bool required, const ch
 }
 
 /* "all" | "last" | integer | [integers] */
-static int parse_positions(const cJSON *obj, const char *def, const char *path, const char *where,
+int nn_job_parse_positions(const cJSON *obj, const char *def, const char *path, const char *where,
                            nn_positions *out, nn_err *err)
 {
     const cJSON *v = nn_json_get(obj, "positions");
@@ -124,7 +122,7 @@ static int parse_positions(const cJSON *obj, const char *def, const char *path, 
 }
 
 /* "all" | "0:12:2" | 5 | [1, 2] into a layer spec string. */
-static int parse_layers(const cJSON *obj, const char *path, const char *where, char **out,
+int nn_job_parse_layers(const cJSON *obj, const char *path, const char *where, char **out,
                         nn_err *err)
 {
     const cJSON *v = nn_json_get(obj, "layers");
@@ -158,42 +156,11 @@ static int parse_layers(const cJSON *obj, const char *path, const char *where, c
 }
 
 /* Names the operation in an error that does not name it yet. */
-static int in_op(nn_err *err, const char *where)
+int nn_job_in_op(nn_err *err, const char *where)
 {
     if (!strstr(err->msg, where))
         nn_err_prefix(err, "%s", where);
     return NN_ERR;
-}
-
-/* "target": {"it_repeat": true | {"add_user_instr", "use_system_prompt", "complete_prompt"},
- * "index": -1}: nnterp's it_repeat_prompt (its defaults: all true). */
-static int parse_it_repeat(const cJSON *t, nn_op *op, const char *path, const char *where,
-                           nn_err *err)
-{
-    static const char *const tallowed[] = {"it_repeat", "index", NULL};
-    static const char *const iallowed[] = {"add_user_instr", "use_system_prompt", "complete_prompt",
-                                           NULL};
-    const cJSON *it = nn_json_get(t, "it_repeat");
-    long idx;
-    op->it_repeat = true;
-    op->it_add_user_instr = op->it_use_system_prompt = op->it_complete_prompt = true;
-    if (only_fields(t, tallowed, path, where, err) ||
-        nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
-        return nn_err_prefix(err, "%s: target", where);
-    op->index = (int)idx;
-    if (cJSON_IsTrue(it))
-        return NN_OK;
-    if (!cJSON_IsObject(it) || only_fields(it, iallowed, path, where, err) ||
-        nn_json_bool(it, "add_user_instr", false, true, path, &op->it_add_user_instr, err) ||
-        nn_json_bool(it, "use_system_prompt", false, true, path, &op->it_use_system_prompt, err) ||
-        nn_json_bool(it, "complete_prompt", false, true, path, &op->it_complete_prompt, err))
-        return cJSON_IsObject(it) ? nn_err_prefix(err, "%s: target.it_repeat", where)
-                                  : nn_fail(err,
-                                            "%s: %s: target.it_repeat must be true or "
-                                            "{\"add_user_instr\", \"use_system_prompt\", "
-                                            "\"complete_prompt\"}",
-                                            path, where);
-    return NN_OK;
 }
 
 /* "chat": {"template", "add_generation_prompt", "continue_final_message", "now", "transformers"}.
@@ -211,9 +178,9 @@ static int parse_chat(const cJSON *c, const char *path, nn_job *j, nn_err *err)
                        "%s: field 'chat' must be an object {\"template\": ..., "
                        "\"add_generation_prompt\": ...}",
                        path);
-    if (only_fields(c, allowed, path, "chat", err) ||
-        dup_string(c, "template", false, NULL, path, &j->chat_template, err) ||
-        dup_string(c, "now", false, NULL, path, &j->chat_now, err) ||
+    if (nn_job_only_fields(c, allowed, path, "chat", err) ||
+        nn_job_dup_string(c, "template", false, NULL, path, &j->chat_template, err) ||
+        nn_job_dup_string(c, "now", false, NULL, path, &j->chat_now, err) ||
         nn_json_bool(c, "add_generation_prompt", false, false, path, &j->chat_add_generation_prompt,
                      err) ||
         nn_json_bool(c, "continue_final_message", false, false, path,
@@ -232,197 +199,18 @@ static int parse_op(const cJSON *o, int index, const char *path, nn_op *op, nn_e
         return nn_fail(err, "%s: %s must be an object {\"op\": ...}", path, where);
     const char *name = NULL;
     if (nn_json_string(o, "op", true, path, &name, err))
-        return in_op(err, where);
-    int kind = -1;
-    for (int k = 0; k < (int)(sizeof op_names / sizeof op_names[0]); k++)
-        if (!strcmp(name, op_names[k]))
-            kind = k;
-    if (kind < 0)
-        return nn_fail(err,
-                       "%s: %s: op '%s' is not one of collect, logit_lens, target_probs, "
-                       "patchscope_lens, steer, generate, sae",
-                       path, where, name);
-    op->kind = (nn_op_kind)kind;
+        return nn_job_in_op(err, where);
+    const nn_op_class *cls = nn_op_class_find(name);
+    if (!cls) {
+        char names[512] = "";
+        for (int k = 0; k < nn_n_op_classes; k++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", k ? ", " : "",
+                     nn_op_classes[k]->name);
+        return nn_fail(err, "%s: %s: op '%s' is not one of %s", path, where, name, names);
+    }
+    op->cls = cls;
     snprintf(where, sizeof where, "operations[%d] (%s)", index, name);
-    long v;
-    double d;
-    switch (op->kind) {
-    case NN_OP_SAE:
-        return nn_sae_spec_parse(o, path, where, &op->sae, err);
-    case NN_OP_COLLECT: {
-        static const char *const allowed[] = {"op", "hooks", "layers", "positions", NULL};
-        if (only_fields(o, allowed, path, where, err))
-            return NN_ERR;
-        const cJSON *hooks = nn_json_get(o, "hooks"), *h;
-        if (cJSON_IsString(hooks) || !cJSON_IsArray(hooks) || cJSON_GetArraySize(hooks) < 1)
-            return nn_fail(err,
-                           "%s: %s: field 'hooks' must be a non-empty list of hook point names",
-                           path, where);
-        cJSON_ArrayForEach (h, hooks) {
-            nn_hook_point hp;
-            int layer;
-            if (!cJSON_IsString(h) || strchr(h->valuestring, '.') ||
-                nn_hook_name_parse(h->valuestring, 1, &hp, &layer, err))
-                return nn_fail(
-                    err,
-                    "%s: %s: hooks: '%s' is not a hook point name (token_embeddings, "
-                    "layers_input, attentions_input, attentions_output, mlps_input, "
-                    "mlps_output, layers_output, router_probabilities, ln_final, logits, "
-                    "next_token_probs; "
-                    "layers go in 'layers')",
-                    path, where, cJSON_IsString(h) ? h->valuestring : "?");
-            if (hp == NN_HP_ATTENTION_PROBABILITIES)
-                return nn_fail(
-                    err,
-                    "%s: %s: attention_probabilities are [heads, T, T] per prompt and do "
-                    "not fit the store's rows; use nnterp trace for them",
-                    path, where);
-            for (int k = 0; k < op->n_hooks; k++)
-                if (op->hooks[k] == hp)
-                    return nn_fail(err, "%s: %s: hook '%s' is listed twice", path, where,
-                                   h->valuestring);
-            op->hooks[op->n_hooks++] = hp;
-        }
-        if (parse_layers(o, path, where, &op->layers, err) ||
-            parse_positions(o, "all", path, where, &op->positions, err))
-            return NN_ERR;
-        break;
-    }
-    case NN_OP_LOGIT_LENS: {
-        static const char *const allowed[] = {"op",      "layers",  "positions", "top_k",
-                                              "targets", "inverse", NULL};
-        if (only_fields(o, allowed, path, where, err) ||
-            parse_layers(o, path, where, &op->layers, err) ||
-            parse_positions(o, "last", path, where, &op->positions, err) ||
-            nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
-            nn_json_bool(o, "targets", false, false, path, &op->targets, err) ||
-            nn_json_bool(o, "inverse", false, false, path, &op->inverse, err))
-            return in_op(err, where);
-        op->top_k = (int)v;
-        break;
-    }
-    case NN_OP_TARGET_PROBS: {
-        static const char *const allowed[] = {"op", "targets_field", NULL};
-        if (only_fields(o, allowed, path, where, err))
-            return NN_ERR;
-        break;
-    }
-    case NN_OP_PATCHSCOPE_LENS: {
-        static const char *const allowed[] = {"op", "target", "layers", "top_k", "targets", NULL};
-        if (only_fields(o, allowed, path, where, err) ||
-            parse_layers(o, path, where, &op->layers, err) ||
-            nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err) ||
-            nn_json_bool(o, "targets", false, false, path, &op->targets, err))
-            return in_op(err, where);
-        op->top_k = (int)v;
-        op->index = -1;
-        const cJSON *t = nn_json_get(o, "target");
-        if (t && cJSON_IsObject(t) && nn_json_get(t, "it_repeat")) {
-            if (parse_it_repeat(t, op, path, where, err))
-                return NN_ERR;
-        } else if (t && cJSON_IsObject(t) && nn_json_get(t, "repeat")) {
-            /* nnterp's repeat_prompt(words=..., rel=..., sep=...): jobs/job_repeat.c */
-            static const char *const rallowed[] = {"repeat", "index", NULL};
-            long idx;
-            if (only_fields(t, rallowed, path, where, err) ||
-                nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
-                return nn_err_prefix(err, "%s: target", where);
-            if (nn_job_parse_repeat(nn_json_get(t, "repeat"), path, where, &op->target_prompt, err))
-                return NN_ERR;
-            op->index = (int)idx;
-        } else if (t) {
-            static const char *const tallowed[] = {"prompt", "index", NULL};
-            long idx;
-            if (!cJSON_IsObject(t) || only_fields(t, tallowed, path, where, err) ||
-                dup_string(t, "prompt", true, NULL, path, &op->target_prompt, err) ||
-                nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err))
-                return cJSON_IsObject(t)
-                           ? nn_err_prefix(err, "%s: target", where)
-                           : nn_fail(
-                                 err,
-                                 "%s: %s: field 'target' must be {\"prompt\": ..., \"index\": -1}",
-                                 path, where);
-            op->index = (int)idx;
-        }
-        break;
-    }
-    case NN_OP_STEER:
-    case NN_OP_GENERATE: {
-        static const char *const steer_allowed[] = {"op",     "vector",   "contrast", "layers",
-                                                    "factor", "generate", "top_k",    "temperature",
-                                                    "top_p",  "seed",     NULL};
-        static const char *const gen_allowed[] = {"op",    "max_new_tokens", "temperature",
-                                                  "top_p", "seed",           NULL};
-        bool steer = op->kind == NN_OP_STEER;
-        long seed;
-        if (only_fields(o, steer ? steer_allowed : gen_allowed, path, where, err) ||
-            nn_json_int(o, steer ? "generate" : "max_new_tokens", !steer, 0, 0, 100000, path, &v,
-                        err))
-            return in_op(err, where);
-        op->generate = (int)v;
-        if (nn_json_double(o, "temperature", false, 0.0, path, &d, err))
-            return in_op(err, where);
-        if (d < 0)
-            return nn_fail(err, "%s: %s: temperature must be >= 0", path, where);
-        op->temperature = (float)d;
-        if (nn_json_double(o, "top_p", false, 1.0, path, &d, err) || d <= 0 || d > 1)
-            return nn_fail(err, "%s: %s: top_p must be in (0, 1]", path, where);
-        op->top_p = (float)d;
-        if (nn_json_int(o, "seed", false, 42, 0, 1L << 52, path, &seed, err))
-            return in_op(err, where);
-        op->seed = (uint64_t)seed;
-        if (steer) {
-            const cJSON *contrast = nn_json_get(o, "contrast");
-            if (!nn_json_get(o, "vector") == !contrast)
-                return nn_fail(err,
-                               "%s: %s: give exactly one of 'vector' (a .npy file) and "
-                               "'contrast' ([[\"text\", ...], [\"text\", ...]])",
-                               path, where);
-            if (contrast) {
-                if (!cJSON_IsArray(contrast) || cJSON_GetArraySize(contrast) != 2)
-                    return nn_fail(err, "%s: %s: 'contrast' must be two lists of prompts", path,
-                                   where);
-                for (int k = 0; k < 2; k++) {
-                    const cJSON *set = cJSON_GetArrayItem(contrast, k), *t;
-                    int n = cJSON_IsArray(set) ? cJSON_GetArraySize(set) : 0;
-                    if (n < 1)
-                        return nn_fail(err,
-                                       "%s: %s: contrast[%d] must be a non-empty list of prompts",
-                                       path, where, k);
-                    if (!(op->contrast[k] = nn_calloc((size_t)n, sizeof(char *), err)))
-                        return NN_ERR;
-                    cJSON_ArrayForEach (t, set) {
-                        if (!cJSON_IsString(t))
-                            return nn_fail(err, "%s: %s: contrast[%d] holds a non-string", path,
-                                           where, k);
-                        if (!(op->contrast[k][op->n_contrast[k]++] =
-                                  nn_strdup(t->valuestring, err)))
-                            return NN_ERR;
-                    }
-                }
-            } else if (dup_string(o, "vector", true, NULL, path, &op->vector, err)) {
-                return in_op(err, where);
-            }
-            if (parse_layers(o, path, where, &op->layers, err) ||
-                nn_json_double(o, "factor", true, 0, path, &d, err) ||
-                nn_json_int(o, "top_k", false, 10, 1, 1000, path, &v, err))
-                return in_op(err, where);
-            if (!nn_json_get(o, "layers"))
-                return nn_fail(err, "%s: %s: required field 'layers' is missing", path, where);
-            if (!(fabs(d) <= FLT_MAX))
-                return nn_fail(err,
-                               "%s: %s: factor %g is outside the float32 range (|factor| <= "
-                               "%.3g)",
-                               path, where, d, (double)FLT_MAX);
-            op->factor = (float)d;
-            op->top_k = (int)v;
-        } else if (op->generate < 1) {
-            return nn_fail(err, "%s: %s: max_new_tokens must be >= 1", path, where);
-        }
-        break;
-    }
-    }
-    return NN_OK;
+    return cls->parse(o, path, where, op, err);
 }
 
 /* Group names: the op's name, with _2, _3 for later repeats. */
@@ -431,12 +219,12 @@ static int name_groups(nn_job *j, nn_err *err)
     for (int i = 0; i < j->n_ops; i++) {
         int seen = 1;
         for (int k = 0; k < i; k++)
-            seen += j->ops[k].kind == j->ops[i].kind;
+            seen += j->ops[k].cls == j->ops[i].cls;
         char name[64];
         if (seen == 1)
-            snprintf(name, sizeof name, "%s", nn_op_name(j->ops[i].kind));
+            snprintf(name, sizeof name, "%s", nn_op_name(&j->ops[i]));
         else
-            snprintf(name, sizeof name, "%s_%d", nn_op_name(j->ops[i].kind), seen);
+            snprintf(name, sizeof name, "%s_%d", nn_op_name(&j->ops[i]), seen);
         if (!(j->ops[i].group = nn_strdup(name, err)))
             return NN_ERR;
     }
@@ -453,9 +241,9 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
         return nn_fail(err, "%s: malformed JSON near byte %zu (expected an object)", path, at);
     }
     int rc = NN_ERR;
-    static const char *const allowed[] = {
-        "model",        "tokenizer",     "dataset",  "operations", "dtype",   "batch_tokens",
-        "shard_batches", "parallel",     "output",   "chat",       "compute", NULL};
+    static const char *const allowed[] = {"model",  "tokenizer",    "dataset",       "operations",
+                                          "dtype",  "batch_tokens", "shard_batches", "parallel",
+                                          "output", "chat",         "compute",       NULL};
     static const char *const ds_allowed[] = {"path",
                                              "format",
                                              "field",
@@ -472,10 +260,11 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
         nn_fail(err, "%s: a string holds \\u0000, which would silently cut it short", path);
         goto done;
     }
-    if (nn_json_unique_keys(root, path, err) || only_fields(root, allowed, path, "job", err) ||
-        dup_string(root, "model", true, NULL, path, &j->model, err) ||
-        dup_string(root, "tokenizer", false, NULL, path, &j->tokenizer, err) ||
-        dup_string(root, "output", true, NULL, path, &j->output, err) ||
+    if (nn_json_unique_keys(root, path, err) ||
+        nn_job_only_fields(root, allowed, path, "job", err) ||
+        nn_job_dup_string(root, "model", true, NULL, path, &j->model, err) ||
+        nn_job_dup_string(root, "tokenizer", false, NULL, path, &j->tokenizer, err) ||
+        nn_job_dup_string(root, "output", true, NULL, path, &j->output, err) ||
         parse_chat(nn_json_get(root, "chat"), path, j, err))
         goto done;
     if (!cJSON_IsObject(ds)) {
@@ -483,11 +272,11 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
                 path);
         goto done;
     }
-    if (only_fields(ds, ds_allowed, path, "dataset", err) ||
-        dup_string(ds, "path", true, NULL, path, &j->dataset_path, err) ||
-        dup_string(ds, "format", false, NULL, path, &j->dataset_format, err) ||
-        dup_string(ds, "field", false, "text", path, &j->dataset_field, err) ||
-        dup_string(ds, "targets_field", false, NULL, path, &j->targets_field, err) ||
+    if (nn_job_only_fields(ds, ds_allowed, path, "dataset", err) ||
+        nn_job_dup_string(ds, "path", true, NULL, path, &j->dataset_path, err) ||
+        nn_job_dup_string(ds, "format", false, NULL, path, &j->dataset_format, err) ||
+        nn_job_dup_string(ds, "field", false, "text", path, &j->dataset_field, err) ||
+        nn_job_dup_string(ds, "targets_field", false, NULL, path, &j->targets_field, err) ||
         nn_json_int(ds, "max_tokens", false, 0, 1, 1L << 24, path, &v, err) ||
         nn_json_string(ds, "too_long", false, path, &too_long, err) ||
         nn_json_bool(ds, "add_special_tokens", false, true, path, &j->add_special_tokens, err)) {
@@ -554,7 +343,7 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
             nn_fail(err, "%s: field 'parallel' must be an object {\"pipeline_stages\": P}", path);
             goto done;
         }
-        if (only_fields(par, p_allowed, path, "parallel", err) ||
+        if (nn_job_only_fields(par, p_allowed, path, "parallel", err) ||
             nn_json_int(par, "pipeline_stages", false, 1, 1, 4096, path, &v, err))
             goto done;
         j->pipeline_stages = (int)v;
@@ -571,18 +360,17 @@ int nn_job_parse(const char *text, const char *path, nn_job *j, nn_err *err)
         nn_op *op = &j->ops[j->n_ops++];
         if (parse_op(o, j->n_ops - 1, path, op, err))
             goto done;
-        bool needs_targets = op->kind == NN_OP_TARGET_PROBS || op->targets;
+        bool needs_targets = op->cls->needs_targets || op->targets;
         const char *tf = NULL;
-        if (op->kind == NN_OP_TARGET_PROBS &&
-            nn_json_string(o, "targets_field", false, path, &tf, err))
+        if (op->cls->needs_targets && nn_json_string(o, "targets_field", false, path, &tf, err))
             goto done;
         /* One targets field per job: an op naming another would silently read the first. */
         if (tf && j->targets_field && strcmp(tf, j->targets_field)) {
             nn_fail(err,
-                    "%s: operations[%d] (target_probs): targets_field '%s' differs from the job's "
+                    "%s: operations[%d] (%s): targets_field '%s' differs from the job's "
                     "targets field '%s' (%s); a job reads one targets field, set in "
                     "dataset.targets_field",
-                    path, j->n_ops - 1, tf, j->targets_field,
+                    path, j->n_ops - 1, op->cls->name, tf, j->targets_field,
                     nn_json_get(ds, "targets_field") ? "dataset.targets_field"
                                                      : "named by an earlier operation");
             goto done;

@@ -8,15 +8,8 @@
 #include "hooks.h"
 #include "nn_base.h"
 
-typedef enum {
-    NN_OP_COLLECT,
-    NN_OP_LOGIT_LENS,
-    NN_OP_TARGET_PROBS,
-    NN_OP_PATCHSCOPE_LENS,
-    NN_OP_STEER,
-    NN_OP_GENERATE,
-    NN_OP_SAE, /* sparse autoencoders: jobs/op_sae.h */
-} nn_op_kind;
+/* An operation's class (jobs/op.h): its name, parse, run; one row each in nn_op_classes[]. */
+typedef struct nn_op_class nn_op_class;
 
 typedef enum { NN_POS_ALL, NN_POS_LAST, NN_POS_LIST } nn_positions_kind;
 
@@ -31,7 +24,7 @@ typedef struct nn_positions {
 } nn_positions;
 
 typedef struct nn_op {
-    nn_op_kind kind;
+    const nn_op_class *cls;
     char *group; /* the store group: the op name, "_2", "_3" for repeats */
     /* collect */
     nn_hook_point hooks[NN_HP_COUNT];
@@ -59,6 +52,8 @@ typedef struct nn_op {
     uint64_t seed;
     /* sae */
     struct nn_sae_spec *sae;
+    /* What a class's parse keeps beyond these common fields, freed by its free_spec. */
+    void *spec;
 } nn_op;
 
 typedef struct nn_job {
@@ -91,7 +86,8 @@ void nn_job_free(nn_job *job);
  * computed in another precision. */
 int nn_job_set_compute(nn_job *job, nn_compute compute, nn_err *err);
 
-const char *nn_op_name(nn_op_kind kind);
+/* The op's name as the job file spells it ("collect", ...). */
+const char *nn_op_name(const nn_op *op);
 /* Resolves a prompt position (negative from the end) for a prompt of n tokens; -1 outside. */
 int nn_positions_resolve(const nn_positions *p, int j, int n);
 /* Rows an op writes for a prompt of n tokens under these positions. */

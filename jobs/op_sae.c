@@ -1,5 +1,6 @@
 /* The job operation "sae": see op_sae.h and docs/sae.md. */
 #include "op_sae.h"
+#include "op.h"
 
 #include "nn_json.h"
 #include "sae.h"
@@ -46,10 +47,12 @@ static int string_list(const cJSON *v, const char *field, const char *path, cons
     return NN_OK;
 }
 
+static const char *const sae_fields[] = {"op", "sae", "hook", "keep", "top_n", "splice", NULL};
+
 int nn_sae_spec_parse(const cJSON *o, const char *path, const char *where, nn_sae_spec **out,
                       nn_err *err)
 {
-    static const char *const allowed[] = {"op", "sae", "hook", "keep", "top_n", "splice", NULL};
+    static const char *const *const allowed = sae_fields;
     const cJSON *f;
     cJSON_ArrayForEach (f, o) {
         bool ok = false;
@@ -625,3 +628,52 @@ done:
         nn_sae_features_free(f);
     return rc;
 }
+
+/* ---- The operation's class (jobs/op.h) ---- */
+
+static int class_parse(const cJSON *o, const char *path, const char *where, nn_op *op, nn_err *err)
+{
+    return nn_sae_spec_parse(o, path, where, &op->sae, err);
+}
+
+static void class_free_spec(nn_op *op)
+{
+    nn_sae_spec_free(op->sae);
+    op->sae = NULL;
+}
+
+static int class_bind(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
+{
+    nn_sae_op *sae = NULL;
+    int rc = nn_sae_op_init(&sae, s->op->sae, h->m, h->st, where, err);
+    s->priv = sae;
+    return rc;
+}
+
+static int class_declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const char *g,
+                         nn_err *err)
+{
+    uint64_t P = (uint64_t)h->c->n_prompts;
+    return nn_sae_op_declare(s->priv, sink, g, (uint64_t)h->c->offsets[P], P, err);
+}
+
+static int class_run(nn_harvest *h, nn_op_state *s, const nn_batch *b, const char *g, nn_err *err)
+{
+    return nn_sae_op_run(s->priv, b, h->begin, h->end, h->tok0, h->sink, g, err);
+}
+
+static void class_free(nn_op_state *s)
+{
+    nn_sae_op_free(s->priv);
+}
+
+const nn_op_class nn_op_sae = {
+    .name = "sae",
+    .fields = sae_fields,
+    .parse = class_parse,
+    .free_spec = class_free_spec,
+    .bind = class_bind,
+    .declare = class_declare,
+    .run = class_run,
+    .free = class_free,
+};

@@ -1,5 +1,6 @@
 #include "sae_store.h"
 
+#include "op.h"
 #include "op_sae.h"
 
 #include <stdio.h>
@@ -89,7 +90,7 @@ int nn_sae_store_finalize(nn_h5file *f, const nn_job *job, nn_err *err)
     char g[160];
     for (int i = 0; i < job->n_ops; i++) {
         const nn_op *op = &job->ops[i];
-        if (op->kind != NN_OP_SAE)
+        if (op->cls != &nn_op_sae)
             continue;
         for (int k = 0; k < op->sae->n; k++) {
             snprintf(g, sizeof g, "/%s/%d", op->group, k);

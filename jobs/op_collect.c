@@ -1,0 +1,195 @@
+/* The job operation "collect" (docs/jobs.md): hook point activations at the chosen layers and
+ * positions, written by the shared base pass under /activations[_N]/<hook>/<layer>. */
+#include "op.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *const fields[] = {"op", "hooks", "layers", "positions", NULL};
+
+static int parse(const cJSON *o, const char *path, const char *where, nn_op *op, nn_err *err)
+{
+    if (nn_job_only_fields(o, fields, path, where, err))
+        return NN_ERR;
+    const cJSON *hooks = nn_json_get(o, "hooks"), *h;
+    if (cJSON_IsString(hooks) || !cJSON_IsArray(hooks) || cJSON_GetArraySize(hooks) < 1)
+        return nn_fail(err, "%s: %s: field 'hooks' must be a non-empty list of hook point names",
+                       path, where);
+    cJSON_ArrayForEach (h, hooks) {
+        nn_hook_point hp;
+        int layer;
+        if (!cJSON_IsString(h) || strchr(h->valuestring, '.') ||
+            nn_hook_name_parse(h->valuestring, 1, &hp, &layer, err))
+            return nn_fail(err,
+                           "%s: %s: hooks: '%s' is not a hook point name (token_embeddings, "
+                           "layers_input, attentions_input, attentions_output, mlps_input, "
+                           "mlps_output, layers_output, router_probabilities, ln_final, logits, "
+                           "next_token_probs; "
+                           "layers go in 'layers')",
+                           path, where, cJSON_IsString(h) ? h->valuestring : "?");
+        if (hp == NN_HP_ATTENTION_PROBABILITIES)
+            return nn_fail(err,
+                           "%s: %s: attention_probabilities are [heads, T, T] per prompt and do "
+                           "not fit the store's rows; use nnterp trace for them",
+                           path, where);
+        for (int k = 0; k < op->n_hooks; k++)
+            if (op->hooks[k] == hp)
+                return nn_fail(err, "%s: %s: hook '%s' is listed twice", path, where,
+                               h->valuestring);
+        op->hooks[op->n_hooks++] = hp;
+    }
+    if (nn_job_parse_layers(o, path, where, &op->layers, err) ||
+        nn_job_parse_positions(o, "all", path, where, &op->positions, err))
+        return NN_ERR;
+    return NN_OK;
+}
+
+/* One hook's capture: the store path it writes. */
+typedef struct collect_hook {
+    nn_harvest *h;
+    nn_op_state *s;
+    char path[160];
+} collect_hook;
+
+typedef struct collect_state {
+    collect_hook *hooks; /* [n_hooks * (n_layers + 1)] */
+} collect_state;
+
+static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
+{
+    const nn_op *op = s->op;
+    if (nn_op_resolve_rows(h, s, where, err))
+        return NN_ERR;
+    if (s->n_layers)
+        for (int i = 0; i < s->n_layers; i++)
+            h->last_layer = s->layers[i] > h->last_layer ? s->layers[i] : h->last_layer;
+    for (int k = 0; k < op->n_hooks; k++) {
+        nn_hook_point hp = op->hooks[k];
+        if (hp == NN_HP_ROUTER_PROBABILITIES)
+            for (int i = 0; i < s->n_layers; i++)
+                if (!h->m->cfg.n_experts)
+                    return nn_fail(err,
+                                   "%s: layer %d has no mixture of experts, so no "
+                                   "router_probabilities",
+                                   where, s->layers[i]);
+        if (hp == NN_HP_LAYERS_MIDDLE && h->m->cfg.parallel)
+            return nn_fail(err,
+                           "%s: layers_middle (between attention and MLP) does not exist "
+                           "in this model's parallel blocks",
+                           where);
+        if (hp == NN_HP_TOKEN_EMBEDDINGS)
+            continue;
+        if (!nn_hook_point_per_layer(hp))
+            h->need_logits = true; /* ln_final, logits, next_token_probs: the whole model */
+    }
+    h->base_pass = true;
+    collect_state *cs = nn_calloc(1, sizeof *cs, err);
+    if (!cs)
+        return NN_ERR;
+    s->priv = cs;
+    cs->hooks =
+        nn_calloc((size_t)op->n_hooks * (size_t)(s->n_layers + 1) + 1, sizeof *cs->hooks, err);
+    return cs->hooks ? NN_OK : NN_ERR;
+}
+
+static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const char *g, nn_err *err)
+{
+    const nn_op *op = s->op;
+    uint64_t P = (uint64_t)h->c->n_prompts, rows = (uint64_t)s->row_offsets[P];
+    nn_sink_type act = nn_op_activation_type(h->job);
+    char path[160];
+    for (int k2 = 0; k2 < op->n_hooks; k2++) {
+        nn_hook_point hp = op->hooks[k2];
+        const char *name = nn_hook_point_name(hp);
+        uint64_t width = (uint64_t)nn_hook_point_width(h->m, hp);
+        uint64_t r = hp == NN_HP_NEXT_TOKEN_PROBS ? P : rows;
+        if (nn_hook_point_per_layer(hp)) {
+            for (int l = 0; l < s->n_layers; l++) {
+                snprintf(path, sizeof path, "%s/%s/%d", g, name, s->layers[l]);
+                if (nn_op_declare(sink, path, act, 2, r, width, 0, err))
+                    return NN_ERR;
+            }
+        } else {
+            snprintf(path, sizeof path, "%s/%s", g, name);
+            if (nn_op_declare(sink, path, act, 2, r, width, 0, err))
+                return NN_ERR;
+        }
+    }
+    return sink->attr(sink->ctx, g, "positions",
+                      op->positions.kind == NN_POS_ALL ? "all (row = global token index)"
+                      : op->positions.kind == NN_POS_LAST
+                          ? "last (row = prompt; see token_index)"
+                          : "list (rows per prompt; see token_index)",
+                      err);
+}
+
+static int collect_fn(const nn_hook_view *v, void *user, nn_err *err)
+{
+    collect_hook *ch = user;
+    nn_harvest *h = ch->h;
+    const nn_op_state *o = ch->s;
+    const nn_sink *s = h->sink;
+    if (v->point == NN_HP_NEXT_TOKEN_PROBS)
+        return s->write_rows(s->ctx, ch->path, (uint64_t)h->begin, v->rows, v->data, err)
+                   ? NN_ERR
+                   : NN_HOOK_CONTINUE;
+    if (o->op->positions.kind == NN_POS_ALL)
+        return s->write_rows(s->ctx, ch->path, (uint64_t)h->tok0, v->rows, v->data, err)
+                   ? NN_ERR
+                   : NN_HOOK_CONTINUE;
+    /* gather the chosen positions' rows */
+    int64_t r0 = o->row_offsets[h->begin], r1 = o->row_offsets[h->end];
+    if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(r1 - r0) * v->cols, err))
+        return NN_ERR;
+    for (int64_t r = r0; r < r1; r++) {
+        size_t row = (size_t)(o->token_index[r] - h->tok0);
+        memcpy(h->gather + (size_t)(r - r0) * v->cols, v->data + row * v->cols,
+               v->cols * sizeof(float));
+    }
+    return s->write_rows(s->ctx, ch->path, (uint64_t)r0, (uint64_t)(r1 - r0), h->gather, err)
+               ? NN_ERR
+               : NN_HOOK_CONTINUE;
+}
+
+static int hooks(nn_harvest *h, nn_op_state *s, nn_hookset *hs, const char *g, nn_err *err)
+{
+    const nn_op *op = s->op;
+    collect_state *cs = s->priv;
+    int n = 0;
+    for (int k = 0; k < op->n_hooks; k++) {
+        nn_hook_point hp = op->hooks[k];
+        bool per_layer = nn_hook_point_per_layer(hp);
+        for (int l = 0; l < (per_layer ? s->n_layers : 1); l++) {
+            collect_hook *c = &cs->hooks[n++];
+            c->h = h;
+            c->s = s;
+            if (per_layer)
+                snprintf(c->path, sizeof c->path, "%s/%s/%d", g, nn_hook_point_name(hp),
+                         s->layers[l]);
+            else
+                snprintf(c->path, sizeof c->path, "%s/%s", g, nn_hook_point_name(hp));
+            if (nn_hookset_add(hs, hp, per_layer ? s->layers[l] : -1, collect_fn, c, err))
+                return NN_ERR;
+        }
+    }
+    return NN_OK;
+}
+
+static void free_state(nn_op_state *s)
+{
+    collect_state *cs = s->priv;
+    if (cs)
+        nn_free(cs->hooks);
+    nn_free(cs);
+}
+
+const nn_op_class nn_op_collect = {
+    .name = "collect",
+    .store_group = "activations",
+    .fields = fields,
+    .parse = parse,
+    .resolve = resolve,
+    .declare = declare,
+    .hooks = hooks,
+    .free = free_state,
+};
