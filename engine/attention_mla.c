@@ -1,5 +1,5 @@
 /* Multi-head latent attention's projections (see attention_mla.h). Every matrix product goes
- * through forward.c's linear() and every row is computed on its own, so a token's queries, keys
+ * through forward_kernels.c's linear() and every row is computed on its own, so a token's queries, keys
  * and values are the same bits whatever batch it is in, and the expanded keys and values a
  * KV-cache slot holds are those a full prefill would compute. */
 #include "attention_mla.h"

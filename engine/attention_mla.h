@@ -1,5 +1,5 @@
 /* Multi-head latent attention (DeepSeek-V2/V3): the projections that turn the attention input
- * into ordinary per-head queries, keys and values, which the one attention of forward.c then
+ * into ordinary per-head queries, keys and values, which the one attention of forward_attention.c then
  * attends (see docs/engine.md, "Multi-head latent attention").
  *
  * Per token x (the attention input, attentions_input.i):

@@ -9,7 +9,7 @@
  * such as layers.12, or this project's own name) is mapped to this project's hook points by
  * nn_sae_hook_map; nn_sae_bind checks it against a model.
  *
- * Encoding runs in row blocks through the engine's GEMM (nn_linear_apply, the route forward.c's
+ * Encoding runs in row blocks through the engine's GEMM (nn_linear_apply, the route forward_kernels.c's
  * projections take), so no dense [tokens x d_sae] array exists beyond one block; each row leaves
  * only its non-zero features (and optionally its reconstruction). */
 #ifndef NN_SAE_H

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loops between GEMMs are compiled three ways (NN_VECTOR_CLONES in engine/forward.c: baseline
+# The loops between GEMMs are compiled three ways (NN_VECTOR_CLONES in engine/forward_*.c: baseline
 # x86-64, x86-64-v3, x86-64-v4) and the loader picks one per CPU, so a store written on one node
 # must not differ from a store written on another. This builds nnterp once per variant and traces
 # every hook point of several model families with each: the stores must be bitwise identical.
