@@ -1,6 +1,7 @@
 #include "plan.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -273,6 +274,13 @@ int nn_plan_make(const nn_plan_request *req, nn_plan *p, nn_err *err)
     /* A replica runs m batches per round at the pace of its slowest stage, plus P - 1 batches of
      * filling and draining: the bubble is (P - 1) / (m + P - 1). */
     double m = nn_plan_round_batches(P, p->replicas, req->shard_batches);
+    /* A job of fewer batches than a round never fills the pipeline: its bubble is that of its own
+     * batch count (one batch through 2 stages runs at one rank's pace). */
+    if (req->tokens > 0 && N > 0) {
+        double job_batches = ceil((double)req->tokens / N / p->replicas);
+        if (job_batches < m)
+            m = job_batches;
+    }
     p->round_batches = m;
     p->bubble = P > 1 ? (P - 1) / (m + P - 1) : 0;
     double threads = (double)req->ranks * req->threads;
