@@ -14,7 +14,15 @@ command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi needs mpirun (openmpi-
 /usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi needs python3-h5py"; exit 77; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d)
-trap 'pkill -9 -f "$T/" 2>/dev/null; rm -rf "$T"' EXIT
+# Only this test's own processes (their working directory is $T): other tests run the same
+# command lines in parallel under ctest -j, and a pattern match on the command killed them.
+ours() { # command-line pattern: the matching processes whose working directory is $T
+  local p
+  for p in $(pgrep -f "$1"); do
+    [ "$p" != $$ ] && [ "$(readlink /proc/$p/cwd 2>/dev/null)" = "$T" ] && echo "$p"
+  done
+}
+trap 'for p in $(ours "$NNTERP run"); do kill -9 $p 2>/dev/null; done; rm -rf "$T"' EXIT
 cd "$T"
 run() { timeout 300 mpirun --oversubscribe -np "$@"; }
 
@@ -72,7 +80,7 @@ for resume_np in 3 1; do
   run 2 "$NNTERP" run job.json >/dev/null 2>&1 &
   launcher=$!
   for _ in $(seq 100); do [ -f out.h5.partial.ledger ] && grep -q shard out.h5.partial.ledger 2>/dev/null && break; sleep 0.05; done
-  victim=$(pgrep -f "$NNTERP run job.json" | grep -v "^$launcher\$" | tail -1)
+  victim=$(ours "$NNTERP run job.json" | grep -v "^$launcher\$" | tail -1)
   [ -n "$victim" ] && kill -9 "$victim"
   wait $launcher 2>/dev/null
   if [ -f out.h5 ]; then skip "(the job finished before the kill; nothing to resume)"; continue; fi
@@ -89,7 +97,7 @@ rm -f out.h5*
 run 4 "$NNTERP" run "$(stages 2)" >/dev/null 2>&1 &
 launcher=$!
 for _ in $(seq 100); do [ -f out.h5.partial.ledger ] && grep -q shard out.h5.partial.ledger 2>/dev/null && break; sleep 0.05; done
-victim=$(pgrep -f "$NNTERP run job2.json" | grep -v "^$launcher\$" | tail -1)
+victim=$(ours "$NNTERP run job2.json" | grep -v "^$launcher\$" | tail -1)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $launcher 2>/dev/null
 if [ -f out.h5 ]; then skip "(the pipeline job finished before the kill)"
