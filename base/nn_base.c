@@ -159,6 +159,16 @@ void nn_file_unmap(nn_mapped_file *file)
     memset(file, 0, sizeof *file);
 }
 
+void nn_file_release(const nn_mapped_file *file, size_t offset, size_t len)
+{
+    if (!file || !file->data || offset >= file->size)
+        return;
+    if (len > file->size - offset)
+        len = file->size - offset;
+    /* advice only: a failure leaves the pages resident, which is still correct */
+    (void)madvise((void *)(file->data + offset), len, MADV_DONTNEED);
+}
+
 int nn_file_read(const char *path, size_t max_size, char **out, size_t *out_size, nn_err *err)
 {
     *out = NULL;

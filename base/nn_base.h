@@ -58,6 +58,10 @@ typedef struct nn_mapped_file {
 
 int nn_file_map(const char *path, nn_mapped_file *out, nn_err *err);
 void nn_file_unmap(nn_mapped_file *file);
+/* Drops the pages of [offset, offset + len) of a mapping from this process's resident set (the
+ * page cache keeps them): a pass over a whole file then costs one window of RSS, not the file.
+ * offset is a multiple of the page size; a read later maps the pages back in. */
+void nn_file_release(const nn_mapped_file *file, size_t offset, size_t len);
 /* Reads a whole file (at most max_size bytes) into a NUL-terminated buffer the caller frees. */
 int nn_file_read(const char *path, size_t max_size, char **out, size_t *out_size, nn_err *err);
 bool nn_path_is_dir(const char *path);

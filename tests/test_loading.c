@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fingerprint.h"
 #include "forward.h"
 #include "nn_test.h"
 
@@ -418,6 +419,32 @@ static void bad_run_inputs(const char *shared)
     nn_model_free(m);
 }
 
+/* The weights fingerprint hashes a file window by window (dropping each from the resident set):
+ * it must equal the one-pass hash of the same bytes, across a window's edge and for odd tails. */
+static void fingerprint_windows(void)
+{
+    size_t sizes[] = {0, 45, ((size_t)64 << 20) + 45};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k];
+        unsigned char *buf = malloc(n ? n : 1);
+        uint64_t x = 88172645463325252ull;
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[i] = (unsigned char)x;
+        }
+        char path[600], got[64], want[64];
+        snprintf(path, sizeof path, "%s/fingerprint.bin", tmp);
+        FILE *f = fopen(path, "wb");
+        CHECK(f && fwrite(buf, 1, n, f) == n && fclose(f) == 0, "write %s", path);
+        nn_err err = {0};
+        CHECK_OK(nn_file_fingerprint(path, got, sizeof got, &err), &err);
+        snprintf(want, sizeof want, "%zu:%016llx", n, (unsigned long long)nn_hash64(buf, n, 0));
+        CHECK(!strcmp(got, want), "fingerprint of %zu bytes: %s, one-pass hash %s", n, got, want);
+        free(buf);
+        unlink(path);
+    }
+}
+
 int main(void)
 {
     const char *shared = nn_test_shared_dir("test_loading");
@@ -426,6 +453,7 @@ int main(void)
         perror("mkdtemp");
         return 1;
     }
+    fingerprint_windows();
     bad_safetensors();
     truncations(shared);
     bad_configs(shared);
