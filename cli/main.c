@@ -22,7 +22,7 @@ static const char *usage_main =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
     "\n"
     "commands:\n"
-    "  run       JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
+    "  run       JOB.json [--resume] [--stages P] [--dry-run] [--progress] [--quiet]\n"
     "                                             the main job: a dataset into one HDF5 store\n"
     "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
     "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
@@ -627,8 +627,8 @@ done:
 }
 
 static const char *usage_run =
-    "usage: nnterp run JOB.json [--resume] [--stages P] [--dry-run] [--progress]\n"
-    "                [--compute C]\n"
+    "usage: nnterp run JOB.json [--resume] [--stages P] [--dry-run] [--progress] [--quiet]\n"
+    "                [--progress-every S] [--compute C]\n"
     "Runs the job (docs/jobs.md): tokenizes the dataset, then writes every operation's results\n"
     "into one HDF5 store, OUT.h5.partial until complete. Exit codes: 0 done, 1 error,\n"
     "2 usage, 3 interrupted by SIGINT/SIGTERM/SIGUSR1 after committing (resumable; under\n"
@@ -638,7 +638,11 @@ static const char *usage_run =
     "  --stages P   pipeline stages of this run instead of the job's parallel.pipeline_stages\n"
     "  --dry-run    check everything, print the plan, the layout and the store's arrays and\n"
     "               size; write nothing\n"
-    "  --progress   a progress line on stderr even when it is not a terminal\n"
+    "  --progress   the self-overwriting progress line on stderr even when it is not a terminal\n"
+    "               (by default: on a terminal; elsewhere, as under Slurm, a plain line of\n"
+    "               prompts, tokens/s, ETA and shards every S seconds)\n"
+    "  --progress-every S  seconds between those plain lines (default 30)\n"
+    "  --quiet      no progress lines\n"
     "  --compute C  float32, bfloat16 or bfloat16x3 (over the job's \"compute\" field)\n";
 
 static int cmd_run(int argc, char **argv)
@@ -650,7 +654,18 @@ static int cmd_run(int argc, char **argv)
             o.resume = true;
         else if (!strcmp(argv[i], "--progress"))
             o.progress = true;
-        else if (!strcmp(argv[i], "--dry-run"))
+        else if (!strcmp(argv[i], "--quiet"))
+            o.no_progress = true;
+        else if (!strcmp(argv[i], "--progress-every")) {
+            char *end = NULL;
+            double v = i + 1 < argc ? strtod(argv[i + 1], &end) : 0;
+            if (i + 1 >= argc || !end || *end || !(v > 0 && v <= 86400))
+                return cli_usage_error(usage_run,
+                                       "--progress-every takes seconds in (0, 86400], not '%s'",
+                                       i + 1 < argc ? argv[i + 1] : "");
+            o.progress_every = v;
+            i++;
+        } else if (!strcmp(argv[i], "--dry-run"))
             o.dry_run = true;
         else if (!strcmp(argv[i], "--stages")) {
             char *end = NULL;
@@ -665,9 +680,8 @@ static int cmd_run(int argc, char **argv)
             nn_err e;
             o.compute = argv[++i];
             if (nn_compute_parse(o.compute, "--compute", &c, &e))
-                return cli_usage_error(usage_run,
-                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'",
-                                       o.compute);
+                return cli_usage_error(
+                    usage_run, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", o.compute);
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             printf("%s", usage_run);
             return 0;

@@ -564,13 +564,31 @@ static char *ledger_path(const char *output, nn_err *err)
     return p;
 }
 
-static void progress_line(double t0, int64_t run_tokens, int64_t done_tokens, int64_t total_tokens,
-                          int done_prompts, int total_prompts, bool final)
+/* Progress of a run on rank 0's stderr: on a terminal (or with --progress) one line rewritten
+ * after every round; elsewhere, as under Slurm, a plain line every `every` seconds and a last one
+ * if any was printed, so a short job's log stays as it was. */
+typedef struct progress {
+    bool overwrite, plain;
+    double t0, every, last; /* last: when the last plain line was printed (0: none yet) */
+} progress;
+
+static void progress_line(progress *pg, int64_t run_tokens, int64_t done_tokens,
+                          int64_t total_tokens, int done_prompts, int total_prompts,
+                          int done_shards, int total_shards, bool final)
 {
-    double dt = nn_seconds() - t0, rate = dt > 0 ? (double)run_tokens / dt : 0;
+    double now = nn_seconds(), dt = now - pg->t0, rate = dt > 0 ? (double)run_tokens / dt : 0;
     double eta = rate > 0 ? (double)(total_tokens - done_tokens) / rate : 0;
-    fprintf(stderr, "\rnnterp: %d/%d prompts, %.0f tokens/s, ETA %dm%02ds   %s", done_prompts,
-            total_prompts, rate, (int)eta / 60, (int)eta % 60, final ? "\n" : "");
+    char line[160];
+    snprintf(line, sizeof line, "nnterp: %d/%d prompts, %.0f tokens/s, ETA %dm%02ds, %d/%d shards",
+             done_prompts, total_prompts, rate, (int)eta / 60, (int)eta % 60, done_shards,
+             total_shards);
+    if (pg->overwrite) {
+        fprintf(stderr, "\r%s   %s", line, final ? "\n" : "");
+    } else if (pg->plain &&
+               (now - (pg->last > 0 ? pg->last : pg->t0) >= pg->every || (final && pg->last > 0))) {
+        fprintf(stderr, "%s\n", line);
+        pg->last = now;
+    }
     fflush(stderr);
 }
 
@@ -1126,8 +1144,13 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     timed_sink timed = {.inner = nn_h5_sink(f)};
     nn_sink sink = {.ctx = &timed, .write_rows = timed_rows, .write_block = timed_block};
     double t_work = nn_seconds();
-    bool show = cm->rank == 0 && (opts->progress || isatty(STDERR_FILENO));
-    if (show && cm->mpi && getenv("OMPI_COMM_WORLD_SIZE") &&
+    bool tty = isatty(STDERR_FILENO);
+    progress pg = {.overwrite = opts->progress || tty,
+                   .plain = !opts->progress && !tty,
+                   .t0 = t_work,
+                   .every = opts->progress_every > 0 ? opts->progress_every : 30};
+    bool show = cm->rank == 0 && !opts->no_progress && (pg.overwrite || pg.plain);
+    if (show && pg.overwrite && cm->mpi && getenv("OMPI_COMM_WORLD_SIZE") &&
         !getenv("OMPI_MCA_odls_base_sigkill_timeout"))
         /* Open MPI's mpirun answers SIGTERM/SIGINT with SIGTERM to the ranks T s later and
          * SIGKILL T s after that (T = odls_base_sigkill_timeout, 1 s by default): measured in
@@ -1220,12 +1243,12 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
             run_tokens += tokens;
         }
         if (show)
-            progress_line(t_work, run_tokens, done_tokens, total, done_prompts, d.c.n_prompts,
-                          end == n_todo);
+            progress_line(&pg, run_tokens, done_tokens, total, done_prompts, d.c.n_prompts,
+                          pl.n_shards - n_todo + end, pl.n_shards, end == n_todo);
         int stop = nn_comm_max_int(cm, (int)stop_requested);
         if (stop && end < n_todo) {
             int left = n_todo - end;
-            if (show)
+            if (show && pg.overwrite)
                 fprintf(stderr, "\n");
             nn_fail(err,
                     "interrupted by signal %d: %d of %d shards committed in %s.partial; continue "

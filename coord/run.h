@@ -13,8 +13,12 @@
 
 typedef struct nn_run_options {
     bool resume;
-    bool progress; /* a progress line on stderr (default: when stderr is a terminal) */
-    bool quiet;    /* no summary on stdout */
+    bool progress;    /* a self-overwriting progress line on stderr even when it is no terminal */
+    bool no_progress; /* none at all (the CLI's --quiet) */
+    /* When stderr is not a terminal (a batch system's log), a plain progress line every this
+     * many seconds; 0: every 30 s. */
+    double progress_every;
+    bool quiet; /* no summary on stdout */
     /* Validate everything, print the store's size and layout and the plan; write nothing. */
     bool dry_run;
     /* Pipeline stages of this run; 0: the job's parallel.pipeline_stages. The layout is never
