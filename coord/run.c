@@ -568,7 +568,7 @@ static char *ledger_path(const char *output, nn_err *err)
  * after every round; elsewhere, as under Slurm, a plain line every `every` seconds and a last one
  * if any was printed, so a short job's log stays as it was. */
 typedef struct progress {
-    bool overwrite, plain;
+    bool overwrite;         /* a terminal or --progress: one line rewritten; else plain lines */
     double t0, every, last; /* last: when the last plain line was printed (0: none yet) */
 } progress;
 
@@ -584,8 +584,7 @@ static void progress_line(progress *pg, int64_t run_tokens, int64_t done_tokens,
              total_shards);
     if (pg->overwrite) {
         fprintf(stderr, "\r%s   %s", line, final ? "\n" : "");
-    } else if (pg->plain &&
-               (now - (pg->last > 0 ? pg->last : pg->t0) >= pg->every || (final && pg->last > 0))) {
+    } else if (now - (pg->last > 0 ? pg->last : pg->t0) >= pg->every || (final && pg->last > 0)) {
         fprintf(stderr, "%s\n", line);
         pg->last = now;
     }
@@ -1146,10 +1145,9 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     double t_work = nn_seconds();
     bool tty = isatty(STDERR_FILENO);
     progress pg = {.overwrite = opts->progress || tty,
-                   .plain = !opts->progress && !tty,
                    .t0 = t_work,
                    .every = opts->progress_every > 0 ? opts->progress_every : 30};
-    bool show = cm->rank == 0 && !opts->no_progress && (pg.overwrite || pg.plain);
+    bool show = cm->rank == 0 && !opts->no_progress;
     if (show && pg.overwrite && cm->mpi && getenv("OMPI_COMM_WORLD_SIZE") &&
         !getenv("OMPI_MCA_odls_base_sigkill_timeout"))
         /* Open MPI's mpirun answers SIGTERM/SIGINT with SIGTERM to the ranks T s later and

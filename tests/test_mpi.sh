@@ -174,10 +174,7 @@ grep -q "3 ranks cannot form replicas of 2 pipeline stages" err && ok "plan: 3 r
 grep -q "9 pipeline stages exceed the model's 5 layers" err && ok "plan: more stages than layers: a clear error" || bad "plan 9: $(head -3 err)"
 
 sleep 0.2
-# ours: nnterp processes working in this test's directory (other tests may run beside it)
-stray=""
-for p in $(pgrep -f "$NNTERP run"); do
-  [ "$(readlink "/proc/$p/cwd" 2>/dev/null)" = "$T" ] && stray="$stray $p"
-done
+# no nnterp process of this test left behind
+stray=$(ours "$NNTERP run")
 [ -z "$stray" ] && ok "no stray processes" || bad "stray nnterp processes:$stray"
 finish test_mpi
