@@ -336,6 +336,58 @@ int nn_config_rope(const cJSON *root, const char *path, nn_config *c, nn_err *er
     return NN_OK;
 }
 
+/* ---- The families' own block shapes (configure_block hooks) ------------------------------------
+ */
+
+/* GPT-BigCode: multi_query (the default) is one fused k|v head after all the q heads; without
+ * it, per-head [q|k|v] blocks. */
+int nn_configure_gpt_bigcode(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    bool mq;
+    if (nn_json_bool(root, "multi_query", false, true, path, &mq, err))
+        return NN_ERR;
+    c->n_kv_heads = mq ? 1 : c->n_heads;
+    c->qkv_layout = mq ? NN_QKV_BLOCKS : NN_QKV_PER_HEAD;
+    return NN_OK;
+}
+
+/* Falcon's block shape and qkv layout depend on its config (Falcon-7B, -40B, RW). */
+int nn_configure_falcon(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    bool new_arch, multi_query, parallel;
+    long kv, n_ln;
+    if (nn_json_bool(root, "new_decoder_architecture", false, false, path, &new_arch, err) ||
+        nn_json_bool(root, "multi_query", false, true, path, &multi_query, err) ||
+        nn_json_bool(root, "parallel_attn", false, true, path, &parallel, err) ||
+        nn_json_int(root, "num_kv_heads", false, c->n_heads, 1, 1 << 16, path, &kv, err) ||
+        nn_json_int(root, "num_ln_in_parallel_attn", false, 2, 1, 2, path, &n_ln, err))
+        return NN_ERR;
+    if (new_arch) {
+        c->n_kv_heads = (int)kv;
+        c->qkv_layout = NN_QKV_GROUPED;
+        c->parallel = true;
+        c->shared_norm = n_ln == 1;
+    } else {
+        c->n_kv_heads = multi_query ? 1 : c->n_heads;
+        c->qkv_layout = multi_query ? NN_QKV_GROUPED : NN_QKV_PER_HEAD;
+        c->parallel = parallel;
+        c->shared_norm = parallel;
+    }
+    return NN_OK;
+}
+
+/* OPT: a projection between the embeddings and the blocks (OPT-350m) is not supported. */
+int nn_configure_opt(const cJSON *root, const char *path, nn_config *c, nn_err *err)
+{
+    long proj;
+    if (nn_json_int(root, "word_embed_proj_dim", false, c->d_model, 1, 1 << 20, path, &proj, err))
+        return NN_ERR;
+    if (proj != c->d_model)
+        return nn_fail(err, "%s: field 'word_embed_proj_dim' != hidden_size is not supported",
+                       path);
+    return NN_OK;
+}
+
 /* ---- The families' own fields ---------------------------------------------------------------- */
 
 /* Gemma 3: older configs give the local theta as rope_local_base_freq (default 1e4) and the layer

@@ -18,6 +18,11 @@ int nn_config_rope(const cJSON *root, const char *path, nn_config *c, nn_err *er
  * refused, naming it) and `mlp_only_layers` (layer indices with a dense MLP). Needs n_layers. */
 int nn_config_layer_lists(const cJSON *root, const char *path, nn_config *c, nn_err *err);
 
+/* The rows' configure_block hooks: the block shape (kv heads, qkv layout, parallel). */
+int nn_configure_gpt_bigcode(const cJSON *root, const char *path, nn_config *c, nn_err *err);
+int nn_configure_falcon(const cJSON *root, const char *path, nn_config *c, nn_err *err);
+int nn_configure_opt(const cJSON *root, const char *path, nn_config *c, nn_err *err);
+
 /* The rows' configure hooks. */
 int nn_configure_gemma3(const cJSON *root, const char *path, nn_config *c, nn_err *err);
 int nn_configure_smollm3(const cJSON *root, const char *path, nn_config *c, nn_err *err);

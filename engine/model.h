@@ -98,6 +98,12 @@ typedef struct nn_arch {
     /* Family-specific config.json fields (Granite's multipliers, SmolLM3's NoPE layers, ...), read
      * after the common ones; NULL: none. */
     int (*configure)(const struct cJSON *root, const char *path, struct nn_config *c, nn_err *err);
+    /* Config fields that set the block shape (kv heads, qkv layout, parallel, shared norm:
+     * GPT-BigCode's multi_query, Falcon's variants) or refuse one the loader lacks (OPT's
+     * word_embed_proj_dim), read after the family's defaults and before the shape is checked;
+     * NULL: the row's defaults. */
+    int (*configure_block)(const struct cJSON *root, const char *path, struct nn_config *c,
+                           nn_err *err);
     /* ---- gpt-oss and DeepSeek-V3 (all optional; zero = the standard block). ---- */
     /* Attention sinks: one learned logit per head that joins every softmax row and takes its
      * share of the probability mass without contributing a value (gpt-oss). Full name, no

@@ -198,6 +198,7 @@ static const nn_arch arch_table[] = {
         .pos_offset = 2,
         .qkv_bias = true,
         .o_bias = true,
+        .configure_block = nn_configure_opt,
         .mlp_bias = true,
         .tie_default = true,
         .default_act = "relu",
@@ -363,6 +364,7 @@ static const nn_arch arch_table[] = {
         .o_bias = true,
         .mlp_bias = true,
         .tie_default = true,
+        .configure_block = nn_configure_gpt_bigcode,
         .default_act = "gelu_pytorch_tanh",
         .notes = "learned absolute positions (layers_input.0 = token_embeddings + wpe[position]); "
                  "multi-query: fused c_attn [q | k (one head) | v (one head)] (per head [q|k|v] "
@@ -390,6 +392,7 @@ static const nn_arch arch_table[] = {
         .qkv_layout = NN_QKV_GROUPED,
         .parallel = true,
         .tie_default = true,
+        .configure_block = nn_configure_falcon,
         .default_act = "gelu",
         .notes = "parallel block: layers_output.i = layers_input.i + attentions_output.i + "
                  "mlps_output.i; new_decoder_architecture: attentions_input.i = ln_attn(x), "

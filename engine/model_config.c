@@ -131,31 +131,6 @@ static int refuse_unsupported(const cJSON *root, const char *path, const nn_arch
     return NN_OK;
 }
 
-/* Falcon's block shape and qkv layout depend on its config (Falcon-7B, -40B, RW). */
-static int configure_falcon(const cJSON *root, const char *path, nn_config *c, nn_err *err)
-{
-    bool new_arch, multi_query, parallel;
-    long kv, n_ln;
-    if (nn_json_bool(root, "new_decoder_architecture", false, false, path, &new_arch, err) ||
-        nn_json_bool(root, "multi_query", false, true, path, &multi_query, err) ||
-        nn_json_bool(root, "parallel_attn", false, true, path, &parallel, err) ||
-        nn_json_int(root, "num_kv_heads", false, c->n_heads, 1, 1 << 16, path, &kv, err) ||
-        nn_json_int(root, "num_ln_in_parallel_attn", false, 2, 1, 2, path, &n_ln, err))
-        return NN_ERR;
-    if (new_arch) {
-        c->n_kv_heads = (int)kv;
-        c->qkv_layout = NN_QKV_GROUPED;
-        c->parallel = true;
-        c->shared_norm = n_ln == 1;
-    } else {
-        c->n_kv_heads = multi_query ? 1 : c->n_heads;
-        c->qkv_layout = multi_query ? NN_QKV_GROUPED : NN_QKV_PER_HEAD;
-        c->parallel = parallel;
-        c->shared_norm = parallel;
-    }
-    return NN_OK;
-}
-
 int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_err *err)
 {
     static const char *const K_D[] = {"hidden_size", "n_embd", "n_embed", NULL};
@@ -279,16 +254,8 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     const char *kp = first_key(root, K_PARALLEL);
     if (nn_json_bool(root, kp ? kp : K_PARALLEL[0], false, a->parallel, path, &c->parallel, err))
         goto done;
-    if (!strcmp(a->model_type, "gpt_bigcode")) {
-        bool mq;
-        if (nn_json_bool(root, "multi_query", false, true, path, &mq, err))
-            goto done;
-        c->n_kv_heads = mq ? 1 : c->n_heads;
-        c->qkv_layout = mq ? NN_QKV_BLOCKS : NN_QKV_PER_HEAD;
-    } else if (!strcmp(a->model_type, "falcon")) {
-        if (configure_falcon(root, path, c, err))
-            goto done;
-    }
+    if (a->configure_block && a->configure_block(root, path, c, err))
+        goto done;
     if (c->n_heads % c->n_kv_heads) {
         nn_fail(err, "%s: %d attention heads are not a multiple of %d key/value heads", path,
                 c->n_heads, c->n_kv_heads);
@@ -297,15 +264,6 @@ int nn_config_from_hf(const char *json_text, const char *path, nn_config *c, nn_
     if (c->qkv_layout != NN_QKV_BLOCKS && a->linear_in_major) {
         nn_fail(err, "%s: internal: an interleaved qkv layout needs [out, in] weights", path);
         goto done;
-    }
-    if (!strcmp(a->model_type, "opt")) {
-        long proj;
-        if (nn_json_int(root, "word_embed_proj_dim", false, d, 1, 1 << 20, path, &proj, err))
-            goto done;
-        if (proj != d) {
-            nn_fail(err, "%s: field 'word_embed_proj_dim' != hidden_size is not supported", path);
-            goto done;
-        }
     }
     if (refuse_unsupported(root, path, a, &c->experts_mxfp4, err))
         goto done;
