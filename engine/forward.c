@@ -131,30 +131,6 @@ static void add_branch(const nn_state *s, const nn_config *c, float *x, const fl
 /* ---- Hook points for sparse autoencoders (docs/sae.md) -----------------------------------------
  */
 
-/* The gain-free normalization of x (TransformerLens' ln.hook_normalized): (x - mean) * inv for
- * LayerNorm, x * inv for RMSNorm, inv computed as norm_rows computes it. */
-static void normalize_without_gain(const nn_config *c, const float *x, float *y, int n)
-{
-    size_t D = (size_t)c->d_model;
-    for (int t = 0; t < n; t++) {
-        const float *xr = x + (size_t)t * D;
-        float *yr = y + (size_t)t * D;
-        if (c->arch->norm == NN_NORM_RMSNORM) {
-            double ss = row_sum_sq(xr, D, 0.0);
-            float inv = (float)(1.0 / sqrt(ss / (double)D + (double)c->norm_eps));
-            for (size_t i = 0; i < D; i++)
-                yr[i] = xr[i] * inv;
-        } else {
-            double mean = row_sum(xr, D) / (double)D;
-            double var = row_sum_sq(xr, D, mean) / (double)D;
-            float inv = (float)(1.0 / sqrt(var + (double)c->norm_eps));
-            float mu = (float)mean;
-            for (size_t i = 0; i < D; i++)
-                yr[i] = (xr[i] - mu) * inv;
-        }
-    }
-}
-
 /* Calls the hooks of a *_normalized point on a copy of x normalized without gain; nothing is
  * computed when the point is not hooked. */
 static int hook_normalized(const nn_model *m, nn_state *s, const nn_batch *b,
@@ -164,9 +140,19 @@ static int hook_normalized(const nn_model *m, nn_state *s, const nn_batch *b,
     if (!nn_hookset_site(hooks, hp, l))
         return NN_OK;
     size_t D = (size_t)m->cfg.d_model, N = (size_t)b->n_tokens;
-    if (nn_grow_floats(&s->normalized, &s->normalized_cap, N * D, err))
+    /* The gain-free normalization (TransformerLens' ln.hook_normalized) is the block's own norm
+     * with a gain that changes no bit: ones (zeros where the gain is 1 + w, Gemma) for RMSNorm,
+     * none for LayerNorm; it sits in the row after the N rows of the copy. */
+    if (nn_grow_floats(&s->normalized, &s->normalized_cap, (N + 1) * D, err))
         return NN_ERR;
-    normalize_without_gain(&m->cfg, x, s->normalized, (int)N);
+    nn_norm unit = {.w = NULL, .b = NULL};
+    if (m->cfg.arch->norm == NN_NORM_RMSNORM) {
+        float *gain = s->normalized + N * D, g = m->cfg.arch->norm_unit_offset ? 0.0f : 1.0f;
+        for (size_t i = 0; i < D; i++)
+            gain[i] = g;
+        unit.w = gain;
+    }
+    nn_fw_norm_rows(&m->cfg, &unit, x, s->normalized, (int)N);
     return nn_fw_call_hooks(hooks, hp, l, s->normalized, N, D, -1, 0, b, err);
 }
 
