@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "html.h"
+
 enum { PAGE_W = 960, HIST_X = 60, HIST_Y = 78, HIST_W = 860, HIST_H = 150, LINE_H = 26 };
 #define EX_Y (HIST_Y + HIST_H + 56)
 #define LABEL_W 150
@@ -20,34 +22,6 @@ static double shade(const nn_feature_page *p, float v)
 
 /* ---- HTML ----
  */
-
-static void html_escaped(FILE *f, const char *s)
-{
-    for (; s && *s; s++) {
-        switch (*s) {
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\n':
-            fputs("\\n", f);
-            break;
-        case ' ':
-            fputs("&nbsp;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
 
 static int64_t hist_peak(const nn_feature_page *p)
 {
@@ -63,7 +37,7 @@ static int write_html(const nn_feature_page *p, const char *path, nn_err *err)
     if (!f)
         return nn_fail(err, "%s: cannot write", path);
     fprintf(f, "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>");
-    html_escaped(f, p->title);
+    nn_html_put(f, p->title, NN_HTML_TOKEN);
     fprintf(f,
             "</title>\n<style>body{font-family:sans-serif;margin:16px;color:#222}"
             ".ex{font-family:monospace;font-size:14px;line-height:%dpx;white-space:nowrap}"
@@ -71,7 +45,7 @@ static int write_html(const nn_feature_page *p, const char *path, nn_err *err)
             ".t{padding:1px 0}.hi{outline:1px solid #000}</style></head><body>\n",
             LINE_H, LABEL_W);
     fprintf(f, "<h3>");
-    html_escaped(f, p->title);
+    nn_html_put(f, p->title, NN_HTML_TOKEN);
     fprintf(f,
             "</h3>\n<p>fires on %lld of %lld tokens (density %.3g); max %.4g, mean when "
             "firing %.4g</p>\n",
@@ -108,7 +82,7 @@ static int write_html(const nn_feature_page *p, const char *path, nn_err *err)
                     "<span class=\"t%s\" style=\"background:rgba(224,112,32,%.3f)\" "
                     "title=\"%.4g\">",
                     t == x->highlight ? " hi" : "", shade(p, x->acts[t]), (double)x->acts[t]);
-            html_escaped(f, x->texts[t]);
+            nn_html_put(f, x->texts[t], NN_HTML_TOKEN);
             fprintf(f, "</span>");
         }
         fprintf(f, "</div>\n");

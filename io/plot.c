@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "html.h"
+
 /* Fonts: DejaVu for Latin, Greek, Cyrillic and symbols, Noto for CJK and colour emoji; fontconfig
  * falls back further for anything else. The page names the same fonts. */
 #define FONT_FAMILIES "DejaVu Sans"
@@ -779,32 +781,6 @@ int nn_plot_png(const nn_plot *p, const char *path, nn_plot_info *info, nn_err *
 /* ---- HTML ---------------------------------------------------------------------------------------
  */
 
-/* s escaped for HTML text and attribute values. */
-static void put_esc(FILE *f, const char *s)
-{
-    for (; *s; s++) {
-        switch (*s) {
-        case '&':
-            fputs("&amp;", f);
-            break;
-        case '<':
-            fputs("&lt;", f);
-            break;
-        case '>':
-            fputs("&gt;", f);
-            break;
-        case '"':
-            fputs("&quot;", f);
-            break;
-        case '\n':
-            fputs("&#10;", f);
-            break;
-        default:
-            fputc(*s, f);
-        }
-    }
-}
-
 static void svg_text(FILE *f, const char *cls, double x, double y, const char *anchor,
                      const char *fill, const char *transform, const char *s)
 {
@@ -814,7 +790,7 @@ static void svg_text(FILE *f, const char *cls, double x, double y, const char *a
     if (transform)
         fprintf(f, " transform=\"%s\"", transform);
     fputs(">", f);
-    put_esc(f, s);
+    nn_html_put(f, s, NN_HTML_TEXT);
     fputs("</text>\n", f);
 }
 
@@ -826,7 +802,7 @@ static int write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_er
     fputs("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
           "<meta name=\"generator\" content=\"nnterp\">\n<title>",
           f);
-    put_esc(f, L->title ? L->title : "nnterp top-k tokens");
+    nn_html_put(f, L->title ? L->title : "nnterp top-k tokens", NN_HTML_TEXT);
     fputs("</title>\n<style>\n", f);
     fprintf(f,
             "body { margin: 0; background: #fff; }\n"
@@ -847,7 +823,7 @@ static int write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_er
             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
             "viewBox=\"0 0 %.0f %.0f\" role=\"img\" aria-label=\"",
             L->W, L->H, L->W, L->H);
-    put_esc(f, L->title ? L->title : "top-k tokens");
+    nn_html_put(f, L->title ? L->title : "top-k tokens", NN_HTML_TEXT);
     fputs("\">\n", f);
     /* the gradient, sampled finely enough that linear steps between stops are invisible */
     fputs("<defs><linearGradient id=\"viridis\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">\n", f);
@@ -896,15 +872,15 @@ static int write_html(FILE *f, const nn_plot *p, const layout *L, typo *t, nn_er
                         "<g class=\"cell\" data-row=\"%d\" data-rank=\"%d\" data-id=\"%d\" "
                         "data-prob=\"%.9g\" data-label=\"",
                         r, j + 1, c->id, (double)c->prob);
-                put_esc(f, lab);
+                nn_html_put(f, lab, NN_HTML_TEXT);
                 fputs("\" data-token=\"", f);
-                put_esc(f, full ? full : "");
+                nn_html_put(f, full ? full : "", NN_HTML_TEXT);
                 fputs("\"><title>", f);
-                put_esc(f, L->row_axis);
+                nn_html_put(f, L->row_axis, NN_HTML_TEXT);
                 fputs(" ", f);
-                put_esc(f, lab);
+                nn_html_put(f, lab, NN_HTML_TEXT);
                 fprintf(f, ", %s %d\ntoken ", L->col_axis, j + 1);
-                put_esc(f, full ? full : "(no text)");
+                nn_html_put(f, full ? full : "(no text)", NN_HTML_TEXT);
                 fprintf(f, " (id %d)\nprobability %.4f", c->id, (double)c->prob);
                 nn_free(full);
                 fprintf(f,
