@@ -27,6 +27,11 @@ need_shared() { # test name, then paths below the shared directory
     fi
   done
 }
+# A command on PATH, else a loud skip.
+need_command() { # test name, command, the Debian package that has it
+  command -v "$2" >/dev/null ||
+    { echo "SKIPPED: $1 needs $2 (apt-get install $3; tools/setup.sh installs it)"; exit 77; }
+}
 # Debian's python3 with the given modules (tools/setup.sh installs them), else a loud skip.
 need_python() { # test name, then module names
   local name=$1

@@ -4,15 +4,8 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/reference" ]; then
-  echo "SKIPPED: test_cli needs the shared test data (NNTERP_SHARED='$S')"
-  exit 77
-fi
-if ! /usr/bin/python3 -c 'import h5py, numpy' 2>/dev/null; then
-  echo "SKIPPED: test_cli needs python3-h5py and python3-numpy (tools/setup.sh installs them)"
-  exit 77
-fi
+need_shared test_cli reference
+need_python test_cli h5py numpy
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 expect() { # name, expected exit code, stderr needle, command...

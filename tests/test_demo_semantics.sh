@@ -9,7 +9,7 @@ NNTERP=$1
 ROOT=$2
 MODEL=$ROOT/models/demo
 [ -f "$MODEL/model.safetensors" ] || { echo "SKIPPED: no bundled model at $MODEL"; exit 77; }
-/usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_demo_semantics needs python3-h5py"; exit 77; }
+need_python test_demo_semantics h5py
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 

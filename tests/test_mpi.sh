@@ -6,12 +6,9 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_mpi needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
-command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi needs mpirun (openmpi-bin)"; exit 77; }
-/usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi needs python3-h5py"; exit 77; }
+need_shared test_mpi models/stories260K
+need_command test_mpi mpirun openmpi-bin
+need_python test_mpi h5py
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 T=$(mktemp -d)
 # Only this test's own processes (their working directory is $T): other tests run the same

@@ -9,8 +9,8 @@ set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
 need_shared test_mpi_signals models/stories260K
-command -v mpirun >/dev/null || { echo "SKIPPED: test_mpi_signals needs mpirun (openmpi-bin)"; exit 77; }
-/usr/bin/python3 -c 'import h5py' 2>/dev/null || { echo "SKIPPED: test_mpi_signals needs python3-h5py"; exit 77; }
+need_command test_mpi_signals mpirun openmpi-bin
+need_python test_mpi_signals h5py
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 # Under AddressSanitizer, Open MPI's dlopen'ed components leak at exit from "unknown modules" that
 # no suppression can name, which turns every rank's exit code into 1; this test is about exit

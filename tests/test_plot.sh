@@ -9,15 +9,9 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_plot needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
+need_shared test_plot models/stories260K
+need_python test_plot h5py numpy PIL
 PY=/usr/bin/python3
-if ! $PY -c 'import h5py, numpy, PIL' 2>/dev/null; then
-  echo "SKIPPED: test_plot needs python3-h5py, python3-numpy and python3-pil (tools/setup.sh installs them)"
-  exit 77
-fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"

@@ -5,18 +5,14 @@
 # its place with text on it: the page renders by itself, with nothing fetched.
 set -u
 NNTERP=$1
-S=${NNTERP_SHARED:-}
-if [ -z "$S" ] || [ ! -d "$S/models/stories260K" ]; then
-  echo "SKIPPED: test_plot_chromium needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
+. "$(dirname "$0")/lib.sh"
+need_shared test_plot_chromium models/stories260K
 CHROMIUM=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$CHROMIUM" ]; then
   echo "SKIPPED: test_plot_chromium needs Debian's chromium (tools/setup.sh installs it)"; exit 77
 fi
+need_python test_plot_chromium PIL
 PY=/usr/bin/python3
-if ! $PY -c 'import PIL' 2>/dev/null; then
-  echo "SKIPPED: test_plot_chromium needs python3-pil (tools/setup.sh installs it)"; exit 77
-fi
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T"

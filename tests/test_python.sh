@@ -3,11 +3,9 @@
 # the nnterp command's, bit for bit, and nnterp's invariants through it.
 # Usage: test_python.sh LIBNNTERP.so NNTERP_CLI SOURCE_DIR [asan]
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 py=/usr/bin/python3
-if ! "$py" -c "import pytest, numpy" 2>/dev/null; then
-  echo "SKIP: $py lacks pytest or numpy (tools/setup.sh installs python3-pytest)"
-  exit 77
-fi
+need_python test_python pytest numpy
 export NNTERP_LIBRARY=$1 NNTERP_CLI=$2 NNTERP_SOURCE_DIR=$3 PYTHONPATH=$3/python
 if [ "${4:-}" = asan ]; then
   # The library is instrumented, the interpreter is not: the sanitizer runtime must come first.

@@ -7,13 +7,8 @@
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
-S=${NNTERP_SHARED:-}
-if ! command -v valgrind >/dev/null; then
-  echo "SKIPPED: test_valgrind needs valgrind (apt-get install valgrind)"; exit 77
-fi
-if [ -z "$S" ] || [ ! -d "$S/reference" ]; then
-  echo "SKIPPED: test_valgrind needs the shared test data (NNTERP_SHARED='$S')"; exit 77
-fi
+need_command test_valgrind valgrind valgrind
+need_shared test_valgrind reference
 if nm "$NNTERP" 2>/dev/null | grep -q __asan_init; then
   echo "SKIPPED: test_valgrind: $NNTERP is built with AddressSanitizer, which valgrind cannot run"; exit 77
 fi
