@@ -1,36 +1,10 @@
 /* Jinja2 parser: tokens to a syntax tree, following jinja2.parser's grammar (its operator
- * precedence, its filter/test chains and its statements). Unknown tags are errors. */
+ * precedence, its filter/test chains and its statements). Unknown tags are errors. This file: the
+ * parser's helpers and expressions; statements are in jinja_parse_stmt.c. */
 #include <stdio.h>
 #include <string.h>
 
-#include "jinja_internal.h"
-
-#define MAX_NEST 200
-
-typedef struct parser {
-    jj_arena *a;
-    const char *name;
-    const jj_token *t;
-    size_t n, i;
-    int depth;
-    nn_err *err;
-} parser;
-
-static const jj_token *cur(parser *P)
-{
-    return &P->t[P->i];
-}
-
-static const jj_token *peek(parser *P, size_t k)
-{
-    return P->i + k < P->n ? &P->t[P->i + k] : &P->t[P->n - 1];
-}
-
-static void next(parser *P)
-{
-    if (P->i + 1 < P->n)
-        P->i++;
-}
+#include "jinja_parser.h"
 
 static const char *tok_desc(const jj_token *t, char *buf, size_t size)
 {
@@ -59,42 +33,32 @@ static const char *tok_desc(const jj_token *t, char *buf, size_t size)
     }
 }
 
-static int fail_at(parser *P, const jj_token *t, const char *fmt, const char *arg)
+int jjp_fail_at(parser *P, const jj_token *t, const char *fmt, const char *arg)
 {
     char msg[512];
     snprintf(msg, sizeof msg, fmt, arg);
     return nn_fail(P->err, "%s:%d:%d: %s", P->name, t->line, t->col, msg);
 }
 
-static int unexpected(parser *P, const char *what)
+int jjp_unexpected(parser *P, const char *what)
 {
     char b[64], msg[256];
     snprintf(msg, sizeof msg, "expected %s, got %s", what, tok_desc(cur(P), b, sizeof b));
-    return fail_at(P, cur(P), "%s", msg);
+    return jjp_fail_at(P, cur(P), "%s", msg);
 }
 
-static bool is_op(const jj_token *t, const char *op)
-{
-    return t->type == TK_OP && t->len == strlen(op) && !memcmp(t->s, op, t->len);
-}
-
-static bool is_name(const jj_token *t, const char *nm)
-{
-    return t->type == TK_NAME && t->len == strlen(nm) && !memcmp(t->s, nm, t->len);
-}
-
-static int expect_op(parser *P, const char *op)
+int jjp_expect_op(parser *P, const char *op)
 {
     if (!is_op(cur(P), op)) {
         char w[16];
         snprintf(w, sizeof w, "'%s'", op);
-        return unexpected(P, w);
+        return jjp_unexpected(P, w);
     }
     next(P);
     return NN_OK;
 }
 
-static jj_node *node(parser *P, int kind, const jj_token *at)
+jj_node *jjp_node(parser *P, int kind, const jj_token *at)
 {
     jj_node *n = jj_alloc(P->a, sizeof *n);
     if (!n) {
@@ -108,13 +72,7 @@ static jj_node *node(parser *P, int kind, const jj_token *at)
     return n;
 }
 
-/* A growable list of child nodes, moved into the node at the end. */
-typedef struct kids {
-    jj_node **v;
-    size_t n, cap;
-} kids;
-
-static int kid_add(parser *P, kids *k, jj_node *x)
+int jjp_kid_add(parser *P, kids *k, jj_node *x)
 {
     if (k->n == k->cap) {
         size_t cap = k->cap ? k->cap * 2 : 4;
@@ -130,23 +88,15 @@ static int kid_add(parser *P, kids *k, jj_node *x)
     return NN_OK;
 }
 
-static void kids_set(jj_node *n, kids *k)
-{
-    n->kids = k->v;
-    n->nkids = k->n;
-}
-
-static jj_node *parse_expr(parser *P, bool with_cond);
 static jj_node *parse_unary(parser *P, bool with_filter);
 static jj_node *parse_primary(parser *P);
 static jj_node *parse_postfix(parser *P, jj_node *n);
 static jj_node *parse_filter_expr(parser *P, jj_node *n);
-static jj_node *parse_tuple(parser *P, bool simplified, bool with_cond);
 
-static bool enter(parser *P)
+bool jjp_enter(parser *P)
 {
     if (++P->depth > MAX_NEST) {
-        fail_at(P, cur(P), "%s", "the template nests expressions or blocks too deeply");
+        jjp_fail_at(P, cur(P), "%s", "the template nests expressions or blocks too deeply");
         return false;
     }
     return true;
@@ -155,11 +105,11 @@ static bool enter(parser *P)
 /* Call arguments after '(' up to ')'. */
 static int parse_args(parser *P, kids *k)
 {
-    if (expect_op(P, "("))
+    if (jjp_expect_op(P, "("))
         return NN_ERR;
     bool first = true;
     while (!is_op(cur(P), ")")) {
-        if (!first && expect_op(P, ","))
+        if (!first && jjp_expect_op(P, ","))
             return NN_ERR;
         if (is_op(cur(P), ")"))
             break;
@@ -168,37 +118,37 @@ static int parse_args(parser *P, kids *k)
         jj_node *arg;
         if (is_op(at, "*") || is_op(at, "**")) {
             next(P);
-            arg = node(P, is_op(at, "*") ? N_STARARG : N_DSTARARG, at);
-            if (!arg || !(arg->a = parse_expr(P, true)))
+            arg = jjp_node(P, is_op(at, "*") ? N_STARARG : N_DSTARARG, at);
+            if (!arg || !(arg->a = jjp_parse_expr(P, true)))
                 return NN_ERR;
         } else if (at->type == TK_NAME && is_op(peek(P, 1), "=")) {
-            arg = node(P, N_KWARG, at);
+            arg = jjp_node(P, N_KWARG, at);
             if (!arg)
                 return NN_ERR;
             arg->s = at->s;
             arg->slen = at->len;
             next(P);
             next(P);
-            if (!(arg->a = parse_expr(P, true)))
+            if (!(arg->a = jjp_parse_expr(P, true)))
                 return NN_ERR;
-        } else if (!(arg = parse_expr(P, true))) {
+        } else if (!(arg = jjp_parse_expr(P, true))) {
             return NN_ERR;
         }
-        if (kid_add(P, k, arg))
+        if (jjp_kid_add(P, k, arg))
             return NN_ERR;
     }
     next(P);
     return NN_OK;
 }
 
-static jj_node *parse_filter(parser *P, jj_node *operand)
+jj_node *jjp_parse_filter(parser *P, jj_node *operand)
 {
     const jj_token *at = cur(P);
     if (at->type != TK_NAME) {
-        unexpected(P, "a filter name");
+        jjp_unexpected(P, "a filter name");
         return NULL;
     }
-    jj_node *f = node(P, N_FILTER, at);
+    jj_node *f = jjp_node(P, N_FILTER, at);
     if (!f)
         return NULL;
     /* dotted filter names (jinja allows them) are kept whole */
@@ -226,7 +176,7 @@ static jj_node *parse_test(parser *P, jj_node *operand)
 {
     const jj_token *at = cur(P); /* 'is' */
     next(P);
-    jj_node *t = node(P, N_TEST, at);
+    jj_node *t = jjp_node(P, N_TEST, at);
     if (!t)
         return NULL;
     t->a = operand;
@@ -236,7 +186,7 @@ static jj_node *parse_test(parser *P, jj_node *operand)
     }
     const jj_token *nm = cur(P);
     if (nm->type != TK_NAME) {
-        unexpected(P, "a test name");
+        jjp_unexpected(P, "a test name");
         return NULL;
     }
     t->s = nm->s;
@@ -258,7 +208,7 @@ static jj_node *parse_test(parser *P, jj_node *operand)
                c->type == TK_STRING || c->type == TK_INT || c->type == TK_FLOAT || is_op(c, "[") ||
                is_op(c, "{") || is_op(c, "-")) {
         jj_node *arg = parse_primary(P);
-        if (!arg || !(arg = parse_postfix(P, arg)) || kid_add(P, &k, arg))
+        if (!arg || !(arg = parse_postfix(P, arg)) || jjp_kid_add(P, &k, arg))
             return NULL;
     }
     kids_set(t, &k);
@@ -270,11 +220,11 @@ static jj_node *parse_filter_expr(parser *P, jj_node *n)
     for (;;) {
         if (is_op(cur(P), "|")) {
             next(P);
-            n = parse_filter(P, n);
+            n = jjp_parse_filter(P, n);
         } else if (is_name(cur(P), "is")) {
             n = parse_test(P, n);
         } else if (is_op(cur(P), "(")) {
-            jj_node *c = node(P, N_CALL, cur(P));
+            jj_node *c = jjp_node(P, N_CALL, cur(P));
             if (!c)
                 return NULL;
             c->a = n;
@@ -301,13 +251,13 @@ static jj_node *parse_subscript(parser *P, jj_node *obj, const jj_token *at)
     bool is_slice = false;
     for (;;) {
         if (!is_op(cur(P), ":") && !is_op(cur(P), "]")) {
-            if (!(parts[nparts] = parse_expr(P, true)))
+            if (!(parts[nparts] = jjp_parse_expr(P, true)))
                 return NULL;
         }
         if (is_op(cur(P), ":")) {
             is_slice = true;
             if (nparts == 2) {
-                unexpected(P, "']'");
+                jjp_unexpected(P, "']'");
                 return NULL;
             }
             nparts++;
@@ -316,9 +266,9 @@ static jj_node *parse_subscript(parser *P, jj_node *obj, const jj_token *at)
         }
         break;
     }
-    if (expect_op(P, "]"))
+    if (jjp_expect_op(P, "]"))
         return NULL;
-    jj_node *n = node(P, is_slice ? N_SLICE : N_GETITEM, at);
+    jj_node *n = jjp_node(P, is_slice ? N_SLICE : N_GETITEM, at);
     if (!n)
         return NULL;
     n->a = obj;
@@ -332,7 +282,7 @@ static jj_node *parse_subscript(parser *P, jj_node *obj, const jj_token *at)
         n->nkids = 3;
     } else {
         if (!parts[0]) {
-            unexpected(P, "an expression");
+            jjp_unexpected(P, "an expression");
             return NULL;
         }
         n->b = parts[0];
@@ -349,20 +299,20 @@ static jj_node *parse_postfix(parser *P, jj_node *n)
             const jj_token *nm = cur(P);
             jj_node *g;
             if (nm->type == TK_NAME) {
-                g = node(P, N_GETATTR, at);
+                g = jjp_node(P, N_GETATTR, at);
                 if (!g)
                     return NULL;
                 g->s = nm->s;
                 g->slen = nm->len;
             } else if (nm->type == TK_INT) {
-                g = node(P, N_GETITEM, at);
-                jj_node *k = node(P, N_CONST, nm);
+                g = jjp_node(P, N_GETITEM, at);
+                jj_node *k = jjp_node(P, N_CONST, nm);
                 if (!g || !k)
                     return NULL;
                 k->v = jv_int(nm->i);
                 g->b = k;
             } else {
-                unexpected(P, "a name after '.'");
+                jjp_unexpected(P, "a name after '.'");
                 return NULL;
             }
             g->a = n;
@@ -373,7 +323,7 @@ static jj_node *parse_postfix(parser *P, jj_node *n)
             if (!(n = parse_subscript(P, n, at)))
                 return NULL;
         } else if (is_op(at, "(")) {
-            jj_node *c = node(P, N_CALL, at);
+            jj_node *c = jjp_node(P, N_CALL, at);
             if (!c)
                 return NULL;
             c->a = n;
@@ -394,11 +344,11 @@ static jj_node *parse_primary(parser *P)
 {
     const jj_token *t = cur(P);
     jj_node *n;
-    if (!enter(P))
+    if (!jjp_enter(P))
         return NULL;
     switch (t->type) {
     case TK_NAME:
-        n = node(P, N_CONST, t);
+        n = jjp_node(P, N_CONST, t);
         if (!n)
             return NULL;
         if (is_name(t, "true") || is_name(t, "True"))
@@ -420,7 +370,7 @@ static jj_node *parse_primary(parser *P)
         while (P->t[k].type == TK_STRING)
             len += P->t[k++].len;
         char *s = jj_alloc(P->a, len + 1);
-        n = node(P, N_CONST, t);
+        n = jjp_node(P, N_CONST, t);
         if (!s || !n) {
             nn_fail(P->err, "%s: out of memory", P->name);
             return NULL;
@@ -437,7 +387,7 @@ static jj_node *parse_primary(parser *P)
     }
     case TK_INT:
     case TK_FLOAT:
-        n = node(P, N_CONST, t);
+        n = jjp_node(P, N_CONST, t);
         if (!n)
             return NULL;
         n->v = t->type == TK_INT ? jv_int(t->i) : jv_float(t->f);
@@ -447,30 +397,30 @@ static jj_node *parse_primary(parser *P)
         if (is_op(t, "(") && is_op(peek(P, 1), ")")) { /* () */
             next(P);
             next(P);
-            if (!(n = node(P, N_TUPLE, t)))
+            if (!(n = jjp_node(P, N_TUPLE, t)))
                 return NULL;
             break;
         }
         if (is_op(t, "(")) {
             next(P);
-            n = parse_tuple(P, false, true);
-            if (!n || expect_op(P, ")"))
+            n = jjp_parse_tuple(P, false, true);
+            if (!n || jjp_expect_op(P, ")"))
                 return NULL;
             break;
         }
         if (is_op(t, "[")) {
             next(P);
-            n = node(P, N_LIST, t);
+            n = jjp_node(P, N_LIST, t);
             kids k = {0};
             if (!n)
                 return NULL;
             while (!is_op(cur(P), "]")) {
-                if (k.n && expect_op(P, ","))
+                if (k.n && jjp_expect_op(P, ","))
                     return NULL;
                 if (is_op(cur(P), "]"))
                     break;
-                jj_node *e = parse_expr(P, true);
-                if (!e || kid_add(P, &k, e))
+                jj_node *e = jjp_parse_expr(P, true);
+                if (!e || jjp_kid_add(P, &k, e))
                     return NULL;
             }
             next(P);
@@ -479,20 +429,20 @@ static jj_node *parse_primary(parser *P)
         }
         if (is_op(t, "{")) {
             next(P);
-            n = node(P, N_DICT, t);
+            n = jjp_node(P, N_DICT, t);
             kids k = {0};
             if (!n)
                 return NULL;
             while (!is_op(cur(P), "}")) {
-                if (k.n && expect_op(P, ","))
+                if (k.n && jjp_expect_op(P, ","))
                     return NULL;
                 if (is_op(cur(P), "}"))
                     break;
-                jj_node *key = parse_expr(P, true);
-                if (!key || expect_op(P, ":"))
+                jj_node *key = jjp_parse_expr(P, true);
+                if (!key || jjp_expect_op(P, ":"))
                     return NULL;
-                jj_node *val = parse_expr(P, true);
-                if (!val || kid_add(P, &k, key) || kid_add(P, &k, val))
+                jj_node *val = jjp_parse_expr(P, true);
+                if (!val || jjp_kid_add(P, &k, key) || jjp_kid_add(P, &k, val))
                     return NULL;
             }
             next(P);
@@ -501,7 +451,7 @@ static jj_node *parse_primary(parser *P)
         }
         /* fall through */
     default:
-        unexpected(P, "an expression");
+        jjp_unexpected(P, "an expression");
         return NULL;
     }
     P->depth--;
@@ -512,11 +462,11 @@ static jj_node *parse_unary(parser *P, bool with_filter)
 {
     const jj_token *t = cur(P);
     jj_node *n;
-    if (!enter(P))
+    if (!jjp_enter(P))
         return NULL;
     if (is_op(t, "-") || is_op(t, "+")) {
         next(P);
-        n = node(P, is_op(t, "-") ? N_NEG : N_POS, t);
+        n = jjp_node(P, is_op(t, "-") ? N_NEG : N_POS, t);
         if (!n || !(n->a = parse_unary(P, false)))
             return NULL;
     } else if (!(n = parse_primary(P))) {
@@ -534,7 +484,7 @@ static jj_node *binop(parser *P, const jj_token *at, int op, jj_node *l, jj_node
 {
     if (!l || !r)
         return NULL;
-    jj_node *n = node(P, N_BINOP, at);
+    jj_node *n = jjp_node(P, N_BINOP, at);
     if (!n)
         return NULL;
     n->op = (uint8_t)op;
@@ -576,14 +526,14 @@ static jj_node *parse_concat(parser *P)
     jj_node *l = parse_math2(P);
     if (!l || !is_op(cur(P), "~"))
         return l;
-    jj_node *n = node(P, N_CONCAT, cur(P));
+    jj_node *n = jjp_node(P, N_CONCAT, cur(P));
     kids k = {0};
-    if (!n || kid_add(P, &k, l))
+    if (!n || jjp_kid_add(P, &k, l))
         return NULL;
     while (is_op(cur(P), "~")) {
         next(P);
         jj_node *r = parse_math2(P);
-        if (!r || kid_add(P, &k, r))
+        if (!r || jjp_kid_add(P, &k, r))
             return NULL;
     }
     kids_set(n, &k);
@@ -626,14 +576,14 @@ static jj_node *parse_compare(parser *P)
         next(P);
         if (op == OP_NOTIN)
             next(P);
-        jj_node *c = node(P, N_CMPOP, at);
-        if (!c || !(c->a = parse_math1(P)) || kid_add(P, &k, c))
+        jj_node *c = jjp_node(P, N_CMPOP, at);
+        if (!c || !(c->a = parse_math1(P)) || jjp_kid_add(P, &k, c))
             return NULL;
         c->op = (uint8_t)op;
     }
     if (!k.n)
         return l;
-    jj_node *n = node(P, N_COMPARE, start);
+    jj_node *n = jjp_node(P, N_COMPARE, start);
     if (!n)
         return NULL;
     n->a = l;
@@ -644,9 +594,9 @@ static jj_node *parse_compare(parser *P)
 static jj_node *parse_not(parser *P)
 {
     if (is_name(cur(P), "not")) {
-        jj_node *n = node(P, N_NOT, cur(P));
+        jj_node *n = jjp_node(P, N_NOT, cur(P));
         next(P);
-        if (!n || !enter(P) || !(n->a = parse_not(P)))
+        if (!n || !jjp_enter(P) || !(n->a = parse_not(P)))
             return NULL;
         P->depth--;
         return n;
@@ -658,7 +608,7 @@ static jj_node *parse_and(parser *P)
 {
     jj_node *l = parse_not(P);
     while (l && is_name(cur(P), "and")) {
-        jj_node *n = node(P, N_AND, cur(P));
+        jj_node *n = jjp_node(P, N_AND, cur(P));
         next(P);
         if (!n || !(n->b = parse_not(P)))
             return NULL;
@@ -672,7 +622,7 @@ static jj_node *parse_or(parser *P)
 {
     jj_node *l = parse_and(P);
     while (l && is_name(cur(P), "or")) {
-        jj_node *n = node(P, N_OR, cur(P));
+        jj_node *n = jjp_node(P, N_OR, cur(P));
         next(P);
         if (!n || !(n->b = parse_and(P)))
             return NULL;
@@ -682,20 +632,20 @@ static jj_node *parse_or(parser *P)
     return l;
 }
 
-static jj_node *parse_expr(parser *P, bool with_cond)
+jj_node *jjp_parse_expr(parser *P, bool with_cond)
 {
-    if (!enter(P))
+    if (!jjp_enter(P))
         return NULL;
     jj_node *n = parse_or(P);
     while (n && with_cond && is_name(cur(P), "if")) {
-        jj_node *c = node(P, N_COND, cur(P));
+        jj_node *c = jjp_node(P, N_COND, cur(P));
         next(P);
         if (!c || !(c->a = parse_or(P)))
             return NULL;
         c->b = n;
         if (is_name(cur(P), "else")) {
             next(P);
-            if (!(c->c = parse_expr(P, true)))
+            if (!(c->c = jjp_parse_expr(P, true)))
                 return NULL;
         }
         n = c;
@@ -706,7 +656,7 @@ static jj_node *parse_expr(parser *P, bool with_cond)
 
 /* Comma-separated expressions: one alone is itself, several (or one with a trailing comma) a
  * tuple. simplified: names only (assignment and loop targets). */
-static jj_node *parse_tuple(parser *P, bool simplified, bool with_cond)
+jj_node *jjp_parse_tuple(parser *P, bool simplified, bool with_cond)
 {
     const jj_token *at = cur(P);
     kids k = {0};
@@ -725,388 +675,21 @@ static jj_node *parse_tuple(parser *P, bool simplified, bool with_cond)
         jj_node *e;
         if (simplified) {
             if (c->type != TK_NAME) {
-                unexpected(P, "a name");
+                jjp_unexpected(P, "a name");
                 return NULL;
             }
             e = parse_primary(P);
         } else {
-            e = parse_expr(P, with_cond);
+            e = jjp_parse_expr(P, with_cond);
         }
-        if (!e || kid_add(P, &k, e))
+        if (!e || jjp_kid_add(P, &k, e))
             return NULL;
     }
     if (k.n == 1 && !comma)
         return k.v[0];
-    jj_node *n = node(P, N_TUPLE, at);
+    jj_node *n = jjp_node(P, N_TUPLE, at);
     if (!n)
         return NULL;
     kids_set(n, &k);
     return n;
-}
-
-/* ---- statements ---- */
-
-static jj_node *parse_body(parser *P, const char *const *ends, size_t *which);
-
-static int expect_block_end(parser *P)
-{
-    if (cur(P)->type != TK_BLOCK_END)
-        return unexpected(P, "end of statement block");
-    next(P);
-    return NN_OK;
-}
-
-static jj_node *parse_for(parser *P, const jj_token *at)
-{
-    jj_node *n = node(P, N_FOR, at);
-    if (!n || !(n->a = parse_tuple(P, true, false)))
-        return NULL;
-    if (!is_name(cur(P), "in")) {
-        unexpected(P, "'in'");
-        return NULL;
-    }
-    next(P);
-    if (!(n->b = parse_tuple(P, false, false)))
-        return NULL;
-    if (is_name(cur(P), "if")) {
-        next(P);
-        if (!(n->e = parse_expr(P, true)))
-            return NULL;
-    }
-    if (is_name(cur(P), "recursive")) {
-        fail_at(P, cur(P), "%s", "recursive loops are not supported");
-        return NULL;
-    }
-    if (expect_block_end(P))
-        return NULL;
-    static const char *const ends[] = {"endfor", "else", NULL};
-    size_t which;
-    if (!(n->c = parse_body(P, ends, &which)))
-        return NULL;
-    if (which == 1) {
-        static const char *const ends2[] = {"endfor", NULL};
-        if (!(n->d = parse_body(P, ends2, &which)))
-            return NULL;
-    }
-    return n;
-}
-
-static jj_node *parse_if(parser *P, const jj_token *at)
-{
-    jj_node *n = node(P, N_IF, at);
-    if (!n || !(n->a = parse_tuple(P, false, true)) || expect_block_end(P))
-        return NULL;
-    static const char *const ends[] = {"endif", "elif", "else", NULL};
-    size_t which;
-    if (!(n->b = parse_body(P, ends, &which)))
-        return NULL;
-    if (which == 1)
-        n->c = parse_if(P, &P->t[P->i - 1]);
-    else if (which == 2) {
-        static const char *const ends2[] = {"endif", NULL};
-        n->c = parse_body(P, ends2, &which);
-    } else {
-        return n;
-    }
-    return n->c ? n : NULL;
-}
-
-/* Macro parameters: name or name=default. */
-static int parse_params(parser *P, kids *k)
-{
-    if (expect_op(P, "("))
-        return NN_ERR;
-    while (!is_op(cur(P), ")")) {
-        if (k->n && expect_op(P, ","))
-            return NN_ERR;
-        if (is_op(cur(P), ")"))
-            break;
-        const jj_token *nm = cur(P);
-        if (nm->type != TK_NAME)
-            return unexpected(P, "a parameter name");
-        jj_node *p = node(P, N_NAME, nm);
-        if (!p)
-            return NN_ERR;
-        p->s = nm->s;
-        p->slen = nm->len;
-        next(P);
-        if (is_op(cur(P), "=")) {
-            next(P);
-            if (!(p->a = parse_expr(P, true)))
-                return NN_ERR;
-        }
-        if (kid_add(P, k, p))
-            return NN_ERR;
-    }
-    next(P);
-    return NN_OK;
-}
-
-static jj_node *parse_filters_chain(parser *P, kids *k)
-{
-    jj_node *f = parse_filter(P, NULL);
-    if (!f || kid_add(P, k, f))
-        return NULL;
-    while (is_op(cur(P), "|")) {
-        next(P);
-        if (!(f = parse_filter(P, NULL)) || kid_add(P, k, f))
-            return NULL;
-    }
-    return f;
-}
-
-static jj_node *parse_statement(parser *P)
-{
-    const jj_token *open = cur(P); /* {% */
-    next(P);
-    const jj_token *kw = cur(P);
-    if (kw->type != TK_NAME) {
-        unexpected(P, "a tag name");
-        return NULL;
-    }
-    next(P);
-    jj_node *n = NULL;
-    size_t which;
-    if (is_name(kw, "for"))
-        return parse_for(P, open);
-    if (is_name(kw, "if"))
-        return parse_if(P, open);
-    if (is_name(kw, "set")) {
-        n = node(P, N_SET, open);
-        if (!n)
-            return NULL;
-        const jj_token *nm = cur(P);
-        if (nm->type != TK_NAME) {
-            unexpected(P, "a name");
-            return NULL;
-        }
-        if (is_op(peek(P, 1), ".") && peek(P, 2)->type == TK_NAME) {
-            jj_node *g = node(P, N_GETATTR, nm), *obj = node(P, N_NAME, nm);
-            if (!g || !obj)
-                return NULL;
-            obj->s = nm->s;
-            obj->slen = nm->len;
-            g->a = obj;
-            g->s = peek(P, 2)->s;
-            g->slen = peek(P, 2)->len;
-            next(P);
-            next(P);
-            next(P);
-            n->a = g;
-        } else if (!(n->a = parse_tuple(P, true, false))) {
-            return NULL;
-        }
-        if (is_op(cur(P), "=")) {
-            next(P);
-            if (!(n->b = parse_tuple(P, false, true)) || expect_block_end(P))
-                return NULL;
-            return n;
-        }
-        if (n->a->kind != N_NAME) {
-            unexpected(P, "'='");
-            return NULL;
-        }
-        kids k = {0};
-        if (is_op(cur(P), "|")) {
-            next(P);
-            if (!parse_filters_chain(P, &k))
-                return NULL;
-        }
-        kids_set(n, &k);
-        static const char *const ends[] = {"endset", NULL};
-        if (expect_block_end(P) || !(n->c = parse_body(P, ends, &which)))
-            return NULL;
-        return n;
-    }
-    if (is_name(kw, "macro")) {
-        n = node(P, N_MACRO, open);
-        const jj_token *nm = cur(P);
-        if (!n)
-            return NULL;
-        if (nm->type != TK_NAME) {
-            unexpected(P, "a macro name");
-            return NULL;
-        }
-        n->s = nm->s;
-        n->slen = nm->len;
-        next(P);
-        kids k = {0};
-        if (parse_params(P, &k) || expect_block_end(P))
-            return NULL;
-        kids_set(n, &k);
-        static const char *const ends[] = {"endmacro", NULL};
-        if (!(n->c = parse_body(P, ends, &which)))
-            return NULL;
-        return n;
-    }
-    if (is_name(kw, "call")) {
-        n = node(P, N_CALLBLOCK, open);
-        if (!n)
-            return NULL;
-        kids k = {0};
-        if (is_op(cur(P), "(") && parse_params(P, &k))
-            return NULL;
-        kids_set(n, &k);
-        if (!(n->a = parse_expr(P, true)))
-            return NULL;
-        if (n->a->kind != N_CALL) {
-            fail_at(P, kw, "%s", "expected a call after {% call %}");
-            return NULL;
-        }
-        static const char *const ends[] = {"endcall", NULL};
-        if (expect_block_end(P) || !(n->c = parse_body(P, ends, &which)))
-            return NULL;
-        return n;
-    }
-    if (is_name(kw, "filter")) {
-        n = node(P, N_FILTERBLOCK, open);
-        kids k = {0};
-        if (!n || !parse_filters_chain(P, &k))
-            return NULL;
-        kids_set(n, &k);
-        static const char *const ends[] = {"endfilter", NULL};
-        if (expect_block_end(P) || !(n->c = parse_body(P, ends, &which)))
-            return NULL;
-        return n;
-    }
-    if (is_name(kw, "generation")) {
-        static const char *const ends[] = {"endgeneration", NULL};
-        if (expect_block_end(P))
-            return NULL;
-        return parse_body(P, ends, &which);
-    }
-    if (is_name(kw, "with")) {
-        n = node(P, N_WITH, open);
-        kids k = {0};
-        if (!n)
-            return NULL;
-        while (cur(P)->type != TK_BLOCK_END) {
-            if (k.n && expect_op(P, ","))
-                return NULL;
-            jj_node *s = node(P, N_SET, cur(P));
-            if (!s || !(s->a = parse_tuple(P, true, false)) || expect_op(P, "=") ||
-                !(s->b = parse_expr(P, true)) || kid_add(P, &k, s))
-                return NULL;
-        }
-        kids_set(n, &k);
-        static const char *const ends[] = {"endwith", NULL};
-        if (expect_block_end(P) || !(n->c = parse_body(P, ends, &which)))
-            return NULL;
-        return n;
-    }
-    if (is_name(kw, "break") || is_name(kw, "continue")) {
-        n = node(P, is_name(kw, "break") ? N_BREAK : N_CONTINUE, open);
-        if (!n || expect_block_end(P))
-            return NULL;
-        return n;
-    }
-    char nm[64];
-    snprintf(nm, sizeof nm, "%.*s", (int)(kw->len > 40 ? 40 : kw->len), kw->s);
-    if (!strcmp(nm, "include") || !strcmp(nm, "import") || !strcmp(nm, "from") ||
-        !strcmp(nm, "extends") || !strcmp(nm, "block") || !strcmp(nm, "do") ||
-        !strcmp(nm, "autoescape") || !strcmp(nm, "trans"))
-        fail_at(P, kw,
-                "the tag '%s' is not supported in chat templates (it is not enabled in "
-                "transformers' environment, or needs a template loader)",
-                nm);
-    else
-        fail_at(P, kw, "unknown tag '%s'", nm);
-    return NULL;
-}
-
-/* Statements up to {% END %} for one of ends (NULL-terminated; NULL ends: the template's end).
- * *which: the index of the end tag found; the parser stands after that tag's name (the tag's
- * remaining tokens are consumed for end tags; elif's condition is left to the caller). */
-static jj_node *parse_body(parser *P, const char *const *ends, size_t *which)
-{
-    const jj_token *at = cur(P);
-    if (!enter(P))
-        return NULL;
-    jj_node *body = node(P, N_BODY, at);
-    kids k = {0};
-    if (!body)
-        return NULL;
-    for (;;) {
-        const jj_token *t = cur(P);
-        jj_node *s = NULL;
-        if (t->type == TK_EOF) {
-            if (ends) {
-                char msg[160];
-                snprintf(msg, sizeof msg,
-                         "unexpected end of template: a block opened at line %d, column %d "
-                         "was never closed; expected {%% %s %%}",
-                         at->line, at->col, ends[0]);
-                fail_at(P, t, "%s", msg);
-                return NULL;
-            }
-            break;
-        }
-        if (t->type == TK_DATA) {
-            s = node(P, N_DATA, t);
-            if (!s)
-                return NULL;
-            s->s = t->s;
-            s->slen = t->len;
-            next(P);
-        } else if (t->type == TK_VAR_BEGIN) {
-            next(P);
-            s = node(P, N_OUTPUT, t);
-            if (!s || !(s->a = parse_tuple(P, false, true)))
-                return NULL;
-            if (cur(P)->type != TK_VAR_END) {
-                unexpected(P, "end of print statement");
-                return NULL;
-            }
-            next(P);
-        } else if (t->type == TK_BLOCK_BEGIN) {
-            const jj_token *kw = peek(P, 1);
-            bool is_end = false;
-            for (size_t e = 0; ends && ends[e]; e++)
-                if (is_name(kw, ends[e])) {
-                    *which = e;
-                    is_end = true;
-                }
-            if (is_end) {
-                next(P);
-                next(P);
-                /* jinja allows a name after endmacro/endblock; the else/endX tags end here */
-                if (!is_name(kw, "elif") && expect_block_end(P))
-                    return NULL;
-                break;
-            }
-            if (kw->type == TK_NAME && ((kw->len > 3 && !memcmp(kw->s, "end", 3)) ||
-                                        is_name(kw, "else") || is_name(kw, "elif"))) {
-                char nm[64], msg[200];
-                snprintf(nm, sizeof nm, "%.*s", (int)(kw->len > 40 ? 40 : kw->len), kw->s);
-                if (ends)
-                    snprintf(msg, sizeof msg,
-                             "unexpected '%s': the innermost open block (line %d, column %d) "
-                             "expects {%% %s %%}",
-                             nm, at->line, at->col, ends[0]);
-                else
-                    snprintf(msg, sizeof msg, "unexpected '%s': no block is open", nm);
-                fail_at(P, kw, "%s", msg);
-                return NULL;
-            }
-            if (!(s = parse_statement(P)))
-                return NULL;
-        } else {
-            unexpected(P, "template data or a tag");
-            return NULL;
-        }
-        if (kid_add(P, &k, s))
-            return NULL;
-    }
-    kids_set(body, &k);
-    P->depth--;
-    return body;
-}
-
-int jj_parse(jj_arena *a, const char *name, const jj_token *toks, size_t n, jj_node **out,
-             nn_err *err)
-{
-    parser P = {.a = a, .name = name, .t = toks, .n = n, .err = err};
-    size_t which;
-    *out = parse_body(&P, NULL, &which);
-    return *out ? NN_OK : NN_ERR;
 }
