@@ -33,6 +33,9 @@ typedef struct args {
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
     const char *compute; /* --compute NAME (NULL: float32) */
+    /* nnterp patch (cli/patch.c): --hook H[,H], --targets W[,W], --sweep, --json */
+    const char *hook, *targets_words;
+    bool sweep, json;
 } args;
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
@@ -98,6 +101,7 @@ int cmd_lens(int argc, char **argv);
 int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
+int cmd_patch(int argc, char **argv); /* cli/patch.c */
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sae(int argc, char **argv); /* cli/sae.c */
