@@ -105,6 +105,14 @@ int cmd_patch(int argc, char **argv); /* cli/patch.c */
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sae(int argc, char **argv); /* cli/sae.c */
+/* nnterp plot of an activation_patch sweep (cli/plot_patch.c): whether the store holds one (op:
+ * the group named by --op, NULL: the first swept group, its name into group), and its heatmaps
+ * (prompts NULL: all). */
+struct nn_h5file;
+bool cli_plot_patch_group(struct nn_h5file *f, const char *op, char *group, size_t cap);
+int cli_plot_patch(struct nn_h5file *f, const char *store, const char *group,
+                   const nn_tokenizer *tok, const char *model, const int *prompts, int n_prompts,
+                   const char *title, const char *output, nn_err *err);
 /* nnterp plot STORE.h5 --feature F (cli/plot_feature.c). */
 int cli_plot_feature(int argc, char **argv);
 

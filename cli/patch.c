@@ -320,11 +320,15 @@ static int write_store(const args *a, const patch_cli *p, nn_err *err)
              nn_h5_attr_string(f, "/", "prompt", a->target, err)
                  ? NN_ERR
                  : NN_OK;
-    for (int t = 0; !rc && t < p->T; t++) {
-        char name[32];
-        snprintf(name, sizeof name, "target_%d", t);
-        rc = nn_h5_attr_string(f, g, name, p->target_names[t], err);
-    }
+    cJSON *names = cJSON_CreateArray(); /* as a job's store: a JSON list */
+    for (int t = 0; names && t < p->T; t++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(p->target_names[t]));
+    char *names_json = names ? cJSON_PrintUnformatted(names) : NULL;
+    if (!rc)
+        rc = names_json ? nn_h5_attr_string(f, "/", "target_names", names_json, err)
+                        : nn_fail(err, "out of memory");
+    cJSON_free(names_json);
+    cJSON_Delete(names);
     if (!rc) {
         nn_h5file *done = f;
         f = NULL;
