@@ -177,4 +177,28 @@ fi
 "$NNTERP" patch -m "$MODEL" --source "The capital of France is" --target "The capital of Germany is" \
   --sweep --targets Paris,Berlin -o cli.h5 >table 2>err && grep -q "layers_output: p('Paris')" table &&
   ok "nnterp patch --sweep prints the grid and writes -o" || bad "nnterp patch -o: $(cat err table | head -5)"
+# nnterp plot: the job's sweep (every pair, every hook) and the CLI's, as a page and a picture.
+"$NNTERP" plot single.h5 --prompt 0,1 -o grid.html 2>err && "$NNTERP" plot single.h5 --prompt 0,1 -o grid.png 2>>err &&
+  "$NNTERP" plot cli.h5 -o cli.png 2>>err || bad "nnterp plot of a sweep: $(cat err)"
+$PY - <<'PY' && ok "nnterp plot draws the sweep: a cell per (pair, hook, layer, position) with the store's probability, the PNG at twice the page's size" || bad "the sweep's plot"
+import re, sys, h5py, numpy as np
+g = h5py.File("single.h5", "r")["activation_patch"]
+grid = g["patched_probs"][:2, :, :, :, 0]
+page = open("grid.html", encoding="utf-8").read()
+cells = re.findall(r'class="cell" data-row="(\d+)" data-rank="(\d+)" data-id="(-?\d+)" data-prob="([^"]+)"', page)
+want = np.nan_to_num(grid, nan=0.0).astype(np.float32).ravel()
+got = np.array([np.float32(c[3]) for c in cells], dtype=np.float32)
+ok = len(cells) == grid.size and np.array_equal(np.sort(got), np.sort(want))
+w, h = (float(x) for x in re.search(r'<svg[^>]* width="([\d.]+)" height="([\d.]+)"', page).groups())
+try:
+    from PIL import Image
+    ok &= Image.open("grid.png").size == (round(2 * w), round(2 * h))
+    ok &= Image.open("cli.png").size[0] > 0
+except ImportError:
+    print("no PIL: the PNG's size is not checked", file=sys.stderr)
+sys.exit(0 if ok else 1)
+PY
+"$NNTERP" plot single.h5 --op activation_patch_2 -o x.png >out 2>err
+[ $? -eq 1 ] && grep -q "no activation_patch sweep named activation_patch_2" err &&
+  ok "nnterp plot --op names a group that is not a sweep: a clear error" || bad "plot --op activation_patch_2: $(cat err)"
 finish test_patch
