@@ -33,6 +33,9 @@ typedef struct args {
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
     const char *compute; /* --compute NAME (NULL: float32) */
+    /* nnterp patch (cli/patch.c): --hook H[,H], --targets W[,W], --sweep, --json */
+    const char *hook, *targets_words;
+    bool sweep, json;
 } args;
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
@@ -98,9 +101,18 @@ int cmd_lens(int argc, char **argv);
 int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
+int cmd_patch(int argc, char **argv); /* cli/patch.c */
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sae(int argc, char **argv); /* cli/sae.c */
+/* nnterp plot of an activation_patch sweep (cli/plot_patch.c): whether the store holds one (op:
+ * the group named by --op, NULL: the first swept group, its name into group), and its heatmaps
+ * (prompts NULL: all). */
+struct nn_h5file;
+bool cli_plot_patch_group(struct nn_h5file *f, const char *op, char *group, size_t cap);
+int cli_plot_patch(struct nn_h5file *f, const char *store, const char *group,
+                   const nn_tokenizer *tok, const char *model, const int *prompts, int n_prompts,
+                   const char *title, const char *output, nn_err *err);
 /* nnterp plot STORE.h5 --feature F (cli/plot_feature.c). */
 int cli_plot_feature(int argc, char **argv);
 

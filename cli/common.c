@@ -64,6 +64,10 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             *flag = true;
             continue;
         }
+        if (!strcmp(k, "--sweep") || !strcmp(k, "--json")) { /* nnterp patch */
+            *(k[2] == 's' ? &a->sweep : &a->json) = true;
+            continue;
+        }
         if (!strcmp(k, "--inverse")) {
             a->inverse = true;
             continue;
@@ -154,7 +158,11 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
                 return cli_usage_error(
                     usage, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
             a->compute = v;
-        } else if (!strcmp(k, "--save"))
+        } else if (!strcmp(k, "--hook")) /* nnterp patch */
+            a->hook = v;
+        else if (!strcmp(k, "--targets"))
+            a->targets_words = v;
+        else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))
             a->layers = v;

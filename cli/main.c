@@ -36,6 +36,8 @@ static const char *usage_main =
     "  steer     -m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F "
     "[-n N]\n"
     "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
+    "  patch     -m MODEL --source TEXT --target TEXT [--hook H] [--layers SPEC] [--positions P]\n"
+    "            [--sweep] [--targets W,..] [--json] [-o OUT.h5]   activation patching\n"
     "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
     "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
     "            predicted tokens/s of a distributed run, from costs measured here\n"
@@ -746,6 +748,8 @@ int main(int argc, char **argv)
         return cmd_steer(argc, argv);
     if (!strcmp(argv[1], "probs"))
         return cmd_probs(argc, argv);
+    if (!strcmp(argv[1], "patch"))
+        return cmd_patch(argc, argv);
     if (!strcmp(argv[1], "plot"))
         return cmd_plot(argc, argv);
     if (!strcmp(argv[1], "plan"))

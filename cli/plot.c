@@ -114,10 +114,13 @@ static const char *usage_plot =
     "a row per layer, a column per rank, coloured by probability (viridis on [0, 1]). STORE.h5 is\n"
     "a job's store (`nnterp run`: its logit_lens and patchscope_lens results) or the file of\n"
     "`nnterp lens -o`. A .png is a picture; a .html is one self-contained page whose cells show\n"
-    "token, id, layer and probability on hover.\n"
+    "token, id, layer and probability on hover. An activation_patch sweep (a job's, or\n"
+    "`nnterp patch --sweep -o`) is drawn as its layer x position grid of the first target's\n"
+    "probability, a heatmap per prompt pair and hook (docs/plots.md).\n"
     "  -o FILE          the picture: .png or .html\n"
     "  --prompt P,...   the prompts to draw, by index from 0 (default: all, up to 60 panels)\n"
-    "  --op OP          logit_lens or patchscope_lens only (default: whichever are stored)\n"
+    "  --op OP          logit_lens or patchscope_lens only (default: whichever are stored), or\n"
+    "                   the activation_patch[_N] sweep to draw\n"
     "  -k K             the first K ranks only\n"
     "  -m MODEL         decode tokens with MODEL's tokenizer (default: the store's model)\n"
     "  --tokenizer FILE decode tokens with this tokenizer\n"
@@ -588,8 +591,11 @@ int cmd_plot(int argc, char **argv)
     if (!nn_plot_format_known(pa.output))
         return cli_usage_error(usage_plot, "-o '%s': the name must end in .png or .html",
                                pa.output);
-    if (pa.op && strcmp(pa.op, "logit_lens") && strcmp(pa.op, "patchscope_lens"))
-        return cli_usage_error(usage_plot, "--op '%s': logit_lens or patchscope_lens", pa.op);
+    if (pa.op && strcmp(pa.op, "logit_lens") && strcmp(pa.op, "patchscope_lens") &&
+        strncmp(pa.op, "activation_patch", 16))
+        return cli_usage_error(usage_plot,
+                               "--op '%s': logit_lens, patchscope_lens or activation_patch[_N]",
+                               pa.op);
     nn_err err = {{0}};
     plot_data *d = nn_calloc(1, sizeof *d, &err);
     int *list = NULL, n_list = 0;
@@ -609,6 +615,24 @@ int cmd_plot(int argc, char **argv)
     }
     if (open_tokenizer(d, &pa, &err)) {
         cli_fail(&err);
+        goto done;
+    }
+    char patch_group[128];
+    bool lens_op = pa.op && strncmp(pa.op, "activation_patch", 16);
+    if (!lens_op && (!strcmp(format, "nnterp-patch") || !strcmp(format, "nnterp-store")) &&
+        cli_plot_patch_group(d->f, pa.op, patch_group, sizeof patch_group) &&
+        (pa.op || !strcmp(format, "nnterp-patch") ||
+         !(nn_h5_exists(d->f, "/logit_lens") || nn_h5_exists(d->f, "/patchscope_lens")))) {
+        /* an activation_patch sweep (cli/plot_patch.c) */
+        rc = cli_plot_patch(d->f, pa.store, patch_group, d->tok, d->model, list, n_list, pa.title,
+                            pa.output, &err)
+                 ? cli_fail(&err)
+                 : 0;
+        goto done;
+    }
+    if (pa.op && !lens_op) {
+        nn_fail(&err, "%s: no activation_patch sweep named %s", pa.store, pa.op);
+        rc = cli_fail(&err);
         goto done;
     }
     if (!strcmp(format, "nnterp-lens")) {
