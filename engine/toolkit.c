@@ -1131,6 +1131,40 @@ void nn_skip_free(nn_skip *s)
 /* ---- Attention edits --------------------------------------------------------------------------
  */
 
+/* NN_ATTN_SCALE on one query row (keys 0..pos visible): the edit's keys (e->keys, else e->key)
+ * multiplied by e->value; renormalize scales the row's other entries so the row's total (the
+ * implicit sink share included) is what it was, as NN_ATTN_SET does for one key. */
+static void attn_scale_row(const nn_attn_edit *e, float *row, int pos, int C)
+{
+    int nk = e->n_keys > 0 ? e->n_keys : 1;
+    const int *keys = e->n_keys > 0 ? e->keys : &e->key;
+    float old = 0.0f, now = 0.0f;
+    for (int k = 0; k < nk; k++) {
+        int j = keys[k];
+        if (j > pos || j >= C)
+            continue; /* not visible from this query */
+        bool seen = false;
+        for (int i = 0; i < k; i++)
+            seen |= keys[i] == j;
+        if (seen)
+            continue; /* a key listed twice is scaled once */
+        old += row[j];
+        row[j] *= e->value;
+        now += row[j];
+    }
+    float rest = 1.0f - old;
+    if (!e->renormalize || !(rest > 0.0f) || now == old)
+        return;
+    float scale = (1.0f - now) / rest;
+    for (int j = 0; j <= pos && j < C; j++) {
+        bool edited = false;
+        for (int k = 0; k < nk && !edited; k++)
+            edited = keys[k] == j;
+        if (!edited)
+            row[j] *= scale;
+    }
+}
+
 static int attn_edit_fn(const nn_hook_view *v, void *user, nn_err *err)
 {
     const nn_attn_edit *e = user;
@@ -1145,6 +1179,10 @@ static int attn_edit_fn(const nn_hook_view *v, void *user, nn_err *err)
             if (e->query == -1 ? i != n - 1 : e->query != NN_ALL_POSITIONS && pos != e->query)
                 continue;
             float *row = v->data + ((size_t)h * n + i) * (size_t)C;
+            if (e->op == NN_ATTN_SCALE) {
+                attn_scale_row(e, row, pos, C);
+                continue;
+            }
             if (e->key > pos || e->key >= C)
                 continue; /* the key is not visible from this query */
             if (e->op == NN_ATTN_MOVE) {
@@ -1177,6 +1215,15 @@ int nn_attn_edit_add(nn_hookset *hs, const nn_model *m, const nn_attn_edit *e, n
                        m->cfg.n_heads);
     if (e->key < 0 || (e->op == NN_ATTN_MOVE && e->to_key < 0))
         return nn_fail(err, "attention edit: key positions must be >= 0");
+    if (e->n_keys < 0 || (e->n_keys > 0 && (e->op != NN_ATTN_SCALE || !e->keys)))
+        return nn_fail(err, "attention edit: a list of keys is for NN_ATTN_SCALE only");
+    for (int k = 0; k < e->n_keys; k++)
+        if (e->keys[k] < 0)
+            return nn_fail(err, "attention edit: key positions must be >= 0 (keys[%d] is %d)", k,
+                           e->keys[k]);
+    if (e->op == NN_ATTN_SCALE && !(e->value >= 0.0f && e->value <= 3.4e38f))
+        return nn_fail(err, "attention edit: scale %g must be a finite factor >= 0",
+                       (double)e->value);
     if (e->op == NN_ATTN_SET && !(e->value >= 0.0f && e->value <= 1.0f))
         return nn_fail(err, "attention edit: value %g is not a probability", (double)e->value);
     return nn_hookset_add(hs, NN_HP_ATTENTION_PROBABILITIES, e->layer, attn_edit_fn, (void *)e,

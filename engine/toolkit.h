@@ -189,20 +189,48 @@ void nn_skip_free(nn_skip *s);
 
 /* Attention-probability edits at one layer: for the given head (-1: all) and query position
  * (-1: the last; NN_ALL_POSITIONS: every query), either set P[q, key] = value, or move the mass of
- * key `key` onto key `to_key`. renormalize rescales the row's other entries so it sums to 1 again
- * (for set). Edits apply before the probabilities weight the values. With attention sinks
+ * key `key` onto key `to_key`, or (NN_ATTN_SCALE) multiply P[q, k] by value (>= 0; 0 zeroes it)
+ * for k = key, or for every k of keys[0..n_keys) when n_keys > 0 (keys a query cannot see are left
+ * alone). renormalize rescales the row's other entries so it sums to 1 again (for set and
+ * scale; for scale the edited keys are taken together). Edits apply before the probabilities weight the values. With attention sinks
  * (gpt-oss) a row sums to 1 - p(sink); renormalize then treats the sink as one more entry of the
  * row: the other keys and the sink's (implicit) share are scaled alike, so keys + sink sum to 1. */
 #define NN_ALL_POSITIONS (-100000)
-typedef enum { NN_ATTN_SET, NN_ATTN_MOVE } nn_attn_op;
+typedef enum { NN_ATTN_SET, NN_ATTN_MOVE, NN_ATTN_SCALE } nn_attn_op;
 typedef struct nn_attn_edit {
     int layer, head, query, key, to_key;
     nn_attn_op op;
     float value;
     bool renormalize;
+    const int *keys; /* NN_ATTN_SCALE: n_keys > 0 edits these keys (key is then ignored) */
+    int n_keys;
 } nn_attn_edit;
 
 /* *edit is referenced, not copied. */
 int nn_attn_edit_add(nn_hookset *hs, const nn_model *model, const nn_attn_edit *edit, nn_err *err);
+
+/* nnterp's patch_object_attn_lens(nn_model, source_prompts, target_prompts, attn_idx_patch,
+ * num_patches): for each start layer l, the target is run with the attention input
+ * (attentions_input, the normed residual the attention reads) at position attn_idx_patch replaced,
+ * at layers l .. min(L, l + num_patches) - 1, by the source's attentions_input at those layers at
+ * source_position (nnterp: the last token). Only what the attention reads changes (the queries,
+ * keys and values of that position); the residual stream is left as it was. */
+typedef struct nn_object_attn_lens_params {
+    const int *layers; /* the start layers; NULL: every layer (nnterp) */
+    int n_layers;
+    int attn_idx_patch;  /* nnterp's attn_idx_patch: the target position (negative from the end) */
+    int num_patches;     /* nnterp's num_patches (default 5): layers patched per start layer */
+    int source_position; /* default -1: the source's last token (nnterp) */
+} nn_object_attn_lens_params;
+
+nn_object_attn_lens_params nn_object_attn_lens_default_params(void);
+
+/* probs [n_layers][vocab]: the patched target's next_token_probs per start layer (nnterp returns
+ * them as [target prompt][layer][vocab]). All start layers run in one packed pass. */
+int nn_object_attn_lens(const nn_model *model, nn_prompt source, nn_prompt target,
+                        const nn_object_attn_lens_params *params, float *probs, nn_err *err);
+NNTERP_API int nn_object_attn_lens_ctx(nn_context *ctx, nn_prompt source, nn_prompt target,
+                                       const nn_object_attn_lens_params *params, float *probs,
+                                       nn_err *err);
 
 #endif

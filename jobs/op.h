@@ -68,6 +68,7 @@ const nn_op_class *nn_op_class_find(const char *name);
 extern const nn_op_class nn_op_collect, nn_op_logit_lens, nn_op_target_probs, nn_op_patchscope_lens,
     nn_op_steer, nn_op_generate, nn_op_sae;
 extern const nn_op_class nn_op_activation_patch;
+extern const nn_op_class nn_op_skip_layers, nn_op_attention_edit, nn_op_object_attn_lens;
 
 /* ---- The harvest as the op files see it ---- */
 
