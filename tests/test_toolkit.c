@@ -393,6 +393,145 @@ static void attention_sinks(void)
 
 /* Reference logit-lens dumps (Hugging Face's own final norm and head): the toolkit's lens over
  * every position of single_len11 agrees within 1e-5. */
+/* NN_ATTN_SCALE: the listed keys' probabilities multiplied by the factor exactly, the row's other
+ * visible keys rescaled so the row sums to 1 again; a factor of 1 changes no bit of the logits;
+ * a scale out of range or a key list on another edit is refused. */
+static void attention_scale(const nn_model *m)
+{
+    nn_err err = {{0}};
+    int L = m->cfg.n_layers, n = 12;
+    nn_prompt p = {prompt_a, n};
+    probs_copy clean = {0}, edited = {0};
+    grab clean_logits = {0}, edited_logits = {0};
+    nn_hookset hs;
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK_OK(nn_hookset_add(&hs, NN_HP_ATTENTION_PROBABILITIES, 0, copy_probs_hook, &clean, &err),
+             &err);
+    CHECK_OK(run_logits(m, p, &hs, &clean_logits, &err), &err);
+    nn_hookset_free(&hs);
+    static const int keys[] = {0, 2, 2};
+    nn_attn_edit e = {.layer = 0,
+                      .head = -1,
+                      .query = NN_ALL_POSITIONS,
+                      .op = NN_ATTN_SCALE,
+                      .value = 0.25f,
+                      .renormalize = true,
+                      .keys = keys,
+                      .n_keys = 3};
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK_OK(nn_attn_edit_add(&hs, m, &e, &err), &err);
+    CHECK_OK(nn_hookset_add(&hs, NN_HP_ATTENTION_PROBABILITIES, 0, copy_probs_hook, &edited, &err),
+             &err);
+    CHECK_OK(run_logits(m, p, &hs, &edited_logits, &err), &err);
+    nn_hookset_free(&hs);
+    double worst_key = 0, worst_rest = 0, worst_sum = 0;
+    if (clean.data && edited.data && clean.rows == edited.rows && clean.cols == edited.cols)
+        for (size_t r = 0; r < clean.rows; r++) {
+            int q = (int)(r % (size_t)n);
+            const float *c = clean.data + r * clean.cols, *x = edited.data + r * clean.cols;
+            float old = 0, now = 0;
+            for (int j = 0; j <= 2 && j <= q; j += 2) {
+                old += c[j];
+                now += c[j] * 0.25f;
+                worst_key = fmax(worst_key, fabs(x[j] - c[j] * 0.25f));
+            }
+            double s = 0;
+            for (int j = 0; j <= q; j++) {
+                s += x[j];
+                if (j != 0 && j != 2)
+                    worst_rest = fmax(worst_rest, fabs(x[j] - c[j] * (1 - now) / (1 - old)));
+            }
+            /* The first query sees only key 0: nothing is left to take up the mass. Elsewhere
+             * the renormalizer divides by 1 - old, so the float error of the row's sum grows as
+             * 1 / (1 - old) when the scaled keys held almost all of it: weigh it by that. */
+            worst_sum = fmax(worst_sum, fabs(s - (q == 0 ? now : 1)) * (q == 0 ? 1 : 1 - old));
+        }
+    else
+        CHECK(0, "no attention probabilities captured");
+    CHECK(worst_key == 0, "scaled keys are not p * 0.25 exactly (off by %.3g)", worst_key);
+    CHECK(worst_rest < 1e-6 && worst_sum < 1e-5,
+          "scale renormalize: other keys off by %.3g, rows sum off by %.3g (x (1 - old))", worst_rest, worst_sum);
+    double d = nn_test_max_diff(edited_logits.data, clean_logits.data, clean_logits.n);
+    printf("  scaling keys 0 and 2 by 0.25 at layer 0 moves the logits by %.3g\n", d);
+    CHECK(d > 1e-5, "scaling attention changed nothing");
+    e.value = 1.0f;
+    e.renormalize = false;
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK_OK(nn_attn_edit_add(&hs, m, &e, &err), &err);
+    CHECK_OK(run_logits(m, p, &hs, &edited_logits, &err), &err);
+    nn_hookset_free(&hs);
+    CHECK(edited_logits.n == clean_logits.n &&
+              memcmp(edited_logits.data, clean_logits.data, clean_logits.n * sizeof(float)) == 0,
+          "scale 1 changed the logits");
+    nn_attn_edit bad_scale = e, bad_keys = e;
+    bad_scale.value = -1.0f;
+    bad_keys.op = NN_ATTN_SET;
+    CHECK_OK(nn_hookset_init(&hs, L, &err), &err);
+    CHECK(nn_attn_edit_add(&hs, m, &bad_scale, &err) == NN_ERR && strstr(err.msg, "scale"),
+          "a negative scale accepted");
+    CHECK(nn_attn_edit_add(&hs, m, &bad_keys, &err) == NN_ERR && strstr(err.msg, "NN_ATTN_SCALE"),
+          "a key list on NN_ATTN_SET accepted");
+    nn_hookset_free(&hs);
+    nn_free(clean.data);
+    nn_free(edited.data);
+    nn_free(clean_logits.data);
+    nn_free(edited_logits.data);
+}
+
+/* nn_object_attn_lens: each start layer's row equals nn_activation_patch of attentions_input at
+ * the same layers (the source's last token into the target's attn_idx_patch), computed one
+ * start layer at a time; with the target as its own source every row is the unpatched
+ * next_token_probs. */
+static void object_attn_lens(const nn_model *m)
+{
+    nn_err err = {{0}};
+    int L = m->cfg.n_layers;
+    size_t V = (size_t)m->cfg.vocab_size;
+    nn_prompt src = {prompt_b, 7}, tgt = {prompt_a, 12};
+    nn_object_attn_lens_params op = nn_object_attn_lens_default_params();
+    op.num_patches = 2;
+    op.attn_idx_patch = -3;
+    float *lens = nn_malloc((size_t)L * V * sizeof(float), &err);
+    float *one = nn_malloc(V * sizeof(float), &err);
+    float *clean = nn_malloc(V * sizeof(float), &err);
+    if (!lens || !one || !clean) {
+        CHECK(0, "out of memory");
+        goto done;
+    }
+    CHECK_OK(nn_object_attn_lens(m, src, tgt, &op, lens, &err), &err);
+    double worst = 0;
+    for (int l = 0; l < L; l++) {
+        nn_patch patches[8];
+        int np = 0;
+        for (int k = l; k < L && k < l + op.num_patches; k++)
+            patches[np++] = (nn_patch){NN_HP_ATTENTIONS_INPUT, k, src.n - 1, tgt.n - 3};
+        CHECK_OK(nn_activation_patch(m, src, tgt, patches, np, one, NULL, &err), &err);
+        worst = fmax(worst, nn_test_max_diff(lens + (size_t)l * V, one, V));
+    }
+    CHECK(worst < 1e-6, "object_attn_lens vs activation_patch of attentions_input: off by %.3g",
+          worst);
+    CHECK_OK(nn_next_token_probs(m, &tgt, 1, NULL, clean, &err), &err);
+    double moved = 0;
+    for (int l = 0; l < L; l++)
+        moved = fmax(moved, nn_test_max_diff(lens + (size_t)l * V, clean, V));
+    CHECK(moved > 1e-5, "object_attn_lens from another prompt changed nothing");
+    op.attn_idx_patch = -1;
+    CHECK_OK(nn_object_attn_lens(m, tgt, tgt, &op, lens, &err), &err);
+    worst = 0;
+    for (int l = 0; l < L; l++)
+        worst = fmax(worst, nn_test_max_diff(lens + (size_t)l * V, clean, V));
+    CHECK(worst < 1e-6, "object_attn_lens of a prompt into itself is off by %.3g", worst);
+    printf("  object_attn_lens: matches activation_patch of attentions_input; moves probs by %.3g\n",
+           moved);
+    op.num_patches = 0;
+    CHECK(nn_object_attn_lens(m, src, tgt, &op, lens, &err) == NN_ERR,
+          "num_patches 0 accepted");
+done:
+    nn_free(lens);
+    nn_free(one);
+    nn_free(clean);
+}
+
 static void lens_reference(const char *arch_dir)
 {
     nn_err err = {{0}};
@@ -583,6 +722,8 @@ int main(void)
         steering(m);
         skipping(m);
         attention_edits(m);
+        attention_scale(m);
+        object_attn_lens(m);
         if (i == 0)
             bad_input(m);
         nn_model_free(m);
