@@ -91,13 +91,12 @@ probs = g["target_probs"][:]  # [source prompt, start layer, target token]
 L = g["layers"].shape[0]
 selfs = [i for i, t in enumerate(texts) if t == sys.argv[1]]
 others = [i for i, t in enumerate(texts) if t != sys.argv[1]]
-# The target's own target tokens are the object_attn_lens target ids; the prompt's row in
-# target_probs holds the same tokens' probabilities, unpatched.
-ids = g["target_ids"][:]
+# Each source's targets are its dataset line's; for the target's own line, target_probs holds
+# the same tokens' probabilities, unpatched.
 tpp = tp["probs"][:] if "probs" in tp else tp["target_probs"][:]
-ok = len(selfs) > 1 and probs.shape[1] == L
+ok = len(selfs) > 1 and probs.shape[1] == L and probs.shape[2] == tpp.shape[1]
 for i in selfs:
-    ok &= np.abs(probs[i] - tpp[selfs[0]][None, :len(ids)]).max() < 1e-6
+    ok &= np.abs(probs[i] - tpp[selfs[0]][None, :]).max() < 1e-6
 ok &= max(np.abs(probs[i] - probs[selfs[0]]).max() for i in others) > 1e-5
 sys.exit(0 if ok else 1)
 PY
