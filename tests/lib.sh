@@ -41,3 +41,15 @@ need_python() { # test name, then module names
   /usr/bin/python3 -c "import $mods" 2>/dev/null ||
     { echo "SKIPPED: $name needs python3 with $mods (tools/setup.sh installs them)"; exit 77; }
 }
+
+same_store() { # store a, store b: every dataset of a bitwise equal in b (NaN equals NaN), b complete
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+bad = []
+a.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.array_equal(
+    o[:], b[n][:], equal_nan=o.dtype.kind == "f") else None)
+print(bad[:5], file=sys.stderr) if bad else None
+sys.exit(1 if bad or b.attrs["status"] != "complete" else 0)
+PY
+}

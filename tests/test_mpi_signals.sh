@@ -33,15 +33,6 @@ cat >job.json <<JOB
  "batch_tokens": 32, "output": "o.h5"}
 JOB
 "$NNTERP" run job.json >/dev/null 2>err && mv o.h5 ref.h5 || bad "reference run: $(cat err)"
-same() {
-  /usr/bin/python3 - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-bad = []
-a.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.array_equal(o[:], b[n][:]) else None)
-sys.exit(1 if bad or b.attrs["status"] != "complete" else 0)
-PY
-}
 for sig in TERM INT USR1; do
   rm -f o.h5*
   # job control on: a background job of a script would otherwise start with SIGINT ignored
@@ -56,7 +47,7 @@ for sig in TERM INT USR1; do
   n=$(grep -c "^shard" o.h5.partial.ledger 2>/dev/null)
   if [ $code -eq $want ] && grep -q "interrupted by signal" err && grep -q "shards committed in o.h5.partial" err; then
     "$NNTERP" run job.json --resume >out 2>err2
-    if [ -f o.h5 ] && same ref.h5 o.h5; then
+    if [ -f o.h5 ] && same_store ref.h5 o.h5; then
       ok "SIG$sig to mpirun drains ($n shards committed, mpirun exit $code); --resume: identical store"
     else bad "resume after SIG$sig: $(cat err2)"; fi
   else bad "SIG$sig to mpirun: exit $code, $(head -3 err)"; fi
@@ -73,7 +64,7 @@ n1=$(grep -c "^shard" o.h5.partial.ledger 2>/dev/null)
 NNTERP_FAIL_AT_BATCH=0:$((n1 + 40)) "$NNTERP" run job2.json --resume --stages 1 >out 2>err
 n2=$(grep -c "^shard" o.h5.partial.ledger 2>/dev/null)
 mpirun -np 3 "$NNTERP" run job2.json --resume --stages 3 >out 2>err3
-if [ -f o.h5 ] && [ "${n1:-0}" -gt 0 ] && [ "${n2:-0}" -gt "$n1" ] && grep -q resumed out && same ref.h5 o.h5; then
+if [ -f o.h5 ] && [ "${n1:-0}" -gt 0 ] && [ "${n2:-0}" -gt "$n1" ] && grep -q resumed out && same_store ref.h5 o.h5; then
   ok "2 stages ($n1 shards), resumed under 1 stage ($n2), finished under 3 stages: identical store"
 else bad "layout resume: n1 '$n1' n2 '$n2': $(cat err err3 | head -5)"; fi
 finish test_mpi_signals

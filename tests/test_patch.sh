@@ -129,22 +129,10 @@ g = h5py.File("self.h5", "r")["activation_patch_3"]
 sys.exit(0 if np.array_equal(g["patched_probs"][:], g["source_probs"][:]) else 1)
 PY
 
-same() { # store a, store b: every dataset bitwise equal (NaN equal NaN), b complete
-  $PY - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-bad = []
-a.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.array_equal(
-    o[:], b[n][:], equal_nan=o.dtype.kind == "f") else None)
-assert b.attrs["status"] == "complete", b.attrs["status"]
-print(bad[:5], file=sys.stderr) if bad else None
-sys.exit(1 if bad else 0)
-PY
-}
 mv out.h5 single.h5
 # An interrupted run (an error at batch 2, after batches 0 and 1 committed) resumed.
 NNTERP_FAIL_AT_BATCH=0:2 "$NNTERP" run job.json >/dev/null 2>&1
-if [ -e out.h5.partial ] && "$NNTERP" run job.json --resume >/dev/null 2>err && same single.h5 out.h5; then
+if [ -e out.h5.partial ] && "$NNTERP" run job.json --resume >/dev/null 2>err && same_store single.h5 out.h5; then
   ok "an interrupted run resumed gives the uninterrupted store"
 else bad "interrupted + --resume: $(head -3 err)"; fi
 rm -f out.h5 out.h5.*
@@ -154,19 +142,19 @@ if command -v mpirun >/dev/null; then
   for layout in "1 job.json" "2 job.json" "2 job2.json"; do
     set -- $layout
     rm -f out.h5 out.h5.*
-    if timeout 300 mpirun --oversubscribe -np "$1" "$NNTERP" run "$2" >/dev/null 2>err && same single.h5 out.h5; then
+    if timeout 300 mpirun --oversubscribe -np "$1" "$NNTERP" run "$2" >/dev/null 2>err && same_store single.h5 out.h5; then
       ok "mpirun -np $1 $2: bitwise the plain run's store"
     else bad "mpirun -np $1 $2: $(head -3 err)"; fi
   done
   rm -f out.h5 out.h5.*
   NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run job2.json >/dev/null 2>&1
   if [ -e out.h5.partial ] && timeout 300 mpirun --oversubscribe -np 2 "$NNTERP" run job2.json --resume >/dev/null 2>err &&
-    same single.h5 out.h5; then
+    same_store single.h5 out.h5; then
     ok "2 stages interrupted and resumed under 2 stages: the uninterrupted store"
   else bad "2 stages interrupted + --resume: $(head -3 err)"; fi
   rm -f out.h5 out.h5.*
   NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run job2.json >/dev/null 2>&1
-  if [ -e out.h5.partial ] && "$NNTERP" run job2.json --resume --stages 1 >/dev/null 2>err && same single.h5 out.h5; then
+  if [ -e out.h5.partial ] && "$NNTERP" run job2.json --resume --stages 1 >/dev/null 2>err && same_store single.h5 out.h5; then
     ok "2 stages interrupted and resumed as one plain process: the uninterrupted store"
   else bad "2 stages interrupted + --resume --stages 1: $(head -3 err)"; fi
 else

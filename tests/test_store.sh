@@ -39,16 +39,6 @@ mkjob() { # file output [extra fields] [model] [dataset]
  "operations": $OPS, "batch_tokens": 32, "output": "$2" ${3:-}}
 JOB
 }
-same() { # store a, store b: every dataset bitwise equal, b complete
-  $PY - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-bad = []
-a.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.array_equal(o[:], b[n][:]) else None)
-assert b.attrs["status"] == "complete", b.attrs["status"]
-sys.exit(1 if bad else 0)
-PY
-}
 interrupt() { # job batch: a plain run that stops with an error at that batch, store kept
   NNTERP_FAIL_AT_BATCH=0:$2 "$NNTERP" run "$1" >/dev/null 2>&1
 }
@@ -81,7 +71,7 @@ if [ -e twin.h5 ]; then skip "the job finished before it could be held"; else
     "$NNTERP" trace -m model -p "hi" --save layers_output -o twin.h5
   [ -e twin.h5.partial ] && [ -e twin.h5.partial.ledger ] && ok "the running job's files are still there" || bad "the second process removed the job's files"
   kill -CONT $pid; wait $pid; code=$?
-  [ $code -eq 0 ] && same ref.h5 twin.h5 && ok "the held job then completes, identical to the reference" || bad "held job: exit $code $(cat held.err)"
+  [ $code -eq 0 ] && same_store ref.h5 twin.h5 && ok "the held job then completes, identical to the reference" || bad "held job: exit $code $(cat held.err)"
 fi
 
 # D5: a rerun without --resume refuses an unfinished store and leaves it as it was.
@@ -90,7 +80,7 @@ interrupt d5.json 5
 sum=$(md5sum d5.h5.partial d5.h5.partial.ledger)
 expect_fail "a rerun without --resume refuses an unfinished store" "d5.h5.partial holds 5 committed shards" "$NNTERP" run d5.json
 [ "$(md5sum d5.h5.partial d5.h5.partial.ledger)" = "$sum" ] && ok "the unfinished store is untouched" || bad "the rerun changed the unfinished store"
-"$NNTERP" run d5.json --resume >/dev/null 2>err && same ref.h5 d5.h5 && ok "--resume then completes it" || bad "resume d5: $(cat err)"
+"$NNTERP" run d5.json --resume >/dev/null 2>err && same_store ref.h5 d5.h5 && ok "--resume then completes it" || bad "resume d5: $(cat err)"
 # --resume on a complete store: nothing to do, exit 0, and it says so.
 "$NNTERP" run d5.json --resume >out 2>err && grep -q "d5.h5 is complete already" out && ok "--resume of a complete store exits 0 and says so" || bad "resume complete: $(cat out err)"
 
@@ -138,7 +128,7 @@ $PY -c 'import h5py; f = h5py.File("hfres.h5.partial", "r"); assert f.attrs["mod
 echo def456 >hf/models--acme--demo/refs/main
 HF_HUB_CACHE=$T/hf expect_fail "--resume refuses another snapshot's weights" "made with other weights" "$NNTERP" run hfres.json --resume
 echo abc123 >hf/models--acme--demo/refs/main
-HF_HUB_CACHE=$T/hf "$NNTERP" run hfres.json --resume >/dev/null 2>err && same ref.h5 hfres.h5 && ok "back on abc123 the resume completes, identical" || bad "hf resume: $(cat err)"
+HF_HUB_CACHE=$T/hf "$NNTERP" run hfres.json --resume >/dev/null 2>err && same_store ref.h5 hfres.h5 && ok "back on abc123 the resume completes, identical" || bad "hf resume: $(cat err)"
 
 # Resume identity: key order, explicit defaults and the layout are no change; a result field is
 # refused by name.
@@ -160,7 +150,7 @@ json.dump(j, open("id4.json", "w"))
 PY
 expect_fail "a changed op field is refused by name" "operations[1].top_k is 4 in the store, 5 in id3.json" "$NNTERP" run id3.json --resume
 expect_fail "a changed dtype is refused by name" 'dtype is "float32" in the store, "bfloat16" in id4.json' "$NNTERP" run id4.json --resume
-"$NNTERP" run id2.json --resume >out 2>err && grep -q resumed out && same ref.h5 id.h5 \
+"$NNTERP" run id2.json --resume >out 2>err && grep -q resumed out && same_store ref.h5 id.h5 \
   && ok "key order, explicit defaults, parallel and max_line_bytes do not block --resume" || bad "identity resume: $(cat err)"
 
 # D4: a torn last ledger line is cut off, so later resumes keep working.
@@ -169,7 +159,7 @@ interrupt d4.json 3
 printf 'shar' >>d4.h5.partial.ledger
 NNTERP_FAIL_AT_BATCH=0:8 "$NNTERP" run d4.json --resume >/dev/null 2>&1
 grep -q "^shard 7$" d4.h5.partial.ledger && ! grep -q "shar[^d]" d4.h5.partial.ledger && ok "the torn line was cut before the next append" || bad "ledger: $(cat d4.h5.partial.ledger | tr '\n' ' ')"
-"$NNTERP" run d4.json --resume >/dev/null 2>err && same ref.h5 d4.h5 && ok "a second resume after a torn ledger completes, identical" || bad "d4: $(cat err)"
+"$NNTERP" run d4.json --resume >/dev/null 2>err && same_store ref.h5 d4.h5 && ok "a second resume after a torn ledger completes, identical" || bad "d4: $(cat err)"
 
 # D6: bad outputs are found before any work, leaving nothing; a failed rename keeps the store.
 mkdir results
@@ -206,7 +196,7 @@ expect_fail "--dry-run still validates the job" "unknown field 'dtyp'" "$NNTERP"
 # --stages overrides the job's split on resume (and on a fresh run).
 mkjob st.json st.h5 ', "parallel": {"pipeline_stages": 2}'
 expect_fail "a plain run of a 2-stage job names the override" "--stages S" "$NNTERP" run st.json --resume
-"$NNTERP" run st.json --stages 1 >/dev/null 2>err && same ref.h5 st.h5 && ok "--stages 1 runs a 2-stage job in one process, identical" || bad "--stages: $(cat err)"
+"$NNTERP" run st.json --stages 1 >/dev/null 2>err && same_store ref.h5 st.h5 && ok "--stages 1 runs a 2-stage job in one process, identical" || bad "--stages: $(cat err)"
 
 # D13: the reservation is released at commit: no more blocks than the file's size (+ a block).
 $PY -c '
