@@ -87,6 +87,19 @@ else
   bad "NNTERP_FAIL_AT_BATCH left no partial store: $(tail -2 "$T/log")"
 fi
 
+# A CPU with AVX512-BF16 but no AMX (AMD Zen 4), emulated by capping oneDNN's ISA: bfloat16 is
+# refused by the kernel check, the GEMMs stay float32 (never slower than float32), the store says
+# so in compute_kernel and holds the float32 store's numbers bit for bit.
+if ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "$NNTERP" inspect -m "$ROOT/models/demo" | grep -q "bfloat16x3: float32 here"; then
+  ok "inspect with the ISA capped at AVX512-BF16: bfloat16 runs as float32 here"
+else bad "inspect under ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16: $(ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "$NNTERP" inspect -m "$ROOT/models/demo" | grep compute)"; fi
+job "$T/noamx.h5" bfloat16 >"$T/noamx.json"
+ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 "$NNTERP" run "$T/noamx.json" >"$T/log" 2>&1 || bad "run without AMX: $(tail -2 "$T/log")"
+if attr "$T/noamx.h5" compute_kernel | grep -q "float32 (OpenBLAS sgemm: .*not AMX)"; then
+  ok "without AMX the store's compute_kernel says: $(attr "$T/noamx.h5" compute_kernel)"
+else bad "compute_kernel without AMX: $(attr "$T/noamx.h5" compute_kernel)"; fi
+same "$T/f32.h5" "$T/noamx.h5" >"$T/cmp" && ok "without AMX a bfloat16 job gives the float32 store bit for bit" || bad "no-AMX store vs float32: $(cat "$T/cmp")"
+
 "$NNTERP" trace -m "$ROOT/models/demo" -p "The capital of France is" --save layers_output --compute bfloat16 -o "$T/t.h5" >"$T/log" 2>&1
 [ "$(attr "$T/t.h5" compute 2>/dev/null)" = bfloat16 ] && ok "trace file records compute" || bad "trace attribute: $(cat "$T/log")"
 
