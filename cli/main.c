@@ -11,6 +11,7 @@
 #include "pipeline.h"
 #include "pool.h"
 #include "run.h"
+#include "store.h"
 #include "tokenizer.h"
 #include "trace.h"
 
@@ -601,13 +602,14 @@ static int cmd_trace(int argc, char **argv)
     nn_sink sink = nn_h5_sink(f);
     nn_trace_params tp = {.hooks = a.save, .layers = a.layers};
     if (nn_trace_run(m, tokens, offsets, a.n_prompts, &tp, &sink, &err) ||
-        nn_h5_attr_string(f, "/", "format", "nnterp-trace", &err) ||
-        nn_h5_attr_i64(f, "/", "format_version", 1, &err) ||
-        nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, &err) ||
-        nn_h5_attr_string(f, "/", "model", m->source, &err) ||
-        nn_h5_attr_string(f, "/", "model_config", m->config_json, &err) ||
-        nn_h5_attr_string(f, "/", "compute", nn_compute_name(m->compute), &err) ||
-        nn_h5_attr_string(f, "/", "compute_kernel", m->compute_kernel, &err)) {
+        nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_TRACE].name, &err) ||
+        nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION, nn_file_formats[NN_FILE_TRACE].version,
+                       &err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_NNTERP_VERSION, NNTERP_VERSION, &err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_MODEL, m->source, &err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_MODEL_CONFIG, m->config_json, &err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE, nn_compute_name(m->compute), &err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE_KERNEL, m->compute_kernel, &err)) {
         cli_fail(&err);
         goto done;
     }

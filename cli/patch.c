@@ -15,6 +15,7 @@
 #include "context.h"
 #include "h5file.h"
 #include "hooks.h"
+#include "store.h"
 #include "toolkit.h"
 
 static const char *usage_patch =
@@ -249,8 +250,8 @@ static int print_json(const args *a, const patch_cli *p, nn_err *err)
 
 static void print_table(const args *a, const patch_cli *p)
 {
-    printf("activation patching: %d hook(s) x %d layer(s) x %d position(s)%s\n", p->H, p->L,
-           p->W, a->sweep ? ", each alone" : ", all at once");
+    printf("activation patching: %d hook(s) x %d layer(s) x %d position(s)%s\n", p->H, p->L, p->W,
+           a->sweep ? ", each alone" : ", all at once");
     for (int t = 0; t < p->T; t++)
         printf("  target '%s': unpatched %.4f, source %.4f\n", p->target_names[t], p->baseline[t],
                p->source[t]);
@@ -285,8 +286,8 @@ static int write_store(const args *a, const patch_cli *p, nn_err *err)
 {
     size_t T = (size_t)p->T;
     uint64_t one_t[2] = {1, T}, grid[5] = {1, (uint64_t)p->H, (uint64_t)p->L, (uint64_t)p->W, T};
-    uint64_t nl = (uint64_t)p->L, nw = (uint64_t)p->W, ns = (uint64_t)p->ns,
-             nt = (uint64_t)p->nt, topk[2] = {1, (uint64_t)a->top_k};
+    uint64_t nl = (uint64_t)p->L, nw = (uint64_t)p->W, ns = (uint64_t)p->ns, nt = (uint64_t)p->nt,
+             topk[2] = {1, (uint64_t)a->top_k};
     char hooks[512] = "";
     size_t n = 0;
     for (int h = 0; h < p->H; h++)
@@ -294,38 +295,44 @@ static int write_store(const args *a, const patch_cli *p, nn_err *err)
                               nn_hook_point_name(p->hooks[h]));
     nn_h5file *f = NULL;
     const char *g = "/activation_patch";
-    int rc = nn_h5_create(a->output, &f, err) ||
-             nn_h5_write(f, "/activation_patch/baseline_probs", NN_H5_F32, 2, one_t, p->baseline,
-                         err) ||
-             nn_h5_write(f, "/activation_patch/source_probs", NN_H5_F32, 2, one_t, p->source,
-                         err) ||
-             nn_h5_write(f, "/activation_patch/patched_probs", NN_H5_F32, a->sweep ? 5 : 2,
-                         a->sweep ? grid : one_t, p->patched, err) ||
-             (a->sweep && T >= 2 &&
-              nn_h5_write(f, "/activation_patch/logit_diff", NN_H5_F32, 4, grid, p->diff, err)) ||
-             (!a->sweep && (nn_h5_write(f, "/activation_patch/top_ids", NN_H5_I32, 2, topk,
-                                        p->top_ids, err) ||
-                            nn_h5_write(f, "/activation_patch/top_probs", NN_H5_F32, 2, topk,
-                                        p->top_probs, err))) ||
-             nn_h5_write(f, "/activation_patch/layers", NN_H5_I32, 1, &nl, p->layers, err) ||
-             nn_h5_write(f, "/activation_patch/positions", NN_H5_I32, 1, &nw, p->positions, err) ||
-             nn_h5_write(f, "/activation_patch/source_ids", NN_H5_I32, 1, &ns, p->src, err) ||
-             nn_h5_write(f, "/tokens/ids", NN_H5_I32, 1, &nt, p->tgt, err) ||
-             nn_h5_attr_string(f, "/", "format", "nnterp-patch", err) ||
-             nn_h5_attr_string(f, "/", "model", p->m->source, err) ||
-             nn_h5_attr_string(f, "/", "compute", nn_compute_name(p->m->compute), err) ||
-             nn_h5_attr_string(f, g, "hooks", hooks, err) ||
-             nn_h5_attr_string(f, g, "sweep", a->sweep ? "true" : "false", err) ||
-             nn_h5_attr_string(f, g, "source", a->source, err) ||
-             nn_h5_attr_string(f, "/", "prompt", a->target, err)
-                 ? NN_ERR
-                 : NN_OK;
+    int rc =
+        nn_h5_create(a->output, &f, err) ||
+                nn_h5_write(f, "/activation_patch/baseline_probs", NN_H5_F32, 2, one_t, p->baseline,
+                            err) ||
+                nn_h5_write(f, "/activation_patch/source_probs", NN_H5_F32, 2, one_t, p->source,
+                            err) ||
+                nn_h5_write(f, "/activation_patch/patched_probs", NN_H5_F32, a->sweep ? 5 : 2,
+                            a->sweep ? grid : one_t, p->patched, err) ||
+                (a->sweep && T >= 2 &&
+                 nn_h5_write(f, "/activation_patch/logit_diff", NN_H5_F32, 4, grid, p->diff,
+                             err)) ||
+                (!a->sweep && (nn_h5_write(f, "/activation_patch/top_ids", NN_H5_I32, 2, topk,
+                                           p->top_ids, err) ||
+                               nn_h5_write(f, "/activation_patch/top_probs", NN_H5_F32, 2, topk,
+                                           p->top_probs, err))) ||
+                nn_h5_write(f, "/activation_patch/layers", NN_H5_I32, 1, &nl, p->layers, err) ||
+                nn_h5_write(f, "/activation_patch/positions", NN_H5_I32, 1, &nw, p->positions,
+                            err) ||
+                nn_h5_write(f, "/activation_patch/source_ids", NN_H5_I32, 1, &ns, p->src, err) ||
+                nn_h5_write(f, NN_DS_TOKEN_IDS, NN_H5_I32, 1, &nt, p->tgt, err) ||
+                nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_PATCH].name,
+                                  err) ||
+                nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION,
+                               nn_file_formats[NN_FILE_PATCH].version, err) ||
+                nn_h5_attr_string(f, "/", NN_ATTR_MODEL, p->m->source, err) ||
+                nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE, nn_compute_name(p->m->compute), err) ||
+                nn_h5_attr_string(f, g, "hooks", hooks, err) ||
+                nn_h5_attr_string(f, g, "sweep", a->sweep ? "true" : "false", err) ||
+                nn_h5_attr_string(f, g, "source", a->source, err) ||
+                nn_h5_attr_string(f, "/", NN_ATTR_PROMPT, a->target, err)
+            ? NN_ERR
+            : NN_OK;
     cJSON *names = cJSON_CreateArray(); /* as a job's store: a JSON list */
     for (int t = 0; names && t < p->T; t++)
         cJSON_AddItemToArray(names, cJSON_CreateString(p->target_names[t]));
     char *names_json = names ? cJSON_PrintUnformatted(names) : NULL;
     if (!rc)
-        rc = names_json ? nn_h5_attr_string(f, "/", "target_names", names_json, err)
+        rc = names_json ? nn_h5_attr_string(f, "/", NN_ATTR_TARGET_NAMES, names_json, err)
                         : nn_fail(err, "out of memory");
     cJSON_free(names_json);
     cJSON_Delete(names);
@@ -368,8 +375,10 @@ int cmd_patch(int argc, char **argv)
         for (int j = 0; j < p.W; j++)
             if (nn_position_resolve(p.positions[j], p.ns) < 0 ||
                 nn_position_resolve(p.positions[j], p.nt) < 0) {
-                nn_fail(&err, "--positions: %d is outside the source (%d tokens) or the target "
-                        "(%d tokens)", p.positions[j], p.ns, p.nt);
+                nn_fail(&err,
+                        "--positions: %d is outside the source (%d tokens) or the target "
+                        "(%d tokens)",
+                        p.positions[j], p.ns, p.nt);
                 goto fail;
             }
     } else { /* the last min(source, target) positions, aligned at the end */

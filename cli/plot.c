@@ -10,6 +10,7 @@
 #include "h5file.h"
 #include "model.h"
 #include "plot.h"
+#include "store.h"
 
 #define MAX_PANELS 60
 
@@ -345,15 +346,17 @@ static int gather_lens_file(plot_data *d, const plot_args *pa, const char **what
     uint64_t dims[8], ld[8], pd[8], td[8], pdims[8];
     int32_t *ids, *layers, *positions;
     float *probs;
-    if (read_all(d->f, pa->store, "/lens/top_ids", NN_H5_I32, 3, dims, (void **)&ids, err) ||
+    if (read_all(d->f, pa->store, NN_DS_LENS_TOP_IDS, NN_H5_I32, 3, dims, (void **)&ids, err) ||
         !keep(d, ids) ||
-        read_all(d->f, pa->store, "/lens/top_probs", NN_H5_F32, 3, pdims, (void **)&probs, err) ||
+        read_all(d->f, pa->store, NN_DS_LENS_TOP_PROBS, NN_H5_F32, 3, pdims, (void **)&probs,
+                 err) ||
         !keep(d, probs) ||
-        read_all(d->f, pa->store, "/lens/layers", NN_H5_I32, 1, ld, (void **)&layers, err) ||
+        read_all(d->f, pa->store, NN_DS_LENS_LAYERS, NN_H5_I32, 1, ld, (void **)&layers, err) ||
         !keep(d, layers) ||
-        read_all(d->f, pa->store, "/lens/positions", NN_H5_I32, 1, pd, (void **)&positions, err) ||
+        read_all(d->f, pa->store, NN_DS_LENS_POSITIONS, NN_H5_I32, 1, pd, (void **)&positions,
+                 err) ||
         !keep(d, positions) ||
-        read_all(d->f, pa->store, "/tokens/ids", NN_H5_I32, 1, td, (void **)&d->tokens, err))
+        read_all(d->f, pa->store, NN_DS_TOKEN_IDS, NN_H5_I32, 1, td, (void **)&d->tokens, err))
         return NN_ERR;
     if (memcmp(dims, pdims, 3 * sizeof *dims) || ld[0] != dims[0] || pd[0] != dims[1])
         return nn_fail(err, "%s: the /lens datasets disagree in shape", pa->store);
@@ -401,17 +404,17 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
                         const char **what, nn_err *err)
 {
     uint64_t td[8], od[8], xd[8], tod[8];
-    if (read_all(d->f, pa->store, "/tokens/ids", NN_H5_I32, 1, td, (void **)&d->tokens, err) ||
-        read_all(d->f, pa->store, "/prompts/token_offsets", NN_H5_I64, 1, od, (void **)&d->offsets,
-                 err))
+    if (read_all(d->f, pa->store, NN_DS_TOKEN_IDS, NN_H5_I32, 1, td, (void **)&d->tokens, err) ||
+        read_all(d->f, pa->store, NN_DS_PROMPT_TOKEN_OFFSETS, NN_H5_I64, 1, od,
+                 (void **)&d->offsets, err))
         return NN_ERR;
     d->n_tokens = (int64_t)td[0];
     d->n_prompts = (int64_t)od[0] - 1;
     if (d->n_prompts < 0 || d->offsets[d->n_prompts] != d->n_tokens)
         return nn_fail(err, "%s: /prompts/token_offsets does not match /tokens/ids", pa->store);
-    if (nn_h5_exists(d->f, "/prompts/text") &&
-        (read_all(d->f, pa->store, "/prompts/text", NN_H5_U8, 1, xd, (void **)&d->text, err) ||
-         read_all(d->f, pa->store, "/prompts/text_offsets", NN_H5_I64, 1, tod,
+    if (nn_h5_exists(d->f, NN_DS_PROMPT_TEXT) &&
+        (read_all(d->f, pa->store, NN_DS_PROMPT_TEXT, NN_H5_U8, 1, xd, (void **)&d->text, err) ||
+         read_all(d->f, pa->store, NN_DS_PROMPT_TEXT_OFFSETS, NN_H5_I64, 1, tod,
                   (void **)&d->text_offsets, err)))
         return NN_ERR;
     if (d->text_offsets && (tod[0] != od[0] || d->text_offsets[d->n_prompts] > (int64_t)xd[0])) {
@@ -593,9 +596,8 @@ int cmd_plot(int argc, char **argv)
                                pa.output);
     if (pa.op && strcmp(pa.op, "logit_lens") && strcmp(pa.op, "patchscope_lens") &&
         strncmp(pa.op, "activation_patch", 16))
-        return cli_usage_error(usage_plot,
-                               "--op '%s': logit_lens, patchscope_lens or activation_patch[_N]",
-                               pa.op);
+        return cli_usage_error(
+            usage_plot, "--op '%s': logit_lens, patchscope_lens or activation_patch[_N]", pa.op);
     nn_err err = {{0}};
     plot_data *d = nn_calloc(1, sizeof *d, &err);
     int *list = NULL, n_list = 0;
@@ -607,9 +609,22 @@ int cmd_plot(int argc, char **argv)
         cli_fail(&err);
         goto done;
     }
-    if (!(format = nn_h5_get_attr_string(d->f, "/", "format", &err))) {
+    if (!(format = nn_h5_get_attr_string(d->f, "/", NN_ATTR_FORMAT, &err))) {
         nn_fail(&err, "%s: not a file of nnterp run or nnterp lens -o (no format attribute)",
                 pa.store);
+        cli_fail(&err);
+        goto done;
+    }
+    /* Lens files before version 1 of the schema had no format_version: read as version 1. A
+     * trace file passes the check and is refused below for having no top-k results. */
+    int64_t version = -1;
+    nn_file_kind kind;
+    if ((nn_h5_attr_exists(d->f, "/", NN_ATTR_FORMAT_VERSION) &&
+         nn_h5_get_attr_i64(d->f, "/", NN_ATTR_FORMAT_VERSION, &version, &err)) ||
+        nn_file_format_check(pa.store, format, (long)version,
+                             1u << NN_FILE_STORE | 1u << NN_FILE_LENS | 1u << NN_FILE_PATCH |
+                                 1u << NN_FILE_TRACE,
+                             &kind, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -619,9 +634,9 @@ int cmd_plot(int argc, char **argv)
     }
     char patch_group[128];
     bool lens_op = pa.op && strncmp(pa.op, "activation_patch", 16);
-    if (!lens_op && (!strcmp(format, "nnterp-patch") || !strcmp(format, "nnterp-store")) &&
+    if (!lens_op && (kind == NN_FILE_PATCH || kind == NN_FILE_STORE) &&
         cli_plot_patch_group(d->f, pa.op, patch_group, sizeof patch_group) &&
-        (pa.op || !strcmp(format, "nnterp-patch") ||
+        (pa.op || kind == NN_FILE_PATCH ||
          !(nn_h5_exists(d->f, "/logit_lens") || nn_h5_exists(d->f, "/patchscope_lens")))) {
         /* an activation_patch sweep (cli/plot_patch.c) */
         rc = cli_plot_patch(d->f, pa.store, patch_group, d->tok, d->model, list, n_list, pa.title,
@@ -635,7 +650,7 @@ int cmd_plot(int argc, char **argv)
         rc = cli_fail(&err);
         goto done;
     }
-    if (!strcmp(format, "nnterp-lens")) {
+    if (kind == NN_FILE_LENS) {
         if (list && (n_list != 1 || list[0] != 0)) {
             nn_fail(&err, "%s: a lens file holds one prompt (--prompt 0)", pa.store);
             cli_fail(&err);
@@ -647,7 +662,7 @@ int cmd_plot(int argc, char **argv)
             goto done;
         }
         rc = gather_lens_file(d, &pa, &what, &err);
-    } else if (!strcmp(format, "nnterp-store")) {
+    } else if (kind == NN_FILE_STORE) {
         rc = gather_store(d, &pa, list, n_list, &what, &err);
     } else {
         nn_fail(&err,

@@ -10,6 +10,7 @@
 #include "hooks.h"
 #include "nn_json.h"
 #include "plot.h"
+#include "store.h"
 #include "toolkit.h"
 
 static const char *usage_lens =
@@ -182,16 +183,19 @@ int cmd_lens(int argc, char **argv)
         uint64_t nl = (uint64_t)r.n_layers, np = (uint64_t)r.n_positions, nt = (uint64_t)s.n;
         nn_h5file *done_file;
         if (nn_h5_create(a.output, &f, &err) ||
-            nn_h5_write(f, "/lens/top_ids", NN_H5_I32, 3, dims, r.top_ids, &err) ||
-            nn_h5_write(f, "/lens/top_probs", NN_H5_F32, 3, dims, r.top_probs, &err) ||
-            nn_h5_write(f, "/lens/layers", NN_H5_I32, 1, &nl, r.layers, &err) ||
-            nn_h5_write(f, "/lens/positions", NN_H5_I32, 1, &np, r.positions, &err) ||
-            nn_h5_write(f, "/tokens/ids", NN_H5_I32, 1, &nt, s.ids, &err) ||
-            nn_h5_attr_string(f, "/", "format", "nnterp-lens", &err) ||
-            nn_h5_attr_string(f, "/", "model", s.m->source, &err) ||
-            nn_h5_attr_string(f, "/", "compute", nn_compute_name(s.m->compute), &err) ||
+            nn_h5_write(f, NN_DS_LENS_TOP_IDS, NN_H5_I32, 3, dims, r.top_ids, &err) ||
+            nn_h5_write(f, NN_DS_LENS_TOP_PROBS, NN_H5_F32, 3, dims, r.top_probs, &err) ||
+            nn_h5_write(f, NN_DS_LENS_LAYERS, NN_H5_I32, 1, &nl, r.layers, &err) ||
+            nn_h5_write(f, NN_DS_LENS_POSITIONS, NN_H5_I32, 1, &np, r.positions, &err) ||
+            nn_h5_write(f, NN_DS_TOKEN_IDS, NN_H5_I32, 1, &nt, s.ids, &err) ||
+            nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_LENS].name, &err) ||
+            nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION, nn_file_formats[NN_FILE_LENS].version,
+                           &err) ||
+            nn_h5_attr_string(f, "/", NN_ATTR_MODEL, s.m->source, &err) ||
+            nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE, nn_compute_name(s.m->compute), &err) ||
             nn_h5_attr_string(f, "/lens", "variant", a.inverse ? "inverse" : "logit lens", &err) ||
-            nn_h5_attr_string(f, "/", "prompt", a.prompt_is_text[0] ? a.prompt[0] : "", &err)) {
+            nn_h5_attr_string(f, "/", NN_ATTR_PROMPT, a.prompt_is_text[0] ? a.prompt[0] : "",
+                              &err)) {
             cli_fail(&err);
             goto done;
         }

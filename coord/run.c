@@ -20,6 +20,7 @@
 #include "pipeline.h"
 #include "plan.h"
 #include "sae_store.h"
+#include "store.h"
 #include "trace.h"
 
 #ifndef NNTERP_VERSION
@@ -72,10 +73,10 @@ static int write_corpus(nn_h5file *f, const nn_sink *sink, const corpus_data *d,
     const nn_corpus *c = &d->c;
     uint64_t P = (uint64_t)c->n_prompts, P1 = P + 1, B = (uint64_t)d->text_offsets[P];
     if (nn_write_token_index(c->tokens, c->offsets, c->n_prompts, sink, err) ||
-        nn_h5_write(f, "/prompts/text_offsets", NN_H5_I64, 1, &P1, d->text_offsets, err) ||
-        nn_h5_write(f, "/prompts/text", NN_H5_U8, 1, &(uint64_t){B ? B : 1}, B ? d->text : "",
+        nn_h5_write(f, NN_DS_PROMPT_TEXT_OFFSETS, NN_H5_I64, 1, &P1, d->text_offsets, err) ||
+        nn_h5_write(f, NN_DS_PROMPT_TEXT, NN_H5_U8, 1, &(uint64_t){B ? B : 1}, B ? d->text : "",
                     err) ||
-        nn_h5_write(f, "/prompts/source_line", NN_H5_I64, 1, &P, d->source_line, err))
+        nn_h5_write(f, NN_DS_PROMPT_SOURCE_LINE, NN_H5_I64, 1, &P, d->source_line, err))
         return NN_ERR;
     if (c->n_targets) {
         cJSON *names = cJSON_CreateArray();
@@ -86,9 +87,9 @@ static int write_corpus(nn_h5file *f, const nn_sink *sink, const corpus_data *d,
         uint64_t nt = (uint64_t)c->target_offsets[(size_t)P * c->n_targets],
                  no = P * (uint64_t)c->n_targets + 1;
         int w =
-            !json || nn_h5_attr_string(f, "/", "target_names", json, err) ||
-            nn_h5_write(f, "/targets/token_offsets", NN_H5_I64, 1, &no, c->target_offsets, err) ||
-            nn_h5_write(f, "/targets/token_ids", NN_H5_I32, 1, &(uint64_t){nt ? nt : 1},
+            !json || nn_h5_attr_string(f, "/", NN_ATTR_TARGET_NAMES, json, err) ||
+            nn_h5_write(f, NN_DS_TARGET_TOKEN_OFFSETS, NN_H5_I64, 1, &no, c->target_offsets, err) ||
+            nn_h5_write(f, NN_DS_TARGET_TOKEN_IDS, NN_H5_I32, 1, &(uint64_t){nt ? nt : 1},
                         nt ? c->target_ids : (int32_t[]){0}, err);
         cJSON_free(json);
         if (w)
@@ -298,28 +299,28 @@ static int create_store(const nn_comm *cm, const nn_job *job, const store_identi
     }
     if (rc == NN_OK &&
         (write_corpus(f, &sink, d, err) || nn_harvest_declare(h, &sink, err) ||
-         nn_h5_create_dataset(f, "/progress/shard_done", NN_H5_U8, 1, &ns, err) ||
-         nn_h5_create_dataset(f, "/progress/shard_prompts", NN_H5_I32, 1, &(uint64_t){ns + 1},
-                              err) ||
-         (cm->rank == 0 && (nn_h5_write_rows(f, "/progress/shard_done", 0, ns, zeros, err) ||
-                            nn_h5_write_rows(f, "/progress/shard_prompts", 0, ns + 1, sp, err))) ||
-         nn_h5_attr_string(f, "/", "format", "nnterp-store", err) ||
-         nn_h5_attr_i64(f, "/", "format_version", 1, err) ||
-         nn_h5_attr_string(f, "/", "nnterp_version", NNTERP_VERSION, err) ||
-         nn_h5_attr_string(f, "/", "model", job->model, err) ||
-         nn_h5_attr_string(f, "/", "model_config", m->config_json, err) ||
-         nn_h5_attr_string(f, "/", "job", job->canonical, err) ||
-         nn_h5_attr_string(f, "/", "identity", id->job, err) ||
-         nn_h5_attr_string(f, "/", "weights", id->weights, err) ||
-         (id->snapshot && nn_h5_attr_string(f, "/", "model_snapshot", id->snapshot, err)) ||
-         nn_h5_attr_string(f, "/", "compute", nn_compute_name(job->compute), err) ||
-         nn_h5_attr_string(f, "/", "compute_kernel", m->compute_kernel, err) ||
-         nn_h5_attr_i64(f, "/", "world_size", cm->size, err) ||
-         nn_h5_attr_i64(f, "/", "data_parallel", cm->size / P, err) ||
-         nn_h5_attr_i64(f, "/", "pipeline_stages", P, err) ||
-         nn_h5_attr_string(f, "/", "layer_split", layer_split, err) ||
-         nn_h5_attr_i64(f, "/", "shards", pl->n_shards, err) ||
-         nn_h5_attr_string(f, "/", "status", "in progress", err) ||
+         nn_h5_create_dataset(f, NN_DS_SHARD_DONE, NN_H5_U8, 1, &ns, err) ||
+         nn_h5_create_dataset(f, NN_DS_SHARD_PROMPTS, NN_H5_I32, 1, &(uint64_t){ns + 1}, err) ||
+         (cm->rank == 0 && (nn_h5_write_rows(f, NN_DS_SHARD_DONE, 0, ns, zeros, err) ||
+                            nn_h5_write_rows(f, NN_DS_SHARD_PROMPTS, 0, ns + 1, sp, err))) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_STORE].name, err) ||
+         nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION, nn_file_formats[NN_FILE_STORE].version,
+                        err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_NNTERP_VERSION, NNTERP_VERSION, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_MODEL, job->model, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_MODEL_CONFIG, m->config_json, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_JOB, job->canonical, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_IDENTITY, id->job, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_WEIGHTS, id->weights, err) ||
+         (id->snapshot && nn_h5_attr_string(f, "/", NN_ATTR_MODEL_SNAPSHOT, id->snapshot, err)) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE, nn_compute_name(job->compute), err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE_KERNEL, m->compute_kernel, err) ||
+         nn_h5_attr_i64(f, "/", NN_ATTR_WORLD_SIZE, cm->size, err) ||
+         nn_h5_attr_i64(f, "/", NN_ATTR_DATA_PARALLEL, cm->size / P, err) ||
+         nn_h5_attr_i64(f, "/", NN_ATTR_PIPELINE_STAGES, P, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_LAYER_SPLIT, layer_split, err) ||
+         nn_h5_attr_i64(f, "/", NN_ATTR_SHARDS, pl->n_shards, err) ||
+         nn_h5_attr_string(f, "/", NN_ATTR_STATUS, "in progress", err) ||
          /* the structure is complete, flushed and reserved before any row is written */
          nn_h5_reserve(f, bytes, err)))
         rc = NN_ERR;
@@ -369,7 +370,7 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, co
     nn_h5_type type;
     int rank;
     uint64_t dims[8];
-    if (nn_h5_shape(f, "/prompts/token_offsets", &type, &rank, dims, err))
+    if (nn_h5_shape(f, NN_DS_PROMPT_TOKEN_OFFSETS, &type, &rank, dims, err))
         return NN_ERR;
     if (dims[0] != P + 1)
         return nn_fail(err,
@@ -379,11 +380,12 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, co
                        job_path);
     int64_t *offsets = nn_malloc((P + 1) * sizeof *offsets, err);
     int32_t *ids = offsets ? nn_malloc(N * sizeof *ids + 1, err) : NULL;
-    int rc =
-        !ids || nn_h5_read(f, "/prompts/token_offsets", offsets, (P + 1) * sizeof *offsets, err) ||
-                nn_h5_read(f, "/tokens/ids", ids, N * sizeof *ids + 1, err)
-            ? NN_ERR
-            : NN_OK;
+    int rc = !ids ||
+                     nn_h5_read(f, NN_DS_PROMPT_TOKEN_OFFSETS, offsets, (P + 1) * sizeof *offsets,
+                                err) ||
+                     nn_h5_read(f, NN_DS_TOKEN_IDS, ids, N * sizeof *ids + 1, err)
+                 ? NN_ERR
+                 : NN_OK;
     for (size_t p = 0; rc == NN_OK && p < P; p++) {
         int64_t a = c->offsets[p], n = c->offsets[p + 1] - a;
         if (offsets[p + 1] - offsets[p] != n ||
@@ -398,7 +400,7 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, co
     nn_free(ids);
     bool same = true;
     size_t B = (size_t)d->text_offsets[P];
-    if (rc == NN_OK && B && same_array(f, "/prompts/text", d->text, B, &same, err))
+    if (rc == NN_OK && B && same_array(f, NN_DS_PROMPT_TEXT, d->text, B, &same, err))
         rc = NN_ERR;
     if (rc == NN_OK && !same)
         rc = nn_fail(err,
@@ -407,12 +409,12 @@ static int same_corpus(nn_h5file *f, const nn_job *job, const char *job_path, co
                      job->dataset_path, job->output);
     if (rc == NN_OK && c->n_targets) {
         size_t nt = (size_t)c->target_offsets[P * (size_t)c->n_targets];
-        bool have = nn_h5_exists(f, "/targets/token_ids");
+        bool have = nn_h5_exists(f, NN_DS_TARGET_TOKEN_IDS);
         same = have;
-        if (have && nt && same_array(f, "/targets/token_ids", c->target_ids, nt * 4, &same, err))
+        if (have && nt && same_array(f, NN_DS_TARGET_TOKEN_IDS, c->target_ids, nt * 4, &same, err))
             rc = NN_ERR;
         if (rc == NN_OK && same && have &&
-            same_array(f, "/targets/token_offsets", c->target_offsets,
+            same_array(f, NN_DS_TARGET_TOKEN_OFFSETS, c->target_offsets,
                        (P * (size_t)c->n_targets + 1) * 8, &same, err))
             rc = NN_ERR;
         if (rc == NN_OK && !same)
@@ -519,7 +521,7 @@ static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path
     nn_sink reopen = {
         .ctx = f, .declare = reopen_declare, .write_rows = reopen_rows, .attr = reopen_attr};
     if (rc == NN_OK &&
-        (nn_harvest_declare(h, &reopen, err) || nn_h5_open_dataset(f, "/progress/shard_done", err)))
+        (nn_harvest_declare(h, &reopen, err) || nn_h5_open_dataset(f, NN_DS_SHARD_DONE, err)))
         rc = NN_ERR;
     if (rc == NN_OK && cm->rank == 0)
         rc = nn_ledger_read(ledger, pl->n_shards, done, err);
@@ -527,7 +529,7 @@ static int open_store(const nn_comm *cm, const nn_job *job, const char *job_path
     uint8_t one = 1;
     for (int s = 0; rc == NN_OK && cm->rank == 0 && s < pl->n_shards; s++)
         if (done[s])
-            rc = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)s, 1, &one, err);
+            rc = nn_h5_write_rows(f, NN_DS_SHARD_DONE, (uint64_t)s, 1, &one, err);
     if (nn_comm_agree(cm, rc, err)) {
         if (f)
             nn_h5_close_keep(f);
@@ -580,8 +582,8 @@ static int dry_run_report(const nn_job *job, const char *job_path, const store_i
         printf(" [%d, %d)", split[k], split[k + 1]);
     printf("\nstore     %s: %.1f MB (%d operations), arrays:\n", job->output, (double)bytes / 1e6,
            job->n_ops);
-    printf("  %-40s %-8s [%lld]\n", "/tokens/ids", "int32", (long long)c->offsets[c->n_prompts]);
-    printf("  %-40s %-8s [%d]\n", "/prompts/token_offsets", "int64", c->n_prompts + 1);
+    printf("  %-40s %-8s [%lld]\n", NN_DS_TOKEN_IDS, "int32", (long long)c->offsets[c->n_prompts]);
+    printf("  %-40s %-8s [%d]\n", NN_DS_PROMPT_TOKEN_OFFSETS, "int64", c->n_prompts + 1);
     nn_sink printer = {
         .ctx = NULL, .declare = print_declare, .write_rows = count_rows, .attr = count_attr_ignore};
     if (nn_harvest_declare(h, &printer, err))
@@ -896,7 +898,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
         int end = start + round < n_todo ? start + round : n_todo;
         uint8_t one = 1;
         for (int k = start; cm->rank == 0 && k < end && step == NN_OK; k++)
-            step = nn_h5_write_rows(f, "/progress/shard_done", (uint64_t)todo[k], 1, &one, err) ||
+            step = nn_h5_write_rows(f, NN_DS_SHARD_DONE, (uint64_t)todo[k], 1, &one, err) ||
                    nn_ledger_append(ledger, todo[k], err);
         if (nn_comm_agree(cm, step, err))
             goto done;
@@ -931,7 +933,7 @@ int nn_run_job(const char *job_path, const nn_run_options *opts, const nn_comm *
     step = cm->rank == 0 ? nn_sae_store_finalize(f, &job, err) : NN_OK;
     if (nn_comm_agree(cm, step, err))
         goto done;
-    step = nn_h5_attr_string(f, "/", "status", "complete", err);
+    step = nn_h5_attr_string(f, "/", NN_ATTR_STATUS, "complete", err);
     if (nn_comm_agree(cm, step, err))
         goto done;
     nn_h5file *finished = f;

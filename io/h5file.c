@@ -685,6 +685,11 @@ int nn_h5_open_read(const char *path, nn_h5file **out, nn_err *err)
     return NN_OK;
 }
 
+bool nn_h5_attr_exists(nn_h5file *f, const char *object, const char *name)
+{
+    return H5Aexists_by_name(f->file, object, name, H5P_DEFAULT) > 0;
+}
+
 bool nn_h5_exists(nn_h5file *f, const char *path)
 {
     char buf[512];

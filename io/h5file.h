@@ -95,6 +95,8 @@ void nn_h5_free(nn_h5file *f);
 int nn_h5_open_read(const char *path, nn_h5file **out, nn_err *err);
 /* Whether every link of PATH ("/group/dataset") exists. */
 bool nn_h5_exists(nn_h5file *f, const char *path);
+/* Whether OBJECT (which must exist) has the attribute NAME. */
+bool nn_h5_attr_exists(nn_h5file *f, const char *object, const char *name);
 /* A dataset's type as stored, rank (at most 8) and dimensions. */
 int nn_h5_shape(nn_h5file *f, const char *dataset, nn_h5_type *type, int *rank, uint64_t dims[8],
                 nn_err *err);

@@ -1,4 +1,5 @@
 #include "trace.h"
+#include "store.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -103,10 +104,10 @@ int nn_write_token_index(const int32_t *tokens, const int64_t *offsets, int64_t 
             prompt[t] = (int32_t)p;
             position[t] = (int32_t)(t - offsets[p]);
         }
-    if (sink->write(sink->ctx, "/tokens/ids", NN_SINK_I32, 1, &N, tokens, err) ||
-        sink->write(sink->ctx, "/tokens/prompt", NN_SINK_I32, 1, &N, prompt, err) ||
-        sink->write(sink->ctx, "/tokens/position", NN_SINK_I32, 1, &N, position, err) ||
-        sink->write(sink->ctx, "/prompts/token_offsets", NN_SINK_I64, 1, &P1, offsets, err))
+    if (sink->write(sink->ctx, NN_DS_TOKEN_IDS, NN_SINK_I32, 1, &N, tokens, err) ||
+        sink->write(sink->ctx, NN_DS_TOKEN_PROMPT, NN_SINK_I32, 1, &N, prompt, err) ||
+        sink->write(sink->ctx, NN_DS_TOKEN_POSITION, NN_SINK_I32, 1, &N, position, err) ||
+        sink->write(sink->ctx, NN_DS_PROMPT_TOKEN_OFFSETS, NN_SINK_I64, 1, &P1, offsets, err))
         goto done;
     rc = NN_OK;
 done:

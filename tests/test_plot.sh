@@ -244,6 +244,9 @@ expect "plot --prompt out of range" 1 "prompts 0..2" "$NNTERP" plot store.h5 --p
 expect "plot --op unknown" 2 "logit_lens or patchscope_lens" "$NNTERP" plot store.h5 --op steer -o x.png
 "$NNTERP" trace -m "$MODEL" -p "Lily" --save layers_output --layers -1 -o trace.h5 2>/dev/null
 expect "plot of a trace file (no top-k results)" 1 "holds no top-k" "$NNTERP" plot trace.h5 -o x.png
+cp store.h5 newer.h5 && /usr/bin/python3 -c "import h5py; h5py.File('newer.h5', 'r+').attrs['format_version'] = 2"
+expect "plot of a store of a newer format_version" 1 "newer.h5: format_version 2 of nnterp-store; this nnterp reads versions 1 to 1" \
+  "$NNTERP" plot newer.h5 -o x.png
 echo '{"model": "'"$MODEL"'", "dataset": {"path": "prompts.jsonl"}, "output": "collect.h5", "operations": [{"op": "collect", "hooks": ["ln_final"]}]}' >c.json
 "$NNTERP" run c.json >/dev/null 2>&1
 expect "plot of a store without lens results" 1 "no logit_lens or patchscope_lens results" \

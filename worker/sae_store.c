@@ -1,4 +1,5 @@
 #include "sae_store.h"
+#include "store.h"
 
 #include "op.h"
 #include "op_sae.h"
@@ -48,7 +49,7 @@ static int finalize_one(nn_h5file *f, const char *g, int top_n, nn_err *err)
     if (!(l0 = read_all(f, path, sizeof *l0, ldims, &rank, err)))
         goto done;
     uint64_t pdims[8];
-    if (!(offs = read_all(f, "/prompts/token_offsets", sizeof *offs, pdims, &P1rank, err)))
+    if (!(offs = read_all(f, NN_DS_PROMPT_TOKEN_OFFSETS, sizeof *offs, pdims, &P1rank, err)))
         goto done;
     if (nn_sae_features_compute(ids, vals, l0, (int64_t)dims[0], (int)dims[1], (int)fdims[0], offs,
                                 (int)pdims[0] - 1, top_n, &feat, err))
