@@ -1,6 +1,7 @@
 /* bfloat16 GEMMs through oneDNN's matmul: see gemm_bf16.h for the numerics and the fixed-block
  * scheme that keeps a row's result independent of its batch. */
 #include "gemm_bf16.h"
+#include "nn_half.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,24 +31,6 @@ int nn_compute_parse(const char *name, const char *what, nn_compute *out, nn_err
                    name ? name : "(null)");
 }
 
-/* float32 -> bfloat16, round to nearest even; NaN stays NaN. Branch-free, so the row loops
- * vectorize. */
-static inline uint16_t to_bf16(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, quiet = (u >> 16) | 0x40u;
-    return (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
-}
-
-static inline float from_bf16(uint16_t h)
-{
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 #ifndef NNTERP_HAVE_DNNL
 
 bool nn_bf16_compiled(void)
@@ -65,8 +48,9 @@ int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_
                         size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
 {
     *out = NULL;
-    return nn_fail(err, "compute %s needs oneDNN, and this nnterp was built without it "
-                        "(install libdnnl-dev and reconfigure)",
+    return nn_fail(err,
+                   "compute %s needs oneDNN, and this nnterp was built without it "
+                   "(install libdnnl-dev and reconfigure)",
                    nn_compute_name(mode));
 }
 
@@ -125,15 +109,15 @@ BF16_CLONES static void split_rows(const float *x, size_t ldx, size_t rows, size
         uint16_t *h1 = src + r * K, *h2 = src + (B + r) * K, *h3 = src + (2 * B + r) * K;
         if (T == 1) {
             for (size_t k = 0; k < K; k++)
-                h1[k] = to_bf16(xr[k]);
+                h1[k] = nn_f32_to_bf16(xr[k]);
         } else {
             for (size_t k = 0; k < K; k++) {
-                uint16_t a = to_bf16(xr[k]);
-                float r1 = xr[k] - from_bf16(a);
-                uint16_t b = to_bf16(r1);
+                uint16_t a = nn_f32_to_bf16(xr[k]);
+                float r1 = xr[k] - nn_bf16_to_f32(a);
+                uint16_t b = nn_f32_to_bf16(r1);
                 h1[k] = a;
                 h2[k] = b;
-                h3[k] = to_bf16(r1 - from_bf16(b));
+                h3[k] = nn_f32_to_bf16(r1 - nn_bf16_to_f32(b));
             }
         }
     }
@@ -161,7 +145,6 @@ BF16_CLONES static void store_rows(const float *dst, size_t rows, size_t N, size
         }
     }
 }
-
 
 /* oneDNN is built on OpenMP here (Debian's package); each call runs on the engine's thread with
  * one OpenMP thread, so the pool alone decides the parallelism. */
@@ -298,10 +281,10 @@ int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_
         for (size_t r = 0; r < outer; r++)
             for (size_t c = 0; c < inner; c++) {
                 const uint16_t *h = (const uint16_t *)w;
-                g->copy[r * inner + c] =
-                    dtype == NN_DT_BF16   ? h[r * ld + c]
-                    : dtype == NN_DT_F32 ? to_bf16(((const float *)w)[r * ld + c])
-                                         : to_bf16(nn_f16_to_f32(h[r * ld + c]));
+                g->copy[r * inner + c] = dtype == NN_DT_BF16 ? h[r * ld + c]
+                                         : dtype == NN_DT_F32
+                                             ? nn_f32_to_bf16(((const float *)w)[r * ld + c])
+                                             : nn_f32_to_bf16(nn_f16_to_f32(h[r * ld + c]));
             }
         wb = g->copy;
         ld = inner;
@@ -410,8 +393,8 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
             (st = dnnl_memory_create(&md, d_dst, eng, dst)) == dnnl_success &&
             (st = dnnl_memory_create(&mp, d_pad, eng, pad)) == dnnl_success &&
             (!cb->bias || (st = dnnl_memory_create(
-                               &mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1),
-                               eng, (void *)cb->bias)) == dnnl_success)) {
+                               &mb, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 1), eng,
+                               (void *)cb->bias)) == dnnl_success)) {
             dnnl_exec_arg_t args[5] = {{DNNL_ARG_SRC, ms},
                                        {DNNL_ARG_WEIGHTS, mw},
                                        {DNNL_ARG_DST, md},
@@ -432,8 +415,8 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ld
         return nn_fail(err, "bfloat16 GEMM [%zu x %d]: oneDNN matmul failed (status %d)", K,
                        g->n_out, (int)st);
     if (!direct)
-        store_rows(dst, (size_t)rows, N, B, (int)T,
-                   g->terms == 1 || !bias ? NULL : bias + cb->col0, y + cb->col0, ldy);
+        store_rows(dst, (size_t)rows, N, B, (int)T, g->terms == 1 || !bias ? NULL : bias + cb->col0,
+                   y + cb->col0, ldy);
     return NN_OK;
 }
 
@@ -470,9 +453,9 @@ double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
     if (a && w && c && pad && dnnl_primitive_create(&prim, pd) == dnnl_success &&
         dnnl_stream_create(&stream, engine(), dnnl_stream_default_flags) == dnnl_success) {
         for (size_t i = 0; i < (size_t)M * K; i++)
-            a[i] = to_bf16((float)(i % 7) * 0.01f);
+            a[i] = nn_f32_to_bf16((float)(i % 7) * 0.01f);
         for (size_t i = 0; i < (size_t)N * K; i++)
-            w[i] = to_bf16((float)(i % 5) * 0.01f);
+            w[i] = nn_f32_to_bf16((float)(i % 5) * 0.01f);
         const dnnl_query_t q[4] = {dnnl_query_src_md, dnnl_query_weights_md, dnnl_query_dst_md,
                                    dnnl_query_scratchpad_md};
         void *h[4] = {a, w, c, pad};
