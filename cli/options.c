@@ -133,6 +133,11 @@ int cli_check_option(const char *command, const char *flag, const cli_option **o
         *opt = o;
     if (is_help(flag) || (c && o && cli_command_takes(c, o)))
         return 0;
+    if (!c) { /* a handler whose command has no row: a programming error, said as one */
+        fprintf(stderr, "nnterp %s: no row in cli_commands (cli/main.c) names its options\n",
+                command);
+        return EXIT_USAGE;
+    }
     bool dash = flag[0] == '-';
     fprintf(stderr, "nnterp %s: %s %s%s%s", command,
             dash ? "unknown option" : "unexpected argument", dash ? "" : "'", flag,

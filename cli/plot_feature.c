@@ -42,12 +42,13 @@ int cli_plot_feature(int argc, char **argv)
 {
     const char *store = NULL, *out = NULL, *group = "sae", *model = NULL, *tokenizer = NULL;
     long feature = -1, sae_index = 0, context = 8;
-    for (int i = 2; i < argc; i++) {
-        const char *k = argv[i];
-        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
+    for (int i = 2; i < argc; i++) /* before the values: `nnterp plot --feature --help` */
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
             cli_print_help("plot --feature", usage_feature);
             return 0;
         }
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
         if (k[0] != '-') {
             if (store)
                 return cli_usage_error(usage_feature, "unexpected argument '%s'", k);

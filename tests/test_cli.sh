@@ -197,6 +197,8 @@ expect "plot --feature rejects a foreign flag" 2 "nnterp plot --feature: unknown
   "$NNTERP" plot s.h5 --feature 1 -o x.png --title t
 expect "sae --sae with another command" 2 "unknown option --sae (an option of plot --feature, sae)" \
   "$NNTERP" generate -m "$GPT2" --ids 1 --sae dir
+expect "plot --feature --help (the mode's own help)" 0 "usage: nnterp plot STORE.h5 --feature F" \
+  "$NNTERP" plot --feature --help
 if "$NNTERP" --list-options >"$T/options" 2>"$T/err" && [ -s "$T/options" ]; then ok "cli_options: no name twice, every command's names are rows"; else bad "--list-options: $(cat "$T/err")"; fi
 "$NNTERP" --list-commands >"$T/commands"
 for c in run inspect tokenize generate trace lens patchscope steer probs patch plot "plot --feature" plan sae chat-template; do
