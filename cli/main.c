@@ -725,6 +725,10 @@ static int cmd_run(int argc, char **argv)
 /* prompts as -p TEXT, --ids IDS or --chat FILE.json (cli_prompt_ids) */
 #define PROMPT_OPTIONS "--prompt", "--ids", "--chat", "--no-special", CHAT_OPTIONS
 #define SAMPLING_OPTIONS "--temperature", "--top-p", "--seed"
+/* patchscope --target it-repeat (cli_it_repeat_ids) */
+#define IT_REPEAT_OPTIONS                                                                          \
+    "--chat-template", "--now", "--transformers", "--no-user-instr", "--no-system-prompt",         \
+        "--no-complete-prompt"
 
 static const char *const inspect_options[] = {"--model", NULL};
 static const char *const tokenize_options[] = {"--model", "--tokenizer", "--ids", "--no-special",
@@ -736,23 +740,9 @@ static const char *const trace_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--sa
 static const char *const lens_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--top-k",
                                            "--layers",    "--positions",  "--inverse",
                                            "--output",    "--plot",       NULL};
-static const char *const patchscope_options[] = {MODEL_OPTIONS,
-                                                 "--no-special",
-                                                 "--source",
-                                                 "--target",
-                                                 "--index",
-                                                 "--layers",
-                                                 "--top-k",
-                                                 "--generate",
-                                                 SAMPLING_OPTIONS,
-                                                 "--plot",
-                                                 "--chat-template",
-                                                 "--now",
-                                                 "--transformers",
-                                                 "--no-user-instr",
-                                                 "--no-system-prompt",
-                                                 "--no-complete-prompt",
-                                                 NULL};
+static const char *const patchscope_options[] = {
+    MODEL_OPTIONS, "--no-special", "--source",       "--target", "--index",         "--layers",
+    "--top-k",     "--generate",   SAMPLING_OPTIONS, "--plot",   IT_REPEAT_OPTIONS, NULL};
 static const char *const steer_options[] = {
     MODEL_OPTIONS, PROMPT_OPTIONS, "--vector",       "--contrast", "--layers", "--factor",
     "-n",          "--top-k",      SAMPLING_OPTIONS, "--no-eos",   NULL};

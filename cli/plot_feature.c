@@ -42,13 +42,12 @@ int cli_plot_feature(int argc, char **argv)
 {
     const char *store = NULL, *out = NULL, *group = "sae", *model = NULL, *tokenizer = NULL;
     long feature = -1, sae_index = 0, context = 8;
-    for (int i = 2; i < argc; i++) /* before the values: `nnterp plot --feature --help` */
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+    for (int i = 2; i < argc; i++) {
+        const char *k = argv[i];
+        if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
             cli_print_help("plot --feature", usage_feature);
             return 0;
         }
-    for (int i = 2; i < argc; i++) {
-        const char *k = argv[i];
         if (k[0] != '-') {
             if (store)
                 return cli_usage_error(usage_feature, "unexpected argument '%s'", k);
@@ -60,6 +59,10 @@ int cli_plot_feature(int argc, char **argv)
         if (i + 1 >= argc)
             return cli_usage_error(usage_feature, "option '%s' needs a value", k);
         const char *v = argv[++i];
+        if (!strcmp(v, "-h") || !strcmp(v, "--help")) { /* nnterp plot --feature --help */
+            cli_print_help("plot --feature", usage_feature);
+            return 0;
+        }
         double x;
         if (!strcmp(k, "-o") || !strcmp(k, "--output"))
             out = v;
