@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The command line end to end: inspect, generate, trace (read back with h5py, as a user would, and
-# compared with the Hugging Face reference dump), and the exit codes of bad input.
+# compared with the Hugging Face reference dump), the exit codes of bad input, and the option
+# table (every command takes the options its row of cli_commands names, and no other).
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
