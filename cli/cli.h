@@ -32,17 +32,63 @@ typedef struct args {
     const char *chat_template, *messages, *now, *transformers;
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
-    const char *compute; /* --compute NAME (NULL: float32) */
+    const char *compute;                                      /* --compute NAME (NULL: float32) */
     /* nnterp patch (cli/patch.c): --hook H[,H], --targets W[,W], --sweep, --json */
     const char *hook, *targets_words;
     bool sweep, json;
+    const char *sae; /* nnterp sae --sae DIR (cli/sae.c); it reads --hook too */
 } args;
+
+/* One option of the command line: its long name (or its only name, as -n), a short alias or
+ * NULL, the placeholder of its value (NULL: a switch) and a line of help. cli_options
+ * (cli/options.c) holds every option of every command, once; a command says which of them it
+ * takes by name (cli_command.options), and the parsers reject the others. */
+typedef struct cli_option {
+    const char *name, *alias, *value, *help;
+} cli_option;
+extern const cli_option cli_options[]; /* ends with a row whose name is NULL */
+
+/* One command of `nnterp`: a row of cli_commands (cli/main.c), which main() dispatches on, which
+ * nnterp --help lists, and which cli_parse_args (and the own parsers of run, plan and plot) check
+ * every flag against. Adding a command is adding a row and its handler:
+ * docs/adding-a-command.md. */
+typedef struct cli_command {
+    const char *name;                  /* argv[1]; a name with a space ("plot --feature") is a
+                                          mode its command's handler dispatches to, not argv[1] */
+    int (*run)(int argc, char **argv); /* argv[1] is the name; returns the exit code */
+    const char *summary;               /* its line(s) under "commands:" in nnterp --help */
+    const char *const *options;        /* long names of cli_options it takes, NULL-terminated;
+                                          -h/--help is always taken */
+} cli_command;
+extern const cli_command cli_commands[]; /* ends with a row whose name is NULL */
+
+/* The row of a command (or mode) by name; NULL when there is none. */
+const cli_command *cli_command_find(const char *name);
+/* The row of cli_options that FLAG names (its name or alias); NULL when none does. */
+const cli_option *cli_option_find(const char *flag);
+/* Whether command C takes option O. */
+bool cli_command_takes(const cli_command *c, const cli_option *o);
+/* Returns 0 when COMMAND takes FLAG (-h and --help: always; its row of cli_options in *opt when
+ * opt is not NULL); else prints "nnterp COMMAND: unknown option FLAG (an option of ...) (see
+ * nnterp COMMAND --help)" on stderr and returns EXIT_USAGE. */
+int cli_check_option(const char *command, const char *flag, const cli_option **opt);
+/* Prints USAGE, then "also accepted:" with each option COMMAND takes that USAGE does not
+ * mention, from cli_options: --help lists every option a command takes. */
+void cli_print_help(const char *command, const char *usage);
+/* The "commands:" lines of nnterp --help: each row's name and summary. */
+void cli_print_commands(FILE *out);
+/* nnterp --list-commands, --list-options [CMD] (hidden, for tests/test_cli.sh): names one a line;
+ * an option as "NAME ALIAS VALUE" with '-' for none. --list-options without CMD also checks the
+ * tables: every name a command takes is a row of cli_options, no command names one twice, no two
+ * rows share a name or alias. Returns the exit code (1 when a check fails). */
+int cli_list(int argc, char **argv);
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
 int cli_usage_error(const char *usage, const char *fmt, const char *arg);
 int cli_parse_number(const char *s, double lo, double hi, double *out);
-/* Returns 0 to go on, -1 after printing --help, or an exit code. tokenize_mode takes a bare TEXT
- * (or -- TEXT) as a.positional and --ids as a flag. */
+/* Returns 0 to go on, -1 after printing --help, or an exit code. argv[1] names the command: a flag
+ * its row of cli_commands does not take is a usage error. tokenize_mode takes a bare TEXT (or
+ * -- TEXT) as a.positional and --ids as a switch. */
 int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode, args *a);
 /* "1,2,-1" into a new array of integers >= min. */
 int cli_parse_int_list(const char *s, long min, int **out, int *n, nn_err *err);

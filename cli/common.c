@@ -33,6 +33,7 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
     a->index = -1;
     a->top_p = 1.0f;
     a->seed = 42;
+    const char *command = argc > 1 ? argv[1] : "";
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -41,6 +42,10 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->help = true;
             continue;
         }
+        /* a flag the command's row of cli_commands does not name is an error, not ignored */
+        bool positional = tokenize_mode && (!strcmp(k, "--") || k[0] != '-');
+        if (!positional && cli_check_option(command, k, NULL))
+            return EXIT_USAGE;
         if (!strcmp(k, "--print-ids")) {
             a->print_ids = true;
             continue;
@@ -155,13 +160,15 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             nn_compute c;
             nn_err e;
             if (nn_compute_parse(v, "--compute", &c, &e))
-                return cli_usage_error(
-                    usage, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
+                return cli_usage_error(usage,
+                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
             a->compute = v;
         } else if (!strcmp(k, "--hook")) /* nnterp patch */
             a->hook = v;
         else if (!strcmp(k, "--targets"))
             a->targets_words = v;
+        else if (!strcmp(k, "--sae")) /* nnterp sae */
+            a->sae = v;
         else if (!strcmp(k, "--save"))
             a->save = v;
         else if (!strcmp(k, "--layers"))
@@ -186,11 +193,11 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             if (cli_parse_number(v, 0, 1.8e19, &x))
                 return cli_usage_error(usage, "--seed takes a non-negative integer, not '%s'", v);
             a->seed = (unsigned long long)x;
-        } else
-            return cli_usage_error(usage, "unknown option '%s'", k);
+        } else /* in the command's row, not parsed here: the row names another parser's option */
+            return cli_usage_error(usage, "option '%s' is not parsed by cli_parse_args", k);
     }
     if (a->help) {
-        printf("%s", usage);
+        cli_print_help(command, usage);
         return -1;
     }
     if (!a->model)

@@ -19,40 +19,30 @@
 #define NNTERP_VERSION "dev"
 #endif
 
-static const char *usage_main =
+/* nnterp --help: this, the commands of cli_commands (cli_print_commands), then usage_footer. */
+static const char *usage_header =
     "usage: nnterp COMMAND [options]   (nnterp COMMAND --help for details)\n"
     "\n"
-    "commands:\n"
-    "  run       JOB.json [--resume] [--stages P] [--dry-run] [--progress] [--quiet]\n"
-    "                                             the main job: a dataset into one HDF5 store\n"
-    "  inspect   -m MODEL                         family, sizes, hook points, family notes\n"
-    "  tokenize  -m MODEL [--ids] [--] TEXT       token ids and pieces\n"
-    "  generate  -m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P] "
-    "[--seed S] [--print-ids]\n"
-    "  trace     -m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o OUT.h5\n"
-    "  lens      -m MODEL -p TEXT [-k K] [--layers SPEC] [--positions P] [--inverse] [-o OUT.h5]\n"
-    "            [--plot F.png|F.html]\n"
-    "  patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC] [-k K]\n"
-    "            [--generate N] [--plot F.png|F.html]\n"
-    "  steer     -m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F "
-    "[-n N]\n"
-    "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
-    "  patch     -m MODEL --source TEXT --target TEXT [--hook H] [--layers SPEC] [--positions P]\n"
-    "            [--sweep] [--targets W,..] [--json] [-o OUT.h5]   activation patching\n"
-    "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
-    "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
-    "            predicted tokens/s of a distributed run, from costs measured here\n"
-    "  sae       -m MODEL --sae DIR -p TEXT [--hook NAME] [-k K]   each token's top SAE features\n"
-    "  plot      STORE.h5 --feature F [--sae I] -o FILE.html|FILE.png   an SAE feature's page\n"
+    "commands:\n";
+
+static const char *usage_footer =
     "\n"
     "MODEL is a Hugging Face checkpoint directory, a Hugging Face id in the local cache\n"
     "($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub), or a llama2.c .bin file\n"
     "(its tokenizer: --tokenizer FILE, else tokenizer.bin or tok<vocab>.bin beside it).\n"
     "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
     "--no-special turns that off.\n"
-    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer and\n"
-    "probs) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix products\n"
-    "(default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n";
+    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer,\n"
+    "probs and patch) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix\n"
+    "products (default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n"
+    "A flag a command does not take is a usage error; nnterp COMMAND --help lists them all.\n";
+
+static void print_usage_main(FILE *out)
+{
+    fputs(usage_header, out);
+    cli_print_commands(out);
+    fputs(usage_footer, out);
+}
 
 static const char *usage_tokenize =
     "usage: nnterp tokenize -m MODEL [--tokenizer FILE] [--ids] [--no-special] [--] TEXT\n"
@@ -654,6 +644,8 @@ static int cmd_run(int argc, char **argv)
     nn_run_options o = {0};
     const char *job = NULL;
     for (int i = 2; i < argc; i++) {
+        if (argv[i][0] == '-' && cli_check_option("run", argv[i], NULL))
+            return EXIT_USAGE;
         if (!strcmp(argv[i], "--resume"))
             o.resume = true;
         else if (!strcmp(argv[i], "--progress"))
@@ -687,7 +679,7 @@ static int cmd_run(int argc, char **argv)
                 return cli_usage_error(
                     usage_run, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", o.compute);
         } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            printf("%s", usage_run);
+            cli_print_help("run", usage_run);
             return 0;
         } else if (argv[i][0] == '-' || job)
             return cli_usage_error(usage_run, "unexpected argument '%s'", argv[i]);
@@ -726,46 +718,127 @@ static int cmd_run(int argc, char **argv)
     return code;
 }
 
+/* The options a command takes, by their long names in cli_options (cli/options.c); the groups
+ * below are what several commands share. */
+#define MODEL_OPTIONS "--model", "--tokenizer", "--compute"
+#define CHAT_OPTIONS                                                                               \
+    "--chat-template", "--now", "--transformers", "--add-generation-prompt",                       \
+        "--continue-final-message"
+/* prompts as -p TEXT, --ids IDS or --chat FILE.json (cli_prompt_ids) */
+#define PROMPT_OPTIONS "--prompt", "--ids", "--chat", "--no-special", CHAT_OPTIONS
+#define SAMPLING_OPTIONS "--temperature", "--top-p", "--seed"
+/* patchscope --target it-repeat (cli_it_repeat_ids) */
+#define IT_REPEAT_OPTIONS                                                                          \
+    "--chat-template", "--now", "--transformers", "--no-user-instr", "--no-system-prompt",         \
+        "--no-complete-prompt"
+
+static const char *const inspect_options[] = {"--model", NULL};
+static const char *const tokenize_options[] = {"--model", "--tokenizer", "--ids", "--no-special",
+                                               NULL};
+static const char *const generate_options[] = {
+    MODEL_OPTIONS, PROMPT_OPTIONS, "-n", SAMPLING_OPTIONS, "--print-ids", "--no-eos", NULL};
+static const char *const trace_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--save",
+                                            "--layers",    "--output",     NULL};
+static const char *const lens_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--top-k",
+                                           "--layers",    "--positions",  "--inverse",
+                                           "--output",    "--plot",       NULL};
+static const char *const patchscope_options[] = {
+    MODEL_OPTIONS, "--no-special", "--source",       "--target", "--index",         "--layers",
+    "--top-k",     "--generate",   SAMPLING_OPTIONS, "--plot",   IT_REPEAT_OPTIONS, NULL};
+static const char *const steer_options[] = {
+    MODEL_OPTIONS, PROMPT_OPTIONS, "--vector",       "--contrast", "--layers", "--factor",
+    "-n",          "--top-k",      SAMPLING_OPTIONS, "--no-eos",   NULL};
+static const char *const probs_options[] = {MODEL_OPTIONS, "--file", "--no-special", NULL};
+static const char *const patch_options[] = {
+    MODEL_OPTIONS, "--no-special", "--source", "--target", "--hook",   "--layers", "--positions",
+    "--sweep",     "--targets",    "--top-k",  "--json",   "--output", NULL};
+static const char *const sae_options[] = {
+    "--model", "--tokenizer", PROMPT_OPTIONS, "--sae", "--hook", "--top-k", NULL};
+static const char *const chat_template_options[] = {"--model", "--messages", CHAT_OPTIONS, NULL};
+static const char *const plot_options[] = {"--output", "--prompt",  "--op",
+                                           "--top-k",  "--model",   "--tokenizer",
+                                           "--title",  "--feature", NULL};
+static const char *const plot_feature_options[] = {"--feature", "--output", "--sae",       "--op",
+                                                   "--context", "--model",  "--tokenizer", NULL};
+static const char *const plan_options[] = {
+    "--model",         "--ranks",          "--stages",  "--threads", "--cores",
+    "--batch-tokens",  "--prompt-tokens",  "--tokens",  "--logits",  "--lens",
+    "--shard-batches", "--measure-layers", "--compute", NULL};
+static const char *const run_options[] = {"--resume",         "--stages", "--dry-run", "--progress",
+                                          "--progress-every", "--quiet",  "--compute", NULL};
+
+/* Every command: main() dispatches on argv[1], nnterp --help lists them in this order, and the
+ * parsers reject a flag that a command's row does not name (docs/adding-a-command.md). */
+const cli_command cli_commands[] = {
+    {"run", cmd_run,
+     "JOB.json [--resume] [--stages P] [--dry-run] [--progress] [--quiet]\n"
+     "                                the main job: a dataset into one HDF5 store",
+     run_options},
+    {"inspect", cmd_inspect, "-m MODEL                         family, sizes, hook points, notes",
+     inspect_options},
+    {"tokenize", cmd_tokenize, "-m MODEL [--ids] [--] TEXT       token ids and pieces",
+     tokenize_options},
+    {"generate", cmd_generate,
+     "-m MODEL (-p TEXT | --ids \"1 2 3\") [-n N] [--temperature T] [--top-p P]\n"
+     "[--seed S] [--print-ids]",
+     generate_options},
+    {"trace", cmd_trace,
+     "-m MODEL (-p TEXT | --ids \"1 2 3\")... --save HOOKS [--layers SPEC] -o OUT.h5",
+     trace_options},
+    {"lens", cmd_lens,
+     "-m MODEL -p TEXT [-k K] [--layers SPEC] [--positions P] [--inverse] [-o OUT.h5]\n"
+     "[--plot F.png|F.html]",
+     lens_options},
+    {"patchscope", cmd_patchscope,
+     "-m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC] [-k K]\n"
+     "[--generate N] [--plot F.png|F.html]",
+     patchscope_options},
+    {"steer", cmd_steer,
+     "-m MODEL -p TEXT (--vector FILE.npy | --contrast A B) --layers SPEC --factor F [-n N]",
+     steer_options},
+    {"probs", cmd_probs,
+     "-m MODEL -f PROMPTS.jsonl         target-token probabilities (run_prompts)", probs_options},
+    {"patch", cmd_patch,
+     "-m MODEL --source TEXT --target TEXT [--hook H] [--layers SPEC] [--positions P]\n"
+     "[--sweep] [--targets W,..] [--json] [-o OUT.h5]   activation patching",
+     patch_options},
+    {"plot", cmd_plot,
+     "STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results (or a patch sweep)",
+     plot_options},
+    {"plot --feature", cli_plot_feature,
+     "STORE.h5 --feature F [--sae I] -o FILE.html|FILE.png   an SAE feature's page",
+     plot_feature_options},
+    {"plan", cmd_plan,
+     "-m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
+     "predicted tokens/s of a distributed run, from costs measured here",
+     plan_options},
+    {"sae", cmd_sae,
+     "-m MODEL --sae DIR -p TEXT [--hook NAME] [-k K]   each token's top SAE features",
+     sae_options},
+    {"chat-template", cmd_chat_template,
+     "-m MODEL --messages FILE.json   a conversation rendered by the model's chat template",
+     chat_template_options},
+    {NULL, NULL, NULL, NULL},
+};
+
 int main(int argc, char **argv)
 {
     nn_blas_sleep_when_idle();
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "help")) {
-        printf("%s", usage_main);
+        print_usage_main(stdout);
         return argc < 2 ? EXIT_USAGE : 0;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("nnterp %s\n", NNTERP_VERSION);
         return 0;
     }
-    if (!strcmp(argv[1], "inspect"))
-        return cmd_inspect(argc, argv);
-    if (!strcmp(argv[1], "run"))
-        return cmd_run(argc, argv);
-    if (!strcmp(argv[1], "lens"))
-        return cmd_lens(argc, argv);
-    if (!strcmp(argv[1], "patchscope"))
-        return cmd_patchscope(argc, argv);
-    if (!strcmp(argv[1], "steer"))
-        return cmd_steer(argc, argv);
-    if (!strcmp(argv[1], "probs"))
-        return cmd_probs(argc, argv);
-    if (!strcmp(argv[1], "patch"))
-        return cmd_patch(argc, argv);
-    if (!strcmp(argv[1], "plot"))
-        return cmd_plot(argc, argv);
-    if (!strcmp(argv[1], "plan"))
-        return cmd_plan(argc, argv);
-    if (!strcmp(argv[1], "sae"))
-        return cmd_sae(argc, argv);
-    if (!strcmp(argv[1], "tokenize"))
-        return cmd_tokenize(argc, argv);
-    if (!strcmp(argv[1], "chat-template"))
-        return cmd_chat_template(argc, argv);
-    if (!strcmp(argv[1], "generate"))
-        return cmd_generate(argc, argv);
-    if (!strcmp(argv[1], "trace"))
-        return cmd_trace(argc, argv);
-    fprintf(stderr, "nnterp: unknown command '%s'\n\n%s", argv[1], usage_main);
+    if (!strcmp(argv[1], "--list-commands") || !strcmp(argv[1], "--list-options"))
+        return cli_list(argc, argv); /* hidden: for tests/test_cli.sh */
+    const cli_command *c = strchr(argv[1], ' ') ? NULL : cli_command_find(argv[1]);
+    if (c)
+        return c->run(argc, argv);
+    fprintf(stderr, "nnterp: unknown command '%s'\n\n", argv[1]);
+    print_usage_main(stderr);
     return EXIT_USAGE;
 }

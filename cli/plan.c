@@ -80,9 +80,11 @@ int cmd_plan(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            printf("%s", usage_plan);
+            cli_print_help("plan", usage_plan);
             return 0;
         }
+        if (cli_check_option("plan", k, NULL))
+            return EXIT_USAGE;
         if (!v)
             return cli_usage_error(usage_plan, "option '%s' needs a value", k);
         i++;

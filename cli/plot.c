@@ -125,7 +125,8 @@ static const char *usage_plot =
     "  -k K             the first K ranks only\n"
     "  -m MODEL         decode tokens with MODEL's tokenizer (default: the store's model)\n"
     "  --tokenizer FILE decode tokens with this tokenizer\n"
-    "  --title TEXT     the picture's title\n";
+    "  --title TEXT     the picture's title\n"
+    "With --feature F: an SAE feature's page instead (nnterp plot --feature --help).\n";
 
 typedef struct plot_args {
     const char *store, *output, *prompts, *op, *model, *tokenizer, *title;
@@ -555,7 +556,7 @@ int cmd_plot(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            printf("%s", usage_plot);
+            cli_print_help("plot", usage_plot);
             return 0;
         }
         if (k[0] != '-' || !strcmp(k, "-")) {
@@ -564,6 +565,8 @@ int cmd_plot(int argc, char **argv)
             pa.store = k;
             continue;
         }
+        if (cli_check_option("plot", k, NULL))
+            return EXIT_USAGE;
         if (!v)
             return cli_usage_error(usage_plot, "option '%s' needs a value", k);
         i++;

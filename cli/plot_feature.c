@@ -45,7 +45,7 @@ int cli_plot_feature(int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "-h") || !strcmp(k, "--help")) {
-            printf("%s", usage_feature);
+            cli_print_help("plot --feature", usage_feature);
             return 0;
         }
         if (k[0] != '-') {
@@ -54,9 +54,15 @@ int cli_plot_feature(int argc, char **argv)
             store = k;
             continue;
         }
+        if (cli_check_option("plot --feature", k, NULL))
+            return EXIT_USAGE;
         if (i + 1 >= argc)
             return cli_usage_error(usage_feature, "option '%s' needs a value", k);
         const char *v = argv[++i];
+        if (!strcmp(v, "-h") || !strcmp(v, "--help")) { /* nnterp plot --feature --help */
+            cli_print_help("plot --feature", usage_feature);
+            return 0;
+        }
         double x;
         if (!strcmp(k, "-o") || !strcmp(k, "--output"))
             out = v;

@@ -32,25 +32,11 @@ static int grab_hook(const nn_hook_view *v, void *user, nn_err *err)
 
 int cmd_sae(int argc, char **argv)
 {
-    /* --sae and --hook are this command's own; the rest goes to the common parser */
-    const char *dir = NULL, *hook = NULL;
-    char **rest = calloc((size_t)argc + 1, sizeof *rest);
-    int n_rest = 0;
-    if (!rest)
-        return EXIT_FAILURE;
-    for (int i = 0; i < argc; i++) {
-        if ((!strcmp(argv[i], "--sae") || !strcmp(argv[i], "--hook")) && i + 1 < argc) {
-            *(argv[i][2] == 's' ? &dir : &hook) = argv[i + 1];
-            i++;
-            continue;
-        }
-        rest[n_rest++] = argv[i];
-    }
     args a;
-    int rc = cli_parse_args(n_rest, rest, usage_sae, false, &a);
-    free(rest);
+    int rc = cli_parse_args(argc, argv, usage_sae, false, &a);
     if (rc)
         return rc < 0 ? 0 : rc;
+    const char *dir = a.sae, *hook = a.hook;
     if (!dir)
         return cli_usage_error(usage_sae, "%s", "--sae DIR is required");
     if (a.n_prompts != 1)

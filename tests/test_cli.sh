@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The command line end to end: inspect, generate, trace (read back with h5py, as a user would, and
-# compared with the Hugging Face reference dump), and the exit codes of bad input.
+# compared with the Hugging Face reference dump), the exit codes of bad input, and the option
+# table (every command takes the options its row of cli_commands names, and no other).
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
@@ -177,5 +178,72 @@ expect "bad -n" 2 "-n takes a non-negative integer" "$NNTERP" generate -m "$GPT2
 expect "unwritable output" 1 "cannot create the output file" "$NNTERP" trace -m "$GPT2" --ids "1 2" --save logits -o /nonexistent/x.h5
 expect "text prompt without a tokenizer" 1 "no tokenizer.json" "$NNTERP" generate -m "$GPT2" -p "hello"
 expect "tokenize without TEXT" 2 "TEXT is required" "$NNTERP" tokenize -m "$S/tokenizers/gpt2"
+
+# The option table (cli/options.c, cli/main.c): a flag a command does not take is a usage error
+# naming the commands that take it; every command's --help lists what it takes; every flag its
+# usage text mentions, and every option of its row, is accepted.
+expect "inspect --factor: a usage error naming steer" 2 \
+  "nnterp inspect: unknown option --factor (an option of steer) (see nnterp inspect --help)" \
+  "$NNTERP" inspect -m "$GPT2" --factor 3
+expect "an option no command takes" 2 "nnterp lens: unknown option --bogus (see nnterp lens --help)" \
+  "$NNTERP" lens -m "$GPT2" -p x --bogus
+expect "a stray argument" 2 "nnterp generate: unexpected argument 'x'" "$NNTERP" generate -m "$GPT2" x
+expect "run rejects a foreign flag" 2 "nnterp run: unknown option --layers (an option of" \
+  "$NNTERP" run job.json --layers 3
+expect "plan rejects a foreign flag" 2 "nnterp plan: unknown option -p (an option of" \
+  "$NNTERP" plan -m "$GPT2" -p x
+expect "plot rejects a foreign flag" 2 "nnterp plot: unknown option --factor (an option of steer)" \
+  "$NNTERP" plot s.h5 -o x.png --factor 2
+expect "plot --feature rejects a foreign flag" 2 "nnterp plot --feature: unknown option --title (an option of plot)" \
+  "$NNTERP" plot s.h5 --feature 1 -o x.png --title t
+expect "sae --sae with another command" 2 "unknown option --sae (an option of plot --feature, sae)" \
+  "$NNTERP" generate -m "$GPT2" --ids 1 --sae dir
+expect "plot --feature --help (the mode's own help)" 0 "usage: nnterp plot STORE.h5 --feature F" \
+  "$NNTERP" plot --feature --help
+if "$NNTERP" --list-options >"$T/options" 2>"$T/err" && [ -s "$T/options" ]; then ok "cli_options: no name twice, every command's names are rows"; else bad "--list-options: $(cat "$T/err")"; fi
+"$NNTERP" --list-commands >"$T/commands"
+for c in run inspect tokenize generate trace lens patchscope steer probs patch plot "plot --feature" plan sae chat-template; do
+  grep -qxF "$c" "$T/commands" || bad "cli_commands lacks $c"
+done
+"$NNTERP" --help >"$T/main_help"
+value_for() { # a value each parser takes for FLAG (its checks run before --help is seen)
+  case $1 in --compute) echo float32 ;; --logits | --lens) echo last ;; --transformers) echo 5 ;;
+    --now) echo 2025-01-01 ;; *) echo 1 ;; esac
+}
+mentions() { # FLAG FILE: FLAG stands in FILE as a word of its own
+  grep -qE -- "(^|[^a-zA-Z0-9_-])$1([^a-zA-Z0-9_-]|$)" "$2"
+}
+while IFS= read -r c <&3; do
+  # A mode ("plot --feature") runs as its command with the mode's flag.
+  if [ "$c" = "plot --feature" ]; then pre=(plot --feature 1); else pre=("$c"); fi
+  grep -qE "^  ${c%% *} " "$T/main_help" || bad "nnterp --help does not list $c"
+  if ! "$NNTERP" --list-options "$c" >"$T/takes" 2>"$T/err"; then bad "--list-options $c: $(cat "$T/err")"; continue; fi
+  if ! "$NNTERP" "${pre[@]}" --help >"$T/help" 2>"$T/err" </dev/null || ! grep -qF "usage: nnterp ${pre[0]}" "$T/help"; then
+    bad "nnterp $c --help: $(head -3 "$T/help" "$T/err")"; continue
+  fi
+  # every flag the usage text (before "also accepted:", less `quoted command lines` of other
+  # commands) mentions is an option of the command
+  missing=""
+  for f in $(sed -e '/^also accepted:/,$d' -e 's/`[^`]*`//g' "$T/help" | tr " []()|,=:;\`'\"" '\n' | sed 's/\.$//' |
+    grep -xE -- '--[a-z][a-z0-9-]*|-[a-zA-Z]' | grep -vxE -- '--help|-h' | sort -u); do
+    awk -v f="$f" '$1 == f || $2 == f { found = 1 } END { exit !found }' "$T/takes" || missing="$missing $f"
+  done
+  [ -z "$missing" ] && ok "$c: every flag its usage mentions is its option" || bad "$c: usage mentions$missing, not in its row"
+  # every option of its row is accepted by its parser and named by its --help
+  failed=""
+  while read -r flag alias value; do
+    mentions "$flag" "$T/help" || { [ "$alias" != - ] && mentions "$alias" "$T/help"; } ||
+      failed="$failed $flag(not in --help)"
+    vals=()
+    [ "$value" != - ] && vals=("$(value_for "$flag")")
+    [ "$flag" = --contrast ] && vals=(a b)
+    "$NNTERP" "${pre[@]}" "$flag" "${vals[@]}" --help >/dev/null 2>"$T/err" </dev/null ||
+      failed="$failed $flag($(head -1 "$T/err"))"
+  done <"$T/takes"
+  [ -z "$failed" ] && ok "$c: its parser takes each of its $(wc -l <"$T/takes") options, --help names them" || bad "$c:$failed"
+  # and refuses a switch it does not take, naming it
+  foreign=$(awk 'NR == FNR { t[$1] = 1; next } !($1 in t) && $3 == "-" { print $1; exit }' "$T/takes" "$T/options")
+  expect "$c refuses $foreign" 2 "unknown option $foreign" "$NNTERP" "${pre[@]}" "$foreign" --help
+done 3<"$T/commands"
 
 finish test_cli
