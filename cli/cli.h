@@ -32,10 +32,14 @@ typedef struct args {
     const char *chat_template, *messages, *now, *transformers;
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
-    const char *compute; /* --compute NAME (NULL: float32) */
+    const char *compute;                                      /* --compute NAME (NULL: float32) */
     /* nnterp patch (cli/patch.c): --hook H[,H], --targets W[,W], --sweep, --json */
     const char *hook, *targets_words;
     bool sweep, json;
+    /* nnterp skip, attn-edit, object-lens (cli/intervene.c): --key K[,K], --scale F,
+     * --head H[,H], --query Q[,Q], --num-patches N as given (parsed there), --renormalize */
+    const char *key, *scale, *head, *query, *num_patches;
+    bool renormalize;
 } args;
 
 /* Prints "nnterp: <message>", the usage, and returns EXIT_USAGE. */
@@ -102,6 +106,9 @@ int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
 int cmd_patch(int argc, char **argv); /* cli/patch.c */
+int cmd_skip(int argc, char **argv);  /* cli/intervene.c */
+int cmd_attn_edit(int argc, char **argv);
+int cmd_object_lens(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sae(int argc, char **argv); /* cli/sae.c */

@@ -68,6 +68,10 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             *(k[2] == 's' ? &a->sweep : &a->json) = true;
             continue;
         }
+        if (!strcmp(k, "--renormalize")) { /* nnterp attn-edit */
+            a->renormalize = true;
+            continue;
+        }
         if (!strcmp(k, "--inverse")) {
             a->inverse = true;
             continue;
@@ -155,11 +159,18 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             nn_compute c;
             nn_err e;
             if (nn_compute_parse(v, "--compute", &c, &e))
-                return cli_usage_error(
-                    usage, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
+                return cli_usage_error(usage,
+                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
             a->compute = v;
         } else if (!strcmp(k, "--hook")) /* nnterp patch */
             a->hook = v;
+        else if (!strcmp(k, "--key") || !strcmp(k, "--scale") || !strcmp(k, "--head") ||
+                 !strcmp(k, "--query") || !strcmp(k, "--num-patches")) /* cli/intervene.c */
+            *(k[2] == 'k'   ? &a->key
+              : k[2] == 's' ? &a->scale
+              : k[2] == 'h' ? &a->head
+              : k[2] == 'q' ? &a->query
+                            : &a->num_patches) = v;
         else if (!strcmp(k, "--targets"))
             a->targets_words = v;
         else if (!strcmp(k, "--save"))

@@ -38,6 +38,13 @@ static const char *usage_main =
     "  probs     -m MODEL -f PROMPTS.jsonl          target-token probabilities (run_prompts)\n"
     "  patch     -m MODEL --source TEXT --target TEXT [--hook H] [--layers SPEC] [--positions P]\n"
     "            [--sweep] [--targets W,..] [--json] [-o OUT.h5]   activation patching\n"
+    "  skip      -m MODEL -p TEXT --layers SPEC [--sweep] [--targets W,..] [-k K] [--json]\n"
+    "                                             skip layers (output := input)\n"
+    "  attn-edit -m MODEL -p TEXT --key K,.. --scale F [--layers SPEC] [--head H,..]\n"
+    "            [--query Q,..] [--renormalize] [--targets W,..] [-k K] [--json]\n"
+    "                                             scale (or zero) attention probabilities\n"
+    "  object-lens -m MODEL --source TEXT --target TEXT --index I [--num-patches N]\n"
+    "            [--layers SPEC] [--targets W,..] [-k K] [--json]   object-attention lens\n"
     "  plot      STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results as a heatmap\n"
     "  plan      -m MODEL --ranks N --stages P [--tokens T]   layer split, memory per rank and\n"
     "            predicted tokens/s of a distributed run, from costs measured here\n"
@@ -49,9 +56,10 @@ static const char *usage_main =
     "(its tokenizer: --tokenizer FILE, else tokenizer.bin or tok<vocab>.bin beside it).\n"
     "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
     "--no-special turns that off.\n"
-    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer and\n"
-    "probs) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix products\n"
-    "(default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n";
+    "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer,\n"
+    "probs, patch, skip, attn-edit and object-lens) takes --compute float32|bfloat16|bfloat16x3:\n"
+    "the precision of its matrix products (default float32; the bfloat16 modes run on CPUs with\n"
+    "AMX, docs/engine.md).\n";
 
 static const char *usage_tokenize =
     "usage: nnterp tokenize -m MODEL [--tokenizer FILE] [--ids] [--no-special] [--] TEXT\n"
@@ -750,6 +758,12 @@ int main(int argc, char **argv)
         return cmd_probs(argc, argv);
     if (!strcmp(argv[1], "patch"))
         return cmd_patch(argc, argv);
+    if (!strcmp(argv[1], "skip"))
+        return cmd_skip(argc, argv);
+    if (!strcmp(argv[1], "attn-edit"))
+        return cmd_attn_edit(argc, argv);
+    if (!strcmp(argv[1], "object-lens"))
+        return cmd_object_lens(argc, argv);
     if (!strcmp(argv[1], "plot"))
         return cmd_plot(argc, argv);
     if (!strcmp(argv[1], "plan"))
