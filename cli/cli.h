@@ -32,7 +32,7 @@ typedef struct args {
     const char *chat_template, *messages, *now, *transformers;
     bool add_generation_prompt, continue_final_message;
     bool no_user_instr, no_system_prompt, no_complete_prompt; /* --target it-repeat */
-    const char *compute;                                      /* --compute NAME (NULL: float32) */
+    const char *compute; /* --compute NAME (NULL: float32) */
     /* nnterp patch (cli/patch.c): --hook H[,H], --targets W[,W], --sweep, --json */
     const char *hook, *targets_words;
     bool sweep, json;

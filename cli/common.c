@@ -159,8 +159,8 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             nn_compute c;
             nn_err e;
             if (nn_compute_parse(v, "--compute", &c, &e))
-                return cli_usage_error(usage,
-                                       "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
+                return cli_usage_error(
+                    usage, "--compute is float32, bfloat16 or bfloat16x3, not '%s'", v);
             a->compute = v;
         } else if (!strcmp(k, "--hook")) /* nnterp patch */
             a->hook = v;
