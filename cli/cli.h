@@ -37,6 +37,10 @@ typedef struct args {
     const char *hook, *targets_words;
     bool sweep, json;
     const char *sae; /* nnterp sae --sae DIR (cli/sae.c); it reads --hook too */
+    /* nnterp skip, attn-edit, object-lens (cli/intervene.c): --key K[,K], --scale F,
+     * --head H[,H], --query Q[,Q], --num-patches N as given (parsed there), --renormalize */
+    const char *key, *scale, *head, *query, *num_patches;
+    bool renormalize;
 } args;
 
 /* One option of the command line: its long name (or its only name, as -n), a short alias or
@@ -148,6 +152,9 @@ int cmd_patchscope(int argc, char **argv);
 int cmd_steer(int argc, char **argv);
 int cmd_probs(int argc, char **argv);
 int cmd_patch(int argc, char **argv); /* cli/patch.c */
+int cmd_skip(int argc, char **argv);  /* cli/intervene.c */
+int cmd_attn_edit(int argc, char **argv);
+int cmd_object_lens(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_sae(int argc, char **argv); /* cli/sae.c */

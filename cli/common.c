@@ -73,6 +73,10 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             *(k[2] == 's' ? &a->sweep : &a->json) = true;
             continue;
         }
+        if (!strcmp(k, "--renormalize")) { /* nnterp attn-edit */
+            a->renormalize = true;
+            continue;
+        }
         if (!strcmp(k, "--inverse")) {
             a->inverse = true;
             continue;
@@ -165,6 +169,13 @@ int cli_parse_args(int argc, char **argv, const char *usage, bool tokenize_mode,
             a->compute = v;
         } else if (!strcmp(k, "--hook")) /* nnterp patch */
             a->hook = v;
+        else if (!strcmp(k, "--key") || !strcmp(k, "--scale") || !strcmp(k, "--head") ||
+                 !strcmp(k, "--query") || !strcmp(k, "--num-patches")) /* cli/intervene.c */
+            *(k[2] == 'k'   ? &a->key
+              : k[2] == 's' ? &a->scale
+              : k[2] == 'h' ? &a->head
+              : k[2] == 'q' ? &a->query
+                            : &a->num_patches) = v;
         else if (!strcmp(k, "--targets"))
             a->targets_words = v;
         else if (!strcmp(k, "--sae")) /* nnterp sae */

@@ -33,8 +33,9 @@ static const char *usage_footer =
     "Text prompts get the special tokens the tokenizer adds by default (BOS for Llama);\n"
     "--no-special turns that off.\n"
     "Every command that runs the model (run, plan, generate, trace, lens, patchscope, steer,\n"
-    "probs and patch) takes --compute float32|bfloat16|bfloat16x3: the precision of its matrix\n"
-    "products (default float32; the bfloat16 modes run on CPUs with AMX, docs/engine.md).\n"
+    "probs, patch, skip, attn-edit and object-lens) takes --compute float32|bfloat16|bfloat16x3:\n"
+    "the precision of its matrix products (default float32; the bfloat16 modes run on CPUs with\n"
+    "AMX, docs/engine.md).\n"
     "A flag a command does not take is a usage error; nnterp COMMAND --help lists them all.\n";
 
 static void print_usage_main(FILE *out)
@@ -752,6 +753,14 @@ static const char *const probs_options[] = {MODEL_OPTIONS, "--file", "--no-speci
 static const char *const patch_options[] = {
     MODEL_OPTIONS, "--no-special", "--source", "--target", "--hook",   "--layers", "--positions",
     "--sweep",     "--targets",    "--top-k",  "--json",   "--output", NULL};
+static const char *const skip_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--layers", "--sweep",
+                                           "--targets",   "--top-k",      "--json",   NULL};
+static const char *const attn_edit_options[] = {
+    MODEL_OPTIONS, PROMPT_OPTIONS,  "--key",     "--scale", "--layers", "--head",
+    "--query",     "--renormalize", "--targets", "--top-k", "--json",   NULL};
+static const char *const object_lens_options[] = {
+    MODEL_OPTIONS, "--no-special", "--source", "--target", "--index", "--num-patches",
+    "--layers",    "--targets",    "--top-k",  "--json",   NULL};
 static const char *const sae_options[] = {
     "--model", "--tokenizer", PROMPT_OPTIONS, "--sae", "--hook", "--top-k", NULL};
 static const char *const chat_template_options[] = {"--model", "--messages", CHAT_OPTIONS, NULL};
@@ -802,6 +811,19 @@ const cli_command cli_commands[] = {
      "-m MODEL --source TEXT --target TEXT [--hook H] [--layers SPEC] [--positions P]\n"
      "[--sweep] [--targets W,..] [--json] [-o OUT.h5]   activation patching",
      patch_options},
+    {"skip", cmd_skip,
+     "-m MODEL -p TEXT --layers SPEC [--sweep] [--targets W,..] [-k K] [--json]\n"
+     "skip layers (output := input)",
+     skip_options},
+    {"attn-edit", cmd_attn_edit,
+     "-m MODEL -p TEXT --key K,.. --scale F [--layers SPEC] [--head H,..]\n"
+     "[--query Q,..] [--renormalize] [--targets W,..] [-k K] [--json]\n"
+     "scale (or zero) attention probabilities",
+     attn_edit_options},
+    {"object-lens", cmd_object_lens,
+     "-m MODEL --source TEXT --target TEXT --index I [--num-patches N]\n"
+     "[--layers SPEC] [--targets W,..] [-k K] [--json]   nnterp's patch_object_attn_lens",
+     object_lens_options},
     {"plot", cmd_plot,
      "STORE.h5 [--prompt P] -o FILE.png|FILE.html   stored lens results (or a patch sweep)",
      plot_options},

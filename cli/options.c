@@ -55,6 +55,13 @@ const cli_option cli_options[] = {
     {"--targets", NULL, "W,..", "the words whose probabilities are reported"},
     {"--sweep", NULL, NULL, "each (hook, layer, position) patched alone"},
     {"--json", NULL, NULL, "one JSON object on stdout instead of the table"},
+    /* nnterp skip, attn-edit, object-lens (cli/intervene.c parses the values) */
+    {"--key", NULL, "K,..", "attn-edit: the key positions whose probabilities are scaled"},
+    {"--scale", NULL, "F", "attn-edit: the factor (>= 0; 0 zeroes them)"},
+    {"--head", NULL, "H,..|all", "attn-edit: the heads (default all)"},
+    {"--query", NULL, "Q,..|all", "attn-edit: the query positions (default -1, the last)"},
+    {"--renormalize", NULL, NULL, "attn-edit: rescale the other keys so each row sums to 1"},
+    {"--num-patches", NULL, "N", "object-lens: layers patched from each start layer (default 5)"},
     {"--sae", NULL, "DIR", "the sparse autoencoder (plot --feature: its index I in the store)"},
     /* nnterp run (cli/main.c parses these) */
     {"--resume", NULL, NULL, "continue an interrupted OUT.h5.partial"},
