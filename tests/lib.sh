@@ -53,3 +53,42 @@ print(bad[:5], file=sys.stderr) if bad else None
 sys.exit(1 if bad or b.attrs["status"] != "complete" else 0)
 PY
 }
+
+# The store of JOB (a job file in the current directory whose "output" is "out.h5") equals the
+# complete store REF bit for bit: after a plain run interrupted at batch 2 and resumed; under
+# mpirun -np 1, -np 2 (two replicas) and -np 2 with two pipeline stages; and after a 2-stage run
+# interrupted on rank 1 and resumed under 2 stages, and as one plain process. Needs $NNTERP.
+layouts_and_resume() { # job.json ref.h5
+  local job=$1 ref=$2
+  rm -f out.h5 out.h5.*
+  NNTERP_FAIL_AT_BATCH=0:2 "$NNTERP" run "$job" >/dev/null 2>&1
+  if [ -e out.h5.partial ] && "$NNTERP" run "$job" --resume >/dev/null 2>err && same_store "$ref" out.h5; then
+    ok "an interrupted run resumed gives the uninterrupted store"
+  else bad "interrupted + --resume: $(head -3 err)"; fi
+  if ! command -v mpirun >/dev/null; then
+    skip "mpirun is not installed: the layouts are not compared"
+    return
+  fi
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  sed 's/"output": "out.h5"/"parallel": {"pipeline_stages": 2}, "output": "out.h5"/' "$job" >"$job.2stages"
+  local layout
+  for layout in "1 $job" "2 $job" "2 $job.2stages"; do
+    set -- $layout
+    rm -f out.h5 out.h5.*
+    if timeout 300 mpirun --oversubscribe -np "$1" "$NNTERP" run "$2" >/dev/null 2>err && same_store "$ref" out.h5; then
+      ok "mpirun -np $1 $2: bitwise the plain run's store"
+    else bad "mpirun -np $1 $2: $(head -3 err)"; fi
+  done
+  rm -f out.h5 out.h5.*
+  NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run "$job.2stages" >/dev/null 2>&1
+  if [ -e out.h5.partial ] && timeout 300 mpirun --oversubscribe -np 2 "$NNTERP" run "$job.2stages" --resume >/dev/null 2>err &&
+    same_store "$ref" out.h5; then
+    ok "2 stages interrupted and resumed under 2 stages: the uninterrupted store"
+  else bad "2 stages interrupted + --resume: $(head -3 err)"; fi
+  rm -f out.h5 out.h5.*
+  NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run "$job.2stages" >/dev/null 2>&1
+  if [ -e out.h5.partial ] && "$NNTERP" run "$job.2stages" --resume --stages 1 >/dev/null 2>err && same_store "$ref" out.h5; then
+    ok "2 stages interrupted and resumed as one plain process: the uninterrupted store"
+  else bad "2 stages interrupted + --resume --stages 1: $(head -3 err)"; fi
+  rm -f out.h5 out.h5.*
+}

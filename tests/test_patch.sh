@@ -130,36 +130,7 @@ sys.exit(0 if np.array_equal(g["patched_probs"][:], g["source_probs"][:]) else 1
 PY
 
 mv out.h5 single.h5
-# An interrupted run (an error at batch 2, after batches 0 and 1 committed) resumed.
-NNTERP_FAIL_AT_BATCH=0:2 "$NNTERP" run job.json >/dev/null 2>&1
-if [ -e out.h5.partial ] && "$NNTERP" run job.json --resume >/dev/null 2>err && same_store single.h5 out.h5; then
-  ok "an interrupted run resumed gives the uninterrupted store"
-else bad "interrupted + --resume: $(head -3 err)"; fi
-rm -f out.h5 out.h5.*
-if command -v mpirun >/dev/null; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-  sed 's/"output": "out.h5"/"parallel": {"pipeline_stages": 2}, "output": "out.h5"/' job.json >job2.json
-  for layout in "1 job.json" "2 job.json" "2 job2.json"; do
-    set -- $layout
-    rm -f out.h5 out.h5.*
-    if timeout 300 mpirun --oversubscribe -np "$1" "$NNTERP" run "$2" >/dev/null 2>err && same_store single.h5 out.h5; then
-      ok "mpirun -np $1 $2: bitwise the plain run's store"
-    else bad "mpirun -np $1 $2: $(head -3 err)"; fi
-  done
-  rm -f out.h5 out.h5.*
-  NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run job2.json >/dev/null 2>&1
-  if [ -e out.h5.partial ] && timeout 300 mpirun --oversubscribe -np 2 "$NNTERP" run job2.json --resume >/dev/null 2>err &&
-    same_store single.h5 out.h5; then
-    ok "2 stages interrupted and resumed under 2 stages: the uninterrupted store"
-  else bad "2 stages interrupted + --resume: $(head -3 err)"; fi
-  rm -f out.h5 out.h5.*
-  NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run job2.json >/dev/null 2>&1
-  if [ -e out.h5.partial ] && "$NNTERP" run job2.json --resume --stages 1 >/dev/null 2>err && same_store single.h5 out.h5; then
-    ok "2 stages interrupted and resumed as one plain process: the uninterrupted store"
-  else bad "2 stages interrupted + --resume --stages 1: $(head -3 err)"; fi
-else
-  skip "mpirun is not installed: the layouts are not compared"
-fi
+layouts_and_resume job.json single.h5
 
 # The CLI's store and its plot.
 "$NNTERP" patch -m "$MODEL" --source "The capital of France is" --target "The capital of Germany is" \
