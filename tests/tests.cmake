@@ -149,6 +149,8 @@ nn_add_test(chat_cli ${CMAKE_SOURCE_DIR}/tests/test_chat_cli.sh $<TARGET_FILE:nn
 nn_add_test(repeat_target ${CMAKE_SOURCE_DIR}/tests/test_repeat_target.sh $<TARGET_FILE:nnterp>)
 nn_add_test(jinja test_jinja ${CMAKE_SOURCE_DIR}/tests/jinja/expected.jsonl)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
+# nnterp lens --json and patchscope --json against their -o stores, bit for bit.
+nn_add_test(toolkit_json ${CMAKE_SOURCE_DIR}/tests/test_toolkit_json.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # The vector clones of the loops between GEMMs give the same bits as the baseline build (three
 # release builds of nnterp, ~20 s; not repeated in the sanitizer build, whose inner builds would
