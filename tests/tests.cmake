@@ -169,6 +169,8 @@ nn_add_test(progress ${CMAKE_SOURCE_DIR}/tests/test_progress.sh $<TARGET_FILE:nn
 # activation_patch against nn_activation_patch, self-patching, layouts, resume, its plot.
 nn_add_test(patch ${CMAKE_SOURCE_DIR}/tests/test_patch.sh $<TARGET_FILE:nnterp>)
 nn_add_test(intervene ${CMAKE_SOURCE_DIR}/tests/test_intervene.sh $<TARGET_FILE:nnterp>)
+# collect of attention_probabilities against nnterp trace, rows as distributions, layouts, resume.
+nn_add_test(attention_job ${CMAKE_SOURCE_DIR}/tests/test_attention_job.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_job ${CMAKE_SOURCE_DIR}/tests/test_sae_job.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_plot ${CMAKE_SOURCE_DIR}/tests/test_sae_plot.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
