@@ -171,6 +171,8 @@ nn_add_test(patch ${CMAKE_SOURCE_DIR}/tests/test_patch.sh $<TARGET_FILE:nnterp>)
 nn_add_test(intervene ${CMAKE_SOURCE_DIR}/tests/test_intervene.sh $<TARGET_FILE:nnterp>)
 # collect of attention_probabilities against nnterp trace, rows as distributions, layouts, resume.
 nn_add_test(attention_job ${CMAKE_SOURCE_DIR}/tests/test_attention_job.sh $<TARGET_FILE:nnterp>)
+# patchscope_lens target_field and steer contrast_fields: rows equal the fixed ops', layouts, resume.
+nn_add_test(dataset_fields ${CMAKE_SOURCE_DIR}/tests/test_dataset_fields.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_job ${CMAKE_SOURCE_DIR}/tests/test_sae_job.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_plot ${CMAKE_SOURCE_DIR}/tests/test_sae_plot.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
