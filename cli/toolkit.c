@@ -205,8 +205,8 @@ static int attr_target_names(nn_h5file *f, const char *group, const cli_targets 
         cJSON_AddItemToArray(names, cJSON_CreateString(t->names[i]));
     char *text = names ? cJSON_PrintUnformatted(names) : NULL;
     cJSON_Delete(names);
-    int rc = text ? nn_h5_attr_string(f, group, "targets", text, err)
-                  : nn_fail(err, "out of memory");
+    int rc =
+        text ? nn_h5_attr_string(f, group, "targets", text, err) : nn_fail(err, "out of memory");
     cJSON_free(text);
     return rc;
 }
@@ -417,9 +417,9 @@ static int print_patchscope_json(const args *a, const session *s, const char *ta
 
 /* -o: /patchscope/{top_ids, top_probs [layers, k], layers, target_probs [layers, targets],
  * tokens [layers, generate], target_ids}. */
-static int write_patchscope(const args *a, const session *s, const char *target,
-                            const int32_t *dst, int n_dst, const nn_patchscope_result *r,
-                            const cli_targets *t, const float *word_probs, nn_err *err)
+static int write_patchscope(const args *a, const session *s, const char *target, const int32_t *dst,
+                            int n_dst, const nn_patchscope_result *r, const cli_targets *t,
+                            const float *word_probs, nn_err *err)
 {
     nn_h5file *f = NULL;
     uint64_t dims[2] = {(uint64_t)r->n_layers, (uint64_t)r->top_k},
@@ -433,8 +433,9 @@ static int write_patchscope(const args *a, const session *s, const char *target,
         nn_h5_write(f, "/patchscope/top_probs", NN_H5_F32, 2, dims, r->top_probs, err) ||
         nn_h5_write(f, "/patchscope/layers", NN_H5_I32, 1, &nl, r->layers, err) ||
         nn_h5_write(f, "/patchscope/target_ids", NN_H5_I32, 1, &nd, dst, err) ||
-        (t->n && (nn_h5_write(f, "/patchscope/target_probs", NN_H5_F32, 2, tdims, word_probs, err) ||
-                  attr_target_names(f, "/patchscope", t, err))) ||
+        (t->n &&
+         (nn_h5_write(f, "/patchscope/target_probs", NN_H5_F32, 2, tdims, word_probs, err) ||
+          attr_target_names(f, "/patchscope", t, err))) ||
         (r->generated &&
          nn_h5_write(f, "/patchscope/tokens", NN_H5_I32, 2, gdims, r->tokens, err)) ||
         nn_h5_attr_string(f, "/", "format", "nnterp-patchscope", err) ||

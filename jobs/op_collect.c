@@ -218,8 +218,8 @@ static int collect_attention(const nn_hook_view *v, collect_hook *ch, nn_err *er
     int p = h->begin + v->seq;
     size_t n = v->rows / (size_t)v->n_heads, Hs = (size_t)cs->n_heads, K = (size_t)cs->max_len;
     if (v->cols != n || n != (size_t)nn_op_prompt_len(h->c, p) || n > K)
-        return nn_fail(err, "collect: prompt %d's attention is %zu x %zu, not its %d tokens", p,
-                       n, v->cols, nn_op_prompt_len(h->c, p));
+        return nn_fail(err, "collect: prompt %d's attention is %zu x %zu, not its %d tokens", p, n,
+                       v->cols, nn_op_prompt_len(h->c, p));
     int64_t r0 = o->row_offsets[p], r1 = o->row_offsets[p + 1];
     if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(r1 - r0) * Hs * K + 1, err))
         return NN_ERR;
@@ -232,8 +232,8 @@ static int collect_attention(const nn_hook_view *v, collect_hook *ch, nn_err *er
                 dst[j] = NAN;
         }
     }
-    return h->sink->write_rows(h->sink->ctx, ch->path, (uint64_t)r0, (uint64_t)(r1 - r0),
-                               h->gather, err)
+    return h->sink->write_rows(h->sink->ctx, ch->path, (uint64_t)r0, (uint64_t)(r1 - r0), h->gather,
+                               err)
                ? NN_ERR
                : NN_HOOK_CONTINUE;
 }

@@ -21,8 +21,8 @@ static int encode_line_field(nn_harvest *h, const char *field, const char *what,
                                  h->job->add_special_tokens, &ids, err);
     cJSON_Delete(obj);
     if (!rc && ids.n == 0)
-        rc = nn_fail(err, "%s:%lld: field '%s' (the %s) encodes to no tokens",
-                     h->job->dataset_path, line_no, field, what);
+        rc = nn_fail(err, "%s:%lld: field '%s' (the %s) encodes to no tokens", h->job->dataset_path,
+                     line_no, field, what);
     for (size_t i = 0; !rc && i < ids.n; i++)
         rc = nn_ids_push(all, ids.ids[i], err);
     nn_ids_free(&ids);

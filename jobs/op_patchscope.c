@@ -10,8 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"op",    "target",  "target_field", "layers",
-                                     "top_k", "targets", NULL};
+static const char *const fields[] = {"op",      "target", "target_field", "layers", "top_k",
+                                     "targets", NULL};
 
 /* What patchscope keeps beyond nn_op's fields. */
 typedef struct patchscope_spec {
@@ -145,8 +145,8 @@ static int resolve_fields(nn_harvest *h, nn_op_state *s, patchscope_state *ps, c
     nn_ids all = {0};
     if (!(ps->target_offsets = nn_malloc(((size_t)c->n_prompts + 1) * sizeof(int64_t), err)))
         return NN_ERR;
-    int rc = nn_op_read_field(h, sp->target_field, "patchscope target", &all, ps->target_offsets,
-                              err);
+    int rc =
+        nn_op_read_field(h, sp->target_field, "patchscope target", &all, ps->target_offsets, err);
     ps->target_ids = all.ids;
     ps->target_n = (int)all.n;
     if (rc)
@@ -154,8 +154,7 @@ static int resolve_fields(nn_harvest *h, nn_op_state *s, patchscope_state *ps, c
     for (int p = 0; p < c->n_prompts; p++) {
         int n = target_of(ps, p).n;
         if (n > h->m->cfg.max_positions || nn_position_resolve(s->op->index, n) < 0)
-            return nn_fail(err,
-                           "%s: %s:%lld: the target (field '%s', %d tokens) %s", where,
+            return nn_fail(err, "%s: %s:%lld: the target (field '%s', %d tokens) %s", where,
                            c->source ? c->source : "dataset",
                            c->source_line ? (long long)c->source_line[p] : (long long)p,
                            sp->target_field, n,
@@ -308,7 +307,7 @@ static int identity(const nn_op *op, cJSON *obj, nn_err *err)
 {
     const patchscope_spec *sp = op->spec;
     if (!(sp && sp->target_field ? cJSON_AddStringToObject(obj, "target_field", sp->target_field)
-                           : cJSON_AddNullToObject(obj, "target_field")))
+                                 : cJSON_AddNullToObject(obj, "target_field")))
         return nn_fail(err, "patchscope_lens: out of memory");
     return NN_OK;
 }

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"op",       "vector",          "contrast", "contrast_fields",
-                                     "layers",   "factor",          "generate", "top_k",
-                                     "temperature", "top_p",        "seed",     NULL};
+static const char *const fields[] = {"op",          "vector", "contrast", "contrast_fields",
+                                     "layers",      "factor", "generate", "top_k",
+                                     "temperature", "top_p",  "seed",     NULL};
 
 /* What steer keeps beyond nn_op's fields: "contrast_fields", the dataset fields of the two sets. */
 typedef struct steer_spec {
@@ -231,7 +231,8 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
         snprintf(how, sizeof how, "%s",
                  op->vector ? op->vector
                             : "contrast: mean layers_output of contrast[0] minus contrast[1]");
-    if (sink->attr(sink->ctx, g, "factor", factor, err) || sink->attr(sink->ctx, g, "vector", how, err))
+    if (sink->attr(sink->ctx, g, "factor", factor, err) ||
+        sink->attr(sink->ctx, g, "vector", how, err))
         return NN_ERR;
     return nn_op_declare_tokens(h, op, sink, g, err);
 }
