@@ -134,4 +134,8 @@ refused "contrast_fields with contrast is refused" "give exactly one of" d.jsonl
   '{"op": "steer", "contrast_fields": ["pos", "neg"], "contrast": [["a"], ["b"]], "layers": [1], "factor": 1}'
 refused "a missing contrast field is refused, naming it" "no string field 'nope' (the steer contrast)" d.jsonl \
   '{"op": "steer", "contrast_fields": ["pos", "nope"], "layers": [1], "factor": 1}'
+# The worked example runs (paths made absolute, the store written here).
+sed -e "s|\"models/demo\"|\"$MODEL\"|" -e "s|\"examples/|\"$SRC/examples/|" "$SRC/examples/fields.json" >example.json
+"$NNTERP" run example.json >/dev/null 2>err && [ -e fields.h5 ] && ok "examples/fields.json runs" ||
+  bad "examples/fields.json: $(head -3 err)"
 finish test_dataset_fields
