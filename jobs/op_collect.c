@@ -220,22 +220,28 @@ static int collect_attention(const nn_hook_view *v, collect_hook *ch, nn_err *er
     if (v->cols != n || n != (size_t)nn_op_prompt_len(h->c, p) || n > K)
         return nn_fail(err, "collect: prompt %d's attention is %zu x %zu, not its %d tokens", p, n,
                        v->cols, nn_op_prompt_len(h->c, p));
+    /* in blocks of rows, so a long prompt's gather stays near 64 MB */
     int64_t r0 = o->row_offsets[p], r1 = o->row_offsets[p + 1];
-    if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(r1 - r0) * Hs * K + 1, err))
-        return NN_ERR;
-    for (int64_t r = r0; r < r1; r++) {
-        size_t q = (size_t)(o->token_index ? o->token_index[r] - h->c->offsets[p] : r - r0);
-        for (size_t hd = 0; hd < Hs; hd++) {
-            float *dst = h->gather + ((size_t)(r - r0) * Hs + hd) * K;
-            memcpy(dst, v->data + ((size_t)cs->heads[hd] * n + q) * n, n * sizeof *dst);
-            for (size_t j = n; j < K; j++)
-                dst[j] = NAN;
+    int64_t block = (int64_t)(((size_t)16 << 20) / (Hs * K));
+    block = block < 1 ? 1 : block;
+    for (int64_t b0 = r0; b0 < r1; b0 += block) {
+        int64_t b1 = b0 + block < r1 ? b0 + block : r1;
+        if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(b1 - b0) * Hs * K + 1, err))
+            return NN_ERR;
+        for (int64_t r = b0; r < b1; r++) {
+            size_t q = (size_t)(o->token_index ? o->token_index[r] - h->c->offsets[p] : r - r0);
+            for (size_t hd = 0; hd < Hs; hd++) {
+                float *dst = h->gather + ((size_t)(r - b0) * Hs + hd) * K;
+                memcpy(dst, v->data + ((size_t)cs->heads[hd] * n + q) * n, n * sizeof *dst);
+                for (size_t j = n; j < K; j++)
+                    dst[j] = NAN;
+            }
         }
+        if (h->sink->write_rows(h->sink->ctx, ch->path, (uint64_t)b0, (uint64_t)(b1 - b0),
+                                h->gather, err))
+            return NN_ERR;
     }
-    return h->sink->write_rows(h->sink->ctx, ch->path, (uint64_t)r0, (uint64_t)(r1 - r0), h->gather,
-                               err)
-               ? NN_ERR
-               : NN_HOOK_CONTINUE;
+    return NN_HOOK_CONTINUE;
 }
 
 static int collect_fn(const nn_hook_view *v, void *user, nn_err *err)
