@@ -134,6 +134,18 @@ refused "contrast_fields with contrast is refused" "give exactly one of" d.jsonl
   '{"op": "steer", "contrast_fields": ["pos", "neg"], "contrast": [["a"], ["b"]], "layers": [1], "factor": 1}'
 refused "a missing contrast field is refused, naming it" "no string field 'nope' (the steer contrast)" d.jsonl \
   '{"op": "steer", "contrast_fields": ["pos", "nope"], "layers": [1], "factor": 1}'
+# nnterp plot names each prompt's own target.
+"$NNTERP" plot single.h5 --op patchscope_lens -m "$MODEL" -o ps.html >/dev/null 2>err || bad "nnterp plot: $(cat err)"
+$PY - <<'PY' && ok "nnterp plot of a target_field store names each prompt's own target" || bad "nnterp plot's targets"
+import html, json, re, sys
+page = html.unescape(open("ps.html", encoding="utf-8").read())
+targets = json.load(open("targets.json"))
+subs = dict(re.findall(r'prompt (\d+), patchscope at index -1 of "([^"]*)"', page))
+want = {str(p): targets[(p // 2) % 3].replace("\n", "\\n") for p in range(24)}
+ok = len(subs) == 24 and all(subs[p] in (want[p], want[p].replace("\\n", "\n")) for p in want)
+print(sorted(subs.items())[:3], file=sys.stderr) if not ok else None
+sys.exit(0 if ok else 1)
+PY
 # The worked example runs (paths made absolute, the store written here).
 sed -e "s|\"models/demo\"|\"$MODEL\"|" -e "s|\"examples/|\"$SRC/examples/|" "$SRC/examples/fields.json" >example.json
 "$NNTERP" run example.json >/dev/null 2>err && [ -e fields.h5 ] && ok "examples/fields.json runs" ||
