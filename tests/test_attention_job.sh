@@ -4,8 +4,8 @@
 # attention_probabilities' [heads, T, T] bit for bit (every query, and chosen heads at chosen
 # positions); each row sums to 1, is 0 above the diagonal and NaN past the prompt's end; the store
 # is bitwise the same under mpirun -np 2 (two replicas) and -np 2 (two pipeline stages), and after
-# an interrupted run resumed; a changed 'heads' is refused by --resume; malformed 'heads' are
-# refused naming the field.
+# an interrupted run resumed; collecting them leaves the pass's other outputs unchanged; a changed
+# 'heads' is refused by --resume; malformed 'heads' are refused naming the field.
 set -u
 NNTERP=$1
 . "$(dirname "$0")/lib.sh"
@@ -81,6 +81,17 @@ for l in f["activations/attention_probabilities"]:
         blk = x[offs[p]:offs[p + 1], :, :n].astype(np.float64)
         ok &= np.allclose(blk.sum(-1), 1.0, atol=1e-5)
         ok &= (blk[np.triu_indices(n, 1)[0], :, np.triu_indices(n, 1)[1]] == 0).all()
+sys.exit(0 if ok else 1)
+PY
+
+# Collecting attention does not change the pass's other outputs.
+sed -e 's/"hooks": \["attention_probabilities", "layers_output"\]/"hooks": ["layers_output"]/' \
+  -e 's/"output": "out.h5"/"output": "plain.h5"/' job.json >plain.json
+"$NNTERP" run plain.json >/dev/null 2>err || bad "the job without attention: $(cat err)"
+$PY - <<'PY' && ok "layers_output collected beside attention_probabilities equals a job without them, bit for bit" || bad "collecting attention changed layers_output"
+import sys, h5py, numpy as np
+a, b = h5py.File("out.h5", "r")["activations/layers_output"], h5py.File("plain.h5", "r")["activations/layers_output"]
+ok = sorted(a) == sorted(b) and len(a) > 0 and all(np.array_equal(a[l][:], b[l][:]) for l in a)
 sys.exit(0 if ok else 1)
 PY
 
