@@ -740,12 +740,13 @@ static const char *const generate_options[] = {
     MODEL_OPTIONS, PROMPT_OPTIONS, "-n", SAMPLING_OPTIONS, "--print-ids", "--no-eos", NULL};
 static const char *const trace_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--save",
                                             "--layers",    "--output",     NULL};
-static const char *const lens_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--top-k",
-                                           "--layers",    "--positions",  "--inverse",
-                                           "--output",    "--plot",       NULL};
+static const char *const lens_options[] = {MODEL_OPTIONS, PROMPT_OPTIONS, "--top-k",  "--layers",
+                                           "--positions", "--inverse",    "--output", "--plot",
+                                           "--targets",   "--json",       NULL};
 static const char *const patchscope_options[] = {
-    MODEL_OPTIONS, "--no-special", "--source",       "--target", "--index",         "--layers",
-    "--top-k",     "--generate",   SAMPLING_OPTIONS, "--plot",   IT_REPEAT_OPTIONS, NULL};
+    MODEL_OPTIONS,     "--no-special", "--source",   "--target",       "--index",
+    "--layers",        "--top-k",      "--generate", SAMPLING_OPTIONS, "--plot",
+    IT_REPEAT_OPTIONS, "--targets",    "--json",     "--output",       NULL};
 static const char *const steer_options[] = {
     MODEL_OPTIONS, PROMPT_OPTIONS, "--vector",       "--contrast", "--layers", "--factor",
     "-n",          "--top-k",      SAMPLING_OPTIONS, "--no-eos",   NULL};

@@ -462,10 +462,11 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
             return nn_fail(err, "%s: the /logit_lens datasets disagree in shape", pa->store);
     }
     /* the patchscope */
-    uint64_t sd[8], spd[8], syd[8], std_[8];
+    uint64_t sd[8], spd[8], syd[8], std_[8], stod[8];
     int32_t *s_ids = NULL, *s_layers = NULL, *s_target = NULL;
+    int64_t *s_target_offs = NULL; /* target_field: each prompt's own target */
     float *s_probs = NULL;
-    char *target_label = NULL;
+    char *target_label = NULL, *index = NULL;
     if (scope) {
         if (read_all(d->f, pa->store, "/patchscope_lens/top_ids", NN_H5_I32, 3, sd, (void **)&s_ids,
                      err) ||
@@ -480,17 +481,26 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
         if (memcmp(sd, spd, 3 * sizeof *sd) || syd[0] != sd[1] || (int64_t)sd[0] != d->n_prompts)
             return nn_fail(err, "%s: the /patchscope_lens datasets disagree in shape", pa->store);
         nn_err ignored;
-        char *index = nn_h5_get_attr_string(d->f, "/patchscope_lens", "index_to_patch", &ignored);
+        index = keep_string(
+            d, nn_h5_get_attr_string(d->f, "/patchscope_lens", "index_to_patch", &ignored));
         char *target = NULL;
         if (nn_h5_exists(d->f, "/patchscope_lens/target_ids") &&
             read_all(d->f, pa->store, "/patchscope_lens/target_ids", NN_H5_I32, 1, std_,
                      (void **)&s_target, &ignored) == NN_OK) {
             keep(d, s_target);
-            target = ids_text(d->tok, s_target, (size_t)std_[0], err);
+            if (nn_h5_exists(d->f, "/patchscope_lens/target_offsets") &&
+                read_all(d->f, pa->store, "/patchscope_lens/target_offsets", NN_H5_I64, 1, stod,
+                         (void **)&s_target_offs, &ignored) == NN_OK) {
+                keep(d, s_target_offs);
+                if ((int64_t)stod[0] != d->n_prompts + 1 ||
+                    s_target_offs[d->n_prompts] != (int64_t)std_[0])
+                    s_target_offs = NULL; /* inconsistent: name no target */
+            } else {
+                target = ids_text(d->tok, s_target, (size_t)std_[0], err);
+            }
         }
         target_label = kept_printf(d, err, "patchscope at index %s of \"%s\"", index ? index : "-1",
                                    target ? target : "the target");
-        nn_free(index);
         nn_free(target);
         if (!target_label)
             return NN_ERR;
@@ -529,7 +539,18 @@ static int gather_store(plot_data *d, const plot_args *pa, const int *list, int 
             int k = (int)sd[2];
             if (pa->k && pa->k < k)
                 k = pa->k;
-            char *sub = kept_printf(d, err, "prompt %lld, %s", (long long)p, target_label);
+            char *own = NULL, *sub;
+            if (s_target_offs) { /* the prompt's own target (target_field) */
+                int64_t a = s_target_offs[p], b = s_target_offs[p + 1];
+                own = a >= 0 && a <= b && b <= (int64_t)std_[0]
+                          ? ids_text(d->tok, s_target + a, (size_t)(b - a), err)
+                          : NULL;
+                sub = kept_printf(d, err, "prompt %lld, patchscope at index %s of \"%s\"",
+                                  (long long)p, index ? index : "-1", own ? own : "its target");
+                nn_free(own);
+            } else {
+                sub = kept_printf(d, err, "prompt %lld, %s", (long long)p, target_label);
+            }
             if (!sub)
                 return NN_ERR;
             add_panel(d, (cli_topk_panel){.title = text,
@@ -626,7 +647,7 @@ int cmd_plot(int argc, char **argv)
          nn_h5_get_attr_i64(d->f, "/", NN_ATTR_FORMAT_VERSION, &version, &err)) ||
         nn_file_format_check(pa.store, format, (long)version,
                              1u << NN_FILE_STORE | 1u << NN_FILE_LENS | 1u << NN_FILE_PATCH |
-                                 1u << NN_FILE_TRACE,
+                                 1u << NN_FILE_TRACE | 1u << NN_FILE_PATCHSCOPE,
                              &kind, &err)) {
         cli_fail(&err);
         goto done;

@@ -12,20 +12,27 @@
 #include "plot.h"
 #include "store.h"
 #include "toolkit.h"
+#include "toolkit_out.h"
 
 static const char *usage_lens =
     "usage: nnterp lens -m MODEL (-p TEXT | --ids IDS) [-k K] [--layers SPEC] [--positions P,..]\n"
-    "                   [--inverse] [-o OUT.h5] [--plot FILE.png|FILE.html]\n"
+    "                   [--inverse] [--targets W[,W..]] [--json] [-o OUT.h5]\n"
+    "                   [--plot FILE.png|FILE.html]\n"
     "For each layer, the model's own final norm and head applied to layers_output (the logit\n"
     "lens), at the last position unless --positions lists others (negative counts from the\n"
     "end). Prints a layer x top-k table; -o also stores ids and probabilities in HDF5.\n"
     "  --inverse   the head applied to -ln_final(h) (nnterp's inverse lens)\n"
+    "  --targets   each word's probability (summed over the first tokens of \"word\" and\n"
+    "              \" word\") at every layer and position\n"
+    "  --json      one JSON object on stdout instead of the table: layers, positions, and per\n"
+    "              [layer][position] the top ids, tokens and probabilities (float32, %.9g)\n"
     "  --plot FILE the table as a heatmap, a panel per position: a PNG, or a self-contained\n"
     "              HTML page whose cells show token, id, layer and probability on hover\n";
 
 static const char *usage_patchscope =
     "usage: nnterp patchscope -m MODEL --source TEXT [--target TEXT --index I] [--layers SPEC]\n"
-    "                         [-k K] [--generate N] [--plot FILE.png|FILE.html]\n"
+    "                         [-k K] [--generate N] [--targets W[,W..]] [--json] [-o OUT.h5]\n"
+    "                         [--plot FILE.png|FILE.html]\n"
     "For each layer l, runs the target with layers_output.l at --index replaced by the source's\n"
     "last-token layers_output.l, and prints the patched next-token distribution (and N generated\n"
     "tokens with --generate). The default target is nnterp's repeat_prompt():\n"
@@ -33,7 +40,9 @@ static const char *usage_patchscope =
     "it_repeat_prompt() through MODEL's chat template (or --chat-template FILE.jinja), with\n"
     "--no-user-instr, --no-system-prompt, --no-complete-prompt as its switches. --plot draws the "
     "layer x top-k table\n"
-    "as a heatmap: a PNG, or a self-contained HTML page (token, id and probability on hover).\n";
+    "as a heatmap: a PNG, or a self-contained HTML page (token, id and probability on hover).\n"
+    "--targets: each word's patched probability per layer; --json: one JSON object on stdout\n"
+    "instead of the table (float32 printed %.9g); -o: the same numbers in HDF5 (/patchscope).\n";
 
 static const char *usage_steer =
     "usage: nnterp steer -m MODEL -p TEXT (--vector FILE.npy | --contrast TEXT_A TEXT_B)\n"
@@ -142,6 +151,67 @@ static int plot_lens(const args *a, const session *s, const nn_lens_result *r, n
     return rc;
 }
 
+/* --json: the lens as one object, arrays nested [layer][position][rank] as in -o's datasets. */
+static int print_lens_json(const args *a, const session *s, const nn_lens_result *r,
+                           const cli_targets *t, const float *word_probs, nn_err *err)
+{
+    cJSON *o = cJSON_CreateObject(), *ids = cJSON_CreateArray(), *toks = cJSON_CreateArray(),
+          *probs = cJSON_CreateArray(), *tp = t->n ? cJSON_CreateArray() : NULL;
+    size_t k = (size_t)r->top_k, W = (size_t)r->n_positions, T = (size_t)t->n;
+    for (int l = 0; o && l < r->n_layers; l++) {
+        cJSON *li = cJSON_CreateArray(), *lt = cJSON_CreateArray(), *lp = cJSON_CreateArray(),
+              *lw = tp ? cJSON_CreateArray() : NULL;
+        for (size_t j = 0; j < W; j++) {
+            size_t at = ((size_t)l * W + j) * k;
+            cJSON_AddItemToArray(li, cli_json_i32s(r->top_ids + at, k));
+            cJSON_AddItemToArray(lt, cli_json_tokens(s->tok, r->top_ids + at, k));
+            cJSON_AddItemToArray(lp, cli_json_f32s(r->top_probs + at, k));
+            if (lw)
+                cJSON_AddItemToArray(lw, cli_json_f32s(word_probs + ((size_t)l * W + j) * T, T));
+        }
+        cJSON_AddItemToArray(ids, li);
+        cJSON_AddItemToArray(toks, lt);
+        cJSON_AddItemToArray(probs, lp);
+        if (tp)
+            cJSON_AddItemToArray(tp, lw);
+    }
+    cJSON_AddStringToObject(o, "variant", a->inverse ? "inverse" : "logit lens");
+    cJSON_AddStringToObject(o, "model", s->m->source);
+    if (a->prompt_is_text[0])
+        cJSON_AddStringToObject(o, "prompt", a->prompt[0]);
+    else
+        cJSON_AddNullToObject(o, "prompt");
+    cJSON_AddItemToObject(o, "ids", cli_json_i32s(s->ids, (size_t)s->n));
+    cJSON_AddItemToObject(o, "layers", cli_json_ints(r->layers, (size_t)r->n_layers));
+    cJSON_AddItemToObject(o, "positions", cli_json_ints(r->positions, W));
+    cJSON_AddNumberToObject(o, "top_k", r->top_k);
+    cJSON_AddItemToObject(o, "top_ids", ids);
+    cJSON_AddItemToObject(o, "top_tokens", toks);
+    cJSON_AddItemToObject(o, "top_probs", probs);
+    if (tp) {
+        cJSON *names = cJSON_CreateArray();
+        for (int i = 0; i < t->n; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(t->names[i]));
+        cJSON_AddItemToObject(o, "targets", names);
+        cJSON_AddItemToObject(o, "target_probs", tp);
+    }
+    return cli_json_print(o, err);
+}
+
+/* --targets' names as a JSON list, an attribute of the stores. */
+static int attr_target_names(nn_h5file *f, const char *group, const cli_targets *t, nn_err *err)
+{
+    cJSON *names = cJSON_CreateArray();
+    for (int i = 0; names && i < t->n; i++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(t->names[i]));
+    char *text = names ? cJSON_PrintUnformatted(names) : NULL;
+    cJSON_Delete(names);
+    int rc =
+        text ? nn_h5_attr_string(f, group, "targets", text, err) : nn_fail(err, "out of memory");
+    cJSON_free(text);
+    return rc;
+}
+
 int cmd_lens(int argc, char **argv)
 {
     args a;
@@ -158,11 +228,14 @@ int cmd_lens(int argc, char **argv)
     int *layers = NULL, n_layers = 0, *positions = NULL, n_positions = 0;
     nn_lens_result r = {0};
     nn_h5file *f = NULL;
+    cli_targets t = {0};
+    float *word_probs = NULL;
     rc = EXIT_FAILURE;
-    if (session_open(&a, false, true, &s, &err) ||
+    if (session_open(&a, a.targets_words != NULL, true, &s, &err) ||
         nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err) ||
         (a.positions &&
-         cli_parse_int_list(a.positions, -1000000000, &positions, &n_positions, &err))) {
+         cli_parse_int_list(a.positions, -1000000000, &positions, &n_positions, &err)) ||
+        cli_targets_parse(a.targets_words, s.tok, &t, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -172,14 +245,26 @@ int cmd_lens(int argc, char **argv)
                          .positions = positions,
                          .n_positions = n_positions,
                          .top_k = a.top_k,
+                         .target_ids = t.flat.ids,
+                         .n_targets = (int)t.flat.n,
                          .inverse = a.inverse};
     if (nn_logit_lens(s.m, &p, 1, &lp, &r, &err)) {
         cli_fail(&err);
         goto done;
     }
+    size_t cells = (size_t)r.n_layers * r.n_positions, T = (size_t)t.n;
+    if (T) {
+        if (!(word_probs = nn_malloc(cells * T * sizeof *word_probs, &err))) {
+            cli_fail(&err);
+            goto done;
+        }
+        for (size_t c = 0; c < cells; c++)
+            cli_targets_sum(&t, r.target_probs + c * t.flat.n, word_probs + c * T);
+    }
     /* The file first: after an error nothing is printed on stdout. */
     if (a.output) {
         uint64_t dims[3] = {(uint64_t)r.n_layers, (uint64_t)r.n_positions, (uint64_t)r.top_k};
+        uint64_t tdims[3] = {(uint64_t)r.n_layers, (uint64_t)r.n_positions, (uint64_t)T};
         uint64_t nl = (uint64_t)r.n_layers, np = (uint64_t)r.n_positions, nt = (uint64_t)s.n;
         nn_h5file *done_file;
         if (nn_h5_create(a.output, &f, &err) ||
@@ -188,6 +273,8 @@ int cmd_lens(int argc, char **argv)
             nn_h5_write(f, NN_DS_LENS_LAYERS, NN_H5_I32, 1, &nl, r.layers, &err) ||
             nn_h5_write(f, NN_DS_LENS_POSITIONS, NN_H5_I32, 1, &np, r.positions, &err) ||
             nn_h5_write(f, NN_DS_TOKEN_IDS, NN_H5_I32, 1, &nt, s.ids, &err) ||
+            (T && (nn_h5_write(f, NN_DS_LENS_TARGET_PROBS, NN_H5_F32, 3, tdims, word_probs, &err) ||
+                   attr_target_names(f, "/lens", &t, &err))) ||
             nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_LENS].name, &err) ||
             nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION, nn_file_formats[NN_FILE_LENS].version,
                            &err) ||
@@ -206,7 +293,13 @@ int cmd_lens(int argc, char **argv)
             goto done;
         }
     }
-    for (int j = 0; j < r.n_positions; j++) {
+    if (a.json) {
+        if (print_lens_json(&a, &s, &r, &t, word_probs, &err)) {
+            cli_fail(&err);
+            goto done;
+        }
+    }
+    for (int j = 0; !a.json && j < r.n_positions; j++) {
         int pos = r.positions[j];
         printf("%slogit lens at position %d of %d (after ", a.inverse ? "inverse " : "", pos, s.n);
         cli_print_token(stdout, s.tok, s.ids[pos], 0);
@@ -219,6 +312,9 @@ int cmd_lens(int argc, char **argv)
                 cli_print_token(stdout, s.tok, r.top_ids[at], 12);
                 printf("%.3f", r.top_probs[at]);
             }
+            for (size_t i = 0; i < T; i++)
+                printf("  p(%s) %.3f", t.names[i],
+                       word_probs[((size_t)l * r.n_positions + j) * T + i]);
             printf("\n");
         }
     }
@@ -232,6 +328,8 @@ done:
     nn_lens_result_free(&r);
     nn_free(layers);
     nn_free(positions);
+    nn_free(word_probs);
+    cli_targets_free(&t);
     session_free(&s);
     return rc;
 }
@@ -255,6 +353,109 @@ static void print_text(const nn_tokenizer *tok, const int32_t *ids, int n)
     }
 }
 
+static void print_patchscope_table(const args *a, const session *s, const int32_t *src, int n_src,
+                                   const int32_t *dst, int n_dst, const nn_patchscope_result *r,
+                                   const cli_targets *t, const float *word_probs)
+{
+    printf("patchscope: source ");
+    print_text(s->tok, src, n_src);
+    printf(" (last token) -> target ");
+    print_text(s->tok, dst, n_dst);
+    printf(" at index %d, top %d\n", a->index, r->top_k);
+    for (int l = 0; l < r->n_layers; l++) {
+        printf("  layer %3d ", r->layers[l]);
+        for (int k = 0; k < r->top_k; k++) {
+            printf(" ");
+            cli_print_token(stdout, s->tok, r->top_ids[(size_t)l * r->top_k + k], 12);
+            printf("%.3f", r->top_probs[(size_t)l * r->top_k + k]);
+        }
+        for (int i = 0; i < t->n; i++)
+            printf("  p(%s) %.3f", t->names[i], word_probs[(size_t)l * t->n + i]);
+        if (r->generated) {
+            printf("  -> ");
+            print_text(s->tok, r->tokens + (size_t)l * r->generated, r->generated);
+        }
+        printf("\n");
+    }
+}
+
+/* --json: arrays nested [layer][rank] (and [layer][target], [layer][token]) as in -o's datasets. */
+static int print_patchscope_json(const args *a, const session *s, const char *target,
+                                 const nn_patchscope_result *r, const cli_targets *t,
+                                 const float *word_probs, nn_err *err)
+{
+    cJSON *o = cJSON_CreateObject(), *ids = cJSON_CreateArray(), *toks = cJSON_CreateArray(),
+          *probs = cJSON_CreateArray();
+    size_t k = (size_t)r->top_k, G = (size_t)r->generated, T = (size_t)t->n;
+    for (int l = 0; o && l < r->n_layers; l++) {
+        cJSON_AddItemToArray(ids, cli_json_i32s(r->top_ids + (size_t)l * k, k));
+        cJSON_AddItemToArray(toks, cli_json_tokens(s->tok, r->top_ids + (size_t)l * k, k));
+        cJSON_AddItemToArray(probs, cli_json_f32s(r->top_probs + (size_t)l * k, k));
+    }
+    cJSON_AddStringToObject(o, "model", s->m->source);
+    cJSON_AddStringToObject(o, "source", a->source);
+    cJSON_AddStringToObject(o, "target", target);
+    cJSON_AddNumberToObject(o, "index", a->index);
+    cJSON_AddItemToObject(o, "layers", cli_json_ints(r->layers, (size_t)r->n_layers));
+    cJSON_AddNumberToObject(o, "top_k", r->top_k);
+    cJSON_AddItemToObject(o, "top_ids", ids);
+    cJSON_AddItemToObject(o, "top_tokens", toks);
+    cJSON_AddItemToObject(o, "top_probs", probs);
+    if (T) {
+        cJSON *names = cJSON_CreateArray(), *tp = cJSON_CreateArray();
+        for (size_t i = 0; i < T; i++)
+            cJSON_AddItemToArray(names, cJSON_CreateString(t->names[i]));
+        for (int l = 0; tp && l < r->n_layers; l++)
+            cJSON_AddItemToArray(tp, cli_json_f32s(word_probs + (size_t)l * T, T));
+        cJSON_AddItemToObject(o, "targets", names);
+        cJSON_AddItemToObject(o, "target_probs", tp);
+    }
+    if (G) { /* -1 after an early end of sequence, as in the store */
+        cJSON *gen = cJSON_CreateArray();
+        for (int l = 0; gen && l < r->n_layers; l++)
+            cJSON_AddItemToArray(gen, cli_json_i32s(r->tokens + (size_t)l * G, G));
+        cJSON_AddItemToObject(o, "generated", gen);
+    }
+    return cli_json_print(o, err);
+}
+
+/* -o: /patchscope/{top_ids, top_probs [layers, k], layers, target_probs [layers, targets],
+ * tokens [layers, generate], target_ids}. */
+static int write_patchscope(const args *a, const session *s, const char *target, const int32_t *dst,
+                            int n_dst, const nn_patchscope_result *r, const cli_targets *t,
+                            const float *word_probs, nn_err *err)
+{
+    nn_h5file *f = NULL;
+    uint64_t dims[2] = {(uint64_t)r->n_layers, (uint64_t)r->top_k},
+             tdims[2] = {(uint64_t)r->n_layers, (uint64_t)t->n},
+             gdims[2] = {(uint64_t)r->n_layers, (uint64_t)r->generated}, nl = (uint64_t)r->n_layers,
+             nd = (uint64_t)n_dst;
+    char idx[32];
+    snprintf(idx, sizeof idx, "%d", a->index);
+    if (nn_h5_create(a->output, &f, err) ||
+        nn_h5_write(f, NN_DS_PATCHSCOPE_TOP_IDS, NN_H5_I32, 2, dims, r->top_ids, err) ||
+        nn_h5_write(f, NN_DS_PATCHSCOPE_TOP_PROBS, NN_H5_F32, 2, dims, r->top_probs, err) ||
+        nn_h5_write(f, NN_DS_PATCHSCOPE_LAYERS, NN_H5_I32, 1, &nl, r->layers, err) ||
+        nn_h5_write(f, NN_DS_PATCHSCOPE_TARGET_IDS, NN_H5_I32, 1, &nd, dst, err) ||
+        (t->n &&
+         (nn_h5_write(f, NN_DS_PATCHSCOPE_TARGET_PROBS, NN_H5_F32, 2, tdims, word_probs, err) ||
+          attr_target_names(f, "/patchscope", t, err))) ||
+        (r->generated &&
+         nn_h5_write(f, NN_DS_PATCHSCOPE_TOKENS, NN_H5_I32, 2, gdims, r->tokens, err)) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_FORMAT, nn_file_formats[NN_FILE_PATCHSCOPE].name, err) ||
+        nn_h5_attr_i64(f, "/", NN_ATTR_FORMAT_VERSION, nn_file_formats[NN_FILE_PATCHSCOPE].version,
+                       err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_MODEL, s->m->source, err) ||
+        nn_h5_attr_string(f, "/", NN_ATTR_COMPUTE, nn_compute_name(s->m->compute), err) ||
+        nn_h5_attr_string(f, "/", "source", a->source, err) ||
+        nn_h5_attr_string(f, "/", "target", target, err) ||
+        nn_h5_attr_string(f, "/patchscope", "index_to_patch", idx, err)) {
+        nn_h5_free(f);
+        return NN_ERR;
+    }
+    return nn_h5_commit(f, err);
+}
+
 int cmd_patchscope(int argc, char **argv)
 {
     args a;
@@ -272,6 +473,8 @@ int cmd_patchscope(int argc, char **argv)
     int n_src, n_dst, *layers = NULL, n_layers;
     char *target = NULL;
     nn_patchscope_result r = {0};
+    cli_targets t = {0};
+    float *word_probs = NULL;
     rc = EXIT_FAILURE;
     /* --target it-repeat: nnterp's it_repeat_prompt through the chat template (cli/chat.c) */
     bool it_repeat = a.target && !strcmp(a.target, "it-repeat");
@@ -281,7 +484,8 @@ int cmd_patchscope(int argc, char **argv)
                                          : nn_repeat_prompt(NULL, 0, NULL, NULL, NULL, &err)) ||
                          cli_text_ids(&a, s.tok, target, &dst, &n_dst, &err)) ||
         cli_text_ids(&a, s.tok, a.source, &src, &n_src, &err) ||
-        nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err)) {
+        nn_layers_parse(a.layers ? a.layers : "all", s.m->cfg.n_layers, &layers, &n_layers, &err) ||
+        cli_targets_parse(a.targets_words, s.tok, &t, &err)) {
         cli_fail(&err);
         goto done;
     }
@@ -294,28 +498,23 @@ int cmd_patchscope(int argc, char **argv)
     pp.gen.temperature = a.temperature;
     pp.gen.top_p = a.top_p;
     pp.gen.seed = a.seed;
-    if (nn_patchscope(s.m, (nn_prompt){src, n_src}, (nn_prompt){dst, n_dst}, &pp, &r, &err)) {
+    pp.target_ids = t.flat.ids;
+    pp.n_targets = (int)t.flat.n;
+    if (nn_patchscope(s.m, (nn_prompt){src, n_src}, (nn_prompt){dst, n_dst}, &pp, &r, &err) ||
+        (t.n && !(word_probs = nn_malloc((size_t)r.n_layers * t.n * sizeof *word_probs, &err)))) {
         cli_fail(&err);
         goto done;
     }
-    printf("patchscope: source ");
-    print_text(s.tok, src, n_src);
-    printf(" (last token) -> target ");
-    print_text(s.tok, dst, n_dst);
-    printf(" at index %d, top %d\n", a.index, r.top_k);
-    for (int l = 0; l < r.n_layers; l++) {
-        printf("  layer %3d ", r.layers[l]);
-        for (int k = 0; k < r.top_k; k++) {
-            printf(" ");
-            cli_print_token(stdout, s.tok, r.top_ids[(size_t)l * r.top_k + k], 12);
-            printf("%.3f", r.top_probs[(size_t)l * r.top_k + k]);
-        }
-        if (r.generated) {
-            printf("  -> ");
-            print_text(s.tok, r.tokens + (size_t)l * r.generated, r.generated);
-        }
-        printf("\n");
+    for (int l = 0; t.n && l < r.n_layers; l++)
+        cli_targets_sum(&t, r.target_probs + (size_t)l * t.flat.n, word_probs + (size_t)l * t.n);
+    /* The file first: after an error nothing is printed on stdout. */
+    if ((a.output && write_patchscope(&a, &s, target, dst, n_dst, &r, &t, word_probs, &err)) ||
+        (a.json && print_patchscope_json(&a, &s, target, &r, &t, word_probs, &err))) {
+        cli_fail(&err);
+        goto done;
     }
+    if (!a.json)
+        print_patchscope_table(&a, &s, src, n_src, dst, n_dst, &r, &t, word_probs);
     if (a.plot) {
         char *sub = NULL, heading[512], name[256];
         size_t n = strlen(target) + 64;
@@ -348,6 +547,8 @@ done:
     nn_free(dst);
     nn_free(target);
     nn_free(layers);
+    nn_free(word_probs);
+    cli_targets_free(&t);
     session_free(&s);
     return rc;
 }

@@ -123,6 +123,12 @@ int nn_op_write_all_i32(const nn_sink *s, const char *path, const int *v, int n,
  * target probabilities when targets > 0. */
 int nn_op_declare_lens(const nn_sink *s, const char *g, uint64_t rows, uint64_t layers, uint64_t k,
                        uint64_t targets, nn_err *err);
+/* The string field `field` of every prompt's dataset line, encoded (the job's special-token rule)
+ * and appended to all; prompt p's tokens are all->ids[offsets[p] .. offsets[p + 1]) (offsets has
+ * P + 1 entries). what names the field's role in messages ("patchscope target"). A missing or
+ * empty field is an error naming the line (jobs/op_fields.c). */
+int nn_op_read_field(nn_harvest *h, const char *field, const char *what, nn_ids *all,
+                     int64_t *offsets, nn_err *err);
 /* The batch's generations (op->generate tokens each, under hooks) into path (jobs/op_generate.c).
  */
 int nn_op_generate_rows(nn_harvest *h, const nn_op *op, const nn_hookset *hooks, const char *path,

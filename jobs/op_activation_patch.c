@@ -124,77 +124,6 @@ static int column_position(const patch_state *ps, int j, int n)
     return pos >= 0 && pos < n ? pos : -1;
 }
 
-/* One JSONL line's source field, encoded. */
-static int encode_line_source(nn_harvest *h, const patch_spec *spec, const char *line,
-                              long long line_no, nn_ids *out, nn_err *err)
-{
-    cJSON *obj = cJSON_Parse(line);
-    const cJSON *v = obj ? nn_json_get(obj, spec->source_field) : NULL;
-    int rc;
-    if (!cJSON_IsString(v))
-        rc = nn_fail(err, "%s:%lld: no string field '%s' (the activation_patch source)",
-                     h->job->dataset_path, line_no, spec->source_field);
-    else
-        rc = nn_tokenizer_encode(h->tok, v->valuestring, strlen(v->valuestring),
-                                 h->job->add_special_tokens, out, err);
-    cJSON_Delete(obj);
-    if (!rc && out->n == 0)
-        rc = nn_fail(err, "%s:%lld: the source encodes to no tokens", h->job->dataset_path,
-                     line_no);
-    return rc;
-}
-
-/* The dataset's source field of every prompt: the file is read again here (every rank reads the
- * same file, so every rank gets the same tokens), lines found by the corpus's line numbers. */
-static int read_sources(nn_harvest *h, const patch_spec *spec, nn_ids *all, int64_t *offsets,
-                        nn_err *err)
-{
-    const nn_corpus *c = h->c;
-    if (!c->source_line || !h->job->dataset_path)
-        return nn_fail(err, "activation_patch: the dataset's line numbers are unknown");
-    FILE *f = fopen(h->job->dataset_path, "rb");
-    if (!f)
-        return nn_fail(err, "%s: cannot open it for the activation_patch sources",
-                       h->job->dataset_path);
-    char *line = NULL;
-    size_t cap = 0, len = 0;
-    long long line_no = 0;
-    int p = 0, rc = NN_OK, ch = 0;
-    offsets[0] = 0;
-    while (!rc && p < c->n_prompts && ch != EOF) {
-        len = 0;
-        line_no++;
-        while ((ch = fgetc(f)) != EOF && ch != '\n') {
-            if (len + 2 > cap) {
-                size_t ncap = cap ? cap * 2 : 4096;
-                char *nl = nn_realloc(line, ncap, err);
-                if (!nl) {
-                    rc = NN_ERR;
-                    break;
-                }
-                line = nl;
-                cap = ncap;
-            }
-            line[len++] = (char)ch;
-        }
-        if (rc || line_no != c->source_line[p])
-            continue;
-        line[len] = '\0';
-        nn_ids ids = {0};
-        rc = encode_line_source(h, spec, line, line_no, &ids, err);
-        for (size_t i = 0; !rc && i < ids.n; i++)
-            rc = nn_ids_push(all, ids.ids[i], err);
-        nn_ids_free(&ids);
-        offsets[++p] = (int64_t)all->n;
-    }
-    fclose(f);
-    nn_free(line);
-    if (!rc && p < c->n_prompts)
-        rc = nn_fail(err, "%s: prompt %d's line %lld is past the end of the file",
-                     h->job->dataset_path, p, (long long)c->source_line[p]);
-    return rc;
-}
-
 static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
 {
     const nn_op *op = s->op;
@@ -223,7 +152,9 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
         ps->src_offsets[0] = 0;
         ps->src_offsets[1] = (int64_t)all.n;
     } else {
-        rc = read_sources(h, spec, &all, ps->src_offsets, err);
+        /* the dataset's field of every prompt (jobs/op_fields.c) */
+        rc = nn_op_read_field(h, spec->source_field, "activation_patch source", &all,
+                              ps->src_offsets, err);
     }
     ps->src_tokens = all.ids;
     if (rc)

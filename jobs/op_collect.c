@@ -1,16 +1,50 @@
 /* The job operation "collect" (docs/jobs.md): hook point activations at the chosen layers and
- * positions, written by the shared base pass under /activations[_N]/<hook>/<layer>. */
+ * positions, written by the shared base pass under /activations[_N]/<hook>/<layer>.
+ * attention_probabilities are [rows, heads, Lmax] per layer: a row per chosen query position (as
+ * for every hook), the chosen heads, and a column per key position 0 .. Lmax - 1 (Lmax the
+ * longest prompt), NaN past the row's prompt, so prompt p's block is rows
+ * row_offsets[p]..row_offsets[p + 1] and columns 0 .. its length - 1. */
 #include "op.h"
+#include "op_intervene.h"
+
+#include <math.h>
 
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"op", "hooks", "layers", "positions", NULL};
+static const char *const fields[] = {"op", "hooks", "layers", "positions", "heads", NULL};
+
+/* What collect keeps beyond nn_op's fields: the attention heads collected. */
+typedef struct collect_spec {
+    int *heads; /* {-1}: all */
+    int n_heads;
+} collect_spec;
+
+static void free_spec(nn_op *op)
+{
+    collect_spec *cs = op->spec;
+    if (cs)
+        nn_free(cs->heads);
+    nn_free(cs);
+    op->spec = NULL;
+}
+
+static bool collects(const nn_op *op, nn_hook_point hp)
+{
+    for (int k = 0; k < op->n_hooks; k++)
+        if (op->hooks[k] == hp)
+            return true;
+    return false;
+}
 
 static int parse(const cJSON *o, const char *path, const char *where, nn_op *op, nn_err *err)
 {
     if (nn_job_only_fields(o, fields, path, where, err))
         return NN_ERR;
+    collect_spec *spec = nn_calloc(1, sizeof *spec, err);
+    if (!spec)
+        return NN_ERR;
+    op->spec = spec;
     const cJSON *hooks = nn_json_get(o, "hooks"), *h;
     if (cJSON_IsString(hooks) || !cJSON_IsArray(hooks) || cJSON_GetArraySize(hooks) < 1)
         return nn_fail(err, "%s: %s: field 'hooks' must be a non-empty list of hook point names",
@@ -27,11 +61,6 @@ static int parse(const cJSON *o, const char *path, const char *where, nn_op *op,
                            "next_token_probs; "
                            "layers go in 'layers')",
                            path, where, cJSON_IsString(h) ? h->valuestring : "?");
-        if (hp == NN_HP_ATTENTION_PROBABILITIES)
-            return nn_fail(err,
-                           "%s: %s: attention_probabilities are [heads, T, T] per prompt and do "
-                           "not fit the store's rows; use nnterp trace for them",
-                           path, where);
         for (int k = 0; k < op->n_hooks; k++)
             if (op->hooks[k] == hp)
                 return nn_fail(err, "%s: %s: hook '%s' is listed twice", path, where,
@@ -41,6 +70,26 @@ static int parse(const cJSON *o, const char *path, const char *where, nn_op *op,
     if (nn_job_parse_layers(o, path, where, &op->layers, err) ||
         nn_job_parse_positions(o, "all", path, where, &op->positions, err))
         return NN_ERR;
+    if (nn_json_get(o, "heads") && !collects(op, NN_HP_ATTENTION_PROBABILITIES))
+        return nn_fail(err,
+                       "%s: %s: field 'heads' chooses attention heads, but the op does not "
+                       "collect attention_probabilities",
+                       path, where);
+    return nn_iv_parse_ints(o, "heads", path, where, 0, 100000, -1, -1, &spec->heads,
+                            &spec->n_heads, err);
+}
+
+/* The heads are a result-changing field of an op collecting attention_probabilities only (an
+ * identity without them is that of a store made before they existed). */
+static const char *const identity_fields[] = {"heads", NULL};
+
+static int identity(const nn_op *op, cJSON *obj, nn_err *err)
+{
+    const collect_spec *spec = op->spec;
+    if (!collects(op, NN_HP_ATTENTION_PROBABILITIES))
+        return NN_OK;
+    if (!cJSON_AddItemToObject(obj, "heads", nn_iv_int_array(spec->heads, spec->n_heads)))
+        return nn_fail(err, "collect: out of memory");
     return NN_OK;
 }
 
@@ -53,6 +102,9 @@ typedef struct collect_hook {
 
 typedef struct collect_state {
     collect_hook *hooks; /* [n_hooks * (n_layers + 1)] */
+    /* attention_probabilities: the heads collected (model head indices), the key columns */
+    int *heads;
+    int n_heads, max_len;
 } collect_state;
 
 static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
@@ -89,7 +141,27 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
     s->priv = cs;
     cs->hooks =
         nn_calloc((size_t)op->n_hooks * (size_t)(s->n_layers + 1) + 1, sizeof *cs->hooks, err);
-    return cs->hooks ? NN_OK : NN_ERR;
+    if (!cs->hooks)
+        return NN_ERR;
+    if (collects(op, NN_HP_ATTENTION_PROBABILITIES)) {
+        const collect_spec *spec = op->spec;
+        int H = h->m->cfg.n_heads;
+        bool all = spec->heads[0] < 0;
+        cs->n_heads = all ? H : spec->n_heads;
+        if (!(cs->heads = nn_malloc((size_t)cs->n_heads * sizeof *cs->heads, err)))
+            return NN_ERR;
+        for (int i = 0; i < cs->n_heads; i++) {
+            cs->heads[i] = all ? i : spec->heads[i];
+            if (cs->heads[i] >= H)
+                return nn_fail(err, "%s: heads[%d] = %d is out of range (the model has %d heads)",
+                               where, i, cs->heads[i], H);
+        }
+        for (int p = 0; p < h->c->n_prompts; p++) {
+            int n = nn_op_prompt_len(h->c, p);
+            cs->max_len = n > cs->max_len ? n : cs->max_len;
+        }
+    }
+    return NN_OK;
 }
 
 static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const char *g, nn_err *err)
@@ -103,7 +175,19 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
         const char *name = nn_hook_point_name(hp);
         uint64_t width = (uint64_t)nn_hook_point_width(h->m, hp);
         uint64_t r = hp == NN_HP_NEXT_TOKEN_PROBS ? P : rows;
-        if (nn_hook_point_per_layer(hp)) {
+        if (hp == NN_HP_ATTENTION_PROBABILITIES) {
+            const collect_state *cs = s->priv;
+            for (int l = 0; l < s->n_layers; l++) {
+                snprintf(path, sizeof path, "%s/%s/%d", g, name, s->layers[l]);
+                if (nn_op_declare(sink, path, act, 3, r, (uint64_t)cs->n_heads,
+                                  (uint64_t)cs->max_len, err))
+                    return NN_ERR;
+            }
+            snprintf(path, sizeof path, "%s/attention_heads", g);
+            if (nn_op_declare(sink, path, NN_SINK_I32, 1, (uint64_t)cs->n_heads, 0, 0, err) ||
+                nn_op_write_all_i32(sink, path, cs->heads, cs->n_heads, err))
+                return NN_ERR;
+        } else if (nn_hook_point_per_layer(hp)) {
             for (int l = 0; l < s->n_layers; l++) {
                 snprintf(path, sizeof path, "%s/%s/%d", g, name, s->layers[l]);
                 if (nn_op_declare(sink, path, act, 2, r, width, 0, err))
@@ -123,12 +207,51 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
                       err);
 }
 
+/* One prompt's attention probabilities (the view of sequence v->seq: [heads * n, n], the base
+ * pass's whole prompt, queries against keys) into its rows [rows, heads, Lmax], NaN past the
+ * prompt's end. */
+static int collect_attention(const nn_hook_view *v, collect_hook *ch, nn_err *err)
+{
+    nn_harvest *h = ch->h;
+    const nn_op_state *o = ch->s;
+    const collect_state *cs = o->priv;
+    int p = h->begin + v->seq;
+    size_t n = v->rows / (size_t)v->n_heads, Hs = (size_t)cs->n_heads, K = (size_t)cs->max_len;
+    if (v->cols != n || n != (size_t)nn_op_prompt_len(h->c, p) || n > K)
+        return nn_fail(err, "collect: prompt %d's attention is %zu x %zu, not its %d tokens", p, n,
+                       v->cols, nn_op_prompt_len(h->c, p));
+    /* in blocks of rows, so a long prompt's gather stays near 64 MB */
+    int64_t r0 = o->row_offsets[p], r1 = o->row_offsets[p + 1];
+    int64_t block = (int64_t)(((size_t)16 << 20) / (Hs * K));
+    block = block < 1 ? 1 : block;
+    for (int64_t b0 = r0; b0 < r1; b0 += block) {
+        int64_t b1 = b0 + block < r1 ? b0 + block : r1;
+        if (nn_grow_floats(&h->gather, &h->gather_cap, (size_t)(b1 - b0) * Hs * K + 1, err))
+            return NN_ERR;
+        for (int64_t r = b0; r < b1; r++) {
+            size_t q = (size_t)(o->token_index ? o->token_index[r] - h->c->offsets[p] : r - r0);
+            for (size_t hd = 0; hd < Hs; hd++) {
+                float *dst = h->gather + ((size_t)(r - b0) * Hs + hd) * K;
+                memcpy(dst, v->data + ((size_t)cs->heads[hd] * n + q) * n, n * sizeof *dst);
+                for (size_t j = n; j < K; j++)
+                    dst[j] = NAN;
+            }
+        }
+        if (h->sink->write_rows(h->sink->ctx, ch->path, (uint64_t)b0, (uint64_t)(b1 - b0),
+                                h->gather, err))
+            return NN_ERR;
+    }
+    return NN_HOOK_CONTINUE;
+}
+
 static int collect_fn(const nn_hook_view *v, void *user, nn_err *err)
 {
     collect_hook *ch = user;
     nn_harvest *h = ch->h;
     const nn_op_state *o = ch->s;
     const nn_sink *s = h->sink;
+    if (v->point == NN_HP_ATTENTION_PROBABILITIES)
+        return collect_attention(v, ch, err);
     if (v->point == NN_HP_NEXT_TOKEN_PROBS)
         return s->write_rows(s->ctx, ch->path, (uint64_t)h->begin, v->rows, v->data, err)
                    ? NN_ERR
@@ -178,8 +301,10 @@ static int hooks(nn_harvest *h, nn_op_state *s, nn_hookset *hs, const char *g, n
 static void free_state(nn_op_state *s)
 {
     collect_state *cs = s->priv;
-    if (cs)
+    if (cs) {
         nn_free(cs->hooks);
+        nn_free(cs->heads);
+    }
     nn_free(cs);
 }
 
@@ -188,8 +313,11 @@ const nn_op_class nn_op_collect = {
     .store_group = "activations",
     .fields = fields,
     .parse = parse,
+    .free_spec = free_spec,
     .resolve = resolve,
     .declare = declare,
     .hooks = hooks,
     .free = free_state,
+    .identity_fields = identity_fields,
+    .identity = identity,
 };

@@ -1,7 +1,7 @@
 /* The job operation "patchscope_lens" (docs/jobs.md): each prompt's hidden states at the chosen
  * layers patched into a target prompt (nnterp's repeat_prompt by default, a prompt, a "repeat"
- * spec or "it_repeat" through the chat template) at target.index; the patched next-token top-k
- * (and targets' probabilities) per prompt and layer. */
+ * spec, "it_repeat" through the chat template, or each dataset line's own "target_field") at
+ * target.index; the patched next-token top-k (and targets' probabilities) per prompt and layer. */
 #include "job_chat.h"
 #include "job_repeat.h"
 #include "op.h"
@@ -10,7 +10,22 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"op", "target", "layers", "top_k", "targets", NULL};
+static const char *const fields[] = {"op",      "target", "target_field", "layers", "top_k",
+                                     "targets", NULL};
+
+/* What patchscope keeps beyond nn_op's fields. */
+typedef struct patchscope_spec {
+    char *target_field; /* NULL: one target for every prompt */
+} patchscope_spec;
+
+static void free_spec(nn_op *op)
+{
+    patchscope_spec *sp = op->spec;
+    if (sp)
+        nn_free(sp->target_field);
+    nn_free(sp);
+    op->spec = NULL;
+}
 
 /* "target": {"it_repeat": true | {"add_user_instr", "use_system_prompt", "complete_prompt"},
  * "index": -1}: nnterp's it_repeat_prompt (its defaults: all true). */
@@ -52,8 +67,25 @@ static int parse(const cJSON *o, const char *path, const char *where, nn_op *op,
         return nn_job_in_op(err, where);
     op->top_k = (int)v;
     op->index = -1;
+    patchscope_spec *sp = nn_calloc(1, sizeof *sp, err);
+    if (!sp)
+        return NN_ERR;
+    op->spec = sp;
     const cJSON *t = nn_json_get(o, "target");
-    if (t && cJSON_IsObject(t) && nn_json_get(t, "it_repeat")) {
+    if (nn_json_get(o, "target_field")) {
+        /* each line's own target; "target" may then only give its index */
+        static const char *const iallowed[] = {"index", NULL};
+        long idx = -1;
+        if (nn_job_dup_string(o, "target_field", true, NULL, path, &sp->target_field, err))
+            return nn_job_in_op(err, where);
+        if (t && (!cJSON_IsObject(t) || nn_job_only_fields(t, iallowed, path, where, err) ||
+                  nn_json_int(t, "index", false, -1, -1000000, 1000000, path, &idx, err)))
+            return nn_fail(err,
+                           "%s: %s: give 'target' or 'target_field', not both (with "
+                           "target_field, 'target' may only be {\"index\": I})",
+                           path, where);
+        op->index = (int)idx;
+    } else if (t && cJSON_IsObject(t) && nn_json_get(t, "it_repeat")) {
         if (parse_it_repeat(t, op, path, where, err))
             return NN_ERR;
     } else if (t && cJSON_IsObject(t) && nn_json_get(t, "repeat")) {
@@ -82,11 +114,55 @@ static int parse(const cJSON *o, const char *path, const char *where, nn_op *op,
     return NN_OK;
 }
 
-/* The target prompt's tokens. */
+/* The target prompt's tokens; with target_field, every prompt's back to back. */
 typedef struct patchscope_state {
     int32_t *target_ids;
-    int target_n;
+    int target_n;            /* all the tokens */
+    int64_t *target_offsets; /* [P + 1] with target_field, else NULL */
 } patchscope_state;
+
+/* Prompt p's target. */
+static nn_prompt target_of(const patchscope_state *ps, int p)
+{
+    if (!ps->target_offsets)
+        return (nn_prompt){ps->target_ids, ps->target_n};
+    int64_t a = ps->target_offsets[p], b = ps->target_offsets[p + 1];
+    return (nn_prompt){ps->target_ids + a, (int)(b - a)};
+}
+
+static bool same_target(const patchscope_state *ps, int p, int q)
+{
+    nn_prompt a = target_of(ps, p), b = target_of(ps, q);
+    return a.n == b.n && !memcmp(a.ids, b.ids, (size_t)a.n * sizeof *a.ids);
+}
+
+/* Each line's target_field (jobs/op_fields.c), its index checked against each. */
+static int resolve_fields(nn_harvest *h, nn_op_state *s, patchscope_state *ps, const char *where,
+                          nn_err *err)
+{
+    const patchscope_spec *sp = s->op->spec;
+    const nn_corpus *c = h->c;
+    nn_ids all = {0};
+    if (!(ps->target_offsets = nn_malloc(((size_t)c->n_prompts + 1) * sizeof(int64_t), err)))
+        return NN_ERR;
+    int rc =
+        nn_op_read_field(h, sp->target_field, "patchscope target", &all, ps->target_offsets, err);
+    ps->target_ids = all.ids;
+    ps->target_n = (int)all.n;
+    if (rc)
+        return nn_err_prefix(err, "%s: target_field", where);
+    for (int p = 0; p < c->n_prompts; p++) {
+        int n = target_of(ps, p).n;
+        if (n > h->m->cfg.max_positions || nn_position_resolve(s->op->index, n) < 0)
+            return nn_fail(err, "%s: %s:%lld: the target (field '%s', %d tokens) %s", where,
+                           c->source ? c->source : "dataset",
+                           c->source_line ? (long long)c->source_line[p] : (long long)p,
+                           sp->target_field, n,
+                           n > h->m->cfg.max_positions ? "is longer than the model's context"
+                                                       : "does not contain the target index");
+    }
+    return NN_OK;
+}
 
 static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
 {
@@ -95,6 +171,8 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
     if (!ps)
         return NN_ERR;
     s->priv = ps;
+    if (op->spec && ((const patchscope_spec *)op->spec)->target_field)
+        return resolve_fields(h, s, ps, where, err);
     nn_ids ids = {0};
     int rc;
     if (op->it_repeat) { /* through the chat template (jobs/job_chat.c) */
@@ -129,6 +207,15 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
     if (nn_op_declare(sink, path, NN_SINK_I32, 1, (uint64_t)ps->target_n, 0, 0, err) ||
         nn_op_write_all_i32(sink, path, ps->target_ids, ps->target_n, err))
         return NN_ERR;
+    if (ps->target_offsets) { /* prompt p's target is target_ids[offs[p] .. offs[p + 1]) */
+        const patchscope_spec *sp = op->spec;
+        uint64_t n = (uint64_t)h->c->n_prompts + 1;
+        snprintf(path, sizeof path, "%s/target_offsets", g);
+        if (nn_op_declare(sink, path, NN_SINK_I64, 1, n, 0, 0, err) ||
+            sink->write_rows(sink->ctx, path, 0, n, ps->target_offsets, err) ||
+            sink->attr(sink->ctx, g, "target_field", sp->target_field, err))
+            return NN_ERR;
+    }
     char idx[32];
     snprintf(idx, sizeof idx, "%d", op->index);
     return sink->attr(sink->ctx, g, "index_to_patch", idx, err);
@@ -163,12 +250,14 @@ static int run(nn_harvest *h, nn_op_state *o, const nn_batch *b, const char *g, 
     pp.n_layers = o->n_layers;
     pp.index_to_patch = op->index;
     pp.top_k = op->top_k;
-    for (int p0 = h->begin; !rc && p0 < h->end; p0 += group) {
-        int n = h->end - p0 < group ? h->end - p0 : group;
+    for (int p0 = h->begin, n = 0; !rc && p0 < h->end; p0 += n) {
+        /* a group shares one target: with target_field, a run of lines with the same one */
+        for (n = 1; p0 + n < h->end && n < group && same_target(ps, p0, p0 + n); n++)
+            ;
         for (int q = 0; q <= n; q++)
             offsets[q] = c->offsets[p0 + q] - c->offsets[p0];
         if (nn_patchscope_batch_ctx(h->cx, c->tokens + c->offsets[p0], offsets, n,
-                                    (nn_prompt){ps->target_ids, ps->target_n}, &pp, probs, err)) {
+                                    target_of(ps, p0), &pp, probs, err)) {
             rc = nn_err_prefix(err, "prompts [%d, %d)", p0, p0 + n);
             break;
         }
@@ -204,17 +293,34 @@ static int run(nn_harvest *h, nn_op_state *o, const nn_batch *b, const char *g, 
 static void free_state(nn_op_state *s)
 {
     patchscope_state *ps = s->priv;
-    if (ps)
+    if (ps) {
         nn_free(ps->target_ids);
+        nn_free(ps->target_offsets);
+    }
     nn_free(ps);
+}
+
+/* target_field changes the results (the common identity has target.prompt and target.index). */
+static const char *const identity_fields[] = {"target_field", NULL};
+
+static int identity(const nn_op *op, cJSON *obj, nn_err *err)
+{
+    const patchscope_spec *sp = op->spec;
+    if (!(sp && sp->target_field ? cJSON_AddStringToObject(obj, "target_field", sp->target_field)
+                                 : cJSON_AddNullToObject(obj, "target_field")))
+        return nn_fail(err, "patchscope_lens: out of memory");
+    return NN_OK;
 }
 
 const nn_op_class nn_op_patchscope_lens = {
     .name = "patchscope_lens",
     .fields = fields,
     .parse = parse,
+    .free_spec = free_spec,
     .resolve = resolve,
     .declare = declare,
     .run = run,
     .free = free_state,
+    .identity_fields = identity_fields,
+    .identity = identity,
 };

@@ -1,6 +1,7 @@
 /* The job operation "steer" (docs/jobs.md): adds factor times a vector (a .npy file, or the
- * contrast of two prompt sets' mean layers_output) at the chosen layers and writes each prompt's
- * steered next-token top-k, and with "generate" the steered generations. */
+ * contrast of two prompt sets' mean layers_output: listed in the op, or two fields of every
+ * dataset line) at the chosen layers and writes each prompt's steered next-token top-k, and with
+ * "generate" the steered generations. */
 #include "op.h"
 
 #include <float.h>
@@ -8,9 +9,39 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *const fields[] = {"op",     "vector",   "contrast", "layers",
-                                     "factor", "generate", "top_k",    "temperature",
-                                     "top_p",  "seed",     NULL};
+static const char *const fields[] = {"op",          "vector", "contrast", "contrast_fields",
+                                     "layers",      "factor", "generate", "top_k",
+                                     "temperature", "top_p",  "seed",     NULL};
+
+/* What steer keeps beyond nn_op's fields: "contrast_fields", the dataset fields of the two sets. */
+typedef struct steer_spec {
+    char *contrast_fields[2]; /* NULL: none */
+} steer_spec;
+
+static void free_spec(nn_op *op)
+{
+    steer_spec *sp = op->spec;
+    if (sp)
+        for (int k = 0; k < 2; k++)
+            nn_free(sp->contrast_fields[k]);
+    nn_free(sp);
+    op->spec = NULL;
+}
+
+static int parse_contrast_fields(const cJSON *cf, const char *path, const char *where,
+                                 steer_spec *sp, nn_err *err)
+{
+    if (!cJSON_IsArray(cf) || cJSON_GetArraySize(cf) != 2 ||
+        !cJSON_IsString(cJSON_GetArrayItem(cf, 0)) || !cJSON_IsString(cJSON_GetArrayItem(cf, 1)) ||
+        !cJSON_GetArrayItem(cf, 0)->valuestring[0] || !cJSON_GetArrayItem(cf, 1)->valuestring[0])
+        return nn_fail(err,
+                       "%s: %s: 'contrast_fields' must be two dataset field names [\"a\", \"b\"]",
+                       path, where);
+    for (int k = 0; k < 2; k++)
+        if (!(sp->contrast_fields[k] = nn_strdup(cJSON_GetArrayItem(cf, k)->valuestring, err)))
+            return NN_ERR;
+    return NN_OK;
+}
 
 static int parse(const cJSON *o, const char *path, const char *where, nn_op *op, nn_err *err)
 {
@@ -22,13 +53,21 @@ static int parse(const cJSON *o, const char *path, const char *where, nn_op *op,
     op->generate = (int)v;
     if (nn_op_parse_sampling(o, path, where, op, err))
         return NN_ERR;
-    const cJSON *contrast = nn_json_get(o, "contrast");
-    if (!nn_json_get(o, "vector") == !contrast)
+    steer_spec *sp = nn_calloc(1, sizeof *sp, err);
+    if (!sp)
+        return NN_ERR;
+    op->spec = sp;
+    const cJSON *contrast = nn_json_get(o, "contrast"), *cf = nn_json_get(o, "contrast_fields");
+    if ((nn_json_get(o, "vector") != NULL) + (contrast != NULL) + (cf != NULL) != 1)
         return nn_fail(err,
-                       "%s: %s: give exactly one of 'vector' (a .npy file) and "
-                       "'contrast' ([[\"text\", ...], [\"text\", ...]])",
+                       "%s: %s: give exactly one of 'vector' (a .npy file), "
+                       "'contrast' ([[\"text\", ...], [\"text\", ...]]) and 'contrast_fields' "
+                       "([\"field_a\", \"field_b\"] of the dataset's lines)",
                        path, where);
-    if (contrast) {
+    if (cf) {
+        if (parse_contrast_fields(cf, path, where, sp, err))
+            return NN_ERR;
+    } else if (contrast) {
         if (!cJSON_IsArray(contrast) || cJSON_GetArraySize(contrast) != 2)
             return nn_fail(err, "%s: %s: 'contrast' must be two lists of prompts", path, where);
         for (int k = 0; k < 2; k++) {
@@ -101,6 +140,37 @@ done:
     return rc;
 }
 
+/* contrast_fields: mean(layers_output.layer | every line's field a) - mean(... | field b). */
+static int field_contrast_vectors(nn_harvest *h, nn_op_state *s, float *vectors, nn_err *err)
+{
+    const steer_spec *sp = s->op->spec;
+    int P = h->c->n_prompts, rc = NN_OK;
+    size_t D = (size_t)h->m->cfg.d_model;
+    nn_ids all[2] = {{0}, {0}};
+    int64_t *offs[2] = {NULL, NULL};
+    nn_prompt *sets[2] = {NULL, NULL};
+    for (int k = 0; !rc && k < 2; k++) {
+        if (!(offs[k] = nn_malloc(((size_t)P + 1) * sizeof(int64_t), err)) ||
+            !(sets[k] = nn_calloc((size_t)P, sizeof(nn_prompt), err)))
+            rc = NN_ERR;
+        else if (nn_op_read_field(h, sp->contrast_fields[k], "steer contrast", &all[k], offs[k],
+                                  err))
+            rc = nn_err_prefix(err, "contrast_fields[%d]", k);
+        for (int p = 0; !rc && p < P; p++)
+            sets[k][p] = (nn_prompt){all[k].ids + offs[k][p], (int)(offs[k][p + 1] - offs[k][p])};
+    }
+    for (int i = 0; !rc && i < s->n_layers; i++)
+        rc = nn_contrast_vector(h->m, sets[0], P, sets[1], P, s->layers[i],
+                                h->job->add_special_tokens ? nn_tokenizer_bos(h->tok) : -1,
+                                vectors + (size_t)i * D, err);
+    for (int k = 0; k < 2; k++) {
+        nn_ids_free(&all[k]);
+        nn_free(offs[k]);
+        nn_free(sets[k]);
+    }
+    return rc;
+}
+
 static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err)
 {
     const nn_op *op = s->op;
@@ -121,9 +191,13 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
     } else if (!(ss->vector = nn_malloc((size_t)s->n_layers * D * sizeof(float), err))) {
         return NN_ERR;
     }
+    const steer_spec *sp = op->spec;
+    bool from_fields = sp && sp->contrast_fields[0];
+    if (from_fields && field_contrast_vectors(h, s, ss->vector, err))
+        return nn_err_prefix(err, "%s", where);
     for (int i = 0; i < s->n_layers; i++) {
         float *v = op->vector ? ss->vector : ss->vector + (size_t)i * D;
-        if (!op->vector && contrast_vector(h, op, s->layers[i], v, err))
+        if (!op->vector && !from_fields && contrast_vector(h, op, s->layers[i], v, err))
             return nn_err_prefix(err, "%s", where);
         ss->steers[i] =
             (nn_steer){.vector = v, .factor = op->factor, .layers = &s->layers[i], .n_layers = 1};
@@ -146,13 +220,19 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
     if (nn_op_declare(sink, path, NN_SINK_I32, 1, (uint64_t)s->n_layers, 0, 0, err) ||
         nn_op_write_all_i32(sink, path, s->layers, s->n_layers, err))
         return NN_ERR;
-    char factor[32];
+    char factor[32], how[512];
+    const steer_spec *sp = op->spec;
     snprintf(factor, sizeof factor, "%g", (double)op->factor);
+    if (sp && sp->contrast_fields[0])
+        snprintf(how, sizeof how,
+                 "contrast: mean layers_output of every line's field '%s' minus field '%s'",
+                 sp->contrast_fields[0], sp->contrast_fields[1]);
+    else
+        snprintf(how, sizeof how, "%s",
+                 op->vector ? op->vector
+                            : "contrast: mean layers_output of contrast[0] minus contrast[1]");
     if (sink->attr(sink->ctx, g, "factor", factor, err) ||
-        sink->attr(sink->ctx, g, "vector",
-                   op->vector ? op->vector
-                              : "contrast: mean layers_output of contrast[0] minus contrast[1]",
-                   err))
+        sink->attr(sink->ctx, g, "vector", how, err))
         return NN_ERR;
     return nn_op_declare_tokens(h, op, sink, g, err);
 }
@@ -212,14 +292,31 @@ static void free_state(nn_op_state *s)
     nn_free(ss);
 }
 
+/* contrast_fields change the vector (the common identity has vector and contrast). */
+static const char *const identity_fields[] = {"contrast_fields", NULL};
+
+static int identity(const nn_op *op, cJSON *obj, nn_err *err)
+{
+    const steer_spec *sp = op->spec;
+    cJSON *v = sp && sp->contrast_fields[0]
+                   ? cJSON_CreateStringArray((const char *const *)sp->contrast_fields, 2)
+                   : cJSON_CreateNull();
+    if (!v || !cJSON_AddItemToObject(obj, "contrast_fields", v))
+        return nn_fail(err, "steer: out of memory");
+    return NN_OK;
+}
+
 const nn_op_class nn_op_steer = {
     .name = "steer",
     .fields = fields,
     .declares_layers = true,
     .generate_field = "generate",
     .parse = parse,
+    .free_spec = free_spec,
     .resolve = resolve,
     .declare = declare,
     .run = run,
     .free = free_state,
+    .identity_fields = identity_fields,
+    .identity = identity,
 };

@@ -9,6 +9,7 @@ const nn_file_format nn_file_formats[NN_FILE_COUNT] = {
     [NN_FILE_TRACE] = {"nnterp-trace", 1, "nnterp trace -o"},
     [NN_FILE_LENS] = {"nnterp-lens", 1, "nnterp lens -o"},
     [NN_FILE_PATCH] = {"nnterp-patch", 1, "nnterp patch -o"},
+    [NN_FILE_PATCHSCOPE] = {"nnterp-patchscope", 1, "nnterp patchscope -o"},
 };
 
 const char *const nn_store_names[] = {NN_ATTR_FORMAT,

@@ -1,6 +1,7 @@
 /* The files nnterp writes, defined once: each format's name and version, the datasets every
  * store shares and the root attributes (docs/jobs.md "The store", docs/trace-format.md). Writers
- * (coord/run.c, cli/main.c's trace, cli/toolkit.c's lens -o, cli/patch.c's -o, jobs/trace.c) and
+ * (coord/run.c, cli/main.c's trace, cli/toolkit.c's lens -o and patchscope -o, cli/patch.c's -o,
+ * jobs/trace.c) and
  * the reader (cli/plot.c) take the names from here; tests/test_store_format.c checks that the
  * docs name every one. An operation's own datasets are named by its class (jobs/op.h: the group
  * is the op's name, its datasets are declared by its `declare`).
@@ -13,10 +14,11 @@
 #include "nn_base.h"
 
 typedef enum {
-    NN_FILE_STORE, /* nnterp run: the dataset store */
-    NN_FILE_TRACE, /* nnterp trace -o */
-    NN_FILE_LENS,  /* nnterp lens -o */
-    NN_FILE_PATCH, /* nnterp patch -o */
+    NN_FILE_STORE,      /* nnterp run: the dataset store */
+    NN_FILE_TRACE,      /* nnterp trace -o */
+    NN_FILE_LENS,       /* nnterp lens -o */
+    NN_FILE_PATCH,      /* nnterp patch -o */
+    NN_FILE_PATCHSCOPE, /* nnterp patchscope -o */
     NN_FILE_COUNT
 } nn_file_kind;
 
@@ -66,6 +68,14 @@ extern const nn_file_format nn_file_formats[NN_FILE_COUNT];
 #define NN_DS_LENS_TOP_PROBS "/lens/top_probs"
 #define NN_DS_LENS_LAYERS "/lens/layers"
 #define NN_DS_LENS_POSITIONS "/lens/positions"
+#define NN_DS_LENS_TARGET_PROBS "/lens/target_probs"
+/* nnterp patchscope -o */
+#define NN_DS_PATCHSCOPE_TOP_IDS "/patchscope/top_ids"
+#define NN_DS_PATCHSCOPE_TOP_PROBS "/patchscope/top_probs"
+#define NN_DS_PATCHSCOPE_LAYERS "/patchscope/layers"
+#define NN_DS_PATCHSCOPE_TARGET_IDS "/patchscope/target_ids"
+#define NN_DS_PATCHSCOPE_TARGET_PROBS "/patchscope/target_probs"
+#define NN_DS_PATCHSCOPE_TOKENS "/patchscope/tokens"
 
 /* Every name above, for the test that the docs name them all. */
 extern const char *const nn_store_names[];

@@ -153,6 +153,8 @@ nn_add_test(chat_cli ${CMAKE_SOURCE_DIR}/tests/test_chat_cli.sh $<TARGET_FILE:nn
 nn_add_test(repeat_target ${CMAKE_SOURCE_DIR}/tests/test_repeat_target.sh $<TARGET_FILE:nnterp>)
 nn_add_test(jinja test_jinja ${CMAKE_SOURCE_DIR}/tests/jinja/expected.jsonl)
 nn_add_test(cli ${CMAKE_SOURCE_DIR}/tests/test_cli.sh $<TARGET_FILE:nnterp>)
+# nnterp lens --json and patchscope --json against their -o stores, bit for bit.
+nn_add_test(toolkit_json ${CMAKE_SOURCE_DIR}/tests/test_toolkit_json.sh $<TARGET_FILE:nnterp>)
 nn_add_test(layering ${CMAKE_SOURCE_DIR}/tools/check_layers.sh)
 # The vector clones of the loops between GEMMs give the same bits as the baseline build (three
 # release builds of nnterp, ~20 s; not repeated in the sanitizer build, whose inner builds would
@@ -173,6 +175,10 @@ nn_add_test(patch ${CMAKE_SOURCE_DIR}/tests/test_patch.sh $<TARGET_FILE:nnterp>)
 nn_add_test(intervene ${CMAKE_SOURCE_DIR}/tests/test_intervene.sh $<TARGET_FILE:nnterp>)
 # nnterp skip, attn-edit, object-lens --json against those job ops' stores, bit for bit; usage errors.
 nn_add_test(intervene_cli ${CMAKE_SOURCE_DIR}/tests/test_intervene_cli.sh $<TARGET_FILE:nnterp>)
+# collect of attention_probabilities against nnterp trace, rows as distributions, layouts, resume.
+nn_add_test(attention_job ${CMAKE_SOURCE_DIR}/tests/test_attention_job.sh $<TARGET_FILE:nnterp>)
+# patchscope_lens target_field and steer contrast_fields: rows equal the fixed ops', layouts, resume.
+nn_add_test(dataset_fields ${CMAKE_SOURCE_DIR}/tests/test_dataset_fields.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_job ${CMAKE_SOURCE_DIR}/tests/test_sae_job.sh $<TARGET_FILE:nnterp>)
 nn_add_test(sae_plot ${CMAKE_SOURCE_DIR}/tests/test_sae_plot.sh $<TARGET_FILE:nnterp>)
 # Pictures: io/plot read back pixel by pixel; the CLI's PNG and HTML against the lens' numbers;
