@@ -9,9 +9,13 @@
 #   4. mpirun -np 2 nnterp run: 2 pipeline stages in bfloat16, layers_output of 4 layers stored in
 #      bfloat16 and a logit lens, each rank's peak RSS measured by /usr/bin/time;
 #   5. the same job on one process, one stage (STAGE1=0 skips it): the stores compared bit for bit;
-#   6. a 4096-token prompt and a 1024-token one on one process (LONG=0 skips it): peak RSS.
-# Prompts: N_PROMPTS (default 24) passages of the repository's docs, 100-300 tokens, and N_LONG
-# (default 2) of 2,000+ tokens, through the Llama 3.1 tokenizer of ../shared.
+#   6. (ONLY_LONG=1: this step alone) one prompt of about 1024, 2048 and 4096 tokens on one process (LONG=0 skips it, LONG_SIZES
+#      picks them): peak RSS, to show memory linear in the prompt's length. LONG_LAYER (default
+#      31) is the layer collected: the pass stops after it, so LONG_LAYER=1 measures the
+#      activations' share in a minute (only layers 0-1 of the weights are touched).
+# Prompts: N_PROMPTS (default 24) passages of the repository's docs of WORDS (default "70 200")
+# words, about 130-400 tokens, and N_LONG (default 2) of 2,000+ tokens, through the Llama 3.1
+# tokenizer of ../shared.
 # Needs >= 20 GB available memory (checked first). PLAN=0 reuses OUT_DIR/plan.txt.
 # Usage: bench/big_model.sh [OUT_DIR]
 set -uo pipefail
@@ -33,21 +37,21 @@ if [ ! -f "$BIG/model.safetensors.index.json" ]; then
 fi
 du -sh "$BIG"
 
-/usr/bin/python3 - "$OUT" "$N_PROMPTS" "$N_LONG" <<'PY'
+/usr/bin/python3 - "$OUT" "$N_PROMPTS" "$N_LONG" ${WORDS:-70 200} <<'PY'
 import glob, json, random, sys
-out, n, n_long = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+out, n, n_long, w0, w1 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
 words = " ".join(open(f).read() for f in sorted(glob.glob("docs/*.md")) + ["README.md"]).split()
 rng = random.Random(0)
 with open(f"{out}/prompts.jsonl", "w") as f:
     for i in range(n + n_long):
         # about 1.3 tokens a word: the long ones 2,000+ tokens
-        k = rng.randint(1600, 1800) if i < n_long else rng.randint(70, 200)
+        k = rng.randint(1600, 1800) if i < n_long else rng.randint(w0, w1)
         s = rng.randrange(0, len(words) - k)
         f.write(json.dumps({"text": " ".join(words[s:s + k])}) + "\n")
 PY
-/usr/bin/python3 - "$OUT" "$BIG" "$TOK" <<'PY'
+/usr/bin/python3 - "$OUT" "$BIG" "$TOK" "${LONG_LAYER:-31}" <<'PY'
 import json, sys
-out, big, tok = sys.argv[1:]
+out, big, tok, long_layer = sys.argv[1:]
 base = {"model": big, "tokenizer": tok,
         "dataset": {"path": f"{out}/prompts.jsonl", "field": "text", "max_tokens": 4096,
                     "too_long": "truncate"},
@@ -59,14 +63,16 @@ for name, store, extra in (("job2", "pipe.h5", {"parallel": {"pipeline_stages": 
                            ("job1", "one.h5", {})):
     j = dict(base, output=f"{out}/{store}", **extra)
     json.dump(j, open(f"{out}/{name}.json", "w"), indent=1)
-for n in (1024, 4096):
+for n in (1024, 2048, 4096):
     words = " ".join(open("README.md").read().split() * 20).split()
     open(f"{out}/long{n}.jsonl", "w").write(json.dumps({"text": " ".join(words[:int(n * 0.8)])}) + "\n")
     j = dict(base, output=f"{out}/long{n}.h5", dataset=dict(base["dataset"], path=f"{out}/long{n}.jsonl"),
-             operations=[{"op": "collect", "hooks": ["layers_output"], "layers": "31", "positions": "last"}])
+             operations=[{"op": "collect", "hooks": ["layers_output"], "layers": long_layer, "positions": "last"}])
     json.dump(j, open(f"{out}/long{n}.json", "w"), indent=1)
 PY
 rm -f "$OUT"/*.h5 "$OUT"/*.h5.partial "$OUT"/*.ledger
+if [ "${ONLY_LONG:-0}" = 1 ]; then STAGE1=0; fi  # ONLY_LONG=1: step 6 alone
+if [ "${ONLY_LONG:-0}" != 1 ]; then
 
 echo "== inspect (headers only)"
 /usr/bin/time -f "inspect: %e s wall, peak RSS %M kB" "$NNTERP" inspect -m "$BIG" 2>&1 | grep -E "weights|stage|compute|inspect:"
@@ -78,7 +84,12 @@ echo "== plan"
 
 echo "== mpirun -np 2, 2 pipeline stages"
 t0=$(date +%s)
-mpirun -np 2 bash -c '/usr/bin/time -f "rank $OMPI_COMM_WORLD_RANK: peak RSS %M kB, %e s" -o '"$OUT"'/rss2.$OMPI_COMM_WORLD_RANK '"$NNTERP"' run '"$OUT"'/job2.json' 2>&1 | tail -4
+# Each rank under /usr/bin/time, from a script of its own (no quoting of the rank variable here).
+cat >"$OUT/rank.sh" <<'SH'
+r=${OMPI_COMM_WORLD_RANK:-0}
+exec /usr/bin/time -f "rank $r: peak RSS %M kB, %e s" -o "$1/rss2.$r" "$2" run "$1/job2.json"
+SH
+mpirun -np 2 bash "$OUT/rank.sh" "$OUT" "$NNTERP" 2>&1 | tail -4
 echo "wall $(( $(date +%s) - t0 )) s"
 cat "$OUT"/rss2.*
 /usr/bin/python3 -c "
@@ -86,6 +97,7 @@ import h5py, sys
 f = h5py.File('$OUT/pipe.h5'); o = f['prompts/token_offsets'][:]
 print('prompts', len(o) - 1, 'tokens', o[-1], 'longest', max(o[1:] - o[:-1]), 'compute', f.attrs['compute'], '/', f.attrs['compute_kernel'])"
 
+fi # ONLY_LONG
 if [ "${STAGE1:-1}" = 1 ]; then
   echo "== one process, one stage"
   /usr/bin/time -f "one stage: peak RSS %M kB, %e s" "$NNTERP" run "$OUT/job1.json" 2>&1 | tail -3
@@ -99,7 +111,7 @@ print("2-stage vs 1-stage store:", "bitwise identical" if not bad else f"DIFFER 
 PY
 fi
 if [ "${LONG:-1}" = 1 ]; then
-  for n in 1024 4096; do
+  for n in ${LONG_SIZES:-1024 2048 4096}; do
     echo "== one prompt of about $n tokens, one process"
     /usr/bin/time -f "long $n: peak RSS %M kB, %e s" "$NNTERP" run "$OUT/long$n.json" 2>&1 | tail -2
     /usr/bin/python3 -c "import h5py; print('tokens', h5py.File('$OUT/long$n.h5')['prompts/token_offsets'][-1])"
