@@ -70,6 +70,9 @@ layouts_and_resume() { # job.json ref.h5
     return
   fi
   export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+  # Under AddressSanitizer, Open MPI's dlopen'ed components leak at exit from modules no
+  # suppression can name (tests/test_compute.sh): leaks are checked by the plain runs only.
+  [ -n "${ASAN_OPTIONS:-}" ] && export ASAN_OPTIONS="$ASAN_OPTIONS:detect_leaks=0"
   sed 's/"output": "out.h5"/"parallel": {"pipeline_stages": 2}, "output": "out.h5"/' "$job" >"$job.2stages"
   local layout
   for layout in "1 $job" "2 $job" "2 $job.2stages"; do

@@ -72,48 +72,14 @@ ok &= "field 'pos' minus field 'neg'" in a.attrs["vector"]
 sys.exit(0 if ok else 1)
 PY
 
-same() { # store a, store b: every dataset bitwise equal (NaN equal NaN), b complete
-  $PY - "$1" "$2" <<'PY'
-import sys, h5py, numpy as np
-a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
-bad = []
-a.visititems(lambda n, o: bad.append(n) if isinstance(o, h5py.Dataset) and not np.array_equal(
-    o[:], b[n][:], equal_nan=o.dtype.kind == "f") else None)
-assert b.attrs["status"] == "complete", b.attrs["status"]
-print(bad[:5], file=sys.stderr) if bad else None
-sys.exit(1 if bad else 0)
-PY
-}
 mv out.h5 single.h5
-NNTERP_FAIL_AT_BATCH=0:2 "$NNTERP" run job.json >/dev/null 2>&1
-if [ -e out.h5.partial ] && "$NNTERP" run job.json --resume >/dev/null 2>err && same single.h5 out.h5; then
-  ok "an interrupted run resumed gives the uninterrupted store"
-else bad "interrupted + --resume: $(head -3 err)"; fi
-rm -f out.h5 out.h5.*
+layouts_and_resume job.json single.h5
 NNTERP_FAIL_AT_BATCH=0:2 "$NNTERP" run job.json >/dev/null 2>&1
 sed 's/"target_field": "tgt"/"target_field": "pos"/' job.json >changed.json
 "$NNTERP" run changed.json --resume >/dev/null 2>err
 [ $? -ne 0 ] && grep -q "target_field" err && ok "--resume with another target_field is refused, naming it" ||
   bad "--resume with another target_field: $(head -3 err)"
 rm -f out.h5 out.h5.*
-if command -v mpirun >/dev/null; then
-  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-  sed 's/"output": "out.h5"/"parallel": {"pipeline_stages": 2}, "output": "out.h5"/' job.json >job2.json
-  for layout in "2 job.json" "2 job2.json"; do
-    set -- $layout
-    rm -f out.h5 out.h5.*
-    if timeout 300 mpirun --oversubscribe -np "$1" "$NNTERP" run "$2" >/dev/null 2>err && same single.h5 out.h5; then
-      ok "mpirun -np $1 $2: bitwise the plain run's store"
-    else bad "mpirun -np $1 $2: $(head -3 err)"; fi
-  done
-  rm -f out.h5 out.h5.*
-  NNTERP_FAIL_AT_BATCH=1:2 timeout 300 mpirun --oversubscribe -np 2 -x NNTERP_FAIL_AT_BATCH "$NNTERP" run job2.json >/dev/null 2>&1
-  if [ -e out.h5.partial ] && "$NNTERP" run job2.json --resume --stages 1 >/dev/null 2>err && same single.h5 out.h5; then
-    ok "2 stages interrupted and resumed as one plain process: the uninterrupted store"
-  else bad "2 stages interrupted + --resume --stages 1: $(head -3 err)"; fi
-else
-  skip "mpirun is not installed: the layouts are not compared"
-fi
 
 refused() { # what, expected message, dataset, op JSON
   rm -f bad.h5 bad.h5.*
