@@ -2,7 +2,6 @@
  * the KV cache, and the q/k norms of the families of 2025-26. */
 #include "forward_internal.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -124,8 +123,8 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
                         S[i * TILE_K + j] = alibi_slope * (float)(k0 + j);
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, TILE_K, (int)E, scale, Qb,
-                        (int)ldqb, Kb, (int)ldk, beta, S, TILE_K);
+            nn_fw_sgemm(true, rows, TILE_K, (int)E, scale, Qb, (int)ldqb, Kb, (int)ldk, beta, S,
+                        TILE_K);
             for (int i = 0; i < rows; i++) {
                 float *row = S + (size_t)i * TILE_K;
                 int pos = first + i;
@@ -163,8 +162,8 @@ static void attend_tiled(const nn_config *c, float *tile, const float *Q, size_t
                 sum[i] += part;
                 mx[i] = new_max;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, (int)Ev, TILE_K, 1.0f, S,
-                        TILE_K, Vb, (int)ldv, 1.0f, acc, (int)Ev);
+            nn_fw_sgemm(false, rows, (int)Ev, TILE_K, 1.0f, S, TILE_K, Vb, (int)ldv, 1.0f, acc,
+                        (int)Ev);
         }
         for (int i = 0; i < m; i++) {
             float inv = 1.0f / sum[i];
@@ -274,9 +273,8 @@ int nn_fw_attention(const nn_model *m, nn_state *s, const nn_batch *b, int layer
                         S[(size_t)i * C + j] = s->alibi[h] * (float)j;
                 beta = 1.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, E, scale,
-                        s->q + (size_t)off * QD + (size_t)h * E, (int)QD, K + (size_t)g * E,
-                        (int)KD, beta, S, C);
+            nn_fw_sgemm(true, n, C, E, scale, s->q + (size_t)off * QD + (size_t)h * E, (int)QD,
+                        K + (size_t)g * E, (int)KD, beta, S, C);
             for (int i = 0; i < n; i++) {
                 int pos = p0 + i;
                 int lo = window > 0 && pos - window + 1 > 0 ? pos - window + 1 : 0;
@@ -309,9 +307,9 @@ int nn_fw_attention(const nn_model *m, nn_state *s, const nn_batch *b, int layer
             attend_heads(&job, (size_t)q * H, (size_t)(q + 1) * H, 0);
         else
             for (int h = 0; h < H; h++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, (int)Ev, C, 1.0f,
-                            s->scores + (size_t)h * block, C, Vv + (size_t)(h / group) * Ev,
-                            (int)VD, 0.0f, s->att + (size_t)off * AD + (size_t)h * Ev, (int)AD);
+                nn_fw_sgemm(false, n, (int)Ev, C, 1.0f, s->scores + (size_t)h * block, C,
+                            Vv + (size_t)(h / group) * Ev, (int)VD, 0.0f,
+                            s->att + (size_t)off * AD + (size_t)h * Ev, (int)AD);
         if (stop)
             return NN_STOPPED;
     }

@@ -21,6 +21,26 @@ static int gemm_min_rows(const nn_linear *W)
     return rows < 2 ? 2 : rows;
 }
 
+/* OpenBLAS cuts K into blocks of its GEMM_Q and halves a last block between Q and 2Q; its
+ * one-thread driver (level3.c) rounds that half up to the kernel's unroll, its threaded one
+ * (level3_thread.c) does not. So for K > Q not a multiple of the unroll, a row's bits depended on
+ * OpenBLAS's thread count (measured on the Cooperlake kernels OpenBLAS 0.3.21 picks for an AMD
+ * EPYC with AVX512-BF16: Q = 320, every K > 320 with K % 32 != 0; the bundled model's MLP,
+ * K = 432, differed in 1,889 of 2,400 outputs between 1 and 2 threads). Such a K is split into a
+ * multiple of 64 (Q is one on every x86 kernel and the unroll at most 32, so both drivers cut it
+ * alike) and a tail under 64 that no driver cuts. K <= 256 (under every kernel's Q) is one call,
+ * as before. */
+void nn_fw_sgemm(bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
+                 const float *b, int ldb, float beta, float *c, int ldc)
+{
+    int tail = k > 256 ? k % 64 : 0, head = k - tail;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, head, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (tail)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, m, n, tail, alpha, a + head, lda,
+                    trans_b ? b + head : b + (size_t)head * (size_t)ldb, ldb, 1.0f, c, ldc);
+}
+
 typedef struct bias_job {
     const float *bias;
     float *y;
@@ -46,8 +66,8 @@ static void gemm(nn_pool *pool, const nn_linear *W, const float *x, size_t ldx, 
         nn_pool_run(pool, (size_t)n, 64, bias_fill_range, &j);
         beta = 1.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, W->in_major ? CblasNoTrans : CblasTrans, n, W->n_out,
-                W->n_in, 1.0f, x, (int)ldx, W->w, (int)W->ld, beta, y, (int)ldy);
+    nn_fw_sgemm(!W->in_major, n, W->n_out, W->n_in, 1.0f, x, (int)ldx, W->w, (int)W->ld, beta, y,
+                (int)ldy);
 }
 
 /* y (N, out) = x (N, in) W + b for float32 weights, the same bits for a row whatever N is. */

@@ -1,7 +1,8 @@
 /* Invariants that hold exactly where the math allows (brief: "Correctness is the product"):
  * - layers_output.i == layers_input.(i+1), bit for bit;
- * - a prompt alone and inside a packed batch agree (<= 1e-6);
- * - 1 and 2 BLAS threads agree (<= 1e-6);
+ * - a prompt alone and inside a packed batch agree bit for bit;
+ * - 1 and 2 BLAS threads agree bit for bit (the bundled model's MLP has K = 432, the shape that
+ *   OpenBLAS's threaded driver cut differently on some kernels: engine/forward_kernels.c);
  * - a hook that writes back what it read leaves the logits bit for bit unchanged;
  * - stopping early after layer k gives the same layers_output.k;
  * - a sequence continued through the KV cache equals the whole sequence in one call;
@@ -130,7 +131,7 @@ static void check_model(const char *dir)
         nn_free(lg);
     }
     printf("  alone vs packed batch: max abs diff %.3g\n", worst);
-    CHECK(worst <= 1e-6, "prompt alone vs in a batch differ by %.3g", worst);
+    CHECK(worst == 0, "prompt alone vs in a batch differ by %.3g", worst);
 
     /* 2 BLAS threads vs 1. */
     openblas_set_num_threads(2);
@@ -144,7 +145,7 @@ static void check_model(const char *dir)
             fmax(worst, nn_test_max_diff(two.data[NN_HP_LAYERS_OUTPUT][l],
                                          all.data[NN_HP_LAYERS_OUTPUT][l], (size_t)offsets[3] * D));
     printf("  1 vs 2 threads: max abs diff %.3g\n", worst);
-    CHECK(worst <= 1e-6, "1 and 2 threads differ by %.3g", worst);
+    CHECK(worst == 0, "1 and 2 threads differ by %.3g", worst);
     capture_free(&two);
     nn_free(lg2);
 
@@ -414,6 +415,11 @@ int main(int argc, char **argv)
      * factors once a prompt passes 16 positions, so a prompt continued through the KV cache past
      * that point is rotated differently from the same prompt in one pass (as in Hugging Face). */
     const char *modern[] = {"gemma3_text", "olmo3", "smollm3", "granite", "qwen3_moe"};
+    if (argc == 1) {
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/models/demo", NNTERP_SOURCE_DIR);
+        check_model(dir);
+    }
     for (size_t i = 0; argc == 1 && i < sizeof modern / sizeof modern[0]; i++) {
         char dir[1024];
         snprintf(dir, sizeof dir, "%s/tests/reference/%s/model-f32", NNTERP_SOURCE_DIR, modern[i]);
