@@ -70,6 +70,13 @@ extern const nn_op_class nn_op_collect, nn_op_logit_lens, nn_op_target_probs, nn
 extern const nn_op_class nn_op_activation_patch;
 extern const nn_op_class nn_op_skip_layers, nn_op_attention_edit, nn_op_object_attn_lens;
 
+/* The collect op of `nnterp trace` (jobs/trace.c; the file of docs/trace-format.md): hooks[k]
+ * at its own layers layers[k][0 .. n_layers[k]) (read for per-layer points only), every position,
+ * attention probabilities as one [heads, T, T] array per prompt, no "positions" attribute. Fills
+ * op (zeroed here) so that nn_job_free frees it. */
+int nn_op_collect_trace(nn_op *op, int n_hooks, const nn_hook_point *hooks, int *const *layers,
+                        const int *n_layers, nn_err *err);
+
 /* ---- The harvest as the op files see it ---- */
 
 struct nn_op_state {

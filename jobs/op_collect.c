@@ -14,19 +14,65 @@
 
 static const char *const fields[] = {"op", "hooks", "layers", "positions", "heads", NULL};
 
-/* What collect keeps beyond nn_op's fields: the attention heads collected. */
+/* What collect keeps beyond nn_op's fields: the attention heads collected, and for the op of
+ * `nnterp trace` (nn_op_collect_trace) the layers of each hook and that file's layout. */
 typedef struct collect_spec {
     int *heads; /* {-1}: all */
     int n_heads;
+    /* trace: hooks[k] at its own layers hook_layers[k] (instead of the op's "layers"), attention
+     * probabilities as one [heads, T, T] array per prompt, no "positions" attribute */
+    bool trace;
+    int *hook_layers[NN_HP_COUNT];
+    int n_hook_layers[NN_HP_COUNT];
 } collect_spec;
 
 static void free_spec(nn_op *op)
 {
     collect_spec *cs = op->spec;
-    if (cs)
+    if (cs) {
         nn_free(cs->heads);
+        for (int k = 0; k < NN_HP_COUNT; k++)
+            nn_free(cs->hook_layers[k]);
+    }
     nn_free(cs);
     op->spec = NULL;
+}
+
+int nn_op_collect_trace(nn_op *op, int n_hooks, const nn_hook_point *hooks, int *const *layers,
+                        const int *n_layers, nn_err *err)
+{
+    memset(op, 0, sizeof *op);
+    op->cls = &nn_op_collect;
+    op->positions.kind = NN_POS_ALL;
+    collect_spec *spec = nn_calloc(1, sizeof *spec, err);
+    if (!spec || n_hooks > NN_HP_COUNT)
+        return spec ? nn_fail(err, "trace: %d hook points (at most %d)", n_hooks, NN_HP_COUNT)
+                    : NN_ERR;
+    op->spec = spec;
+    spec->trace = true;
+    if (!(op->group = nn_strdup("collect", err)) ||
+        !(spec->heads = nn_malloc(sizeof *spec->heads, err)))
+        return NN_ERR;
+    spec->heads[0] = -1;
+    spec->n_heads = 1;
+    for (int k = 0; k < n_hooks; k++) {
+        op->hooks[op->n_hooks++] = hooks[k];
+        if (!nn_hook_point_per_layer(hooks[k]))
+            continue;
+        if (!(spec->hook_layers[k] = nn_malloc((size_t)n_layers[k] * sizeof(int) + 1, err)))
+            return NN_ERR;
+        memcpy(spec->hook_layers[k], layers[k], (size_t)n_layers[k] * sizeof(int));
+        spec->n_hook_layers[k] = n_layers[k];
+    }
+    return NN_OK;
+}
+
+/* The layers hook k of the op is collected at: its own (trace) or the op's. */
+static void hook_layers(const nn_op_state *s, int k, const int **layers, int *n)
+{
+    const collect_spec *spec = s->op->spec;
+    *layers = spec->trace ? spec->hook_layers[k] : s->layers;
+    *n = spec->trace ? spec->n_hook_layers[k] : s->n_layers;
 }
 
 static bool collects(const nn_op *op, nn_hook_point hp)
@@ -112,18 +158,26 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
     const nn_op *op = s->op;
     if (nn_op_resolve_rows(h, s, where, err))
         return NN_ERR;
-    if (s->n_layers)
-        for (int i = 0; i < s->n_layers; i++)
-            h->last_layer = s->layers[i] > h->last_layer ? s->layers[i] : h->last_layer;
+    size_t n_captures = 1;
     for (int k = 0; k < op->n_hooks; k++) {
         nn_hook_point hp = op->hooks[k];
+        const int *layers;
+        int n_layers;
+        hook_layers(s, k, &layers, &n_layers);
+        if (nn_hook_point_per_layer(hp)) {
+            n_captures += (size_t)n_layers;
+            for (int i = 0; i < n_layers; i++)
+                h->last_layer = layers[i] > h->last_layer ? layers[i] : h->last_layer;
+        } else {
+            n_captures++;
+        }
         if (hp == NN_HP_ROUTER_PROBABILITIES)
-            for (int i = 0; i < s->n_layers; i++)
+            for (int i = 0; i < n_layers; i++)
                 if (!h->m->cfg.n_experts)
                     return nn_fail(err,
                                    "%s: layer %d has no mixture of experts, so no "
                                    "router_probabilities",
-                                   where, s->layers[i]);
+                                   where, layers[i]);
         if (hp == NN_HP_LAYERS_MIDDLE && h->m->cfg.parallel)
             return nn_fail(err,
                            "%s: layers_middle (between attention and MLP) does not exist "
@@ -139,8 +193,7 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
     if (!cs)
         return NN_ERR;
     s->priv = cs;
-    cs->hooks =
-        nn_calloc((size_t)op->n_hooks * (size_t)(s->n_layers + 1) + 1, sizeof *cs->hooks, err);
+    cs->hooks = nn_calloc(n_captures, sizeof *cs->hooks, err);
     if (!cs->hooks)
         return NN_ERR;
     if (collects(op, NN_HP_ATTENTION_PROBABILITIES)) {
@@ -167,6 +220,7 @@ static int resolve(nn_harvest *h, nn_op_state *s, const char *where, nn_err *err
 static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const char *g, nn_err *err)
 {
     const nn_op *op = s->op;
+    const collect_spec *spec = op->spec;
     uint64_t P = (uint64_t)h->c->n_prompts, rows = (uint64_t)s->row_offsets[P];
     nn_sink_type act = nn_op_activation_type(h->job);
     char path[160];
@@ -175,10 +229,23 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
         const char *name = nn_hook_point_name(hp);
         uint64_t width = (uint64_t)nn_hook_point_width(h->m, hp);
         uint64_t r = hp == NN_HP_NEXT_TOKEN_PROBS ? P : rows;
-        if (hp == NN_HP_ATTENTION_PROBABILITIES) {
+        const int *layers;
+        int n_layers;
+        hook_layers(s, k2, &layers, &n_layers);
+        if (hp == NN_HP_ATTENTION_PROBABILITIES && spec->trace) {
+            /* the trace file's layout: /<hook>/<layer>/<prompt> [heads, T, T] */
+            for (int l = 0; l < n_layers; l++)
+                for (uint64_t p = 0; p < P; p++) {
+                    uint64_t n = (uint64_t)nn_op_prompt_len(h->c, (int)p);
+                    snprintf(path, sizeof path, "%s/%s/%d/%llu", g, name, layers[l],
+                             (unsigned long long)p);
+                    if (nn_op_declare(sink, path, act, 3, (uint64_t)h->m->cfg.n_heads, n, n, err))
+                        return NN_ERR;
+                }
+        } else if (hp == NN_HP_ATTENTION_PROBABILITIES) {
             const collect_state *cs = s->priv;
-            for (int l = 0; l < s->n_layers; l++) {
-                snprintf(path, sizeof path, "%s/%s/%d", g, name, s->layers[l]);
+            for (int l = 0; l < n_layers; l++) {
+                snprintf(path, sizeof path, "%s/%s/%d", g, name, layers[l]);
                 if (nn_op_declare(sink, path, act, 3, r, (uint64_t)cs->n_heads,
                                   (uint64_t)cs->max_len, err))
                     return NN_ERR;
@@ -188,8 +255,8 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
                 nn_op_write_all_i32(sink, path, cs->heads, cs->n_heads, err))
                 return NN_ERR;
         } else if (nn_hook_point_per_layer(hp)) {
-            for (int l = 0; l < s->n_layers; l++) {
-                snprintf(path, sizeof path, "%s/%s/%d", g, name, s->layers[l]);
+            for (int l = 0; l < n_layers; l++) {
+                snprintf(path, sizeof path, "%s/%s/%d", g, name, layers[l]);
                 if (nn_op_declare(sink, path, act, 2, r, width, 0, err))
                     return NN_ERR;
             }
@@ -199,6 +266,8 @@ static int declare(nn_harvest *h, nn_op_state *s, const nn_sink *sink, const cha
                 return NN_ERR;
         }
     }
+    if (spec->trace)
+        return NN_OK;
     return sink->attr(sink->ctx, g, "positions",
                       op->positions.kind == NN_POS_ALL ? "all (row = global token index)"
                       : op->positions.kind == NN_POS_LAST
@@ -215,11 +284,19 @@ static int collect_attention(const nn_hook_view *v, collect_hook *ch, nn_err *er
     nn_harvest *h = ch->h;
     const nn_op_state *o = ch->s;
     const collect_state *cs = o->priv;
+    const collect_spec *spec = o->op->spec;
     int p = h->begin + v->seq;
     size_t n = v->rows / (size_t)v->n_heads, Hs = (size_t)cs->n_heads, K = (size_t)cs->max_len;
-    if (v->cols != n || n != (size_t)nn_op_prompt_len(h->c, p) || n > K)
+    if (v->cols != n || n != (size_t)nn_op_prompt_len(h->c, p) || (!spec->trace && n > K))
         return nn_fail(err, "collect: prompt %d's attention is %zu x %zu, not its %d tokens", p, n,
                        v->cols, nn_op_prompt_len(h->c, p));
+    if (spec->trace) { /* the prompt's own [heads, T, T] array, as the view holds it */
+        char path[192];
+        snprintf(path, sizeof path, "%s/%d", ch->path, p);
+        return h->sink->write_rows(h->sink->ctx, path, 0, (uint64_t)v->n_heads, v->data, err)
+                   ? NN_ERR
+                   : NN_HOOK_CONTINUE;
+    }
     /* in blocks of rows, so a long prompt's gather stays near 64 MB */
     int64_t r0 = o->row_offsets[p], r1 = o->row_offsets[p + 1];
     int64_t block = (int64_t)(((size_t)16 << 20) / (Hs * K));
@@ -282,16 +359,18 @@ static int hooks(nn_harvest *h, nn_op_state *s, nn_hookset *hs, const char *g, n
     for (int k = 0; k < op->n_hooks; k++) {
         nn_hook_point hp = op->hooks[k];
         bool per_layer = nn_hook_point_per_layer(hp);
-        for (int l = 0; l < (per_layer ? s->n_layers : 1); l++) {
+        const int *layers;
+        int n_layers;
+        hook_layers(s, k, &layers, &n_layers);
+        for (int l = 0; l < (per_layer ? n_layers : 1); l++) {
             collect_hook *c = &cs->hooks[n++];
             c->h = h;
             c->s = s;
             if (per_layer)
-                snprintf(c->path, sizeof c->path, "%s/%s/%d", g, nn_hook_point_name(hp),
-                         s->layers[l]);
+                snprintf(c->path, sizeof c->path, "%s/%s/%d", g, nn_hook_point_name(hp), layers[l]);
             else
                 snprintf(c->path, sizeof c->path, "%s/%s", g, nn_hook_point_name(hp));
-            if (nn_hookset_add(hs, hp, per_layer ? s->layers[l] : -1, collect_fn, c, err))
+            if (nn_hookset_add(hs, hp, per_layer ? layers[l] : -1, collect_fn, c, err))
                 return NN_ERR;
         }
     }

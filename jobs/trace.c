@@ -1,56 +1,41 @@
 #include "trace.h"
+#include "op.h"
 #include "store.h"
 
 #include <stdio.h>
 #include <string.h>
 
-typedef struct trace_ctx {
-    const nn_sink *sink;
-    int n_prompts;
-} trace_ctx;
+/* The requested (point, layer) pairs, once each: trace's --save list and --layers spec parsed
+ * against the model into the points in first-mention order and each one's sorted layers. */
+typedef struct trace_request {
+    nn_hook_point hooks[NN_HP_COUNT];
+    int n_hooks;
+    int *layers[NN_HP_COUNT]; /* [hook k][n_layers[k]], per-layer points only */
+    int n_layers[NN_HP_COUNT];
+} trace_request;
 
-static int save_hook(const nn_hook_view *v, void *user, nn_err *err)
+static void request_free(trace_request *r)
 {
-    trace_ctx *t = user;
-    char path[256];
-    const char *name = nn_hook_point_name(v->point);
-    uint64_t dims[3] = {v->rows, v->cols, 0};
-    int rank = 2;
-    if (v->point == NN_HP_ATTENTION_PROBABILITIES) {
-        snprintf(path, sizeof path, "/activations/%s/%d/%d", name, v->layer, v->seq);
-        dims[0] = (uint64_t)v->n_heads;
-        dims[1] = v->rows / (uint64_t)v->n_heads;
-        dims[2] = v->cols;
-        rank = 3;
-    } else if (v->layer >= 0) {
-        snprintf(path, sizeof path, "/activations/%s/%d", name, v->layer);
-    } else {
-        snprintf(path, sizeof path, "/activations/%s", name);
-    }
-    if (t->sink->write(t->sink->ctx, path, NN_SINK_F32, rank, dims, v->data, err))
-        return NN_ERR;
-    return NN_HOOK_CONTINUE;
+    for (int k = 0; k < NN_HP_COUNT; k++)
+        nn_free(r->layers[k]);
 }
 
-/* Registers save_hook for every requested (point, layer), once each. Returns the last layer any
- * of them needs, or n_layers when a point after the last block is requested. */
-static int add_requested(nn_hookset *hs, const nn_model *m, const nn_trace_params *p,
-                         trace_ctx *ctx, int *last_layer, nn_err *err)
+static int parse_request(const nn_model *m, const nn_trace_params *p, trace_request *r, nn_err *err)
 {
     int L = m->cfg.n_layers, *spec = NULL, n_spec = 0, rc = NN_ERR;
+    int slot[NN_HP_COUNT]; /* hook point -> index into r->hooks, -1 before it is named */
+    for (int i = 0; i < NN_HP_COUNT; i++)
+        slot[i] = -1;
     bool *seen = nn_calloc((size_t)NN_HP_COUNT * (size_t)L, sizeof *seen, err);
     char *list = seen ? nn_strdup(p->hooks ? p->hooks : "", err) : NULL;
     if (!list)
         goto done;
     if (nn_layers_parse(p->layers ? p->layers : "all", L, &spec, &n_spec, err))
         goto done;
-    *last_layer = -1;
-    int n_names = 0;
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
          name = strtok_r(NULL, ",", &save)) {
         nn_hook_point hp;
         int layer;
-        n_names++;
         if (nn_hook_name_parse(name, L, &hp, &layer, err))
             goto done;
         if (hp == NN_HP_ROUTER_PROBABILITIES && !m->cfg.n_experts) {
@@ -58,29 +43,35 @@ static int add_requested(nn_hookset *hs, const nn_model *m, const nn_trace_param
                     layer == NN_ALL_LAYERS ? (n_spec ? spec[0] : 0) : layer);
             goto done;
         }
-        int count = 1;
-        const int *layers = &layer;
-        if (layer == NN_ALL_LAYERS) {
-            layers = spec;
-            count = n_spec;
+        if (slot[hp] < 0) {
+            slot[hp] = r->n_hooks;
+            r->hooks[r->n_hooks++] = hp;
         }
-        for (int i = 0; i < count; i++) {
-            int l = layers[i] < 0 ? 0 : layers[i];
-            if (seen[(size_t)hp * L + l])
-                continue;
-            seen[(size_t)hp * L + l] = true;
-            if (nn_hookset_add(hs, hp, layers[i], save_hook, ctx, err))
-                goto done;
-            int needs = nn_hook_point_per_layer(hp)    ? layers[i]
-                        : hp == NN_HP_TOKEN_EMBEDDINGS ? 0
-                                                       : L;
-            if (needs > *last_layer)
-                *last_layer = needs;
+        if (!nn_hook_point_per_layer(hp))
+            continue;
+        if (layer != NN_ALL_LAYERS && (layer < 0 || layer >= L)) {
+            nn_fail(err, "%s: layer out of range (the model has %d layers)", name, L);
+            goto done;
         }
+        if (layer == NN_ALL_LAYERS)
+            for (int i = 0; i < n_spec; i++)
+                seen[(size_t)hp * L + spec[i]] = true;
+        else
+            seen[(size_t)hp * L + layer] = true;
     }
-    if (n_names == 0) {
+    if (r->n_hooks == 0) {
         nn_fail(err, "trace: no hook points to save (--save layers_output,mlps_output ...)");
         goto done;
+    }
+    for (int k = 0; k < r->n_hooks; k++) {
+        nn_hook_point hp = r->hooks[k];
+        if (!nn_hook_point_per_layer(hp))
+            continue;
+        if (!(r->layers[k] = nn_malloc((size_t)L * sizeof(int), err)))
+            goto done;
+        for (int l = 0; l < L; l++)
+            if (seen[(size_t)hp * L + l])
+                r->layers[k][r->n_layers[k]++] = l;
     }
     rc = NN_OK;
 done:
@@ -116,49 +107,40 @@ done:
     return rc;
 }
 
-static int write_tokens(const int32_t *tokens, const int *offsets, int n_prompts,
-                        const nn_sink *sink, nn_err *err)
-{
-    int64_t *offs = nn_malloc((size_t)(n_prompts + 1) * sizeof *offs, err);
-    if (!offs)
-        return NN_ERR;
-    for (int p = 0; p <= n_prompts; p++)
-        offs[p] = offsets[p];
-    int rc = nn_write_token_index(tokens, offs, n_prompts, sink, err);
-    nn_free(offs);
-    return rc;
-}
-
+/* One batch of the job's collect operation (jobs/op_collect.c) in trace's layout: the same
+ * collector as `nnterp run`'s store, so the two files hold the same bits. */
 int nn_trace_run(const nn_model *m, const int32_t *tokens, const int *offsets, int n_prompts,
                  const nn_trace_params *p, const nn_sink *sink, nn_err *err)
 {
     if (n_prompts < 1)
         return nn_fail(err, "trace: no prompts");
-    trace_ctx ctx = {.sink = sink, .n_prompts = n_prompts};
-    nn_hookset hs = {0};
-    nn_state *st = NULL;
-    int rc = NN_ERR, last_layer;
-    if (nn_hookset_init(&hs, m->cfg.n_layers, err) ||
-        add_requested(&hs, m, p, &ctx, &last_layer, err))
+    trace_request req = {0};
+    nn_job job = {0};
+    nn_harvest *h = NULL;
+    int64_t *offs = NULL;
+    int rc = NN_ERR;
+    if (parse_request(m, p, &req, err) ||
+        !(offs = nn_malloc((size_t)(n_prompts + 1) * sizeof *offs, err)) ||
+        !(job.ops = nn_calloc(1, sizeof *job.ops, err)))
         goto done;
-    /* Early exit: nothing after the last requested layer is computed. */
-    if (last_layer < m->cfg.n_layers &&
-        nn_hookset_add(&hs, NN_HP_LAYERS_OUTPUT, last_layer, nn_hook_stop, NULL, err))
+    job.n_ops = 1;
+    if (nn_op_collect_trace(&job.ops[0], req.n_hooks, req.hooks, req.layers, req.n_layers, err))
         goto done;
-    nn_state_params sp = {.max_tokens = offsets[n_prompts], .max_seqs = n_prompts};
-    if (nn_state_init(&st, m, &sp, err) || write_tokens(tokens, offsets, n_prompts, sink, err))
-        goto done;
-    nn_batch b = {
-        .tokens = tokens, .n_tokens = offsets[n_prompts], .n_seqs = n_prompts, .offsets = offsets};
-    nn_forward_params fp = {.hooks = &hs};
-    if (nn_forward(m, st, &b, &fp, err) == NN_ERR)
+    for (int i = 0; i <= n_prompts; i++)
+        offs[i] = offsets[i];
+    nn_corpus corpus = {.n_prompts = n_prompts, .tokens = tokens, .offsets = offs};
+    if (nn_harvest_init(&h, m, NULL, &job, &corpus, offsets[n_prompts], n_prompts, err) ||
+        nn_write_token_index(tokens, offs, n_prompts, sink, err) ||
+        nn_harvest_declare(h, sink, err) || nn_harvest_run(h, 0, n_prompts, sink, err))
         goto done;
     if (sink->attr(sink->ctx, "/", "hooks", p->hooks ? p->hooks : "", err) ||
         sink->attr(sink->ctx, "/", "layers", p->layers ? p->layers : "all", err))
         goto done;
     rc = NN_OK;
 done:
-    nn_state_free(st);
-    nn_hookset_free(&hs);
+    nn_harvest_free(h);
+    nn_job_free(&job);
+    nn_free(offs);
+    request_free(&req);
     return rc;
 }

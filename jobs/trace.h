@@ -9,7 +9,10 @@
  *   /activations/attention_probabilities/<layer>/<prompt> float32 [n_heads, T, T]
  *
  * Rows of every [N, ...] array are the prompts' tokens in order; prompt p is rows
- * token_offsets[p] .. token_offsets[p+1]. */
+ * token_offsets[p] .. token_offsets[p+1].
+ *
+ * It is one batch of the job's collect operation (jobs/op_collect.c, nn_op_collect_trace): the
+ * store's collector, in this file's layout. */
 #ifndef NN_TRACE_H
 #define NN_TRACE_H
 
