@@ -182,13 +182,13 @@ static void print_memory(const nn_model *m)
         }
         printf("\n");
     }
-    char impl[128];
-    bool amx = nn_bf16_probe(impl, sizeof impl);
-    printf("compute          float32 (default, OpenBLAS sgemm); --compute "
-           "bfloat16|bfloat16x3: %s\n",
-           amx ? impl : "float32 here");
-    if (!amx)
-        printf("                 (oneDNN's bfloat16 matmul: %s; not AMX, so not used)\n", impl);
+    char bf16[192], x3[192];
+    nn_bf16_kernel_for(NN_COMPUTE_BF16, bf16, sizeof bf16);
+    nn_bf16_kernel_for(NN_COMPUTE_BF16X3, x3, sizeof x3);
+    printf("compute          float32 (default, OpenBLAS sgemm)\n"
+           "                 --compute bfloat16: %s\n"
+           "                 --compute bfloat16x3: %s\n",
+           bf16, x3);
 }
 
 static int cmd_inspect(int argc, char **argv)

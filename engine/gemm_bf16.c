@@ -1,11 +1,15 @@
 /* bfloat16 GEMMs through oneDNN's matmul: see gemm_bf16.h for the numerics and the fixed-block
  * scheme that keeps a row's result independent of its batch. */
 #include "gemm_bf16.h"
+#include "gemm_dpbf16.h"
 #include "nn_half.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* oneDNN's part of a matrix (AMX), defined below when oneDNN is compiled in. */
+typedef struct dnnl_part dnnl_part;
 
 const char *nn_compute_name(nn_compute c)
 {
@@ -33,59 +37,63 @@ int nn_compute_parse(const char *name, const char *what, nn_compute *out, nn_err
 
 #ifndef NNTERP_HAVE_DNNL
 
-bool nn_bf16_compiled(void)
-{
-    return false;
-}
-
 bool nn_bf16_probe(char *impl, size_t n)
 {
     snprintf(impl, n, "none (built without oneDNN)");
     return false;
 }
 
-int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
-                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
+/* Never called: without oneDNN no matrix gets a oneDNN part. */
+struct dnnl_part {
+    int unused;
+};
+
+static int dnnl_part_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                            size_t ld, bool in_major, nn_compute mode, dnnl_part **out, nn_err *err)
 {
+    (void)w, (void)bias, (void)dtype, (void)n_in, (void)n_out, (void)ld, (void)in_major;
     *out = NULL;
-    return nn_fail(err,
-                   "compute %s needs oneDNN, and this nnterp was built without it "
-                   "(install libdnnl-dev and reconfigure)",
-                   nn_compute_name(mode));
+    return nn_fail(err, "compute %s: built without oneDNN", nn_compute_name(mode));
 }
 
-void nn_bf16_gemm_free(nn_bf16_gemm *g)
+static void dnnl_part_free(dnnl_part *g)
 {
     (void)g;
 }
 
-size_t nn_bf16_gemm_owned_bytes(const nn_bf16_gemm *g)
+static size_t dnnl_part_owned_bytes(const dnnl_part *g)
 {
+    (void)g;
     return 0;
 }
 
-size_t nn_bf16_gemm_scratch_bytes(const nn_bf16_gemm *g)
+static size_t dnnl_part_scratch_bytes(const dnnl_part *g)
 {
+    (void)g;
     return 0;
 }
 
-int nn_bf16_gemm_col_blocks(const nn_bf16_gemm *g)
+static int dnnl_part_col_blocks(const dnnl_part *g)
 {
+    (void)g;
     return 0;
 }
 
-int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cb, const float *x, size_t ldx, int rows,
-                       const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
+static int dnnl_part_block(const dnnl_part *g, int cb, const float *x, size_t ldx, int rows,
+                           const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
 {
+    (void)g, (void)cb, (void)x, (void)ldx, (void)rows, (void)bias, (void)y, (void)ldy,
+        (void)scratch;
     return nn_fail(err, "bfloat16 GEMM: built without oneDNN");
 }
 
 double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
 {
+    (void)M, (void)N, (void)K, (void)reps;
     return 0;
 }
 
-#else
+#else /* NNTERP_HAVE_DNNL */
 
 #include <dnnl.h>
 #include <pthread.h>
@@ -173,7 +181,7 @@ typedef struct col_block {
     int col0;
 } col_block;
 
-struct nn_bf16_gemm {
+struct dnnl_part {
     nn_compute mode;
     int n_in, n_out, terms;
     col_block *blocks;
@@ -182,11 +190,6 @@ struct nn_bf16_gemm {
     size_t copy_bytes;
     size_t scratchpad; /* the largest block's */
 };
-
-bool nn_bf16_compiled(void)
-{
-    return true;
-}
 
 static const char *impl_of(const_dnnl_primitive_desc_t pd)
 {
@@ -242,7 +245,7 @@ bool nn_bf16_probe(char *impl, size_t n)
     return strstr(impl, "amx") != NULL;
 }
 
-void nn_bf16_gemm_free(nn_bf16_gemm *g)
+static void dnnl_part_free(dnnl_part *g)
 {
     if (!g)
         return;
@@ -254,14 +257,14 @@ void nn_bf16_gemm_free(nn_bf16_gemm *g)
     nn_free(g);
 }
 
-int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
-                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
+static int dnnl_part_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                            size_t ld, bool in_major, nn_compute mode, dnnl_part **out, nn_err *err)
 {
     *out = NULL;
     err->msg[0] = '\0';
     if (dtype != NN_DT_BF16 && dtype != NN_DT_F32 && dtype != NN_DT_F16)
         return nn_fail(err, "bfloat16 GEMM: weights of dtype %s", nn_dtype_name(dtype));
-    nn_bf16_gemm *g = nn_calloc(1, sizeof *g, err);
+    dnnl_part *g = nn_calloc(1, sizeof *g, err);
     if (!g)
         return NN_ERR;
     g->mode = mode;
@@ -323,14 +326,14 @@ int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_
     *out = g;
     return NN_OK;
 no_amx:
-    nn_bf16_gemm_free(g);
+    dnnl_part_free(g);
     return NN_OK; /* *out NULL: float32 for this matrix */
 fail:
-    nn_bf16_gemm_free(g);
+    dnnl_part_free(g);
     return NN_ERR;
 }
 
-size_t nn_bf16_gemm_owned_bytes(const nn_bf16_gemm *g)
+static size_t dnnl_part_owned_bytes(const dnnl_part *g)
 {
     return g ? g->copy_bytes : 0;
 }
@@ -340,7 +343,7 @@ static size_t align64(size_t n)
     return (n + 63) & ~(size_t)63;
 }
 
-size_t nn_bf16_gemm_scratch_bytes(const nn_bf16_gemm *g)
+static size_t dnnl_part_scratch_bytes(const dnnl_part *g)
 {
     if (!g)
         return 0;
@@ -350,13 +353,13 @@ size_t nn_bf16_gemm_scratch_bytes(const nn_bf16_gemm *g)
            64;
 }
 
-int nn_bf16_gemm_col_blocks(const nn_bf16_gemm *g)
+static int dnnl_part_col_blocks(const dnnl_part *g)
 {
     return g ? g->n_blocks : 0;
 }
 
-int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cbi, const float *x, size_t ldx, int rows,
-                       const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
+static int dnnl_part_block(const dnnl_part *g, int cbi, const float *x, size_t ldx, int rows,
+                           const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
 {
     const col_block *cb = &g->blocks[cbi];
     size_t K = (size_t)g->n_in, N = (size_t)cb->n_cols, B = NN_BF16_ROWS, T = (size_t)g->terms;
@@ -495,3 +498,107 @@ double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
 }
 
 #endif
+
+/* ---- The kernel a matrix gets: oneDNN on AMX, else the vdpbf16ps kernel, else none -------- */
+
+struct nn_bf16_gemm {
+    nn_dpbf16 *dp;  /* the engine's vdpbf16ps kernel (AVX512-BF16 without AMX), or NULL */
+    dnnl_part *dnn; /* oneDNN's primitives (AMX), or NULL */
+};
+
+bool nn_bf16_compiled(void)
+{
+#if defined(NNTERP_HAVE_DNNL) || defined(__x86_64__)
+    return true;
+#else
+    return false;
+#endif
+}
+
+nn_bf16_kernel nn_bf16_kernel_for(nn_compute mode, char *desc, size_t n)
+{
+    char impl[96];
+    if (mode == NN_COMPUTE_F32) {
+        snprintf(desc, n, "float32 (OpenBLAS sgemm)");
+        return NN_BF16_KERNEL_NONE;
+    }
+    if (nn_bf16_probe(impl, sizeof impl)) {
+        snprintf(desc, n, "oneDNN %s, %d rows per call", impl, (int)NN_BF16_ROWS);
+        return NN_BF16_KERNEL_ONEDNN;
+    }
+    if (nn_dpbf16_available() && mode == NN_COMPUTE_BF16) {
+        snprintf(desc, n, "nnterp vdpbf16ps (AVX512-BF16, no AMX), %d rows per call",
+                 (int)NN_BF16_ROWS);
+        return NN_BF16_KERNEL_DPBF16;
+    }
+    if (nn_dpbf16_available())
+        /* three passes of the vdpbf16ps kernel cost more than one sgemm, and float32 is what
+         * bfloat16x3 stands for */
+        snprintf(desc, n,
+                 "float32 (OpenBLAS sgemm: bfloat16x3 needs AMX; oneDNN's bfloat16 matmul here is "
+                 "%s, not AMX)",
+                 impl);
+    else
+        snprintf(desc, n, "float32 (OpenBLAS sgemm: oneDNN's bfloat16 matmul here is %s, not AMX)",
+                 impl);
+    return NN_BF16_KERNEL_NONE;
+}
+
+void nn_bf16_gemm_free(nn_bf16_gemm *g)
+{
+    if (!g)
+        return;
+    nn_dpbf16_free(g->dp);
+    dnnl_part_free(g->dnn);
+    nn_free(g);
+}
+
+int nn_bf16_gemm_create(const void *w, const float *bias, nn_dtype dtype, int n_in, int n_out,
+                        size_t ld, bool in_major, nn_compute mode, nn_bf16_gemm **out, nn_err *err)
+{
+    *out = NULL;
+    err->msg[0] = '\0';
+    char desc[160];
+    nn_bf16_kernel k = nn_bf16_kernel_for(mode, desc, sizeof desc);
+    if (k == NN_BF16_KERNEL_NONE)
+        return NN_OK;
+    nn_bf16_gemm *g = nn_calloc(1, sizeof *g, err);
+    if (!g)
+        return NN_ERR;
+    int rc = k == NN_BF16_KERNEL_DPBF16
+                 ? nn_dpbf16_create(w, dtype, n_in, n_out, ld, in_major, &g->dp, err)
+                 : dnnl_part_create(w, bias, dtype, n_in, n_out, ld, in_major, mode, &g->dnn, err);
+    if (rc != NN_OK || (!g->dp && !g->dnn)) { /* no primitive at this shape: float32 */
+        nn_bf16_gemm_free(g);
+        return rc;
+    }
+    *out = g;
+    return NN_OK;
+}
+
+size_t nn_bf16_gemm_owned_bytes(const nn_bf16_gemm *g)
+{
+    return !g ? 0 : g->dp ? nn_dpbf16_bytes(g->dp) : dnnl_part_owned_bytes(g->dnn);
+}
+
+size_t nn_bf16_gemm_scratch_bytes(const nn_bf16_gemm *g)
+{
+    return !g      ? 0
+           : g->dp ? nn_dpbf16_scratch_bytes(g->dp, NN_BF16_ROWS)
+                   : dnnl_part_scratch_bytes(g->dnn);
+}
+
+int nn_bf16_gemm_col_blocks(const nn_bf16_gemm *g)
+{
+    return !g ? 0 : g->dp ? nn_dpbf16_col_blocks(g->dp) : dnnl_part_col_blocks(g->dnn);
+}
+
+int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cb, const float *x, size_t ldx, int rows,
+                       const float *bias, float *y, size_t ldy, void *scratch, nn_err *err)
+{
+    if (g->dp) {
+        nn_dpbf16_block(g->dp, cb, x, ldx, rows, bias, y, ldy, scratch);
+        return NN_OK;
+    }
+    return dnnl_part_block(g->dnn, cb, x, ldx, rows, bias, y, ldy, scratch, err);
+}

@@ -316,8 +316,8 @@ int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
         return NN_OK;
     if (!nn_bf16_compiled())
         return nn_fail(err,
-                       "compute %s needs oneDNN, and this nnterp was built without it (install "
-                       "libdnnl-dev and reconfigure)",
+                       "compute %s needs oneDNN or an x86-64 build, and this nnterp has neither "
+                       "(install libdnnl-dev and reconfigure)",
                        nn_compute_name(mode));
     compute_ctx cc = {.mode = mode, .err = err};
     if (mode == NN_COMPUTE_BF16X3) {
@@ -330,10 +330,9 @@ int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
         if (x3_weights_ok(m, &m->head, &cc) != NN_OK)
             return NN_ERR;
     }
-    char impl[96];
-    if (!nn_bf16_probe(impl, sizeof impl)) {
-        snprintf(m->compute_kernel, sizeof m->compute_kernel,
-                 "float32 (OpenBLAS sgemm: oneDNN's bfloat16 matmul here is %s, not AMX)", impl);
+    char desc[sizeof m->compute_kernel];
+    if (nn_bf16_kernel_for(mode, desc, sizeof desc) == NN_BF16_KERNEL_NONE) {
+        snprintf(m->compute_kernel, sizeof m->compute_kernel, "%s", desc);
         return NN_OK;
     }
     for (int l = m->layer_begin; m->layers && l < m->layer_end; l++) {
@@ -347,7 +346,6 @@ int nn_model_set_compute(nn_model *m, nn_compute mode, nn_err *err)
      * copy on each stage (half the bytes of a F32 head); a BF16 head is used in place. */
     if (make_gemm(m, &m->head, &cc) != NN_OK)
         return NN_ERR;
-    snprintf(m->compute_kernel, sizeof m->compute_kernel, "oneDNN %s, %d rows per call", impl,
-             (int)NN_BF16_ROWS);
+    snprintf(m->compute_kernel, sizeof m->compute_kernel, "%s", desc);
     return NN_OK;
 }
