@@ -17,9 +17,10 @@
  * threads: the ceiling the forward's matmul FLOPs ("flops_per_token") are set against.
  *
  * --compute float32|bfloat16|bfloat16x3 sets the GEMM precision (nn_model_set_compute); with a
- * bfloat16 mode --library-rate also times oneDNN's own bfloat16 matmul on each of the forward's
- * linear shapes with all the batch's rows in one call ("library_linear_s": the seconds oneDNN alone
- * needs for the forward's linear maps, one thread), which the forward's time is set against. */
+ * bfloat16 mode --library-rate also times the bfloat16 kernel alone on each of the forward's
+ * linear shapes with all the batch's rows (oneDNN's matmul in one call on AMX, the vdpbf16ps
+ * kernel elsewhere: nn_bf16_matmul_gflops; "library_linear_s": the seconds the kernel alone needs
+ * for the forward's linear maps, one thread), which the forward's time is set against. */
 #include <cblas.h>
 #include <errno.h>
 #include <stdio.h>
@@ -256,7 +257,7 @@ int main(int argc, char **argv)
     if (want_sgemm && !(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
         goto done;
 
-    /* oneDNN alone on the forward's linear shapes: every layer's maps with all n rows, and the
+    /* The bfloat16 kernel alone on the forward's linear shapes: every layer's maps with all n rows, and the
      * head on the batch's last rows; each shape timed once, counted once per layer. */
     double library_s = 0;
     if (want_library && mode != NN_COMPUTE_F32) {

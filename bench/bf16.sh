@@ -5,9 +5,9 @@
 #   8 prompts x 128 tokens, every layers_output captured; nnterp --compute float32, bfloat16 and
 #   bfloat16x3 against PyTorch with bfloat16 weights (the same hooked forward, bench/
 #   torch_forward.py --dtype bfloat16) under Debian's torch 1.13 and /work/venv's torch 2.13; and
-#   the fraction of oneDNN's own bfloat16 matmul rate: the seconds oneDNN alone needs for the
-#   forward's linear maps (each shape in one call with all 1024 rows, one thread) over nnterp's
-#   whole forward.
+#   the fraction of the bfloat16 kernel's own rate: the seconds the kernel alone needs for the
+#   forward's linear maps (oneDNN's matmul in one call with all 1024 rows on AMX, the vdpbf16ps
+#   kernel in 128-row calls elsewhere; one thread) over nnterp's whole forward.
 # Usage: bench/bf16.sh [REPS]   (BENCH_CPU: the pinned core, default 0; VENV_PY: torch 2.x python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,9 +33,9 @@ trap 'rm -rf "$T"' EXIT
 isa=$(grep -o -w -E 'avx512f|avx512_bf16|amx_bf16|amx_tile' /proc/cpuinfo | sort -u | tr '\n' ' ')
 model=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
 echo "CPU: $model; flags: $isa"
-echo "oneDNN: $("$BUILD/nnterp" inspect -m bench/.cache/gpt2-small-bf16 | grep '^compute' | sed 's/.*bfloat16x3: //')"
+"$BUILD/nnterp" inspect -m bench/.cache/gpt2-small-bf16 | grep -- '--compute bfloat16' | sed 's/^ *//' 
 echo
-echo "| model | nnterp float32 | nnterp bfloat16 | nnterp bfloat16x3 | PyTorch 1.13 bf16 | PyTorch 2.13 bf16 | bf16 / f32 | bf16 / PyTorch 2.13 | x3 / f32 | of oneDNN's rate (bf16) |"
+echo "| model | nnterp float32 | nnterp bfloat16 | nnterp bfloat16x3 | PyTorch 1.13 bf16 | PyTorch 2.13 bf16 | bf16 / f32 | bf16 / PyTorch 2.13 | x3 / f32 | of the kernel's own rate (bf16) |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for m in gpt2 llama; do
   ck=bench/.cache/gpt2-small-bf16

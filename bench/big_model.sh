@@ -8,7 +8,8 @@
 #   3. nnterp plan --ranks 2 --stages 2 --compute bfloat16 for the job's tokens;
 #   4. mpirun -np 2 nnterp run: 2 pipeline stages in bfloat16, layers_output of 4 layers stored in
 #      bfloat16 and a logit lens, each rank's peak RSS measured by /usr/bin/time;
-#   5. the same job on one process, one stage (STAGE1=0 skips it): the stores compared bit for bit;
+#   5. the same job on one process, one stage (STAGE1=0 skips it; STAGE1_THREADS its threads, default
+#      1): the stores compared bit for bit;
 #   6. (ONLY_LONG=1: this step alone) one prompt of about 1024, 2048 and 4096 tokens on one process (LONG=0 skips it, LONG_SIZES
 #      picks them): peak RSS, to show memory linear in the prompt's length. LONG_LAYER (default
 #      31) is the layer collected: the pass stops after it, so LONG_LAYER=1 measures the
@@ -100,7 +101,8 @@ print('prompts', len(o) - 1, 'tokens', o[-1], 'longest', max(o[1:] - o[:-1]), 'c
 fi # ONLY_LONG
 if [ "${STAGE1:-1}" = 1 ]; then
   echo "== one process, one stage"
-  /usr/bin/time -f "one stage: peak RSS %M kB, %e s" "$NNTERP" run "$OUT/job1.json" 2>&1 | tail -3
+  # STAGE1_THREADS (default 1): the one process's threads; the store does not depend on them
+  OPENBLAS_NUM_THREADS=${STAGE1_THREADS:-1} /usr/bin/time -f "one stage: peak RSS %M kB, %e s" "$NNTERP" run "$OUT/job1.json" 2>&1 | tail -3
   /usr/bin/python3 - "$OUT/pipe.h5" "$OUT/one.h5" <<'PY'
 import sys, h5py
 a, b = h5py.File(sys.argv[1]), h5py.File(sys.argv[2])

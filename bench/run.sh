@@ -88,20 +88,7 @@ done
 start_inspect=$( { /usr/bin/time -f %e "$BUILD/nnterp" inspect -m "$GPT2" >/dev/null; } 2>&1 | tail -1)
 
 # 3 + 6: the harvest job against PyTorch
-"$PY" - "$T/prompts.txt" <<'PY'
-import random, sys
-random.seed(1)
-words = ("the of and a to in is was that for on with as by at from his her it an were are which "
-         "this be had not but have one they you all we can there been if more when will would who "
-         "so no time people year way day man thing woman life child world school state family").split()
-# token counts spread evenly from 8 to 256 (one token a word), in no particular order, as in a
-# dataset nobody sorted by length
-lengths = [8 + (i * 248) // 511 for i in range(512)]
-random.shuffle(lengths)
-with open(sys.argv[1], "w") as f:
-    for n in lengths:
-        f.write(" ".join(random.choice(words) for _ in range(n)) + "\n")
-PY
+"$PY" bench/harvest_prompts.py "$T/prompts.txt"
 cat >"$T/job.json" <<JOB
 {"model": "$PWD/$GPT2", "tokenizer": "$TOK/tokenizer.json",
  "dataset": {"path": "$T/prompts.txt", "max_tokens": 256, "too_long": "truncate"},

@@ -10,7 +10,9 @@ prompts are given as token ids (IDS.npz: `ids` int32 [N], `offsets` int64 [P + 1
 nnterp tokenized, so both sides process the same tokens.
 
 Usage: /usr/bin/python3 bench/torch_harvest.py MODEL_DIR IDS.npz OUT.h5 [--batch 8]
-           [--layers 6] [--threads 1]
+           [--layers 6] [--threads 1] [--dtype float32|bfloat16]
+--dtype bfloat16 runs the model in torch.bfloat16 (as torch_dtype=torch.bfloat16 does; the
+harvest of bench/harvest_bf16.sh).
 Prints one JSON object: seconds (the whole run: load, passes, writes), tokens, tokens_per_s.
 """
 import argparse
@@ -39,6 +41,7 @@ def main():
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     t0 = time.perf_counter()
@@ -49,6 +52,8 @@ def main():
     model = GPT2LMHeadModel(cfg)
     model.load(load_safetensors(os.path.join(a.model_dir, "model.safetensors")))
     model.eval()
+    if a.dtype == "bfloat16":
+        model = model.to(torch.bfloat16)
     z = np.load(a.ids)
     ids, offsets = z["ids"], z["offsets"]
     P, N, d = len(offsets) - 1, int(offsets[-1]), cfg["n_embd"]
@@ -90,7 +95,8 @@ def main():
     out.close()
     dt = time.perf_counter() - t0
     print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "seconds": dt, "tokens": N,
-                      "prompts": P, "tokens_per_s": N / dt, "threads": a.threads}))
+                      "prompts": P, "tokens_per_s": N / dt, "threads": a.threads,
+                      "dtype": a.dtype}))
 
 
 if __name__ == "__main__":

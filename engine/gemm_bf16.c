@@ -7,6 +7,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
 
 /* oneDNN's part of a matrix (AMX), defined below when oneDNN is compiled in. */
 typedef struct dnnl_part dnnl_part;
@@ -87,7 +101,7 @@ static int dnnl_part_block(const dnnl_part *g, int cb, const float *x, size_t ld
     return nn_fail(err, "bfloat16 GEMM: built without oneDNN");
 }
 
-double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
+static double onednn_matmul_gflops(int M, int N, int K, int reps)
 {
     (void)M, (void)N, (void)K, (void)reps;
     return 0;
@@ -423,22 +437,9 @@ static int dnnl_part_block(const dnnl_part *g, int cbi, const float *x, size_t l
     return NN_OK;
 }
 
-#include <time.h>
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
+static double onednn_matmul_gflops(int M, int N, int K, int reps)
 {
     omp_set_num_threads(1);
     dnnl_primitive_desc_t pd;
@@ -601,4 +602,47 @@ int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cb, const float *x, size_t ldx
         return NN_OK;
     }
     return dnnl_part_block(g->dnn, cb, x, ldx, rows, bias, y, ldy, scratch, err);
+}
+
+/* The vdpbf16ps kernel alone: M rows in NN_BF16_ROWS-row calls over every column block. */
+static double dpbf16_gflops(int M, int N, int K, int reps)
+{
+    nn_err err;
+    nn_dpbf16 *d = NULL;
+    uint16_t *w = calloc((size_t)N * K, 2);
+    float *x = calloc((size_t)M * K, 4), *y = calloc((size_t)M * N, 4);
+    void *scratch = NULL;
+    double t[64], g = 0;
+    if (w && x && y && nn_dpbf16_create(w, NN_DT_BF16, K, N, (size_t)K, false, &d, &err) == NN_OK &&
+        (scratch = malloc(nn_dpbf16_scratch_bytes(d, NN_BF16_ROWS)))) {
+        for (size_t i = 0; i < (size_t)M * K; i++)
+            x[i] = (float)(i % 7) * 0.01f;
+        for (int r = -1; r < reps; r++) {
+            double t0 = now_s();
+            for (int r0 = 0; r0 < M; r0 += NN_BF16_ROWS)
+                for (int cb = 0; cb < nn_dpbf16_col_blocks(d); cb++)
+                    nn_dpbf16_block(d, cb, x + (size_t)r0 * K, (size_t)K,
+                                    M - r0 < NN_BF16_ROWS ? M - r0 : NN_BF16_ROWS, NULL,
+                                    y + (size_t)r0 * N, (size_t)N, scratch);
+            if (r >= 0)
+                t[r] = now_s() - t0;
+        }
+        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+        g = 2.0 * M * N * K / t[reps / 2] / 1e9;
+    }
+    nn_dpbf16_free(d);
+    free(scratch);
+    free(w);
+    free(x);
+    free(y);
+    return g;
+}
+
+double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
+{
+    if (reps < 1 || reps > 64)
+        return 0;
+    char desc[160];
+    nn_bf16_kernel k = nn_bf16_kernel_for(NN_COMPUTE_BF16, desc, sizeof desc);
+    return k == NN_BF16_KERNEL_DPBF16 ? dpbf16_gflops(M, N, K, reps) : onednn_matmul_gflops(M, N, K, reps);
 }

@@ -80,9 +80,10 @@ int nn_bf16_gemm_col_blocks(const nn_bf16_gemm *g);
 int nn_bf16_gemm_block(const nn_bf16_gemm *g, int cb, const float *x, size_t ldx, int rows,
                        const float *bias, float *y, size_t ldy, void *scratch, nn_err *err);
 
-/* For benchmarks: oneDNN's own rate, GFLOP/s, on one plain bfloat16 matmul [M, K] x [K, N] (the
- * weights [N][K], one primitive made for this M, one call, one thread): the median of reps after
- * a warm-up. 0 without oneDNN. */
+/* For benchmarks: the bfloat16 kernel's own rate, GFLOP/s, on one product [M, K] x [K, N] (the
+ * weights [N][K]), one thread, the median of reps after a warm-up: oneDNN's plain matmul (one
+ * primitive made for this M, one call) where oneDNN runs on AMX, else the vdpbf16ps kernel alone
+ * (M rows in NN_BF16_ROWS-row calls). 0 without either. */
 double nn_bf16_matmul_gflops(int M, int N, int K, int reps);
 
 #endif

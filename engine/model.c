@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model_internal.h"
 
@@ -269,6 +270,26 @@ static int x3_weights_ok(nn_model *m, nn_linear *W, void *ctx)
                    m->source, nn_dtype_name(W->dtype));
 }
 
+/* The mapped pages wholly inside a matrix the bfloat16 kernel now holds a copy of leave this
+ * process's resident set (nn_file_release; a later read maps them back, as float32 mode or an
+ * embedding lookup of a tied head does): a stage's memory stays about its checkpoint bytes. */
+static void release_source(const nn_model *m, const nn_linear *W)
+{
+    size_t bytes = (size_t)(W->in_major ? W->n_in : W->n_out) * W->ld * nn_dtype_size(W->dtype);
+    const uint8_t *p = (const uint8_t *)W->w;
+    long page = sysconf(_SC_PAGESIZE);
+    for (int i = 0; page > 0 && i < m->archive.n_files; i++) {
+        const nn_mapped_file *f = &m->archive.files[i];
+        if (!f->data || p < f->data || p + bytes > f->data + f->size)
+            continue;
+        size_t off = (size_t)(p - f->data), pg = (size_t)page;
+        size_t begin = (off + pg - 1) / pg * pg, end = (off + bytes) / pg * pg;
+        if (end > begin)
+            nn_file_release(f, begin, end - begin);
+        return;
+    }
+}
+
 static int make_gemm(nn_model *m, nn_linear *W, void *ctx)
 {
     compute_ctx *cc = ctx;
@@ -287,6 +308,8 @@ static int make_gemm(nn_model *m, nn_linear *W, void *ctx)
     if (keep_gemm(m, g, err) != NN_OK)
         return NN_ERR;
     W->mm = g;
+    if (nn_bf16_gemm_owned_bytes(g) > 0)
+        release_source(m, W);
     return NN_OK;
 }
 

@@ -47,6 +47,34 @@ sys.exit(1 if bad else 0)
 PY
 grep -q "logit lens at position" lens.json && bad "lens --json also printed the table" || ok "lens --json prints only the JSON"
 
+# lens -o and the job's logit_lens operation are one computation (nn_lens_probs, nn_top_k): the
+# same prompt as a one-line dataset gives the file's numbers bit for bit, the store's
+# [rows, layers, k] being the file's [layers, positions, k] transposed.
+printf '%s\n' '{"text": "The capital of France is"}' >one.jsonl
+cat >lensjob.json <<JOB
+{"model": "$MODEL", "dataset": {"path": "one.jsonl"},
+ "operations": [{"op": "logit_lens", "top_k": 5, "positions": [1, -2, -1]},
+                {"op": "logit_lens", "top_k": 3, "layers": [0, 2], "inverse": true, "positions": "last"}],
+ "output": "lensjob.h5"}
+JOB
+"$NNTERP" lens -m "$MODEL" -p "The capital of France is" --inverse -k 3 --layers 0,2 -o inv_last.h5 >/dev/null 2>err ||
+  bad "lens --inverse at the last position: $(cat err)"
+if "$NNTERP" run lensjob.json >/dev/null 2>err; then
+  $PY - <<'PY' && ok "lens -o equals the job's logit_lens op bit for bit (and --inverse at chosen layers)" || bad "lens -o differs from the job's logit_lens"
+import sys, h5py, numpy as np
+s = h5py.File("lensjob.h5", "r")
+bad = []
+for name, g in (("lens.h5", "logit_lens"), ("inv_last.h5", "logit_lens_2")):
+    f = h5py.File(name, "r")["lens"]
+    for ds in ("top_ids", "top_probs"):
+        a, b = f[ds][:], s[g + "/" + ds][:].transpose(1, 0, 2)
+        if a.shape != b.shape or a.tobytes() != b.tobytes():
+            bad.append(f"{name} {ds}: {a.shape} vs {b.shape}")
+print(bad, file=sys.stderr) if bad else None
+sys.exit(1 if bad else 0)
+PY
+else bad "the logit_lens job: $(cat err)"; fi
+
 "$NNTERP" patchscope -m "$MODEL" --source "The capital of France is" --layers 0:3 -k 4 --targets Paris,Rome \
   --generate 3 --json -o ps.h5 >ps.json 2>err && ok "patchscope --json -o runs" || bad "patchscope --json: $(cat err)"
 "$NNTERP" patchscope -m "$MODEL" --source "Paris" --target "Rome is a city; x" --index -1 -k 2 --json \
