@@ -257,8 +257,8 @@ int main(int argc, char **argv)
     if (want_sgemm && !(gflops = sgemm_gflops(n, ff, c->d_model, reps, &err)))
         goto done;
 
-    /* The bfloat16 kernel alone on the forward's linear shapes: every layer's maps with all n rows, and the
-     * head on the batch's last rows; each shape timed once, counted once per layer. */
+    /* The bfloat16 kernel alone on the forward's linear shapes: every layer's maps with all n rows,
+     * and the head on the batch's last rows; each shape timed once, counted once per layer. */
     double library_s = 0;
     if (want_library && mode != NN_COMPUTE_F32) {
         const nn_layer *L0 = &model->layers[0];

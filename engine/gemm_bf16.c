@@ -437,8 +437,6 @@ static int dnnl_part_block(const dnnl_part *g, int cbi, const float *x, size_t l
     return NN_OK;
 }
 
-
-
 static double onednn_matmul_gflops(int M, int N, int K, int reps)
 {
     omp_set_num_threads(1);
@@ -644,5 +642,6 @@ double nn_bf16_matmul_gflops(int M, int N, int K, int reps)
         return 0;
     char desc[160];
     nn_bf16_kernel k = nn_bf16_kernel_for(NN_COMPUTE_BF16, desc, sizeof desc);
-    return k == NN_BF16_KERNEL_DPBF16 ? dpbf16_gflops(M, N, K, reps) : onednn_matmul_gflops(M, N, K, reps);
+    return k == NN_BF16_KERNEL_DPBF16 ? dpbf16_gflops(M, N, K, reps)
+                                      : onednn_matmul_gflops(M, N, K, reps);
 }
