@@ -19,6 +19,7 @@
 #include "context.h"
 #include "hooks.h"
 #include "toolkit.h"
+#include "toolkit_out.h"
 
 static const char *usage_skip =
     "usage: nnterp skip -m MODEL -p TEXT --layers SPEC [--sweep] [--targets W[,W..]] [-k K]\n"
@@ -83,9 +84,8 @@ typedef struct iv_cli {
     int32_t *target_ids; /* object-lens --target */
     int target_n;
     int *layers, L;
-    nn_ids *targets; /* [T] first-token ids of each --targets word */
-    char **target_names;
-    int T, k;
+    cli_targets tg; /* --targets */
+    int k;
     size_t V;
     float *probs; /* scratch: [rows][V] */
     iv_row *rows;
@@ -100,12 +100,7 @@ static void iv_cli_free(iv_cli *c)
     nn_free(c->ids);
     nn_free(c->target_ids);
     nn_free(c->layers);
-    for (int t = 0; c->targets && t < c->T; t++) {
-        nn_ids_free(&c->targets[t]);
-        nn_free(c->target_names[t]);
-    }
-    nn_free(c->targets);
-    nn_free(c->target_names);
+    cli_targets_free(&c->tg);
     nn_free(c->probs);
     for (int r = 0; c->rows && r < c->n_rows; r++) {
         nn_free(c->rows[r].top_ids);
@@ -115,39 +110,14 @@ static void iv_cli_free(iv_cli *c)
     nn_free(c->rows);
 }
 
-/* --targets words, each one target: its first tokens (nnterp's get_first_tokens), as a job's
- * dataset targets (coord/corpus.c). */
-static int parse_targets(const args *a, iv_cli *c, nn_err *err)
-{
-    if (!a->targets_words)
-        return NN_OK;
-    char buf[4096];
-    const char *words[64];
-    int n = 0;
-    snprintf(buf, sizeof buf, "%s", a->targets_words);
-    for (char *save = NULL, *w = strtok_r(buf, ",", &save); w && n < 64;
-         w = strtok_r(NULL, ",", &save))
-        words[n++] = w;
-    if (n == 0)
-        return nn_fail(err, "--targets: no word given");
-    if (!(c->targets = nn_calloc((size_t)n, sizeof *c->targets, err)) ||
-        !(c->target_names = nn_calloc((size_t)n, sizeof *c->target_names, err)))
-        return NN_ERR;
-    c->T = n;
-    for (int t = 0; t < n; t++)
-        if (nn_first_tokens(c->tok, &words[t], 1, &c->targets[t], err) ||
-            !(c->target_names[t] = nn_strdup(words[t], err)))
-            return NN_ERR;
-    return NN_OK;
-}
-
 /* The model, its tokenizer and a context; --targets, -k and --layers (default_layers when not
  * given, NULL: required). Returns 0, or an exit code (EXIT_USAGE for a bad flag value). */
 static int setup(const args *a, const char *default_layers, iv_cli *c, nn_err *err)
 {
     if (cli_load_model(a, &c->m, err) ||
         cli_open_tokenizer(a, c->m->source, c->m->cfg.vocab_size, true, &c->tok, err) ||
-        nn_context_init(&c->cx, c->m, NULL, err) || parse_targets(a, c, err))
+        nn_context_init(&c->cx, c->m, NULL, err) ||
+        cli_targets_parse(a->targets_words, c->tok, &c->tg, err))
         return cli_fail(err);
     c->V = (size_t)c->m->cfg.vocab_size;
     c->k = a->top_k;
@@ -170,7 +140,7 @@ static int alloc_rows(iv_cli *c, int n, nn_err *err)
     for (int r = 0; r < n; r++)
         if (!(c->rows[r].top_ids = nn_malloc((size_t)c->k * sizeof(int32_t), err)) ||
             !(c->rows[r].top_probs = nn_malloc((size_t)c->k * sizeof(float), err)) ||
-            !(c->rows[r].target_probs = nn_malloc((size_t)c->T * sizeof(float) + 1, err)))
+            !(c->rows[r].target_probs = nn_malloc((size_t)c->tg.n * sizeof(float) + 1, err)))
             return NN_ERR;
     return (c->probs = nn_malloc(c->V * sizeof(float), err)) ? NN_OK : NN_ERR;
 }
@@ -180,12 +150,8 @@ static int alloc_rows(iv_cli *c, int n, nn_err *err)
 static void fill_row(iv_cli *c, int r, const float *probs)
 {
     nn_top_k(probs, c->V, c->k, c->rows[r].top_ids, c->rows[r].top_probs);
-    for (int t = 0; t < c->T; t++) {
-        double sum = 0;
-        for (size_t i = 0; i < c->targets[t].n; i++)
-            sum += probs[c->targets[t].ids[i]];
-        c->rows[r].target_probs[t] = (float)sum;
-    }
+    for (int t = 0; t < c->tg.n; t++)
+        c->rows[r].target_probs[t] = cli_target_prob(&c->tg, t, probs);
 }
 
 /* Row r: the prompt's next-token probabilities under hooks (NULL: none). */
@@ -239,7 +205,7 @@ static cJSON *row_json(const iv_cli *c, const iv_row *row)
         cJSON_AddItemToArray(top, e);
         nn_free(text);
     }
-    for (int t = 0; tp && t < c->T; t++)
+    for (int t = 0; tp && t < c->tg.n; t++)
         cJSON_AddItemToArray(tp, f32_json(row->target_probs[t]));
     cJSON_AddItemToObject(o, "top", top);
     cJSON_AddItemToObject(o, "target_probs", tp);
@@ -249,8 +215,8 @@ static cJSON *row_json(const iv_cli *c, const iv_row *row)
 static cJSON *names_json(const iv_cli *c)
 {
     cJSON *names = cJSON_CreateArray();
-    for (int t = 0; names && t < c->T; t++)
-        cJSON_AddItemToArray(names, cJSON_CreateString(c->target_names[t]));
+    for (int t = 0; names && t < c->tg.n; t++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(c->tg.names[t]));
     return names;
 }
 
@@ -276,15 +242,15 @@ static int print_json(cJSON *o, nn_err *err)
 static void print_rows(const iv_cli *c)
 {
     printf("  %-14s", "");
-    for (int t = 0; t < c->T; t++) {
+    for (int t = 0; t < c->tg.n; t++) {
         char head[80];
-        snprintf(head, sizeof head, "p('%s')", c->target_names[t]);
+        snprintf(head, sizeof head, "p('%s')", c->tg.names[t]);
         printf(" %10s", head);
     }
     printf("  top %d\n", c->k);
     for (int r = 0; r < c->n_rows; r++) {
         printf("  %-14s", c->rows[r].label);
-        for (int t = 0; t < c->T; t++)
+        for (int t = 0; t < c->tg.n; t++)
             printf(" %10.4f", c->rows[r].target_probs[t]);
         printf(" ");
         for (int i = 0; i < c->k; i++) {

@@ -17,6 +17,7 @@
 #include "hooks.h"
 #include "store.h"
 #include "toolkit.h"
+#include "toolkit_out.h"
 
 static const char *usage_patch =
     "usage: nnterp patch -m MODEL --source TEXT --target TEXT [--hook H[,H..]] [--layers SPEC]\n"
@@ -44,9 +45,7 @@ typedef struct patch_cli {
     int H;
     int *layers, L;
     int *positions, W;
-    nn_ids *targets; /* [T] first-token ids */
-    char **target_names;
-    int T;
+    cli_targets tg; /* --targets, or the source's argmax */
     size_t V;
     float *baseline, *source, *patched, *diff; /* [T], [T], [cells * T] or [T], [cells] */
     int32_t *top_ids;
@@ -62,26 +61,13 @@ static void patch_cli_free(patch_cli *p)
     nn_free(p->tgt);
     nn_free(p->layers);
     nn_free(p->positions);
-    for (int t = 0; p->targets && t < p->T; t++) {
-        nn_ids_free(&p->targets[t]);
-        nn_free(p->target_names[t]);
-    }
-    nn_free(p->targets);
-    nn_free(p->target_names);
+    cli_targets_free(&p->tg);
     nn_free(p->baseline);
     nn_free(p->source);
     nn_free(p->patched);
     nn_free(p->diff);
     nn_free(p->top_ids);
     nn_free(p->top_probs);
-}
-
-static float target_sum(const nn_ids *t, const float *probs)
-{
-    double sum = 0; /* as the job's nn_op_target_sum */
-    for (size_t i = 0; i < t->n; i++)
-        sum += probs[t->ids[i]];
-    return (float)sum;
 }
 
 static int parse_hooks(const char *spec, patch_cli *p, nn_err *err)
@@ -104,36 +90,10 @@ static int parse_hooks(const char *spec, patch_cli *p, nn_err *err)
     return p->H ? NN_OK : nn_fail(err, "--hook: no hook point given");
 }
 
-/* --targets words, or the source's argmax. */
-static int parse_targets(const args *a, patch_cli *p, nn_err *err)
-{
-    char buf[4096];
-    const char *words[64];
-    int n = 0;
-    if (a->targets_words) {
-        snprintf(buf, sizeof buf, "%s", a->targets_words);
-        for (char *save = NULL, *w = strtok_r(buf, ",", &save); w && n < 64;
-             w = strtok_r(NULL, ",", &save))
-            words[n++] = w;
-        if (n == 0)
-            return nn_fail(err, "--targets: no word given");
-    }
-    int T = n ? n : 1;
-    if (!(p->targets = nn_calloc((size_t)T, sizeof *p->targets, err)) ||
-        !(p->target_names = nn_calloc((size_t)T, sizeof *p->target_names, err)))
-        return NN_ERR;
-    p->T = T;
-    for (int t = 0; t < n; t++)
-        if (nn_first_tokens(p->tok, &words[t], 1, &p->targets[t], err) ||
-            !(p->target_names[t] = nn_strdup(words[t], err)))
-            return NN_ERR;
-    return NN_OK;
-}
-
 static int compute(const args *a, patch_cli *p, nn_err *err)
 {
     bool sweep = a->sweep;
-    size_t V = p->V, T = (size_t)p->T, cells = (size_t)p->H * p->L * p->W;
+    size_t V = p->V, T = a->targets_words ? (size_t)p->tg.n : 1, cells = (size_t)p->H * p->L * p->W;
     int k = a->top_k;
     float *probs = nn_malloc(V * sizeof *probs, err);
     nn_patch *patches = probs ? nn_malloc(cells * sizeof *patches, err) : NULL;
@@ -146,17 +106,14 @@ static int compute(const args *a, patch_cli *p, nn_err *err)
         float v;
         nn_top_k(probs, V, 1, &id, &v);
         char *text = cli_token_text(p->tok, id);
-        rc = nn_ids_push(&p->targets[0], id, err) ||
-                     !(p->target_names[0] = text ? text : nn_strdup("?", err))
-                 ? NN_ERR
-                 : NN_OK;
+        rc = cli_targets_add_id(&p->tg, id, text ? text : nn_strdup("?", err), err);
     }
     for (size_t t = 0; !rc && t < T; t++)
-        p->source[t] = target_sum(&p->targets[t], probs);
+        p->source[t] = cli_target_prob(&p->tg, (int)t, probs);
     if (!rc)
         rc = nn_next_token_probs_ctx(p->cx, &tgt, 1, NULL, probs, err);
     for (size_t t = 0; !rc && t < T; t++)
-        p->baseline[t] = target_sum(&p->targets[t], probs);
+        p->baseline[t] = cli_target_prob(&p->tg, (int)t, probs);
     size_t n = 0;
     for (int h = 0; h < p->H; h++)
         for (int l = 0; l < p->L; l++)
@@ -169,14 +126,14 @@ static int compute(const args *a, patch_cli *p, nn_err *err)
         if (!rc)
             rc = nn_activation_patch_ctx(p->cx, src, tgt, patches, (int)cells, probs, NULL, err);
         for (size_t t = 0; !rc && t < T; t++)
-            p->patched[t] = target_sum(&p->targets[t], probs);
+            p->patched[t] = cli_target_prob(&p->tg, (int)t, probs);
         if (!rc)
             nn_top_k(probs, V, k, p->top_ids, p->top_probs);
     }
     for (size_t c = 0; sweep && !rc && c < cells; c++) {
         rc = nn_activation_patch_ctx(p->cx, src, tgt, &patches[c], 1, probs, NULL, err);
         for (size_t t = 0; !rc && t < T; t++)
-            p->patched[c * T + t] = target_sum(&p->targets[t], probs);
+            p->patched[c * T + t] = cli_target_prob(&p->tg, (int)t, probs);
         if (T >= 2)
             p->diff[c] = logf(p->patched[c * T]) - logf(p->patched[c * T + 1]);
     }
@@ -203,7 +160,7 @@ static cJSON *ints(const int *v, size_t n)
 
 static int print_json(const args *a, const patch_cli *p, nn_err *err)
 {
-    size_t T = (size_t)p->T, cells = (size_t)p->H * p->L * p->W;
+    size_t T = (size_t)p->tg.n, cells = (size_t)p->H * p->L * p->W;
     cJSON *o = cJSON_CreateObject(), *hooks = cJSON_CreateArray(), *names = cJSON_CreateArray();
     if (!o || !hooks || !names) {
         cJSON_Delete(o), cJSON_Delete(hooks), cJSON_Delete(names);
@@ -211,8 +168,8 @@ static int print_json(const args *a, const patch_cli *p, nn_err *err)
     }
     for (int h = 0; h < p->H; h++)
         cJSON_AddItemToArray(hooks, cJSON_CreateString(nn_hook_point_name(p->hooks[h])));
-    for (int t = 0; t < p->T; t++)
-        cJSON_AddItemToArray(names, cJSON_CreateString(p->target_names[t]));
+    for (int t = 0; t < p->tg.n; t++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(p->tg.names[t]));
     cJSON_AddStringToObject(o, "source", a->source);
     cJSON_AddStringToObject(o, "target", a->target);
     cJSON_AddItemToObject(o, "hooks", hooks);
@@ -252,12 +209,12 @@ static void print_table(const args *a, const patch_cli *p)
 {
     printf("activation patching: %d hook(s) x %d layer(s) x %d position(s)%s\n", p->H, p->L, p->W,
            a->sweep ? ", each alone" : ", all at once");
-    for (int t = 0; t < p->T; t++)
-        printf("  target '%s': unpatched %.4f, source %.4f\n", p->target_names[t], p->baseline[t],
+    for (int t = 0; t < p->tg.n; t++)
+        printf("  target '%s': unpatched %.4f, source %.4f\n", p->tg.names[t], p->baseline[t],
                p->source[t]);
     if (!a->sweep) {
-        for (int t = 0; t < p->T; t++)
-            printf("  target '%s': patched %.4f\n", p->target_names[t], p->patched[t]);
+        for (int t = 0; t < p->tg.n; t++)
+            printf("  target '%s': patched %.4f\n", p->tg.names[t], p->patched[t]);
         printf("  patched top %d:", a->top_k);
         for (int i = 0; i < a->top_k; i++) {
             printf(" ");
@@ -269,14 +226,14 @@ static void print_table(const args *a, const patch_cli *p)
     }
     for (int h = 0; h < p->H; h++) {
         printf("%s: p('%s') with one (layer, position) patched\n  layer  ",
-               nn_hook_point_name(p->hooks[h]), p->target_names[0]);
+               nn_hook_point_name(p->hooks[h]), p->tg.names[0]);
         for (int j = 0; j < p->W; j++)
             printf(" %7d", p->positions[j]);
         printf("\n");
         for (int l = 0; l < p->L; l++) {
             printf("  %5d  ", p->layers[l]);
             for (int j = 0; j < p->W; j++)
-                printf(" %7.4f", p->patched[(((size_t)h * p->L + l) * p->W + j) * p->T]);
+                printf(" %7.4f", p->patched[(((size_t)h * p->L + l) * p->W + j) * p->tg.n]);
             printf("\n");
         }
     }
@@ -284,7 +241,7 @@ static void print_table(const args *a, const patch_cli *p)
 
 static int write_store(const args *a, const patch_cli *p, nn_err *err)
 {
-    size_t T = (size_t)p->T;
+    size_t T = (size_t)p->tg.n;
     uint64_t one_t[2] = {1, T}, grid[5] = {1, (uint64_t)p->H, (uint64_t)p->L, (uint64_t)p->W, T};
     uint64_t nl = (uint64_t)p->L, nw = (uint64_t)p->W, ns = (uint64_t)p->ns, nt = (uint64_t)p->nt,
              topk[2] = {1, (uint64_t)a->top_k};
@@ -328,8 +285,8 @@ static int write_store(const args *a, const patch_cli *p, nn_err *err)
             ? NN_ERR
             : NN_OK;
     cJSON *names = cJSON_CreateArray(); /* as a job's store: a JSON list */
-    for (int t = 0; names && t < p->T; t++)
-        cJSON_AddItemToArray(names, cJSON_CreateString(p->target_names[t]));
+    for (int t = 0; names && t < p->tg.n; t++)
+        cJSON_AddItemToArray(names, cJSON_CreateString(p->tg.names[t]));
     char *names_json = names ? cJSON_PrintUnformatted(names) : NULL;
     if (!rc)
         rc = names_json ? nn_h5_attr_string(f, "/", NN_ATTR_TARGET_NAMES, names_json, err)
@@ -363,7 +320,7 @@ int cmd_patch(int argc, char **argv)
         cli_text_ids(&a, p.tok, a.target, &p.tgt, &p.nt, &err) ||
         parse_hooks(a.hook ? a.hook : "layers_output", &p, &err) ||
         nn_layers_parse(a.layers ? a.layers : "all", p.m->cfg.n_layers, &p.layers, &p.L, &err) ||
-        parse_targets(&a, &p, &err))
+        cli_targets_parse(a.targets_words, p.tok, &p.tg, &err))
         goto fail;
     if (p.ns < 1 || p.nt < 1) {
         nn_fail(&err, "the %s prompt encodes to no tokens", p.ns < 1 ? "source" : "target");
@@ -393,7 +350,8 @@ int cmd_patch(int argc, char **argv)
         nn_fail(&err, "-k %d exceeds the vocabulary (%zu)", a.top_k, p.V);
         goto fail;
     }
-    size_t cells = (size_t)p.H * p.L * p.W, T = (size_t)p.T;
+    /* one target, the source's argmax (compute adds it), without --targets */
+    size_t cells = (size_t)p.H * p.L * p.W, T = a.targets_words ? (size_t)p.tg.n : 1;
     if (!(p.baseline = nn_malloc(T * sizeof(float), &err)) ||
         !(p.source = nn_malloc(T * sizeof(float), &err)) ||
         !(p.patched = nn_malloc(cells * T * sizeof(float), &err)) ||

@@ -56,6 +56,38 @@ void cli_targets_sum(const cli_targets *t, const float *per_id, float *out)
     }
 }
 
+float cli_target_prob(const cli_targets *t, int i, const float *probs)
+{
+    double sum = 0;
+    for (size_t j = t->first[i]; j < t->first[i + 1]; j++)
+        sum += probs[t->flat.ids[j]];
+    return (float)sum;
+}
+
+int cli_targets_add_id(cli_targets *t, int32_t id, char *name, nn_err *err)
+{
+    char **names = nn_realloc(t->names, ((size_t)t->n + 1) * sizeof *names, err);
+    if (!names) {
+        nn_free(name);
+        return NN_ERR;
+    }
+    t->names = names;
+    size_t *first = nn_realloc(t->first, ((size_t)t->n + 2) * sizeof *first, err);
+    if (!first) {
+        nn_free(name);
+        return NN_ERR;
+    }
+    t->first = first;
+    t->first[t->n] = t->flat.n;
+    if (nn_ids_push(&t->flat, id, err)) {
+        nn_free(name);
+        return NN_ERR;
+    }
+    t->names[t->n++] = name;
+    t->first[t->n] = t->flat.n;
+    return NN_OK;
+}
+
 cJSON *cli_json_f32(float v)
 {
     if (!isfinite(v))

@@ -21,6 +21,11 @@ int cli_targets_parse(const char *words, nn_tokenizer *tok, cli_targets *t, nn_e
 void cli_targets_free(cli_targets *t);
 /* out[i] = the sum over word i's ids of per_id (a probability per flat id), in double. */
 void cli_targets_sum(const cli_targets *t, const float *per_id, float *out);
+/* Word i's probability from next-token probabilities [V]: its ids' probabilities summed in
+ * double, as the job's nn_op_target_sum. */
+float cli_target_prob(const cli_targets *t, int i, const float *probs);
+/* Appends a target of one token id named name (taken: freed with t, also on failure). */
+int cli_targets_add_id(cli_targets *t, int32_t id, char *name, nn_err *err);
 
 /* A float32 as a JSON number printed %.9g (it reads back to the same float); null if not finite. */
 cJSON *cli_json_f32(float v);
