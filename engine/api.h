@@ -1,8 +1,7 @@
 /* Accessors and helpers for programs that link libnnterp without reaching into struct internals:
  * C++ and foreign-function callers (the Python package), and C programs that want to stay
- * source-compatible when nn_model or nn_hookset change shape. The structs stay visible to the
- * engine's own modules (the forward pass reads nn_model's fields directly); everything a caller
- * needs is here. */
+ * source-compatible when nn_model or nn_hookset change shape. Outside the project's own build
+ * (NNTERP_INTERNAL) both are opaque (model.h, hooks.h); everything a caller needs is here. */
 #ifndef NN_API_H
 #define NN_API_H
 

@@ -81,19 +81,28 @@ enum { NN_HOOK_CONTINUE = 0, NN_HOOK_STOP = 1 };
 /* Returns NN_HOOK_CONTINUE, NN_HOOK_STOP, or NN_ERR after filling err. */
 typedef int (*nn_hook_fn)(const nn_hook_view *view, void *user, nn_err *err);
 
-typedef struct nn_hook_entry {
+/* Opaque outside the engine's own build (as nn_model, model.h): programs make one with
+ * nn_hookset_create (api.h). */
+typedef struct nn_hook_entry nn_hook_entry;
+typedef struct nn_hookset nn_hookset;
+
+#ifdef NNTERP_INTERNAL
+struct nn_hook_entry {
     nn_hook_fn fn;
     void *user;
     struct nn_hook_entry *next;
-} nn_hook_entry;
+};
 
-typedef struct nn_hookset {
+struct nn_hookset {
     int n_layers;
     nn_hook_entry **sites; /* [NN_HP_COUNT * n_layers]; non-layer points use layer slot 0 */
-} nn_hookset;
+};
 
+/* In place, for the engine's own callers; programs use nn_hookset_create/destroy (api.h). */
 int nn_hookset_init(nn_hookset *hs, int n_layers, nn_err *err);
 void nn_hookset_free(nn_hookset *hs);
+#endif /* NNTERP_INTERNAL */
+
 /* layer: an index, -1 for non-layer points, or NN_ALL_LAYERS. Callbacks run in the order added. */
 int nn_hookset_add(nn_hookset *hs, nn_hook_point hp, int layer, nn_hook_fn fn, void *user,
                    nn_err *err);
@@ -101,11 +110,13 @@ int nn_hookset_add_name(nn_hookset *hs, const char *name, nn_hook_fn fn, void *u
 /* A hook that only stops the pass: added at the last layer a caller needs, it skips the rest. */
 int nn_hook_stop(const nn_hook_view *view, void *user, nn_err *err);
 
+#ifdef NNTERP_INTERNAL
 static inline nn_hook_entry *nn_hookset_site(const nn_hookset *hs, nn_hook_point hp, int layer)
 {
     if (!hs)
         return NULL;
     return hs->sites[(size_t)hp * (size_t)hs->n_layers + (size_t)(layer < 0 ? 0 : layer)];
 }
+#endif
 
 #endif

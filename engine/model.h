@@ -198,13 +198,25 @@ bool nn_layer_sliding(const nn_config *c, int l);
 bool nn_layer_rope(const nn_config *c, int l);
 bool nn_layer_moe(const nn_config *c, int l);
 
+/* The loaded model and its parts are opaque outside the engine's own build: a program using the
+ * installed headers reaches them through pointers and the accessors of api.h (nn_model_n_layers,
+ * nn_model_cfg ...), so their layout can change without breaking it. The build of the engine,
+ * jobs, worker, coordinator, CLI and tests defines NNTERP_INTERNAL (CMakeLists.txt, on nn_base)
+ * and sees the fields. */
+typedef struct nn_linear nn_linear;
+typedef struct nn_norm nn_norm;
+typedef struct nn_expert nn_expert;
+typedef struct nn_layer nn_layer;
+typedef struct nn_model nn_model;
+
+#ifdef NNTERP_INTERNAL
 /* y[N, n_out] = x[N, n_in] W (+ b). W is row-major [n_out][n_in] with row stride ld (in
  * elements), or [n_in][n_out] when in_major, so a slice of a fused matrix is a view, not a copy.
  * W keeps the checkpoint's dtype: w is float32 data only when dtype is NN_DT_F32, else w16 holds
  * the F16/BF16 elements (nn_linear_at reads one element of either). w (or w16) is NULL for an
  * absent matrix. mm, set by nn_model_set_compute, is the matrix's bfloat16 GEMM (NULL: float32,
  * F16/BF16 weights widened block by block inside linear()). */
-typedef struct nn_linear {
+struct nn_linear {
     union {
         const float *w;
         const uint16_t *w16;
@@ -215,24 +227,24 @@ typedef struct nn_linear {
     bool in_major;
     nn_dtype dtype;         /* NN_DT_F32 (zero), NN_DT_F16 or NN_DT_BF16 */
     const nn_bf16_gemm *mm; /* owned by the model */
-} nn_linear;
+};
 
 /* Element i of W's storage (row-major in its stored layout), as float32. */
 float nn_linear_at(const nn_linear *W, size_t i);
 /* Bytes per stored element of W. */
 size_t nn_linear_elem_size(const nn_linear *W);
 
-typedef struct nn_norm {
+struct nn_norm {
     const float *w; /* [d], or NULL for a norm without weight (OLMo) */
     const float *b; /* [d] or NULL */
-} nn_norm;
+};
 
-typedef struct nn_expert {
+struct nn_expert {
     nn_linear gate, up, down;
     nn_linear gate_up; /* a fused gate/up projection (arch->expert_gate_up_stack); gate.w NULL */
-} nn_expert;
+};
 
-typedef struct nn_layer {
+struct nn_layer {
     nn_norm attn_norm, mlp_norm;
     nn_linear q, k, v, o;
     nn_linear gate, up, down; /* the dense MLP, or the MoE block's shared expert (w NULL: none) */
@@ -247,11 +259,11 @@ typedef struct nn_layer {
     const float *router_score_bias; /* [n_experts] added to the scores for the choice only */
     nn_linear q_a, q_b, kv_a, kv_b; /* MLA projections (q is q_proj when q_lora_rank is 0) */
     nn_norm q_a_norm, kv_a_norm;    /* MLA RMSNorms of widths q_lora_rank, kv_lora_rank */
-} nn_layer;
+};
 
 struct nn_executor; /* stage.h: how a pipeline stage runs (internal) */
 
-typedef struct nn_model {
+struct nn_model {
     nn_config cfg;
     char *source; /* the directory or file it came from */
     union {       /* [vocab, d] in its stored dtype (see nn_linear) */
@@ -282,7 +294,8 @@ typedef struct nn_model {
     nn_bf16_gemm **gemms; /* the bfloat16 GEMMs of the linears, owned */
     size_t n_gemms;
     bool headers_only; /* loaded by nn_model_inspect: sizes only, it cannot run */
-} nn_model;
+};
+#endif /* NNTERP_INTERNAL */
 
 /* Architecture rows, looked up by config.json's model_type. NULL when unsupported. */
 const nn_arch *nn_arch_find(const char *model_type);

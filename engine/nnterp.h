@@ -31,8 +31,9 @@
  *
  * LINKING
  *   pkg-config --cflags --libs nnterp (the shared libnnterp.so) or the static nn_engine + nn_base.
- *   From C++ the header is wrapped in extern "C". Fields of nn_model and nn_hookset are visible but
- *   not a stable interface: use the accessors of api.h (nn_model_n_layers, nn_hookset_create ...).
+ *   From C++ the header is wrapped in extern "C". nn_model and nn_hookset (and the model's parts)
+ *   are opaque here: use the accessors of api.h (nn_model_n_layers, nn_model_cfg,
+ *   nn_hookset_create ...). Only the project's own build (NNTERP_INTERNAL) sees their fields.
  *   NNTERP_VERSION_* give the version of the headers, nn_version_number() the library's.
  *   The pipeline plumbing (nn_executor, nn_forward_range) is internal (stage.h, not installed).
  *
@@ -70,9 +71,9 @@ extern "C" {
 #include "forward.h"
 #include "generate.h"
 #include "generate_batch.h"
-#include "patchscope_batch.h"
 #include "hooks.h"
 #include "model.h"
+#include "patchscope_batch.h"
 #include "tokenizer.h"
 #include "toolkit.h"
 

@@ -27,3 +27,12 @@ export PKG_CONFIG_PATH=$dir/prefix/lib/pkgconfig
 LD_LIBRARY_PATH=$dir/prefix/lib "$dir/app"
 # the internal plumbing is not installed
 [ ! -e "$dir/prefix/include/nnterp/stage.h" ]
+# nn_model and nn_hookset are opaque to a program built against the installed headers: reaching
+# into a field does not compile (the accessors of api.h are the interface)
+for field in 'm->cfg.n_layers' 'hs->n_layers' 'sizeof(nn_model)'; do
+  printf '#include <nnterp.h>\nint f(nn_model *m, nn_hookset *hs) { (void)m; (void)hs; return (int)(%s); }\n' "$field" >"$dir/peek.c"
+  if "$2" -std=c11 -c "$dir/peek.c" $(pkg-config --cflags nnterp) -o "$dir/peek.o" 2>/dev/null; then
+    echo "FAIL: '$field' compiles against the installed headers (not opaque)"
+    exit 1
+  fi
+done
