@@ -161,8 +161,8 @@ class GPT2LMHeadModel(nn.Module):
             pos = torch.arange(ids.size(-1), dtype=torch.long).unsqueeze(0)
         else:
             pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-            pad_mask = ((1.0 - attention_mask.float()) *
-                        torch.finfo(torch.float32).min)[:, None, None, :]
+            dt = self.wte.weight.dtype  # as HF: the mask in the model's dtype (bf16 under bf16)
+            pad_mask = ((1.0 - attention_mask.to(dt)) * torch.finfo(dt).min)[:, None, None, :]
         x = self.wte(ids) + self.wpe(pos)
         for block in self.h:
             x = block(x, pad_mask)[0]
