@@ -247,16 +247,30 @@ static dnnl_status_t make_pd(int rows, int K, int N, size_t ld, bool in_major, b
     return st;
 }
 
-bool nn_bf16_probe(char *impl, size_t n)
+/* The probe runs once a process (the CPU and oneDNN's ISA cap do not change): every matrix's
+ * nn_bf16_gemm_create asks for it. */
+static char probed_impl[96];
+static bool probed_amx;
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void probe_init(void)
 {
     dnnl_primitive_desc_t pd;
     if (make_pd(NN_BF16_ROWS, 768, 768, 768, false, false, &pd) != dnnl_success) {
-        snprintf(impl, n, "none (oneDNN has no bfloat16 matmul on this CPU)");
-        return false;
+        snprintf(probed_impl, sizeof probed_impl,
+                 "none (oneDNN has no bfloat16 matmul on this CPU)");
+        return;
     }
-    snprintf(impl, n, "%s", impl_of(pd));
+    snprintf(probed_impl, sizeof probed_impl, "%s", impl_of(pd));
     dnnl_primitive_desc_destroy(pd);
-    return strstr(impl, "amx") != NULL;
+    probed_amx = strstr(probed_impl, "amx") != NULL;
+}
+
+bool nn_bf16_probe(char *impl, size_t n)
+{
+    pthread_once(&probe_once, probe_init);
+    snprintf(impl, n, "%s", probed_impl);
+    return probed_amx;
 }
 
 static void dnnl_part_free(dnnl_part *g)
