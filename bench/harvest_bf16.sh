@@ -35,7 +35,7 @@ for c in bfloat16 float32; do
  "dtype": "bfloat16", "compute": "$c", "batch_tokens": 2048, "output": "$T/nn-$c.h5"}
 JOB
 done
-secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); echo "$t1 - $t0" | bc; }
+secs() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f\n", b - a }'; }
 for r in $(seq "$REPS"); do
   for c in bfloat16 float32; do
     rm -f "$T"/nn-$c.h5*

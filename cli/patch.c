@@ -93,7 +93,7 @@ static int parse_hooks(const char *spec, patch_cli *p, nn_err *err)
 static int compute(const args *a, patch_cli *p, nn_err *err)
 {
     bool sweep = a->sweep;
-    size_t V = p->V, T = a->targets_words ? (size_t)p->tg.n : 1, cells = (size_t)p->H * p->L * p->W;
+    size_t V = p->V, cells = (size_t)p->H * p->L * p->W;
     int k = a->top_k;
     float *probs = nn_malloc(V * sizeof *probs, err);
     nn_patch *patches = probs ? nn_malloc(cells * sizeof *patches, err) : NULL;
@@ -108,6 +108,7 @@ static int compute(const args *a, patch_cli *p, nn_err *err)
         char *text = cli_token_text(p->tok, id);
         rc = cli_targets_add_id(&p->tg, id, text ? text : nn_strdup("?", err), err);
     }
+    size_t T = (size_t)p->tg.n;
     for (size_t t = 0; !rc && t < T; t++)
         p->source[t] = cli_target_prob(&p->tg, (int)t, probs);
     if (!rc)

@@ -20,12 +20,12 @@
 #include <stdint.h>
 #include <string.h>
 
-/* y (n, W->n_out) = x (n, W->n_in) W + b, the same bits for a row whatever n is. */
 /* C[m, n] = alpha A[m, k] B (+ beta C), row-major, B [k, n] or (trans_b) [n, k]: cblas_sgemm with
  * the same bits whatever OpenBLAS's thread count (forward_kernels.c says why). Every float32 GEMM
  * of the pass goes through it. */
 void nn_fw_sgemm(bool trans_b, int m, int n, int k, float alpha, const float *a, int lda,
                  const float *b, int ldb, float beta, float *c, int ldc);
+/* y (n, W->n_out) = x (n, W->n_in) W + b, the same bits for a row whatever n is. */
 void nn_fw_linear(const nn_state *s, const nn_linear *W, const float *x, size_t ldx, float *y,
                   size_t ldy, int n);
 /* The rotary tables: (max_positions, rotary_dim / 2) cos and sin, yarn's factor included. */

@@ -310,13 +310,8 @@ static int dnnl_part_create(const void *w, const float *bias, nn_dtype dtype, in
         if (!(g->copy = nn_malloc(g->copy_bytes ? g->copy_bytes : 1, err)))
             goto fail;
         for (size_t r = 0; r < outer; r++)
-            for (size_t c = 0; c < inner; c++) {
-                const uint16_t *h = (const uint16_t *)w;
-                g->copy[r * inner + c] = dtype == NN_DT_BF16 ? h[r * ld + c]
-                                         : dtype == NN_DT_F32
-                                             ? nn_f32_to_bf16(((const float *)w)[r * ld + c])
-                                             : nn_f32_to_bf16(nn_f16_to_f32(h[r * ld + c]));
-            }
+            for (size_t c = 0; c < inner; c++)
+                g->copy[r * inner + c] = nn_weight_bf16(w, dtype, r * ld + c);
         wb = g->copy;
         ld = inner;
     }
@@ -521,7 +516,7 @@ struct nn_bf16_gemm {
 
 bool nn_bf16_compiled(void)
 {
-#if defined(NNTERP_HAVE_DNNL) || defined(__x86_64__)
+#if defined(NNTERP_HAVE_DNNL) || NN_DPBF16_BUILT
     return true;
 #else
     return false;

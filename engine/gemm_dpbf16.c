@@ -18,18 +18,6 @@ struct nn_dpbf16 {
     size_t bytes;
 };
 
-/* Element (row n, column k) of W as bfloat16: W is [n_out][ld] (or [n_in][ld] in_major). */
-static uint16_t weight_at(const void *w, nn_dtype dtype, size_t ld, bool in_major, size_t n,
-                          size_t k)
-{
-    size_t i = in_major ? k * ld + n : n * ld + k;
-    if (dtype == NN_DT_BF16)
-        return ((const uint16_t *)w)[i];
-    if (dtype == NN_DT_F16)
-        return nn_f32_to_bf16(nn_f16_to_f32(((const uint16_t *)w)[i]));
-    return nn_f32_to_bf16(((const float *)w)[i]);
-}
-
 int nn_dpbf16_create(const void *w, nn_dtype dtype, int n_in, int n_out, size_t ld, bool in_major,
                      nn_dpbf16 **out, nn_err *err)
 {
@@ -57,7 +45,9 @@ int nn_dpbf16_create(const void *w, nn_dtype dtype, int n_in, int n_out, size_t 
             for (size_t c = 0; c < PANEL; c++)
                 for (size_t h = 0; h < 2; h++) {
                     size_t n = p * PANEL + c, k = 2 * kp + h;
-                    dst[c * 2 + h] = n < N && k < K ? weight_at(w, dtype, ld, in_major, n, k) : 0;
+                    /* W is [n_out][ld], or [n_in][ld] in_major */
+                    size_t i = in_major ? k * ld + n : n * ld + k;
+                    dst[c * 2 + h] = n < N && k < K ? nn_weight_bf16(w, dtype, i) : 0;
                 }
         }
     *out = d;
@@ -92,7 +82,7 @@ size_t nn_dpbf16_scratch_bytes(const nn_dpbf16 *d, int max_rows)
     return d ? padded_rows(max_rows) * (size_t)d->k_pairs * 2 * sizeof(uint16_t) + 64 : 0;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if NN_DPBF16_BUILT
 
 #include <immintrin.h>
 

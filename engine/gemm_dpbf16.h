@@ -15,7 +15,26 @@
 #define NN_GEMM_DPBF16_H
 
 #include "nn_base.h"
+#include "nn_half.h"
 #include "safetensors.h"
+
+/* Whether this build has the kernel (the CPU is checked at run time: nn_dpbf16_available). */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define NN_DPBF16_BUILT 1
+#else
+#define NN_DPBF16_BUILT 0
+#endif
+
+/* Element i of a stored BF16, F16 or F32 weight array as bfloat16 (F32/F16 rounded to nearest
+ * even): what both bfloat16 kernels copy or pack. */
+static inline uint16_t nn_weight_bf16(const void *w, nn_dtype dtype, size_t i)
+{
+    if (dtype == NN_DT_BF16)
+        return ((const uint16_t *)w)[i];
+    if (dtype == NN_DT_F16)
+        return nn_f32_to_bf16(nn_f16_to_f32(((const uint16_t *)w)[i]));
+    return nn_f32_to_bf16(((const float *)w)[i]);
+}
 
 /* Columns per block call (fixed per matrix, so a block's arithmetic never depends on N). */
 enum { NN_DPBF16_COLS = 512 };

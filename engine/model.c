@@ -270,12 +270,15 @@ static int x3_weights_ok(nn_model *m, nn_linear *W, void *ctx)
                    m->source, nn_dtype_name(W->dtype));
 }
 
-/* The mapped pages wholly inside a matrix the bfloat16 kernel now holds a copy of leave this
- * process's resident set (nn_file_release; a later read maps them back, as float32 mode or an
- * embedding lookup of a tied head does): a stage's memory stays about its checkpoint bytes. */
+/* The mapped pages wholly inside the span of a matrix the bfloat16 kernel now holds a copy of
+ * leave this process's resident set (nn_file_release; a later read maps them back, as float32
+ * mode, an embedding lookup of a tied head, or the packing of a fused matrix's next slice, whose
+ * rows interleave with this one's, does): a stage's memory stays about its checkpoint bytes. */
 static void release_source(const nn_model *m, const nn_linear *W)
 {
-    size_t bytes = (size_t)(W->in_major ? W->n_in : W->n_out) * W->ld * nn_dtype_size(W->dtype);
+    size_t outer = (size_t)(W->in_major ? W->n_in : W->n_out);
+    size_t inner = (size_t)(W->in_major ? W->n_out : W->n_in);
+    size_t bytes = ((outer - 1) * W->ld + inner) * nn_dtype_size(W->dtype);
     const uint8_t *p = (const uint8_t *)W->w;
     long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; page > 0 && i < m->archive.n_files; i++) {

@@ -49,10 +49,6 @@ static int parse_request(const nn_model *m, const nn_trace_params *p, trace_requ
         }
         if (!nn_hook_point_per_layer(hp))
             continue;
-        if (layer != NN_ALL_LAYERS && (layer < 0 || layer >= L)) {
-            nn_fail(err, "%s: layer out of range (the model has %d layers)", name, L);
-            goto done;
-        }
         if (layer == NN_ALL_LAYERS)
             for (int i = 0; i < n_spec; i++)
                 seen[(size_t)hp * L + spec[i]] = true;
