@@ -7,14 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -479,11 +471,11 @@ static double onednn_matmul_gflops(int M, int N, int K, int reps)
                                    {DNNL_ARG_DST, mems[2]},
                                    {DNNL_ARG_SCRATCHPAD, mems[3]}};
         for (int r = -1; ok && r < reps; r++) {
-            double t0 = now_s();
+            double t0 = nn_seconds();
             ok = dnnl_primitive_execute(prim, stream, 4, args) == dnnl_success &&
                  dnnl_stream_wait(stream) == dnnl_success;
             if (r >= 0)
-                t[r] = now_s() - t0;
+                t[r] = nn_seconds() - t0;
         }
         if (ok) {
             qsort(t, (size_t)reps, sizeof t[0], cmp_double);
@@ -625,14 +617,14 @@ static double dpbf16_gflops(int M, int N, int K, int reps)
         for (size_t i = 0; i < (size_t)M * K; i++)
             x[i] = (float)(i % 7) * 0.01f;
         for (int r = -1; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = nn_seconds();
             for (int r0 = 0; r0 < M; r0 += NN_BF16_ROWS)
                 for (int cb = 0; cb < nn_dpbf16_col_blocks(d); cb++)
                     nn_dpbf16_block(d, cb, x + (size_t)r0 * K, (size_t)K,
                                     M - r0 < NN_BF16_ROWS ? M - r0 : NN_BF16_ROWS, NULL,
                                     y + (size_t)r0 * N, (size_t)N, scratch);
             if (r >= 0)
-                t[r] = now_s() - t0;
+                t[r] = nn_seconds() - t0;
         }
         qsort(t, (size_t)reps, sizeof t[0], cmp_double);
         g = 2.0 * M * N * K / t[reps / 2] / 1e9;
