@@ -6,42 +6,11 @@
  *
  *   OPENBLAS_NUM_THREADS=1 taskset -c 0 build/bench_gemm [ROWS] [REPS]   (defaults 1024, 5)
  */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "bench_median.h"
 #include "gemm_bf16.h"
-#include "nn_base.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double sgemm_gflops(int M, int N, int K, int reps)
-{
-    float *a = calloc((size_t)M * K, sizeof *a), *b = calloc((size_t)K * N, sizeof *b),
-          *c = calloc((size_t)M * N, sizeof *c);
-    double t[64], g = 0;
-    if (a && b && c) {
-        for (size_t i = 0; i < (size_t)M * K; i++)
-            a[i] = (float)(i % 7) * 0.01f;
-        for (int r = -1; r < reps; r++) {
-            double t0 = nn_seconds();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, 0.0f, c,
-                        N);
-            if (r >= 0)
-                t[r] = nn_seconds() - t0;
-        }
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-        g = 2.0 * M * N * K / t[reps / 2] / 1e9;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return g;
-}
 
 int main(int argc, char **argv)
 {
@@ -50,6 +19,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_gemm [ROWS] [REPS (1-64)]\n");
         return 2;
     }
+    nn_err err;
     char desc[192];
     nn_bf16_kernel_for(NN_COMPUTE_BF16, desc, sizeof desc);
     printf("bfloat16 kernel: %s; %d rows, median of %d\n\n", desc, rows, reps);
@@ -59,7 +29,7 @@ int main(int argc, char **argv)
                                     {4096, 4096}, {4096, 14336}, {14336, 4096}};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         int K = shapes[i][0], N = shapes[i][1];
-        double b = nn_bf16_matmul_gflops(rows, N, K, reps), f = sgemm_gflops(128, N, K, reps);
+        double b = nn_bf16_matmul_gflops(rows, N, K, reps), f = sgemm_gflops(128, N, K, reps, &err);
         printf("| %d x %d | %.0f | %.0f | %.2fx |\n", K, N, b, f, f > 0 ? b / f : 0);
     }
     return 0;

@@ -8,12 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 /* oneDNN's part of a matrix (AMX), defined below when oneDNN is compiled in. */
 typedef struct dnnl_part dnnl_part;
 
@@ -478,8 +472,7 @@ static double onednn_matmul_gflops(int M, int N, int K, int reps)
                 t[r] = nn_seconds() - t0;
         }
         if (ok) {
-            qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-            g = 2.0 * M * N * K / t[reps / 2] / 1e9;
+            g = 2.0 * M * N * K / nn_median_in_place(t, (size_t)reps) / 1e9;
         }
     }
     for (int i = 0; i < 4; i++)
@@ -626,8 +619,7 @@ static double dpbf16_gflops(int M, int N, int K, int reps)
             if (r >= 0)
                 t[r] = nn_seconds() - t0;
         }
-        qsort(t, (size_t)reps, sizeof t[0], cmp_double);
-        g = 2.0 * M * N * K / t[reps / 2] / 1e9;
+        g = 2.0 * M * N * K / nn_median_in_place(t, (size_t)reps) / 1e9;
     }
     nn_dpbf16_free(d);
     free(scratch);
